@@ -1,0 +1,278 @@
+#include "attention_impls/attention.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <omp.h>
+
+#include "attention_impls/projected.hpp"
+#include "attention_impls/variants.hpp"
+#include "nn/errors.hpp"
+#include "nn/ops.hpp"
+#include "nn/random.hpp"
+
+namespace lsb {
+
+// ---- spec strings ----------------------------------------------------------------------------
+
+VariantSpec VariantSpec::parse(const std::string& text) {
+  VariantSpec s;
+  const auto colon = text.find(':');
+  s.name = text.substr(0, colon);
+  if (s.name.empty())
+    throw UsageError(fmt::format("--variant '{}': missing variant name; valid: {}", text,
+                                 fmt::join(variant_names(), ", ")));
+  if (colon == std::string::npos) return s;
+  std::string rest = text.substr(colon + 1);
+  std::size_t pos = 0;
+  while (pos <= rest.size()) {
+    const auto comma = rest.find(',', pos);
+    const std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const auto eq = item.find('=');
+    if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
+      throw UsageError(fmt::format("--variant '{}': '{}' is not key=value (form: NAME[:key=value,...])", text, item));
+    const std::string key = item.substr(0, eq);
+    if (s.params.count(key)) throw UsageError(fmt::format("--variant '{}': key '{}' given twice", text, key));
+    s.params[key] = item.substr(eq + 1);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return s;
+}
+
+std::string VariantSpec::str() const {
+  std::string out = name;
+  char sep = ':';
+  for (const auto& [k, v] : params) {
+    out += fmt::format("{}{}={}", sep, k, v);
+    sep = ',';
+  }
+  return out;
+}
+
+SpecReader::SpecReader(const VariantSpec& spec, std::vector<std::pair<std::string, std::string>> keys)
+    : variant_(spec.name) {
+  for (auto& [k, v] : keys) values_[k] = v;
+  for (const auto& [k, v] : spec.params) {
+    if (!values_.count(k)) {
+      std::vector<std::string> valid;
+      for (auto& kv : keys) valid.push_back(kv.first);
+      throw UsageError(fmt::format("--variant {}: unknown key '{}'; valid keys: {}", spec.str(), k,
+                                   valid.empty() ? "none" : fmt::format("{}", fmt::join(valid, ", "))));
+    }
+    values_[k] = v;
+  }
+}
+
+std::int64_t SpecReader::get_int(const std::string& key, std::int64_t min_value) const {
+  const std::string& text = values_.at(key);
+  std::size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty())
+    throw UsageError(fmt::format("--variant {}: {}={} is not an integer", variant_, key, text));
+  if (v < min_value)
+    throw UsageError(fmt::format("--variant {}: {}={} must be >= {}", variant_, key, text, min_value));
+  return v;
+}
+
+std::string SpecReader::get_choice(const std::string& key, const std::vector<std::string>& choices) const {
+  const std::string& v = values_.at(key);
+  if (std::find(choices.begin(), choices.end(), v) == choices.end())
+    throw UsageError(fmt::format("--variant {}: {}={} is not one of {}", variant_, key, v, fmt::join(choices, ", ")));
+  return v;
+}
+
+std::map<std::string, std::string> SpecReader::resolved() const { return values_; }
+
+// ---- registry --------------------------------------------------------------------------------
+
+namespace {
+struct VariantEntry {
+  const char* name;
+  const char* keys;  // for help
+  const char* what;
+  std::unique_ptr<Attention> (*make)(const VariantSpec&, std::int64_t, std::int64_t, std::int64_t);
+};
+
+const std::vector<VariantEntry>& registry() {
+  static const std::vector<VariantEntry> r = {
+      {"full", "", "naive softmax attention, materialises n x n scores (quadratic memory)", make_full},
+      {"flash", "", "exact softmax attention in key tiles with online softmax (linear memory)", make_flash},
+      {"linformer", "k=256, n_max=<length>, share=kv|separate",
+       "low-rank projection of keys and values along the sequence (E: k x n_max)", make_linformer},
+      {"sliding", "R=64", "each query sees the keys within R positions on each side", make_sliding},
+      {"ls", "w=8, r=32", "Transformer-LS: segment window (w) plus r dynamic-projection landmarks, dual LayerNorm",
+       make_ls},
+  };
+  return r;
+}
+}  // namespace
+
+std::vector<std::string> variant_names() {
+  std::vector<std::string> names;
+  for (const auto& e : registry()) names.emplace_back(e.name);
+  return names;
+}
+
+std::string variants_help() {
+  std::string out;
+  for (const auto& e : registry())
+    out += fmt::format("  {:<10} {:<40} {}\n", e.name, e.keys[0] ? e.keys : "(no keys)", e.what);
+  return out;
+}
+
+std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
+                                          std::int64_t n_max) {
+  if (heads <= 0 || dim <= 0 || dim % heads != 0)
+    throw UsageError(fmt::format("--dim {} must be a positive multiple of --heads {}", dim, heads));
+  for (const auto& e : registry())
+    if (spec.name == e.name) return e.make(spec, dim, heads, n_max);
+  throw UsageError(fmt::format("--variant: unknown variant '{}'; valid variants:\n{}", spec.name, variants_help()));
+}
+
+// ---- Attention -----------------------------------------------------------------------------
+
+Attention::Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
+                     std::int64_t heads)
+    : name_(std::move(name)), resolved_(std::move(resolved)), dim_(dim), heads_(heads) {}
+
+std::string Attention::spec_string() const {
+  VariantSpec s{name_, resolved_};
+  return s.str();
+}
+
+Param& Attention::add_param(const std::string& name, Shape shape) {
+  Param p;
+  p.name = name;
+  const std::string what = "parameter " + name;
+  p.value = Tensor::zeros(shape, MemCategory::parameters, what.c_str());
+  p.grad = Tensor::zeros(shape, MemCategory::gradients, what.c_str());
+  params_.push_back(std::move(p));
+  return params_.back();
+}
+
+Param& Attention::param(const std::string& name) {
+  for (auto& p : params_)
+    if (p.name == name) return p;
+  throw std::out_of_range("no parameter " + name + " in " + name_);
+}
+
+std::int64_t Attention::parameter_count() const {
+  std::int64_t n = 0;
+  for (const auto& p : params_) n += p.value.numel();
+  return n;
+}
+
+void Attention::zero_grad() {
+  for (auto& p : params_) p.grad.zero();
+}
+
+void Attention::init_params(std::uint64_t seed) {
+  Rng rng(seed);
+  for (auto& p : params_) {
+    Tensor& v = p.value;
+    if (p.name.rfind("ln_", 0) == 0) {
+      v.fill(p.name.find("weight") != std::string::npos ? 1.0f : 0.0f);
+      continue;
+    }
+    // Weights (out, in) and their biases: U(-1/sqrt(in), 1/sqrt(in)) as torch.nn.Linear.
+    const std::int64_t fan_in = v.rank() == 2 ? v.dim(1) : dim_;
+    const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
+    for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(rng.uniform(-bound, bound));
+  }
+}
+
+// ---- ProjectedAttention --------------------------------------------------------------------
+
+int max_threads() { return omp_get_max_threads(); }
+int thread_id() { return omp_get_thread_num(); }
+
+ProjectedAttention::ProjectedAttention(std::string name, std::map<std::string, std::string> resolved,
+                                       std::int64_t dim, std::int64_t heads)
+    : Attention(std::move(name), std::move(resolved), dim, heads) {
+  for (const char* p : {"q", "k", "v", "o"}) {
+    add_param(std::string("w") + p, {dim, dim});
+    add_param(std::string("b") + p, {dim});
+  }
+}
+
+void ProjectedAttention::forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,
+                                 bool keep_for_backward) {
+  if (n != padded_length(n))
+    throw UsageError(fmt::format("{}: sequence length {} must be padded to {} first", spec_string(), n,
+                                 padded_length(n)));
+  check_length(n);
+  b_ = b;
+  n_ = n;
+  x_ = x;
+  if (!mask) {
+    // A (b*n)-byte all-ones mask, kept in a tracked float buffer (a quarter of it is used).
+    ensure(ones_mask_, {(b * n + 3) / 4}, MemCategory::workspace, "all-real mask");
+    std::memset(ones_mask_.data(), 1, static_cast<std::size_t>(b * n));
+    mask = reinterpret_cast<const std::uint8_t*>(ones_mask_.data());
+  }
+  mask_ = mask;
+  const std::int64_t D = dim_, rows = b * n;
+  const Shape shape{b, n, D};
+  ensure(Q_, shape, MemCategory::activations, "attention Q");
+  ensure(K_, shape, MemCategory::activations, "attention K");
+  ensure(V_, shape, MemCategory::activations, "attention V");
+  ensure(C_, shape, MemCategory::activations, "attention context C");
+  linear_forward(x, rows, D, param("wq").value.data(), param("bq").value.data(), D, Q_.data());
+  linear_forward(x, rows, D, param("wk").value.data(), param("bk").value.data(), D, K_.data());
+  linear_forward(x, rows, D, param("wv").value.data(), param("bv").value.data(), D, V_.data());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim()));
+  float* q = Q_.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < rows * D; ++i) q[i] *= scale;
+
+  core_forward(keep_for_backward);
+
+  // Padded queries: context rows exactly 0, so y there equals bo.
+  float* c = C_.data();
+  for (std::int64_t r = 0; r < rows; ++r)
+    if (!mask_[r]) std::memset(c + r * D, 0, static_cast<std::size_t>(D) * sizeof(float));
+  linear_forward(c, rows, D, param("wo").value.data(), param("bo").value.data(), D, y);
+}
+
+void ProjectedAttention::backward(const float* dy, float* dx) {
+  const std::int64_t D = dim_, rows = b_ * n_;
+  const Shape shape{b_, n_, D};
+  ensure(dQ_, shape, MemCategory::workspace, "attention dQ");
+  ensure(dK_, shape, MemCategory::workspace, "attention dK");
+  ensure(dV_, shape, MemCategory::workspace, "attention dV");
+  ensure(dC_, shape, MemCategory::workspace, "attention dC");
+  linear_backward(dy, C_.data(), rows, D, param("wo").value.data(), D, param("wo").grad.data(),
+                  param("bo").grad.data(), dC_.data(), false);
+  float* dc = dC_.data();
+  for (std::int64_t r = 0; r < rows; ++r)
+    if (!mask_[r]) std::memset(dc + r * D, 0, static_cast<std::size_t>(D) * sizeof(float));
+
+  core_backward();
+
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim()));
+  float* dq = dQ_.data();
+#pragma omp parallel for simd schedule(static)
+  for (std::int64_t i = 0; i < rows * D; ++i) dq[i] *= scale;
+  linear_backward(dQ_.data(), x_, rows, D, param("wq").value.data(), D, param("wq").grad.data(),
+                  param("bq").grad.data(), dx, false);
+  linear_backward(dK_.data(), x_, rows, D, param("wk").value.data(), D, param("wk").grad.data(),
+                  param("bk").grad.data(), dx, true);
+  linear_backward(dV_.data(), x_, rows, D, param("wv").value.data(), D, param("wv").grad.data(),
+                  param("bv").grad.data(), dx, true);
+  add_input_grad(dx);
+}
+
+std::int64_t ProjectedAttention::analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const {
+  const std::int64_t bnD = b * n * dim_;
+  const std::int64_t floats = 4 * bnD + (with_backward ? 4 * bnD : 0) + core_floats(b, n, with_backward);
+  return floats * static_cast<std::int64_t>(sizeof(float));
+}
+
+}  // namespace lsb

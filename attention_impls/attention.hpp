@@ -1,0 +1,85 @@
+// The one interface every attention variant implements (CPU, fp32), with its cost and memory model.
+//
+// Conventions (see ../shared/spec/attention.md):
+//   x, y: (b, n, D) row-major; mask: (b, n) bytes, 1 = real token, 0 = padding (nullptr = all real).
+//   Heads are column slices of width d = D/h of the (b, n, D) activations.
+//   Parameters use PyTorch names and layouts (nn.Linear weight (out, in)).
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/tensor.hpp"
+
+namespace lsb {
+
+// A parsed variant spec string: NAME[:key=value,...], e.g. "ls:w=8,r=32".
+struct VariantSpec {
+  std::string name;
+  std::map<std::string, std::string> params;  // as written; validated by the variant factory
+
+  static VariantSpec parse(const std::string& text);  // throws UsageError
+  std::string str() const;                            // canonical: keys sorted
+};
+
+struct Param {
+  std::string name;
+  Tensor value;  // category parameters
+  Tensor grad;   // category gradients, same shape
+};
+
+class Attention {
+ public:
+  virtual ~Attention() = default;
+
+  // Variant name and fully resolved parameters (defaults filled in), e.g. {"w": "8", "r": "32"}.
+  const std::string& name() const { return name_; }
+  const std::map<std::string, std::string>& resolved_params() const { return resolved_; }
+  std::string spec_string() const;
+  std::int64_t dim() const { return dim_; }
+  std::int64_t heads() const { return heads_; }
+
+  // y = Attn(x, mask). x and mask must stay alive and unchanged until backward() when
+  // keep_for_backward is set (the module keeps pointers, not copies).
+  virtual void forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,
+                       bool keep_for_backward) = 0;
+  // dx = d loss / d x for the last forward (written, not accumulated); parameter gradients +=.
+  virtual void backward(const float* dy, float* dx) = 0;
+
+  // The length the harness must pad a sequence of n tokens to (ls: a multiple of w).
+  virtual std::int64_t padded_length(std::int64_t n) const { return n; }
+  // Forward FLOPs of one call on (b, n), including the Q/K/V/O projections (spec cost model).
+  virtual double forward_flops(std::int64_t b, std::int64_t n) const = 0;
+  // Bytes this module allocates for one call (saved activations + workspace; parameters and their
+  // gradients excluded), from its own buffer plan: the analytic memory model.
+  virtual std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const = 0;
+
+  std::vector<Param>& params() { return params_; }
+  Param& param(const std::string& name);
+  std::int64_t parameter_count() const;
+  void zero_grad();
+  // PyTorch-style defaults: Linear U(-1/sqrt(in), 1/sqrt(in)); LayerNorm weight 1, bias 0.
+  virtual void init_params(std::uint64_t seed);
+
+ protected:
+  Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads);
+  Param& add_param(const std::string& name, Shape shape);
+
+  std::string name_;
+  std::map<std::string, std::string> resolved_;
+  std::int64_t dim_, heads_;
+  std::vector<Param> params_;
+};
+
+// Registry. n_max is the longest sequence the module will see (linformer sizes E with it when the
+// spec does not say n_max). Throws UsageError for unknown names or keys and impossible values,
+// listing what is valid.
+std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
+                                          std::int64_t n_max);
+std::vector<std::string> variant_names();
+// One line per variant: name, keys with defaults, and what it is (for --help and error messages).
+std::string variants_help();
+
+}  // namespace lsb

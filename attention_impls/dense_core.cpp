@@ -1,0 +1,72 @@
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "attention_impls/variants.hpp"
+#include "nn/ops.hpp"
+
+namespace lsb {
+
+namespace {
+// The (b, h) batch of P as a MatRef over contiguous (b, h, nq, nk) storage.
+MatRef probs_view(const float* P, const MatRef& Q, std::int64_t nk) {
+  return MatRef::rowmajor(P, Q.rows, nk, nk).batched(Q.batch[0], Q.batch[1] * Q.rows * nk, Q.batch[1], Q.rows * nk);
+}
+}  // namespace
+
+void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
+                             float* P, const MatRef& C) {
+  const std::int64_t b = Q.batch[0], h = Q.batch[1], nq = Q.rows, nk = K.rows;
+  const MatRef Pv = probs_view(P, Q, nk);
+  matmul(Q, K.t(), Pv);  // scores, (b, h, nq, nk)
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel for schedule(static)
+  for (std::int64_t row = 0; row < b * h * nq; ++row) {
+    float* s = P + row * nk;
+    const std::uint8_t* m = key_mask ? key_mask + (row / (h * nq)) * nk : nullptr;
+    float mx = neg_inf;
+    if (m) {
+      for (std::int64_t u = 0; u < nk; ++u)
+        if (m[u]) mx = std::max(mx, s[u]);
+    } else {
+      for (std::int64_t u = 0; u < nk; ++u) mx = std::max(mx, s[u]);
+    }
+    if (mx == neg_inf) {  // no valid key: the row gets no probability at all
+      std::fill(s, s + nk, 0.0f);
+      continue;
+    }
+    float sum = 0;
+#pragma omp simd reduction(+ : sum)
+    for (std::int64_t u = 0; u < nk; ++u) {
+      const float e = (m && !m[u]) ? 0.0f : fast_exp(s[u] - mx);
+      s[u] = e;
+      sum += e;
+    }
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (std::int64_t u = 0; u < nk; ++u) s[u] *= inv;
+  }
+  matmul(Pv, V, C);
+}
+
+void dense_attention_backward(const MatRef& Q, const MatRef& K, const MatRef& V, const float* P, const MatRef& dC,
+                              float* dP, const MatRef& dQ, const MatRef& dK, const MatRef& dV) {
+  const std::int64_t b = Q.batch[0], h = Q.batch[1], nq = Q.rows, nk = K.rows;
+  const MatRef Pv = probs_view(P, Q, nk), dPv = probs_view(dP, Q, nk);
+  matmul(Pv.t(), dC, dV);
+  matmul(dC, V.t(), dPv);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t row = 0; row < b * h * nq; ++row) {
+    const float* p = P + row * nk;
+    float* g = dP + row * nk;
+    float dot = 0;
+#pragma omp simd reduction(+ : dot)
+    for (std::int64_t u = 0; u < nk; ++u) dot += p[u] * g[u];
+#pragma omp simd
+    for (std::int64_t u = 0; u < nk; ++u) g[u] = p[u] * (g[u] - dot);
+  }
+  matmul(dPv, K, dQ);
+  matmul(dPv.t(), Q, dK);
+}
+
+}  // namespace lsb

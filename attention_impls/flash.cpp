@@ -1,0 +1,156 @@
+// flash: exact softmax attention in tiles of keys with an online softmax (FlashAttention-2 order on
+// CPU). Forward keeps only the log-sum-exp of each row, (b, h, n); backward recomputes the tile
+// scores. Memory is linear in n: per thread a few (Bq x Bk) tiles, nothing n x n.
+//
+// Parallel work: forward over (batch, head, query block); backward over (batch, head), each thread
+// owning the head's column slice of dQ, dK, dV so that no two threads write the same element.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "attention_impls/projected.hpp"
+#include "attention_impls/variants.hpp"
+#include "nn/ops.hpp"
+
+namespace lsb {
+namespace {
+
+constexpr std::int64_t kBq = 64;   // query rows per tile
+constexpr std::int64_t kBk = 256;  // keys per tile
+
+class FlashAttention final : public ProjectedAttention {
+ public:
+  FlashAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("flash", {}, dim, heads) {}
+
+ protected:
+  void core_forward(bool) override {
+    const std::int64_t h = heads_, d = head_dim(), D = dim_, n = n_;
+    const std::int64_t nqb = (n + kBq - 1) / kBq;
+    ensure(lse_, {b_, h, n}, MemCategory::activations, "flash row log-sum-exp (b, h, n)");
+    const std::int64_t per_thread = kBq * kBk + kBq * d + 2 * kBq;
+    ensure(scratch_, {max_threads(), per_thread}, MemCategory::workspace, "flash per-thread tiles");
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel for collapse(3) schedule(dynamic)
+    for (std::int64_t bi = 0; bi < b_; ++bi)
+      for (std::int64_t hi = 0; hi < h; ++hi)
+        for (std::int64_t qb = 0; qb < nqb; ++qb) {
+          float* S = scratch_.data() + thread_id() * per_thread;  // (Bq, Bk) scores, then probabilities
+          float* O = S + kBq * kBk;                               // (Bq, d) unnormalised output
+          float* mrow = O + kBq * d;                              // running row max
+          float* lrow = mrow + kBq;                               // running row sum
+          const std::int64_t q0 = qb * kBq, rows = std::min(kBq, n - q0);
+          const float* q = Q_.data() + (bi * n + q0) * D + hi * d;
+          std::fill(O, O + rows * d, 0.0f);
+          std::fill(mrow, mrow + rows, neg_inf);
+          std::fill(lrow, lrow + rows, 0.0f);
+          const std::uint8_t* m = mask_ + bi * n;
+          for (std::int64_t k0 = 0; k0 < n; k0 += kBk) {
+            const std::int64_t cols = std::min(kBk, n - k0);
+            if (std::none_of(m + k0, m + k0 + cols, [](std::uint8_t v) { return v != 0; })) continue;
+            const float* k = K_.data() + (bi * n + k0) * D + hi * d;
+            const float* v = V_.data() + (bi * n + k0) * D + hi * d;
+            gemm_tile(false, true, rows, cols, d, 1.0f, q, D, k, D, 0.0f, S, kBk);
+            for (std::int64_t i = 0; i < rows; ++i) {
+              float* s = S + i * kBk;
+              float mx = mrow[i];
+              for (std::int64_t u = 0; u < cols; ++u)
+                if (m[k0 + u]) mx = std::max(mx, s[u]);
+              const float alpha = fast_exp(mrow[i] - mx);  // 0 on the first valid tile
+              float sum = 0;
+#pragma omp simd reduction(+ : sum)
+              for (std::int64_t u = 0; u < cols; ++u) {
+                const float p = m[k0 + u] ? fast_exp(s[u] - mx) : 0.0f;
+                s[u] = p;
+                sum += p;
+              }
+              lrow[i] = lrow[i] * alpha + sum;
+              mrow[i] = mx;
+              float* o = O + i * d;
+#pragma omp simd
+              for (std::int64_t c = 0; c < d; ++c) o[c] *= alpha;
+            }
+            gemm_tile(false, false, rows, d, cols, 1.0f, S, kBk, v, D, 1.0f, O, d);
+          }
+          float* lse = lse_.data() + (bi * h + hi) * n + q0;
+          for (std::int64_t i = 0; i < rows; ++i) {
+            float* c = C_.data() + (bi * n + q0 + i) * D + hi * d;
+            const float inv = lrow[i] > 0 ? 1.0f / lrow[i] : 0.0f;  // no valid key: the row is 0
+#pragma omp simd
+            for (std::int64_t j = 0; j < d; ++j) c[j] = O[i * d + j] * inv;
+            lse[i] = lrow[i] > 0 ? mrow[i] + std::log(lrow[i]) : neg_inf;
+          }
+        }
+  }
+
+  void core_backward() override {
+    const std::int64_t h = heads_, d = head_dim(), D = dim_, n = n_;
+    const std::int64_t per_thread = 2 * kBq * kBk + n;
+    ensure(bscratch_, {max_threads(), per_thread}, MemCategory::workspace, "flash per-thread backward tiles");
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (std::int64_t bi = 0; bi < b_; ++bi)
+      for (std::int64_t hi = 0; hi < h; ++hi) {
+        float* P = bscratch_.data() + thread_id() * per_thread;  // (Bq, Bk) probabilities
+        float* dS = P + kBq * kBk;                                // (Bq, Bk) dP, then dS
+        float* delta = dS + kBq * kBk;                            // (n) rowsum(dC * C)
+        const std::int64_t off = bi * n * D + hi * d;
+        const float *q = Q_.data() + off, *k = K_.data() + off, *v = V_.data() + off;
+        const float *c = C_.data() + off, *dc = dC_.data() + off;
+        float *dq = dQ_.data() + off, *dk = dK_.data() + off, *dv = dV_.data() + off;
+        const float* lse = lse_.data() + (bi * h + hi) * n;
+        const std::uint8_t* m = mask_ + bi * n;
+        for (std::int64_t t = 0; t < n; ++t) {
+          float s = 0;
+#pragma omp simd reduction(+ : s)
+          for (std::int64_t j = 0; j < d; ++j) s += dc[t * D + j] * c[t * D + j];
+          delta[t] = s;
+          std::memset(dq + t * D, 0, sizeof(float) * d);
+          std::memset(dk + t * D, 0, sizeof(float) * d);
+          std::memset(dv + t * D, 0, sizeof(float) * d);
+        }
+        for (std::int64_t k0 = 0; k0 < n; k0 += kBk) {
+          const std::int64_t cols = std::min(kBk, n - k0);
+          if (std::none_of(m + k0, m + k0 + cols, [](std::uint8_t x) { return x != 0; })) continue;
+          for (std::int64_t q0 = 0; q0 < n; q0 += kBq) {
+            const std::int64_t rows = std::min(kBq, n - q0);
+            gemm_tile(false, true, rows, cols, d, 1.0f, q + q0 * D, D, k + k0 * D, D, 0.0f, P, kBk);
+            for (std::int64_t i = 0; i < rows; ++i) {
+              float* p = P + i * kBk;
+              const float l = lse[q0 + i];
+#pragma omp simd
+              for (std::int64_t u = 0; u < cols; ++u) p[u] = m[k0 + u] ? fast_exp(p[u] - l) : 0.0f;
+            }
+            gemm_tile(true, false, cols, d, rows, 1.0f, P, kBk, dc + q0 * D, D, 1.0f, dv + k0 * D, D);
+            gemm_tile(false, true, rows, cols, d, 1.0f, dc + q0 * D, D, v + k0 * D, D, 0.0f, dS, kBk);
+            for (std::int64_t i = 0; i < rows; ++i) {
+              const float* p = P + i * kBk;
+              float* g = dS + i * kBk;
+              const float dl = delta[q0 + i];
+#pragma omp simd
+              for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);
+            }
+            gemm_tile(true, false, cols, d, rows, 1.0f, dS, kBk, q + q0 * D, D, 1.0f, dk + k0 * D, D);
+            gemm_tile(false, false, rows, d, cols, 1.0f, dS, kBk, k + k0 * D, D, 1.0f, dq + q0 * D, D);
+          }
+        }
+      }
+  }
+
+  double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
+  std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
+    const std::int64_t T = max_threads(), d = head_dim();
+    return b * heads_ * n + T * (kBq * kBk + kBq * d + 2 * kBq) + (with_backward ? T * (2 * kBq * kBk + n) : 0);
+  }
+
+ private:
+  Tensor lse_, scratch_, bscratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Attention> make_flash(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
+  SpecReader r(spec, {});
+  return std::make_unique<FlashAttention>(dim, heads);
+}
+
+}  // namespace lsb

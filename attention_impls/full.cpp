@@ -1,0 +1,40 @@
+// full: naive softmax attention. Materialises the (b, h, n, n) probabilities (kept for backward)
+// and, in backward, their gradient: memory grows as b*h*n^2 on purpose (the baseline).
+#include "attention_impls/projected.hpp"
+#include "attention_impls/variants.hpp"
+
+namespace lsb {
+namespace {
+
+class FullAttention final : public ProjectedAttention {
+ public:
+  FullAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("full", {}, dim, heads) {}
+
+ protected:
+  void core_forward(bool) override {
+    ensure(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");
+    dense_attention_forward(view(Q_), view(K_), view(V_), mask_, P_.data(), view(C_));
+  }
+  void core_backward() override {
+    ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
+    dense_attention_backward(view(Q_), view(K_), view(V_), P_.data(), view(dC_), dP_.data(), view(dQ_), view(dK_),
+                             view(dV_));
+  }
+  double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
+  std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
+    return b * heads_ * n * n * (with_backward ? 2 : 1);
+  }
+
+ private:
+  MatRef view(const Tensor& t) const { return head_view(t.data(), b_, n_, heads_, head_dim()); }
+  Tensor P_, dP_;
+};
+
+}  // namespace
+
+std::unique_ptr<Attention> make_full(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
+  SpecReader r(spec, {});
+  return std::make_unique<FullAttention>(dim, heads);
+}
+
+}  // namespace lsb

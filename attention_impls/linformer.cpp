@@ -1,0 +1,105 @@
+// linformer: keys and values projected along the sequence to k rows by a learned E (k x n_max),
+// shared by all heads (and by keys and values unless share=separate, which adds F):
+//   K' = E[:, :n] (K * m), V' = E[:, :n] (V * m) or F[:, :n] (V * m); C = softmax(Q K'^T) V'.
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "attention_impls/projected.hpp"
+#include "attention_impls/variants.hpp"
+#include "nn/errors.hpp"
+
+namespace lsb {
+namespace {
+
+class LinformerAttention final : public ProjectedAttention {
+ public:
+  LinformerAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads, std::int64_t k,
+                     std::int64_t n_max, bool separate)
+      : ProjectedAttention("linformer", std::move(resolved), dim, heads), k_(k), n_max_(n_max), separate_(separate) {
+    add_param("e", {k, n_max});
+    if (separate) add_param("f", {k, n_max});
+  }
+
+ protected:
+  void check_length(std::int64_t n) const override {
+    if (n > n_max_)
+      throw UsageError(fmt::format("{}: sequence length {} exceeds n_max {} (E is k x n_max; set n_max= in the spec)",
+                                   spec_string(), n, n_max_));
+  }
+
+  void core_forward(bool) override {
+    const std::int64_t D = dim_;
+    // Padded rows of K and V are zeroed so that they contribute nothing to the projection.
+    for (std::int64_t r = 0; r < b_ * n_; ++r)
+      if (!mask_[r]) {
+        std::memset(K_.data() + r * D, 0, sizeof(float) * D);
+        std::memset(V_.data() + r * D, 0, sizeof(float) * D);
+      }
+    ensure(Kp_, {b_, k_, D}, MemCategory::activations, "linformer projected keys (b, k, D)");
+    ensure(Vp_, {b_, k_, D}, MemCategory::activations, "linformer projected values (b, k, D)");
+    ensure(P_, {b_, heads_, n_, k_}, MemCategory::activations, "linformer probabilities (b, h, n, k)");
+    for (std::int64_t bi = 0; bi < b_; ++bi) {  // E is shared by the batch: one 2-D product each
+      matmul(proj("e"), rows(K_, bi, n_), rows(Kp_, bi, k_));
+      matmul(proj(separate_ ? "f" : "e"), rows(V_, bi, n_), rows(Vp_, bi, k_));
+    }
+    dense_attention_forward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), nullptr, P_.data(), heads(C_, n_));
+  }
+
+  void core_backward() override {
+    const std::int64_t D = dim_;
+    ensure(dKp_, Kp_.shape(), MemCategory::workspace, "linformer dK'");
+    ensure(dVp_, Vp_.shape(), MemCategory::workspace, "linformer dV'");
+    ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
+    dense_attention_backward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), P_.data(), heads(dC_, n_), dP_.data(),
+                             heads(dQ_, n_), heads(dKp_, k_), heads(dVp_, k_));
+    // dE[:, :n] += sum over batch of dK'_b (k x D) @ (K_b * m)^T (D x n); likewise for values.
+    // dK_b = m * E^T dK'_b, dV_b = m * E^T dV'_b (or F^T).
+    auto grad = [&](const char* name) { return MatRef::rowmajor(param(name).grad.data(), k_, n_, n_max_); };
+    const char* vproj = separate_ ? "f" : "e";
+    for (std::int64_t bi = 0; bi < b_; ++bi) {
+      matmul(rows(dKp_, bi, k_), rows(K_, bi, n_).t(), grad("e"), 1.0f, 1.0f);
+      matmul(rows(dVp_, bi, k_), rows(V_, bi, n_).t(), grad(vproj), 1.0f, 1.0f);
+      matmul(proj("e").t(), rows(dKp_, bi, k_), rows(dK_, bi, n_));
+      matmul(proj(vproj).t(), rows(dVp_, bi, k_), rows(dV_, bi, n_));
+    }
+    for (std::int64_t r = 0; r < b_ * n_; ++r)
+      if (!mask_[r]) {
+        std::memset(dK_.data() + r * D, 0, sizeof(float) * D);
+        std::memset(dV_.data() + r * D, 0, sizeof(float) * D);
+      }
+  }
+
+  double core_flops(std::int64_t b, std::int64_t n) const override {
+    return 4.0 * b * k_ * n * dim_ + 4.0 * b * heads_ * n * k_ * head_dim();
+  }
+  std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
+    return (2 * b * k_ * dim_ + b * heads_ * n * k_) * (with_backward ? 2 : 1);
+  }
+
+ private:
+  // E[:, :n] (or F) as a (k x n) matrix.
+  MatRef proj(const char* name) { return MatRef::rowmajor(param(name).value.data(), k_, n_, n_max_); }
+  // Example bi of a (b, count, D) buffer as a (count x D) matrix.
+  MatRef rows(const Tensor& t, std::int64_t bi, std::int64_t count) const {
+    return MatRef::rowmajor(t.data() + bi * count * dim_, count, dim_, dim_);
+  }
+  MatRef heads(const Tensor& t, std::int64_t rows) const { return head_view(t.data(), b_, rows, heads_, head_dim()); }
+
+  std::int64_t k_, n_max_;
+  bool separate_;
+  Tensor Kp_, Vp_, P_, dKp_, dVp_, dP_;
+};
+
+}  // namespace
+
+std::unique_ptr<Attention> make_linformer(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
+                                          std::int64_t n_max) {
+  SpecReader r(spec, {{"k", "256"}, {"n_max", std::to_string(n_max)}, {"share", "kv"}});
+  const auto k = r.get_int("k", 1);
+  const auto nm = r.get_int("n_max", 1);
+  const bool separate = r.get_choice("share", {"kv", "separate"}) == "separate";
+  return std::make_unique<LinformerAttention>(r.resolved(), dim, heads, k, nm, separate);
+}
+
+}  // namespace lsb

@@ -1,0 +1,32 @@
+// Local softmax attention with optional always-visible extra keys, shared by sliding and ls.
+//
+// Query t sees the `span` keys u = start(t) + o, o in [0, span), with
+//   start(t) = floor(t / seg) * seg - offset
+// (sliding: seg 1, offset R, span 2R+1; ls: seg w, offset e, span w+2e), a key being valid only if
+// 0 <= u < n and mask[u] = 1; plus `extra` keys (ls landmarks) that are never masked. One joint
+// softmax over [extra | window]; invalid window keys get probability exactly 0.
+//
+// Shapes: Q, K, V, C: (b, n, D) with heads as column slices; KX, VX: (b, extra, D);
+// P: (b, h, n, extra + span), kept for the backward.
+#pragma once
+#include <cstdint>
+
+namespace lsb {
+
+struct LocalWindow {
+  std::int64_t span = 0, seg = 1, offset = 0, extra = 0;
+  std::int64_t start(std::int64_t t) const { return (t / seg) * seg - offset; }
+  std::int64_t width() const { return extra + span; }
+};
+
+void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
+                             const float* Q, const float* K, const float* V, const float* KX, const float* VX,
+                             const std::uint8_t* mask, float* P, float* C);
+// dQ, dK, dV, dKX, dVX written (not accumulated). The mask is implied by P (invalid keys have
+// probability 0). scratch: max_threads() * width() floats.
+void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
+                              const float* Q, const float* K, const float* V, const float* KX, const float* VX,
+                              const float* P, const float* dC, float* dQ, float* dK, float* dV, float* dKX,
+                              float* dVX, float* scratch);
+
+}  // namespace lsb

@@ -1,0 +1,191 @@
+// ls: Transformer-LS long-short attention (bidirectional, as in the authors' LRA code).
+//   Kt = LN_L(K), Vt = LN_L(V)                       short-term keys/values, (b, n, D)
+//   Pp = softmax over t of (x Wp^T + bp), padded -inf  dynamic projection, (b, n, h*r)
+//   Khat_i = LN_G(Pp_i^T Kt_i), Vhat_i likewise       landmarks, (b, r, D), LN over all heads
+//   C_i = joint softmax over [Q_i Khat_i^T | Q_i Kt_i[window]^T] times [Vhat_i | Vt_i[window]]
+// The window of query t is segment-relative: keys [s*w - e, (s+1)*w + e), s = t / w, e = max(w/2, 1).
+// r = 0: window only (LN_L kept, no wp/bp/LN_G parameters); w = 0: landmarks only.
+#include <cmath>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "attention_impls/local_core.hpp"
+#include "attention_impls/projected.hpp"
+#include "attention_impls/variants.hpp"
+#include "nn/errors.hpp"
+#include "nn/ops.hpp"
+
+namespace lsb {
+namespace {
+
+class LongShortAttention final : public ProjectedAttention {
+ public:
+  LongShortAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads,
+                     std::int64_t w, std::int64_t r)
+      : ProjectedAttention("ls", std::move(resolved), dim, heads), w_(w), r_(r) {
+    if (r > 0) {
+      add_param("wp", {heads * r, dim});
+      add_param("bp", {heads * r});
+    }
+    add_param("ln_l_weight", {dim});
+    add_param("ln_l_bias", {dim});
+    if (r > 0) {
+      add_param("ln_g_weight", {dim});
+      add_param("ln_g_bias", {dim});
+    }
+    const std::int64_t e = std::max<std::int64_t>(w / 2, 1);
+    win_.span = w > 0 ? w + 2 * e : 0;
+    win_.seg = std::max<std::int64_t>(w, 1);
+    win_.offset = e;
+    win_.extra = r;
+  }
+  std::int64_t padded_length(std::int64_t n) const override { return w_ > 0 ? (n + w_ - 1) / w_ * w_ : n; }
+
+ protected:
+  void core_forward(bool) override {
+    const std::int64_t D = dim_, rows = b_ * n_, hr = heads_ * r_, d = head_dim();
+    ensure(Kt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(K)");
+    ensure(Vt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(V)");
+    ensure(ln_l_stats_, {4, rows}, MemCategory::activations, "ls LN_L mean/rstd");
+    float* st = ln_l_stats_.data();
+    layernorm_forward(K_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Kt_.data(), st, st + rows);
+    layernorm_forward(V_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Vt_.data(), st + 2 * rows, st + 3 * rows);
+    if (r_ > 0) {
+      ensure(Pp_, {b_, n_, hr}, MemCategory::activations, "ls projection softmax (b, n, h*r)");
+      ensure(land_, {4, b_, r_, D}, MemCategory::activations, "ls landmarks Kbar, Vbar, Khat, Vhat (b, r, D)");
+      ensure(ln_g_stats_, {4, b_ * r_}, MemCategory::activations, "ls LN_G mean/rstd");
+      linear_forward(x_, rows, D, p("wp"), p("bp"), hr, Pp_.data());
+      column_softmax();
+      matmul(proj_view().t(), heads(Kt_.data(), n_), heads(landmark(0), r_));
+      matmul(proj_view().t(), heads(Vt_.data(), n_), heads(landmark(1), r_));
+      float* gs = ln_g_stats_.data();
+      const std::int64_t lr = b_ * r_;
+      layernorm_forward(landmark(0), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(2), gs, gs + lr);
+      layernorm_forward(landmark(1), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(3), gs + 2 * lr, gs + 3 * lr);
+    }
+    ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
+    local_attention_forward(win_, b_, n_, heads_, d, Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
+                            r_ ? landmark(3) : nullptr, mask_, P_.data(), C_.data());
+  }
+
+  void core_backward() override {
+    const std::int64_t D = dim_, rows = b_ * n_, d = head_dim();
+    ensure(dKt_, {b_, n_, D}, MemCategory::workspace, "ls dKt");
+    ensure(dVt_, {b_, n_, D}, MemCategory::workspace, "ls dVt");
+    ensure(scratch_, {max_threads(), win_.width()}, MemCategory::workspace, "ls per-thread row");
+    if (r_ > 0) {
+      ensure(dland_, {4, b_, r_, D}, MemCategory::workspace, "ls landmark gradients");
+      ensure(dPp_, Pp_.shape(), MemCategory::workspace, "ls projection gradient (b, n, h*r)");
+    }
+    local_attention_backward(win_, b_, n_, heads_, d, Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
+                             r_ ? landmark(3) : nullptr, P_.data(), dC_.data(), dQ_.data(), dKt_.data(), dVt_.data(),
+                             r_ ? dlandmark(2) : nullptr, r_ ? dlandmark(3) : nullptr, scratch_.data());
+    if (r_ > 0) {
+      const std::int64_t lr = b_ * r_;
+      const float* gs = ln_g_stats_.data();
+      layernorm_backward(dlandmark(2), landmark(0), lr, D, p("ln_g_weight"), gs, gs + lr, dlandmark(0),
+                         g("ln_g_weight"), g("ln_g_bias"), false);
+      layernorm_backward(dlandmark(3), landmark(1), lr, D, p("ln_g_weight"), gs + 2 * lr, gs + 3 * lr, dlandmark(1),
+                         g("ln_g_weight"), g("ln_g_bias"), false);
+      // Kbar_i = Pp_i^T Kt_i: dPp_i = Kt_i dKbar_i^T (+ Vt_i dVbar_i^T); dKt_i += Pp_i dKbar_i.
+      const MatRef dPp = proj_view(dPp_.data());
+      matmul(heads(Kt_.data(), n_), heads(dlandmark(0), r_).t(), dPp);
+      matmul(heads(Vt_.data(), n_), heads(dlandmark(1), r_).t(), dPp, 1.0f, 1.0f);
+      matmul(proj_view(), heads(dlandmark(0), r_), heads(dKt_.data(), n_), 1.0f, 1.0f);
+      matmul(proj_view(), heads(dlandmark(1), r_), heads(dVt_.data(), n_), 1.0f, 1.0f);
+      column_softmax_backward();
+      linear_backward(dPp_.data(), x_, rows, D, p("wp"), heads_ * r_, g("wp"), g("bp"), nullptr, false);
+    }
+    const float* st = ln_l_stats_.data();
+    layernorm_backward(dKt_.data(), K_.data(), rows, D, p("ln_l_weight"), st, st + rows, dK_.data(), g("ln_l_weight"),
+                       g("ln_l_bias"), false);
+    layernorm_backward(dVt_.data(), V_.data(), rows, D, p("ln_l_weight"), st + 2 * rows, st + 3 * rows, dV_.data(),
+                       g("ln_l_weight"), g("ln_l_bias"), false);
+  }
+
+  void add_input_grad(float* dx) override {
+    if (r_ > 0) linear_backward(dPp_.data(), x_, b_ * n_, dim_, p("wp"), heads_ * r_, nullptr, nullptr, dx, true);
+  }
+
+  double core_flops(std::int64_t b, std::int64_t n) const override {
+    const double landmarks = r_ > 0 ? 2.0 * b * n * dim_ * heads_ * r_ + 4.0 * b * heads_ * r_ * n * head_dim() : 0.0;
+    return landmarks + 4.0 * b * heads_ * n * win_.width() * head_dim();
+  }
+  std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
+    const std::int64_t D = dim_, hr = heads_ * r_;
+    std::int64_t f = 2 * b * n * D + 4 * b * n + b * heads_ * n * win_.width();
+    if (r_ > 0) f += b * n * hr + 4 * b * r_ * D + 4 * b * r_;
+    if (with_backward) {
+      f += 2 * b * n * D + max_threads() * win_.width();
+      if (r_ > 0) f += 4 * b * r_ * D + b * n * hr;
+    }
+    return f;
+  }
+
+ private:
+  float* p(const char* name) { return param(name).value.data(); }
+  float* g(const char* name) { return param(name).grad.data(); }
+  float* landmark(int i) { return land_.data() + i * b_ * r_ * dim_; }
+  float* dlandmark(int i) { return dland_.data() + i * b_ * r_ * dim_; }
+  MatRef heads(const float* t, std::int64_t rows) const { return head_view(t, b_, rows, heads_, head_dim()); }
+  // The (b, n, h*r) projection as a (b, h) batch of (n x r) matrices (head i: columns i*r ..).
+  MatRef proj_view(const float* t = nullptr) const {
+    const std::int64_t hr = heads_ * r_;
+    return MatRef::rowmajor(t ? t : Pp_.data(), n_, r_, hr).batched(b_, n_ * hr, heads_, r_);
+  }
+
+  // Each of the h*r columns of Pp becomes a distribution over the real positions of its example.
+  void column_softmax() {
+    const std::int64_t hr = heads_ * r_, n = n_;
+    float* P = Pp_.data();
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t bi = 0; bi < b_; ++bi)
+      for (std::int64_t c = 0; c < hr; ++c) {
+        float* col = P + bi * n * hr + c;
+        const std::uint8_t* m = mask_ + bi * n;
+        float mx = neg_inf;
+        for (std::int64_t t = 0; t < n; ++t)
+          if (m[t]) mx = std::max(mx, col[t * hr]);
+        float sum = 0;
+        for (std::int64_t t = 0; t < n; ++t) sum += (col[t * hr] = m[t] ? fast_exp(col[t * hr] - mx) : 0.0f);
+        const float inv = sum > 0 ? 1.0f / sum : 0.0f;  // an example with no real token: all zero
+        for (std::int64_t t = 0; t < n; ++t) col[t * hr] *= inv;
+      }
+  }
+  // dS[t, c] = P[t, c] (dP[t, c] - sum_t' P[t', c] dP[t', c]), in place on dPp_.
+  void column_softmax_backward() {
+    const std::int64_t hr = heads_ * r_, n = n_;
+    const float* P = Pp_.data();
+    float* G = dPp_.data();
+#pragma omp parallel for collapse(2) schedule(static)
+    for (std::int64_t bi = 0; bi < b_; ++bi)
+      for (std::int64_t c = 0; c < hr; ++c) {
+        const float* pc = P + bi * n * hr + c;
+        float* gc = G + bi * n * hr + c;
+        float dot = 0;
+        for (std::int64_t t = 0; t < n; ++t) dot += pc[t * hr] * gc[t * hr];
+        for (std::int64_t t = 0; t < n; ++t) gc[t * hr] = pc[t * hr] * (gc[t * hr] - dot);
+      }
+  }
+
+  std::int64_t w_, r_;
+  LocalWindow win_;
+  Tensor Kt_, Vt_, ln_l_stats_, Pp_, land_, ln_g_stats_, P_;
+  Tensor dKt_, dVt_, dland_, dPp_, scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Attention> make_ls(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
+  SpecReader rd(spec, {{"w", "8"}, {"r", "32"}});
+  const auto w = rd.get_int("w", 0), r = rd.get_int("r", 0);
+  if (w == 0 && r == 0)
+    throw UsageError(fmt::format("--variant {}: w=0 and r=0 leave nothing to attend to; give w>0 (segment window) "
+                                 "or r>0 (landmarks), or both",
+                                 spec.str()));
+  return std::make_unique<LongShortAttention>(rd.resolved(), dim, heads, w, r);
+}
+
+}  // namespace lsb

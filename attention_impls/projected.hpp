@@ -1,0 +1,68 @@
+// The part every variant shares: Q = (x Wq^T + bq)/sqrt(d), K = x Wk^T + bk, V = x Wv^T + bv,
+// a variant-specific core C = core(Q, K, V, mask), padded query rows of C set to 0,
+// y = C Wo^T + bo. A variant implements core_forward/core_backward on (b, n, D) buffers whose
+// heads are column slices.
+#pragma once
+#include <cmath>
+
+#include "attention_impls/attention.hpp"
+
+namespace lsb {
+
+// Reads a variant's keys: unknown keys are usage errors listing the valid ones.
+class SpecReader {
+ public:
+  SpecReader(const VariantSpec& spec, std::vector<std::pair<std::string, std::string>> keys_with_defaults);
+  std::int64_t get_int(const std::string& key, std::int64_t min_value) const;
+  std::string get_choice(const std::string& key, const std::vector<std::string>& choices) const;
+  // Every key with its value, defaults filled in.
+  std::map<std::string, std::string> resolved() const;
+
+ private:
+  std::string variant_;
+  std::map<std::string, std::string> values_;
+};
+
+class ProjectedAttention : public Attention {
+ public:
+  void forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,
+               bool keep_for_backward) override;
+  void backward(const float* dy, float* dx) override;
+  double forward_flops(std::int64_t b, std::int64_t n) const override {
+    return 8.0 * b * n * dim_ * dim_ + core_flops(b, n);
+  }
+  std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const override;
+
+ protected:
+  ProjectedAttention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
+                     std::int64_t heads);
+
+  // C (b, n, D) from Q, K, V (b, n, D); Q is already scaled by 1/sqrt(d). mask_ is never null here.
+  virtual void core_forward(bool keep_for_backward) = 0;
+  // dQ, dK, dV (b, n, D) from dC (b, n, D), written (not accumulated); parameter grads +=.
+  virtual void core_backward() = 0;
+  // Extra contributions to dx beyond the Q/K/V projections (ls: through the landmark projection).
+  virtual void add_input_grad(float* /*dx*/) {}
+  virtual double core_flops(std::int64_t b, std::int64_t n) const = 0;
+  // Floats the core allocates beyond Q, K, V, C (forward) and dQ, dK, dV, dC (backward).
+  virtual std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const = 0;
+  // Called before the core with the call's shape, e.g. to check n against limits.
+  virtual void check_length(std::int64_t /*n*/) const {}
+
+  std::int64_t head_dim() const { return dim_ / heads_; }
+  bool valid(std::int64_t bi, std::int64_t t) const { return mask_[bi * n_ + t] != 0; }
+
+  // State of the current call.
+  std::int64_t b_ = 0, n_ = 0;
+  const float* x_ = nullptr;
+  const std::uint8_t* mask_ = nullptr;
+  Tensor ones_mask_;  // used when the caller passes no mask (bytes stored in a float buffer)
+  Tensor Q_, K_, V_, C_;      // (b, n, D) activations
+  Tensor dQ_, dK_, dV_, dC_;  // (b, n, D) backward workspace
+};
+
+// Per-thread scratch that is sized once and reused (no allocation per call after warm-up).
+int max_threads();
+int thread_id();
+
+}  // namespace lsb

@@ -1,0 +1,184 @@
+#include "attention_impls/reference_f64.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+namespace lsb {
+namespace {
+
+using Mat = std::vector<double>;  // row-major
+
+// y (rows, out) = x (rows, in) W^T + b, W (out, in)
+Mat linear(const Mat& x, std::int64_t rows, std::int64_t in, const Mat& W, const Mat& b, std::int64_t out) {
+  Mat y(rows * out);
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t o = 0; o < out; ++o) {
+      double s = b[o];
+      for (std::int64_t i = 0; i < in; ++i) s += x[r * in + i] * W[o * in + i];
+      y[r * out + o] = s;
+    }
+  return y;
+}
+
+Mat layernorm(const Mat& x, std::int64_t rows, std::int64_t D, const Mat& g, const Mat& b) {
+  Mat y(rows * D);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    double mu = 0, var = 0;
+    for (std::int64_t j = 0; j < D; ++j) mu += x[r * D + j];
+    mu /= D;
+    for (std::int64_t j = 0; j < D; ++j) var += (x[r * D + j] - mu) * (x[r * D + j] - mu);
+    var /= D;
+    const double rs = 1.0 / std::sqrt(var + 1e-5);
+    for (std::int64_t j = 0; j < D; ++j) y[r * D + j] = (x[r * D + j] - mu) * rs * g[j] + b[j];
+  }
+  return y;
+}
+
+// Softmax over the listed scores; entries with valid = false get 0. All invalid: all 0.
+std::vector<double> softmax(const std::vector<double>& s, const std::vector<bool>& valid) {
+  double mx = -std::numeric_limits<double>::infinity();
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (valid[i]) mx = std::max(mx, s[i]);
+  std::vector<double> p(s.size(), 0.0);
+  if (std::isinf(mx)) return p;
+  double sum = 0;
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (valid[i]) sum += (p[i] = std::exp(s[i] - mx));
+  for (auto& v : p) v /= sum;
+  return p;
+}
+
+std::int64_t key_int(const std::map<std::string, std::string>& keys, const char* k) { return std::stoll(keys.at(k)); }
+
+}  // namespace
+
+RefParams params_f64(Attention& a) {
+  RefParams out;
+  for (auto& p : a.params()) out[p.name] = Mat(p.value.data(), p.value.data() + p.value.numel());
+  return out;
+}
+
+std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
+                                        std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
+                                        const RefParams& P, const std::vector<double>& x,
+                                        const std::vector<std::uint8_t>& mask) {
+  const std::int64_t d = D / h;
+  std::vector<double> y(b * n * D);
+  for (std::int64_t bi = 0; bi < b; ++bi) {
+    const Mat X(x.begin() + bi * n * D, x.begin() + (bi + 1) * n * D);
+    const std::uint8_t* m = mask.data() + bi * n;
+    Mat Q = linear(X, n, D, P.at("wq"), P.at("bq"), D);
+    for (auto& v : Q) v /= std::sqrt(static_cast<double>(d));
+    Mat K = linear(X, n, D, P.at("wk"), P.at("bk"), D);
+    Mat V = linear(X, n, D, P.at("wv"), P.at("bv"), D);
+    Mat C(n * D, 0.0);
+    // keys(i): the key and value rows head i attends to, with validity per query given by visible(t, u).
+    auto attend = [&](std::int64_t i, std::int64_t t, const Mat& Kr, const Mat& Vr, std::int64_t nk,
+                      const std::vector<bool>& valid) {
+      std::vector<double> s(nk);
+      for (std::int64_t u = 0; u < nk; ++u) {
+        double acc = 0;
+        for (std::int64_t c = 0; c < d; ++c) acc += Q[t * D + i * d + c] * Kr[u * D + i * d + c];
+        s[u] = acc;
+      }
+      const auto p = softmax(s, valid);
+      for (std::int64_t u = 0; u < nk; ++u)
+        for (std::int64_t c = 0; c < d; ++c) C[t * D + i * d + c] += p[u] * Vr[u * D + i * d + c];
+    };
+    if (name == "full" || name == "flash" || name == "sliding") {
+      const std::int64_t R = name == "sliding" ? key_int(keys, "R") : n;
+      for (std::int64_t i = 0; i < h; ++i)
+        for (std::int64_t t = 0; t < n; ++t) {
+          std::vector<bool> valid(n);
+          for (std::int64_t u = 0; u < n; ++u) valid[u] = m[u] && std::llabs(t - u) <= R;
+          attend(i, t, K, V, n, valid);
+        }
+    } else if (name == "linformer") {
+      const std::int64_t k = key_int(keys, "k"), n_max = key_int(keys, "n_max");
+      const Mat& E = P.at("e");
+      const Mat& F = keys.at("share") == "separate" ? P.at("f") : E;
+      Mat Kp(k * D, 0.0), Vp(k * D, 0.0);
+      for (std::int64_t j = 0; j < k; ++j)
+        for (std::int64_t t = 0; t < n; ++t)
+          if (m[t])
+            for (std::int64_t c = 0; c < D; ++c) {
+              Kp[j * D + c] += E[j * n_max + t] * K[t * D + c];
+              Vp[j * D + c] += F[j * n_max + t] * V[t * D + c];
+            }
+      for (std::int64_t i = 0; i < h; ++i)
+        for (std::int64_t t = 0; t < n; ++t) attend(i, t, Kp, Vp, k, std::vector<bool>(k, true));
+    } else if (name == "ls") {
+      const std::int64_t w = key_int(keys, "w"), r = key_int(keys, "r");
+      const Mat Kt = layernorm(K, n, D, P.at("ln_l_weight"), P.at("ln_l_bias"));
+      const Mat Vt = layernorm(V, n, D, P.at("ln_l_weight"), P.at("ln_l_bias"));
+      Mat Khat, Vhat;
+      if (r > 0) {
+        const Mat S = linear(X, n, D, P.at("wp"), P.at("bp"), h * r);
+        Mat Kbar(r * D, 0.0), Vbar(r * D, 0.0);
+        for (std::int64_t i = 0; i < h; ++i)
+          for (std::int64_t j = 0; j < r; ++j) {
+            std::vector<double> col(n);
+            std::vector<bool> valid(n);
+            for (std::int64_t t = 0; t < n; ++t) {
+              col[t] = S[t * h * r + i * r + j];
+              valid[t] = m[t] != 0;
+            }
+            const auto pr = softmax(col, valid);  // over the sequence axis
+            for (std::int64_t t = 0; t < n; ++t)
+              for (std::int64_t c = 0; c < d; ++c) {
+                Kbar[j * D + i * d + c] += pr[t] * Kt[t * D + i * d + c];
+                Vbar[j * D + i * d + c] += pr[t] * Vt[t * D + i * d + c];
+              }
+          }
+        Khat = layernorm(Kbar, r, D, P.at("ln_g_weight"), P.at("ln_g_bias"));
+        Vhat = layernorm(Vbar, r, D, P.at("ln_g_weight"), P.at("ln_g_bias"));
+      }
+      const std::int64_t e = std::max<std::int64_t>(w / 2, 1);
+      for (std::int64_t i = 0; i < h; ++i)
+        for (std::int64_t t = 0; t < n; ++t) {
+          // Joint key list: r landmarks (always valid), then the segment window [s*w - e, (s+1)*w + e).
+          Mat Kr = Khat, Vr = Vhat;
+          Kr.resize(r * D);
+          Vr.resize(r * D);
+          std::vector<bool> valid(r, true);
+          if (w > 0) {
+            const std::int64_t s = t / w;
+            for (std::int64_t u = s * w - e; u < (s + 1) * w + e; ++u) {
+              const bool ok = u >= 0 && u < n && m[u];
+              valid.push_back(ok);
+              for (std::int64_t c = 0; c < D; ++c) {
+                Kr.push_back(ok ? Kt[u * D + c] : 0.0);
+                Vr.push_back(ok ? Vt[u * D + c] : 0.0);
+              }
+            }
+          }
+          attend(i, t, Kr, Vr, static_cast<std::int64_t>(valid.size()), valid);
+        }
+    } else {
+      throw std::invalid_argument("reference_attention: no reference for variant " + name);
+    }
+    for (std::int64_t t = 0; t < n; ++t)
+      if (!m[t]) std::fill(C.begin() + t * D, C.begin() + (t + 1) * D, 0.0);
+    const Mat Y = linear(C, n, D, P.at("wo"), P.at("bo"), D);
+    std::copy(Y.begin(), Y.end(), y.begin() + bi * n * D);
+  }
+  return y;
+}
+
+ErrorStats compare_to_reference(const float* got, const std::vector<double>& ref) {
+  double ss = 0;
+  for (double v : ref) ss += v * v;
+  const double scale = std::sqrt(ss / std::max<std::size_t>(ref.size(), 1)) + 1e-30;
+  ErrorStats e;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const double diff = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    if (!(diff == diff)) return {std::numeric_limits<double>::infinity(), std::numeric_limits<double>::infinity()};
+    e.max_abs = std::max(e.max_abs, diff);
+    e.max_rel = std::max(e.max_rel, diff / (std::fabs(ref[i]) + scale));
+  }
+  return e;
+}
+
+}  // namespace lsb

@@ -1,0 +1,51 @@
+// sliding: query t attends to the keys u with |t - u| <= R (truncated at the ends, padded keys
+// masked). Probabilities kept for backward in band form, (b, h, n, 2R+1).
+#include "attention_impls/local_core.hpp"
+#include "attention_impls/projected.hpp"
+#include "attention_impls/variants.hpp"
+
+namespace lsb {
+namespace {
+
+class SlidingAttention final : public ProjectedAttention {
+ public:
+  SlidingAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads, std::int64_t R)
+      : ProjectedAttention("sliding", std::move(resolved), dim, heads) {
+    win_.span = 2 * R + 1;
+    win_.seg = 1;
+    win_.offset = R;
+  }
+
+ protected:
+  void core_forward(bool) override {
+    ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "sliding band probabilities (b, h, n, 2R+1)");
+    local_attention_forward(win_, b_, n_, heads_, head_dim(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr,
+                            mask_, P_.data(), C_.data());
+  }
+  void core_backward() override {
+    ensure(scratch_, {max_threads(), win_.width()}, MemCategory::workspace, "sliding per-thread row");
+    local_attention_backward(win_, b_, n_, heads_, head_dim(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr,
+                             P_.data(), dC_.data(), dQ_.data(), dK_.data(), dV_.data(), nullptr, nullptr,
+                             scratch_.data());
+  }
+  double core_flops(std::int64_t b, std::int64_t n) const override {
+    return 4.0 * b * heads_ * n * win_.span * head_dim();
+  }
+  std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
+    return b * heads_ * n * win_.width() + (with_backward ? max_threads() * win_.width() : 0);
+  }
+
+ private:
+  LocalWindow win_;
+  Tensor P_, scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Attention> make_sliding(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
+  SpecReader r(spec, {{"R", "64"}});
+  const auto R = r.get_int("R", 0);
+  return std::make_unique<SlidingAttention>(r.resolved(), dim, heads, R);
+}
+
+}  // namespace lsb

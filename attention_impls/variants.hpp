@@ -1,0 +1,34 @@
+// Factories of the CPU variants (one file each) and the dense softmax core that full and
+// linformer share. Registered in attention.cpp.
+#pragma once
+#include <memory>
+
+#include "attention_impls/attention.hpp"
+#include "nn/matmul.hpp"
+
+namespace lsb {
+
+std::unique_ptr<Attention> make_full(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
+std::unique_ptr<Attention> make_flash(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
+std::unique_ptr<Attention> make_linformer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
+                                          std::int64_t n_max);
+std::unique_ptr<Attention> make_sliding(const VariantSpec&, std::int64_t dim, std::int64_t heads,
+                                        std::int64_t n_max);
+std::unique_ptr<Attention> make_ls(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
+
+// Heads of a (b, rows, h*d) buffer as a (b, h) batch of (rows x d) matrices, without a copy.
+inline MatRef head_view(const float* p, std::int64_t b, std::int64_t rows, std::int64_t h, std::int64_t d) {
+  return MatRef::rowmajor(p, rows, d, h * d).batched(b, rows * h * d, h, d);
+}
+
+// Dense softmax attention per (batch, head): P = softmax(Q K^T) over keys with key_mask (b, nk)
+// (nullptr: all keys valid; a row with no valid key gets P = 0), C = P V.
+// Q: (b, h, nq, d) views, K, V: (b, h, nk, d) views, P: contiguous (b, h, nq, nk).
+void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
+                             float* P, const MatRef& C);
+// dV = P^T dC; dP = dC V^T; dS = P * (dP - rowsum(P * dP)); dQ = dS K; dK = dS^T Q (all written).
+// dP: workspace of P's size.
+void dense_attention_backward(const MatRef& Q, const MatRef& K, const MatRef& V, const float* P, const MatRef& dC,
+                              float* dP, const MatRef& dQ, const MatRef& dK, const MatRef& dV);
+
+}  // namespace lsb

@@ -1,0 +1,49 @@
+// `lsbench attention bench` and `lsbench attention run`: drivers behind the CLI (bench/main.cpp).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/timing.hpp"
+
+namespace lsb {
+
+struct AttentionBenchOptions {
+  std::vector<std::string> variants{"ls"};
+  std::vector<std::int64_t> lengths{1024};
+  std::int64_t batch = 8, dim = 64, heads = 2;
+  std::string mode = "fwd";  // fwd | fwdbwd
+  int threads = 0;           // 0 = OpenMP default
+  std::string memory_budget;  // "" = none
+  std::string json_path;      // "" = no report file
+  TimingPolicy timing;
+  std::uint64_t seed = 1;
+  std::vector<std::string> command_line;
+};
+
+// Runs every (variant, length) point; prints a table; writes the report. Returns the exit code
+// (0 when every point is ok or oom; 5 when a variant failed its correctness check).
+int run_attention_bench(const AttentionBenchOptions& opt);
+
+// Result of checking a variant on a small copy (b = 2, short n, with padding) against the float64
+// reference: forward relative error, and for fwdbwd the relative error of directional derivatives
+// (input and all parameters) against central differences of the reference.
+struct ReferenceCheck {
+  bool ok = false;
+  double forward_rel_error = 0;
+  double grad_rel_error = -1;  // -1: not checked
+  std::string message;
+};
+ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim, std::int64_t heads,
+                                       bool with_backward, std::uint64_t seed);
+
+struct AttentionRunOptions {
+  std::string variant, weights_dir, input, mask, output, grad_output, grads_dir;
+  std::int64_t heads = 0;
+  int threads = 0;
+};
+int run_attention_interop(const AttentionRunOptions& opt);
+
+}  // namespace lsb

@@ -1,0 +1,83 @@
+// `lsbench attention run`: one forward (and optionally backward) of a variant on user arrays, so a
+// user can check lsbench against their own PyTorch or NumPy implementation (README "Interop").
+#include <omp.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "attention_impls/attention.hpp"
+#include "bench/attention_bench.hpp"
+#include "nn/errors.hpp"
+#include "nn/npy.hpp"
+
+namespace lsb {
+
+int run_attention_interop(const AttentionRunOptions& opt) {
+  namespace fs = std::filesystem;
+  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  VariantSpec spec = VariantSpec::parse(opt.variant);
+  const NpyArray xa = read_npy(opt.input);
+  if (xa.shape.size() != 3)
+    throw InputError(fmt::format("{}: input x must have shape (b, n, D), found {}", opt.input, shape_str(xa.shape)));
+  const std::int64_t b = xa.shape[0], n = xa.shape[1], D = xa.shape[2];
+  const std::vector<float> x = load_npy_f32(opt.input, xa.shape, "input x");
+  if (!fs::is_directory(opt.weights_dir))
+    throw InputError(fmt::format("{}: --weights is not a directory", opt.weights_dir));
+  auto weight_path = [&](const std::string& name) { return (fs::path(opt.weights_dir) / (name + ".npy")).string(); };
+  // linformer sizes E by n_max; unless the spec says it, take it from e.npy's second dimension.
+  if (spec.name == "linformer" && !spec.params.count("n_max") && fs::exists(weight_path("e"))) {
+    const NpyArray e = read_npy(weight_path("e"));
+    if (e.shape.size() != 2) throw InputError(fmt::format("{}: e must be (k, n_max), found {}", weight_path("e"), shape_str(e.shape)));
+    spec.params["n_max"] = std::to_string(e.shape[1]);
+  }
+  auto a = make_attention(spec, D, opt.heads, n);
+  for (auto& p : a->params()) {
+    const std::string path = weight_path(p.name);
+    if (!fs::exists(path))
+      throw InputError(fmt::format("{}: missing weight '{}' of shape {} for {}", path, p.name,
+                                   shape_str(p.value.shape()), a->spec_string()));
+    const auto w = load_npy_f32(path, p.value.shape(), "weight " + p.name);
+    std::copy(w.begin(), w.end(), p.value.data());
+  }
+  std::vector<std::uint8_t> mask(b * n, 1);
+  if (!opt.mask.empty()) mask = load_npy_mask(opt.mask, {b, n});
+
+  // The harness pads to the variant's multiple (ls: w) with masked tokens, then crops the outputs.
+  const std::int64_t pn = a->padded_length(n);
+  auto pad = [&](const float* src) {
+    std::vector<float> out(b * pn * D, 0.0f);
+    for (std::int64_t bi = 0; bi < b; ++bi) std::copy(src + bi * n * D, src + (bi + 1) * n * D, out.data() + bi * pn * D);
+    return out;
+  };
+  auto crop = [&](const std::vector<float>& src) {
+    std::vector<float> out(b * n * D);
+    for (std::int64_t bi = 0; bi < b; ++bi)
+      std::copy(src.data() + bi * pn * D, src.data() + bi * pn * D + n * D, out.data() + bi * n * D);
+    return out;
+  };
+  std::vector<std::uint8_t> pmask(b * pn, 0);
+  for (std::int64_t bi = 0; bi < b; ++bi) std::copy(&mask[bi * n], &mask[bi * n] + n, &pmask[bi * pn]);
+  const std::vector<float> px = pad(x.data());
+  std::vector<float> y(b * pn * D);
+  const bool bwd = !opt.grad_output.empty();
+  a->forward(px.data(), pmask.data(), b, pn, y.data(), bwd);
+  write_npy_f32(opt.output, {b, n, D}, crop(y).data());
+  if (pn != n) fmt::print("padded n {} -> {} (multiple required by {})\n", n, pn, a->spec_string());
+  fmt::print("wrote {} {}\n", opt.output, shape_str({b, n, D}));
+  if (!bwd) return kOk;
+  const std::vector<float> dy = load_npy_f32(opt.grad_output, {b, n, D}, "output gradient dy");
+  const std::vector<float> pdy = pad(dy.data());
+  std::vector<float> dx(b * pn * D);
+  a->zero_grad();
+  a->backward(pdy.data(), dx.data());
+  fs::create_directories(opt.grads_dir);
+  write_npy_f32((fs::path(opt.grads_dir) / "dx.npy").string(), {b, n, D}, crop(dx).data());
+  for (auto& p : a->params())
+    write_npy_f32((fs::path(opt.grads_dir) / ("d" + p.name + ".npy")).string(), p.grad.shape(), p.grad.data());
+  fmt::print("wrote dx and {} parameter gradients to {}\n", a->params().size(), opt.grads_dir);
+  return kOk;
+}
+
+}  // namespace lsb

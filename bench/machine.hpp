@@ -1,0 +1,27 @@
+// Facts about the machine that reports record: CPU model, cores, flags, and the measured fp32 peak.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lsb {
+
+struct CpuInfo {
+  std::string model;
+  int cores = 0;                   // logical CPUs available to this process
+  std::vector<std::string> flags;  // SIMD flags only (avx*, fma, ...)
+};
+CpuInfo cpu_info();
+
+// fp32 GFLOP/s of a short FMA loop on `threads` threads (independent chains, registers only):
+// the machine's measured peak, never a table of CPU generations. About 0.3 s.
+double measure_peak_gflops(int threads);
+
+std::string host_name();
+std::string os_name();
+std::string compiler_name();
+// Resident set peak of this process (VmHWM), and a reset of it where the kernel allows it.
+std::int64_t peak_rss_bytes();
+bool reset_peak_rss();
+
+}  // namespace lsb

@@ -1,0 +1,149 @@
+// lsbench: the command line. Subcommands map onto drivers in bench/; errors map onto exit codes:
+//   0 ok, 1 regression found by compare, 2 usage error, 3 bad input data, 4 out of memory, 5 internal.
+#include <omp.h>
+
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "attention_impls/attention.hpp"
+#include "bench/attention_bench.hpp"
+#include "bench/machine.hpp"
+#include "nn/cuda/device.hpp"
+#include "nn/errors.hpp"
+#include "nn/matmul.hpp"
+
+namespace {
+
+using namespace lsb;
+
+void require_device(const std::string& device) {
+  if (device == "cpu") return;
+  if (cuda::device_count() == 0)
+    throw UsageError(fmt::format("--device cuda: not available here: {}", cuda::unavailable_reason()));
+  throw UsageError("--device cuda: the CUDA attention kernels are not part of this build yet; use --device cpu");
+}
+
+void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
+  cmd->add_option("--warmup", t.warmup, "Warm-up iterations, never counted")->capture_default_str();
+  cmd->add_option("--min-reps", t.min_reps, "Minimum timed repetitions")->capture_default_str();
+  cmd->add_option("--min-time", t.min_time_s, "Minimum total timed seconds per point")->capture_default_str();
+  cmd->add_option("--max-time", t.max_time_s, "Per-point time cap in seconds")->capture_default_str();
+}
+
+int print_info() {
+  const CpuInfo c = cpu_info();
+  fmt::print("lsbench {} ({}, {})\n", LSBENCH_VERSION, LSBENCH_GIT_COMMIT, LSBENCH_BUILD_TYPE);
+  fmt::print("cpu: {} | {} logical CPUs | OpenMP threads {} | {}\n", c.model, c.cores, omp_get_max_threads(),
+             fmt::join(c.flags, " "));
+  fmt::print("measured fp32 peak: {:.1f} GFLOP/s on {} threads (FMA loop)\n", measure_peak_gflops(omp_get_max_threads()),
+             omp_get_max_threads());
+  fmt::print("oneDNN {}\n", onednn_version());
+  if (!cuda::compiled()) {
+    fmt::print("cuda: {}\n", cuda::unavailable_reason());
+  } else if (cuda::device_count() == 0) {
+    fmt::print("cuda: compiled in; {}\n", cuda::unavailable_reason());
+  } else {
+    const auto g = cuda::query(0);
+    fmt::print("cuda: {} | {} | sm_{}{} | driver {} runtime {}\n", g.name, format_bytes(g.memory_bytes), g.sm_major,
+               g.sm_minor, g.driver, g.runtime);
+  }
+  fmt::print("variants:\n{}", variants_help());
+  return kOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"lsbench: long-sequence attention benchmarks (Transformer-LS and baselines) on Long Range Arena"};
+  app.require_subcommand(1);
+  app.footer("Exit codes: 0 ok, 1 regression (compare), 2 usage error, 3 bad input data, 4 out of memory, "
+             "5 internal error.");
+
+  auto* info = app.add_subcommand("info", "Machine, build, CUDA status and the list of attention variants");
+
+  auto* attention = app.add_subcommand("attention", "One attention layer: benchmark, or run on your arrays");
+  attention->require_subcommand(1);
+
+  AttentionBenchOptions bench;
+  std::string device = "cpu";
+  auto* cmd_bench = attention->add_subcommand(
+      "bench", "Check a variant against the float64 reference on a small copy, then time it and measure memory");
+  cmd_bench->add_option("--variant", bench.variants, "Variant spec NAME[:key=value,...]; repeatable")
+      ->required()
+      ->take_all();
+  cmd_bench->add_option("--n", bench.lengths, "Sequence length(s)")->required()->take_all();
+  cmd_bench->add_option("--batch", bench.batch, "Batch size")->capture_default_str();
+  cmd_bench->add_option("--dim", bench.dim, "Model width D")->capture_default_str();
+  cmd_bench->add_option("--heads", bench.heads, "Heads h (D must be a multiple)")->capture_default_str();
+  cmd_bench->add_option("--mode", bench.mode, "fwd or fwdbwd")->capture_default_str();
+  cmd_bench->add_option("--threads", bench.threads, "CPU threads (default: OpenMP's)");
+  cmd_bench->add_option("--memory-budget", bench.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
+  cmd_bench->add_option("--json", bench.json_path, "Write the report here (atomically, after every point)");
+  cmd_bench->add_option("--device", device, "cpu or cuda")->capture_default_str();
+  cmd_bench->add_option("--seed", bench.seed, "Seed of parameters and inputs")->capture_default_str();
+  add_timing_options(cmd_bench, bench.timing);
+
+  AttentionRunOptions run;
+  auto* cmd_run = attention->add_subcommand("run", "Forward (and backward) of one variant on .npy arrays");
+  cmd_run->add_option("--variant", run.variant, "Variant spec NAME[:key=value,...]")->required();
+  cmd_run->add_option("--heads", run.heads, "Heads h")->required();
+  cmd_run->add_option("--weights", run.weights_dir, "Directory with one .npy per parameter")->required();
+  cmd_run->add_option("--input", run.input, "x.npy, float32 (b, n, D)")->required();
+  cmd_run->add_option("--mask", run.mask, "mask.npy (b, n), 1 = real token; bool/uint8/int32/int64/float");
+  cmd_run->add_option("--output", run.output, "Write y.npy here")->required();
+  auto* go = cmd_run->add_option("--grad-output", run.grad_output, "dy.npy (b, n, D): also run the backward");
+  cmd_run->add_option("--grads", run.grads_dir, "Directory for dx.npy and d<name>.npy")->needs(go);
+  go->needs(cmd_run->get_option("--grads"));
+  cmd_run->add_option("--threads", run.threads, "CPU threads");
+
+  auto* demo = app.add_subcommand("demo", "The main job on embedded defaults: a short attention sweep of every "
+                                          "variant, printed as a table, written as a report");
+  std::string demo_json = "lsbench-demo.json";
+  demo->add_option("--json", demo_json, "Report path")->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? kOk : kUsage;
+  }
+
+  std::vector<std::string> cmdline(argv, argv + argc);
+  try {
+    if (*info) return print_info();
+    if (*cmd_bench) {
+      require_device(device);
+      bench.command_line = cmdline;
+      return run_attention_bench(bench);
+    }
+    if (*cmd_run) return run_attention_interop(run);
+    if (*demo) {
+      AttentionBenchOptions d;
+      d.variants = {"full", "flash", "linformer:k=128", "sliding:R=64", "ls:w=8,r=32"};
+      d.lengths = {512, 1024, 2048};
+      d.batch = 4;
+      d.mode = "fwdbwd";
+      d.timing.min_time_s = 0.2;
+      d.timing.min_reps = 3;
+      d.json_path = demo_json;
+      d.command_line = cmdline;
+      return run_attention_bench(d);
+    }
+  } catch (const UsageError& e) {
+    fmt::print(stderr, "lsbench: usage error: {}\n", e.what());
+    return kUsage;
+  } catch (const InputError& e) {
+    fmt::print(stderr, "lsbench: input error: {}\n", e.what());
+    return kBadInput;
+  } catch (const OutOfMemory& e) {
+    fmt::print(stderr, "lsbench: {}\n", e.what());
+    return kOutOfMemory;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "lsbench: internal error: {}\n", e.what());
+    return kInternal;
+  }
+  return kInternal;
+}

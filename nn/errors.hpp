@@ -1,0 +1,29 @@
+// Typed errors. The CLI maps each to a documented exit code (see README "Exit codes"):
+//   UsageError 2, InputError 3, OutOfMemory 4, anything else 5 (internal).
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+namespace lsb {
+
+// A bad command line: unknown variant or key, impossible value. Message lists what is valid.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Bad input data: a malformed or misshapen file. Message names the file (and line/record).
+struct InputError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An allocation refused because it would exceed the memory budget (or the system refused it).
+struct OutOfMemory : std::runtime_error {
+  OutOfMemory(const std::string& msg, std::int64_t requested_bytes)
+      : std::runtime_error(msg), requested(requested_bytes) {}
+  std::int64_t requested;
+};
+
+enum ExitCode : int { kOk = 0, kRegression = 1, kUsage = 2, kBadInput = 3, kOutOfMemory = 4, kInternal = 5 };
+
+}  // namespace lsb

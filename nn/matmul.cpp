@@ -1,0 +1,145 @@
+#include "nn/matmul.hpp"
+
+#include <array>
+#include <bit>
+#include <unordered_map>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include <fmt/format.h>
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "nn/tensor.hpp"
+
+namespace lsb {
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+dnnl::stream& cpu_stream() {
+  static dnnl::stream s(cpu_engine());
+  return s;
+}
+
+using Key = std::array<std::int64_t, 25>;
+
+struct Cached {
+  dnnl::matmul prim;
+  dnnl::memory::desc a, b, c, bias;
+  Tensor scratch;  // oneDNN's scratchpad, owned by us so that it is tracked
+  std::string impl;
+};
+
+std::map<Key, Cached>& cache() {
+  static std::map<Key, Cached> c;
+  return c;
+}
+std::mutex cache_mu;
+
+// Plain 2-D descriptors when there is no batch (oneDNN picks its fast kernels for those, and falls
+// back to the reference one for 4-D with a bias), else 4-D with the batch strides.
+dnnl::memory::desc desc_of(const MatRef& m, bool batched) {
+  using dt = dnnl::memory::data_type;
+  if (!batched) return dnnl::memory::desc({m.rows, m.cols}, dt::f32, {m.rs, m.cs});
+  return dnnl::memory::desc({m.batch[0], m.batch[1], m.rows, m.cols}, dt::f32,
+                            {m.bstride[0], m.bstride[1], m.rs, m.cs});
+}
+
+void put(Key& k, int& i, const MatRef& m) {
+  for (std::int64_t v : {m.rows, m.cols, m.rs, m.cs, m.batch[0], m.batch[1], m.bstride[0], m.bstride[1]}) k[i++] = v;
+}
+
+Cached& get(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, float beta, bool bias) {
+  auto batch_ok = [&](const MatRef& m) { return m.batch[0] == c.batch[0] && m.batch[1] == c.batch[1]; };
+  if (a.cols != b.rows || a.rows != c.rows || b.cols != c.cols || !batch_ok(a) || !batch_ok(b))
+    throw std::logic_error(fmt::format("matmul shape mismatch: ({}x{}) @ ({}x{}) -> ({}x{}), batch {}x{}", a.rows,
+                                       a.cols, b.rows, b.cols, c.rows, c.cols, c.batch[0], c.batch[1]));
+  if (bias && (c.batch[0] != 1 || c.batch[1] != 1)) throw std::logic_error("matmul: bias only without batch");
+  Key k{};
+  int i = 0;
+  put(k, i, a);
+  put(k, i, b);
+  put(k, i, c);
+  // Reinterpret the float bits so that alpha/beta are part of the key exactly.
+  k[i++] = static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(alpha));
+  k[i] = static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(beta)) * 2 + (bias ? 1 : 0);
+
+  std::lock_guard<std::mutex> lock(cache_mu);
+  auto it = cache().find(k);
+  if (it != cache().end()) return it->second;
+
+  Cached e;
+  const bool batched = c.batch[0] * c.batch[1] > 1;
+  e.a = desc_of(a, batched);
+  e.b = desc_of(b, batched);
+  e.c = desc_of(c, batched);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops po;
+    po.append_sum(beta);
+    attr.set_post_ops(po);
+  }
+  if (bias) e.bias = dnnl::memory::desc({1, c.cols}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ab);
+  auto md = bias ? dnnl::matmul::desc(e.a, e.b, e.bias, e.c) : dnnl::matmul::desc(e.a, e.b, e.c);
+  dnnl::matmul::primitive_desc pd(md, attr, cpu_engine());
+  e.impl = pd.impl_info_str();
+  const auto scratch_bytes = static_cast<std::int64_t>(pd.scratchpad_desc().get_size());
+  if (scratch_bytes > 0)
+    e.scratch = Tensor({(scratch_bytes + 3) / 4}, MemCategory::workspace, "oneDNN matmul scratchpad");
+  e.prim = dnnl::matmul(pd);
+  return cache().emplace(k, std::move(e)).first->second;
+}
+
+}  // namespace
+
+void matmul(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, float beta, const float* bias) {
+  if (a.rows == 0 || b.cols == 0 || c.batch[0] * c.batch[1] == 0) return;
+  Cached& e = get(a, b, c, alpha, beta, bias != nullptr);
+  auto& eng = cpu_engine();
+  std::unordered_map<int, dnnl::memory> args = {
+      {DNNL_ARG_SRC, dnnl::memory(e.a, eng, a.data)},
+      {DNNL_ARG_WEIGHTS, dnnl::memory(e.b, eng, b.data)},
+      {DNNL_ARG_DST, dnnl::memory(e.c, eng, c.data)},
+  };
+  if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(e.bias, eng, const_cast<float*>(bias)));
+  if (e.scratch.defined())
+    args.emplace(DNNL_ARG_SCRATCHPAD,
+                 dnnl::memory({{e.scratch.bytes()}, dnnl::memory::data_type::u8, dnnl::memory::format_tag::a}, eng,
+                              e.scratch.data()));
+  e.prim.execute(cpu_stream(), args);
+  cpu_stream().wait();
+}
+
+void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+               const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+               std::int64_t ldc) {
+  if (M == 0 || N == 0) return;
+  const auto st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success) throw std::runtime_error(fmt::format("dnnl_sgemm failed with status {}", int(st)));
+}
+
+const char* matmul_impl_name(const MatRef& a, const MatRef& b, const MatRef& c) {
+  return get(a, b, c, 1.0f, 0.0f, false).impl.c_str();
+}
+
+std::int64_t matmul_primitives_created() {
+  std::lock_guard<std::mutex> lock(cache_mu);
+  return static_cast<std::int64_t>(cache().size());
+}
+
+const char* onednn_version() {
+  static std::string v = [] {
+    const dnnl_version_t* ver = dnnl_version();
+    return fmt::format("{}.{}.{}", ver->major, ver->minor, ver->patch);
+  }();
+  return v.c_str();
+}
+
+}  // namespace lsb

@@ -1,0 +1,65 @@
+// The thin oneDNN 2.6 wrapper: every matrix product of the project goes through here.
+//
+// A MatRef is a strided view of a batch of matrices: element (b0, b1, i, j) lives at
+//   data[b0*bs0 + b1*bs1 + i*rs + j*cs].
+// Transposition is a view (t() swaps rows/cols and their strides) and heads are views of a
+// (b, n, D) activation (batch strides n*D and d, row stride D), so attention never copies to
+// split or transpose heads.
+#pragma once
+#include <cstdint>
+#include <utility>
+
+namespace lsb {
+
+struct MatRef {
+  float* data = nullptr;
+  std::int64_t rows = 0, cols = 0;
+  std::int64_t rs = 0, cs = 1;             // row and column strides, in elements
+  std::int64_t batch[2] = {1, 1};          // up to two batch dimensions
+  std::int64_t bstride[2] = {0, 0};
+
+  // A single row-major matrix with leading dimension ld.
+  static MatRef rowmajor(const float* p, std::int64_t rows, std::int64_t cols, std::int64_t ld) {
+    MatRef m;
+    m.data = const_cast<float*>(p);
+    m.rows = rows;
+    m.cols = cols;
+    m.rs = ld;
+    m.cs = 1;
+    return m;
+  }
+  MatRef t() const {
+    MatRef m = *this;
+    std::swap(m.rows, m.cols);
+    std::swap(m.rs, m.cs);
+    return m;
+  }
+  MatRef batched(std::int64_t n0, std::int64_t s0, std::int64_t n1 = 1, std::int64_t s1 = 0) const {
+    MatRef m = *this;
+    m.batch[0] = n0;
+    m.bstride[0] = s0;
+    m.batch[1] = n1;
+    m.bstride[1] = s1;
+    return m;
+  }
+};
+
+// c = alpha * a @ b + beta * c (+ bias broadcast over rows, only without batch dims).
+// Shapes: a (B, M, K), b (B, K, N), c (B, M, N) with the same two batch dims B for all three.
+// Runs with the OpenMP threads of the caller; do not call from inside a parallel region.
+void matmul(const MatRef& a, const MatRef& b, const MatRef& c, float alpha = 1.0f, float beta = 0.0f,
+            const float* bias = nullptr);
+
+// Single-threaded row-major GEMM for tiles inside an OpenMP parallel region (each thread calls it
+// on its own tile): c (M x N, ldc) = alpha * op(a) @ op(b) + beta * c.
+void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
+               const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
+               std::int64_t ldc);
+
+// Name of the oneDNN implementation chosen for a shape (diagnostics; e.g. "gemm:jit").
+const char* matmul_impl_name(const MatRef& a, const MatRef& b, const MatRef& c);
+// Number of distinct matmul primitives created so far (tests: no new primitive after warm-up).
+std::int64_t matmul_primitives_created();
+const char* onednn_version();
+
+}  // namespace lsb

@@ -1,0 +1,47 @@
+// Layers shared by attention variants and (later) the encoder. Forward and backward sit together;
+// backward accumulates parameter gradients (+=), so gradient buffers are zeroed once per step.
+// Weights use PyTorch's layout: Linear weight (out, in), y = x W^T + b.
+#pragma once
+#include <cstdint>
+
+#include "nn/matmul.hpp"
+
+namespace lsb {
+
+// exp(x) for fp32, vectorisable (no libm call): Cody-Waite reduction and a degree-6 polynomial,
+// relative error below 2e-7; returns exactly 0 for x < -87.3 (so exp(-inf) == 0).
+inline float fast_exp(float x) {
+  const float xc = x > 88.3f ? 88.3f : x;
+  const float t = xc * 1.44269504088896341f;
+  const float k = (t + 12582912.0f) - 12582912.0f;  // round to nearest for |t| < 2^22
+  const float r = (xc - k * 0.693359375f) - k * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const int ki = static_cast<int>(k);
+  const float scale = __builtin_bit_cast(float, (ki + 127) << 23);
+  return x < -87.3f ? 0.0f : p * scale;
+}
+
+// y (rows, out) = x (rows, in) W^T + b.
+void linear_forward(const float* x, std::int64_t rows, std::int64_t in, const float* W, const float* b,
+                    std::int64_t out, float* y);
+// dW (out, in) += dy^T x; db += column sums of dy; dx (rows, in) = dy W, or += when accumulate_dx.
+void linear_backward(const float* dy, const float* x, std::int64_t rows, std::int64_t in, const float* W,
+                     std::int64_t out, float* dW, float* db, float* dx, bool accumulate_dx);
+
+// Row-wise LayerNorm over `width` (eps 1e-5). Saves mean and 1/std per row for the backward.
+void layernorm_forward(const float* x, std::int64_t rows, std::int64_t width, const float* gamma,
+                       const float* beta, float* y, float* mean, float* rstd);
+// dx = (or +=) d/dx; dgamma, dbeta +=.
+void layernorm_backward(const float* dy, const float* x, std::int64_t rows, std::int64_t width, const float* gamma,
+                        const float* mean, const float* rstd, float* dx, float* dgamma, float* dbeta,
+                        bool accumulate_dx);
+
+constexpr float kLayerNormEps = 1e-5f;
+
+}  // namespace lsb

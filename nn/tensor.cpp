@@ -1,0 +1,66 @@
+#include "nn/tensor.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace lsb {
+
+std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (std::size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + (s.size() == 1 ? ",)" : ")");
+}
+
+std::int64_t numel_of(const Shape& s) {
+  std::int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+Tensor::Storage::~Storage() { MemoryTracker::instance().release(ptr, bytes, dev, cat); }
+
+Tensor::Tensor(Shape shape, MemCategory cat, const char* what, Device dev) : shape_(std::move(shape)) {
+  for (auto d : shape_)
+    if (d < 0) throw std::invalid_argument(fmt::format("{}: negative dimension in {}", what, shape_str(shape_)));
+  auto st = std::make_shared<Storage>();
+  st->bytes = static_cast<std::size_t>(numel()) * sizeof(float);
+  st->ptr = static_cast<float*>(MemoryTracker::instance().allocate(st->bytes, dev, cat, what));
+  st->dev = dev;
+  st->cat = cat;
+  storage_ = std::move(st);
+}
+
+Tensor Tensor::zeros(Shape shape, MemCategory cat, const char* what) {
+  Tensor t(std::move(shape), cat, what);
+  t.zero();
+  return t;
+}
+
+void Tensor::fill(float v) {
+  if (storage_ && storage_->dev != Device::cpu) throw std::logic_error("Tensor::fill on a device tensor");
+  float* p = data();
+  const std::int64_t n = numel();
+  if (v == 0.0f)
+    std::memset(p, 0, static_cast<std::size_t>(n) * sizeof(float));
+  else
+    std::fill(p, p + n, v);
+}
+
+Tensor Tensor::reshaped(Shape s) const {
+  if (numel_of(s) != numel())
+    throw std::invalid_argument(fmt::format("reshape {} -> {}", shape_str(shape_), shape_str(s)));
+  Tensor t = *this;
+  t.shape_ = std::move(s);
+  return t;
+}
+
+void ensure(Tensor& t, const Shape& shape, MemCategory cat, const char* what) {
+  if (t.defined() && t.shape() == shape && t.category() == cat) return;
+  t = Tensor();  // release first so the peak does not count old and new together
+  t = Tensor(shape, cat, what);
+}
+
+}  // namespace lsb

@@ -1,0 +1,130 @@
+#include "reports/report.hpp"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "bench/machine.hpp"
+#include "nn/cuda/device.hpp"
+#include "nn/errors.hpp"
+#include "nn/matmul.hpp"
+
+namespace lsb {
+
+nlohmann::json make_context(const ContextInputs& in) {
+  using nlohmann::json;
+  const auto now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  char when[32];
+  std::strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  const CpuInfo cpu = cpu_info();
+  json c = {
+      {"tool_version", LSBENCH_VERSION},
+      {"git_commit", LSBENCH_GIT_COMMIT},
+      {"command_line", in.command_line},
+      {"started_at", when},
+      {"host", host_name()},
+      {"os", os_name()},
+      {"compiler", compiler_name()},
+      {"build_type", LSBENCH_BUILD_TYPE},
+      {"cpu", {{"model", cpu.model}, {"cores", cpu.cores}, {"threads_used", in.threads_used}, {"flags", cpu.flags}}},
+      {"gpu", nullptr},
+      {"libraries", {{"onednn", onednn_version()}}},
+      {"shard", {{"index", 0}, {"count", 1}}},
+  };
+  if (in.peak_gflops_fp32 > 0) c["cpu"]["peak_gflops_fp32"] = in.peak_gflops_fp32;
+  if (cuda::device_count() > 0) {
+    const auto g = cuda::query(0);
+    c["gpu"] = {{"name", g.name}, {"driver", g.driver}, {"cuda_runtime", g.runtime}, {"memory_bytes", g.memory_bytes}};
+  }
+  return c;
+}
+
+nlohmann::json make_report(nlohmann::json context, nlohmann::json results) {
+  return {{"schema", "lsbench-report"},
+          {"schema_version", kSchemaVersion},
+          {"context", std::move(context)},
+          {"results", std::move(results)}};
+}
+
+void write_report(const std::string& path, const nlohmann::json& report) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp);
+    if (!f) throw InputError(fmt::format("{}: cannot write the report", path));
+    f << report.dump(2) << "\n";
+    if (!f) throw InputError(fmt::format("{}: writing the report failed", path));
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) throw InputError(fmt::format("{}: cannot move the report into place: {}", path, ec.message()));
+}
+
+std::string config_id(const nlohmann::json& config) {
+  const std::string s = config.dump();  // nlohmann::json objects keep keys sorted: canonical
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char ch : s) {
+    h ^= ch;
+    h *= 1099511628211ULL;
+  }
+  return fmt::format("{:016x}", h);
+}
+
+std::vector<std::string> validate_report(const nlohmann::json& r) {
+  std::vector<std::string> errs;
+  auto need = [&](const nlohmann::json& obj, const char* key, auto pred, const std::string& where) {
+    if (!obj.is_object() || !obj.contains(key) || !pred(obj.at(key)))
+      errs.push_back(fmt::format("{}.{} missing or of the wrong type", where, key));
+  };
+  auto is_str = [](const nlohmann::json& j) { return j.is_string(); };
+  auto is_num = [](const nlohmann::json& j) { return j.is_number(); };
+  auto is_obj = [](const nlohmann::json& j) { return j.is_object(); };
+  auto is_arr = [](const nlohmann::json& j) { return j.is_array(); };
+  if (r.value("schema", "") != "lsbench-report") errs.push_back("schema must be \"lsbench-report\"");
+  if (r.value("schema_version", 0) != kSchemaVersion) errs.push_back("schema_version must be 1");
+  need(r, "context", is_obj, "report");
+  need(r, "results", is_arr, "report");
+  if (!errs.empty()) return errs;
+  const auto& c = r["context"];
+  for (const char* k : {"tool_version", "git_commit", "started_at", "host", "os", "compiler", "build_type"})
+    need(c, k, is_str, "context");
+  need(c, "command_line", is_arr, "context");
+  need(c, "cpu", is_obj, "context");
+  need(c, "libraries", is_obj, "context");
+  if (c.contains("cpu")) {
+    need(c["cpu"], "model", is_str, "context.cpu");
+    need(c["cpu"], "cores", is_num, "context.cpu");
+    need(c["cpu"], "threads_used", is_num, "context.cpu");
+  }
+  static const std::vector<std::string> kinds = {"sweep-point", "train-run", "maxlen"};
+  static const std::vector<std::string> statuses = {"ok", "oom", "error", "skipped", "diverged"};
+  for (std::size_t i = 0; i < r["results"].size(); ++i) {
+    const auto& x = r["results"][i];
+    const std::string where = fmt::format("results[{}]", i);
+    need(x, "id", is_str, where);
+    need(x, "kind", is_str, where);
+    need(x, "config", is_obj, where);
+    need(x, "status", is_str, where);
+    if (x.contains("kind") && x["kind"].is_string() &&
+        std::find(kinds.begin(), kinds.end(), x["kind"].get<std::string>()) == kinds.end())
+      errs.push_back(where + ".kind is not one of sweep-point, train-run, maxlen");
+    if (x.contains("status") && x["status"].is_string()) {
+      const auto st = x["status"].get<std::string>();
+      if (std::find(statuses.begin(), statuses.end(), st) == statuses.end())
+        errs.push_back(where + ".status is not one of ok, oom, error, skipped, diverged");
+      if (st != "ok") need(x, "message", is_str, where);
+    }
+    if (x.contains("config") && x["config"].is_object() && x.contains("id") && x["id"].is_string() &&
+        x["id"] != config_id(x["config"]))
+      errs.push_back(where + ".id is not the hash of its config");
+    if (x.contains("time_s"))
+      for (const char* k : {"min", "median", "mean", "max", "stdev", "samples"}) need(x["time_s"], k, is_num, where + ".time_s");
+    if (x.contains("memory")) need(x["memory"], "peak_tracked_bytes", is_num, where + ".memory");
+  }
+  return errs;
+}
+
+}  // namespace lsb

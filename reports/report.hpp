@@ -1,0 +1,29 @@
+// The lsbench report file (schema "lsbench-report", version 1; see reports/SCHEMA.md and
+// ../shared/spec/measurement.md): a context block saying exactly what was run where, and results.
+// Written atomically (temporary file, then rename). Knows nothing about tensors.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lsb {
+
+constexpr int kSchemaVersion = 1;
+
+struct ContextInputs {
+  std::vector<std::string> command_line;
+  int threads_used = 1;
+  double peak_gflops_fp32 = 0;  // measured; 0 = not measured (omitted)
+};
+
+nlohmann::json make_context(const ContextInputs& in);
+nlohmann::json make_report(nlohmann::json context, nlohmann::json results);
+// Writes `report` to `path` via path.tmp + rename. Throws InputError naming the path on failure.
+void write_report(const std::string& path, const nlohmann::json& report);
+// Stable id of a result: FNV-1a 64 of the canonical (sorted-key) dump of its config, in hex.
+std::string config_id(const nlohmann::json& config);
+// Checks a report against schema version 1; returns the problems found (empty = valid).
+std::vector<std::string> validate_report(const nlohmann::json& report);
+
+}  // namespace lsb
