@@ -56,6 +56,11 @@ class Attention {
   // gradients excluded), from its own buffer plan: the analytic memory model.
   virtual std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const = 0;
 
+  // For tests and diagnostics: the probabilities kept for backward, or nullptr where the variant
+  // keeps none. Layout: full (b, h, n, n); linformer (b, h, n, k); sliding (b, h, n, 2R+1) band;
+  // ls (b, h, n, r + w + 2e), landmarks first, then the window keys start(t) .. start(t)+w+2e-1.
+  virtual const Tensor* saved_probabilities() const { return nullptr; }
+
   std::vector<Param>& params() { return params_; }
   Param& param(const std::string& name);
   std::int64_t parameter_count() const;

@@ -10,6 +10,9 @@ class FullAttention final : public ProjectedAttention {
  public:
   FullAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("full", {}, dim, heads) {}
 
+ public:
+  const Tensor* saved_probabilities() const override { return &P_; }
+
  protected:
   void core_forward(bool) override {
     ensure(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");

@@ -21,6 +21,8 @@ class LinformerAttention final : public ProjectedAttention {
     if (separate) add_param("f", {k, n_max});
   }
 
+  const Tensor* saved_probabilities() const override { return &P_; }
+
  protected:
   void check_length(std::int64_t n) const override {
     if (n > n_max_)

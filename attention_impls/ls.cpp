@@ -40,6 +40,7 @@ class LongShortAttention final : public ProjectedAttention {
     win_.offset = e;
     win_.extra = r;
   }
+  const Tensor* saved_probabilities() const override { return &P_; }
   std::int64_t padded_length(std::int64_t n) const override { return w_ > 0 ? (n + w_ - 1) / w_ * w_ : n; }
 
  protected:

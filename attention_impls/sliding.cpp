@@ -16,6 +16,9 @@ class SlidingAttention final : public ProjectedAttention {
     win_.offset = R;
   }
 
+ public:
+  const Tensor* saved_probabilities() const override { return &P_; }
+
  protected:
   void core_forward(bool) override {
     ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "sliding band probabilities (b, h, n, 2R+1)");

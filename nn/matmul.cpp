@@ -26,7 +26,7 @@ dnnl::stream& cpu_stream() {
   return s;
 }
 
-using Key = std::array<std::int64_t, 25>;
+using Key = std::array<std::int64_t, 26>;  // 3 views x 8 values, alpha, beta+bias
 
 struct Cached {
   dnnl::matmul prim;

@@ -1,1 +1,397 @@
+// The checks of ../shared/spec/attention.md for every CPU variant: float64 reference, finite
+// differences of every input and parameter with padding present, equivalences, padding
+// invariance, the ls window edges, and linear memory for everything but full.
 #include <catch2/catch.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "attention_impls/attention.hpp"
+#include "attention_impls/reference_f64.hpp"
+#include "bench/attention_bench.hpp"
+#include "nn/errors.hpp"
+#include "nn/ops.hpp"
+#include "tests/helpers.hpp"
+
+using namespace lsb;
+using namespace lsb::test;
+
+namespace {
+
+// Specs covering every variant and the ls switches; n = 12 is a multiple of every w used.
+const std::vector<std::string> kSpecs = {"full",       "flash",       "linformer:k=5",  "linformer:k=5,share=separate",
+                                         "sliding:R=2", "sliding:R=0", "ls:w=4,r=3",     "ls:w=3,r=2",
+                                         "ls:w=0,r=3",  "ls:w=4,r=0",  "ls:w=1,r=2"};
+
+std::unique_ptr<Attention> make(const std::string& spec, std::int64_t D, std::int64_t h, std::int64_t n_max,
+                                std::uint64_t seed) {
+  auto a = make_attention(VariantSpec::parse(spec), D, h, n_max);
+  randomize(*a, seed);
+  return a;
+}
+
+std::vector<float> run_forward(Attention& a, const Problem& p, bool keep = false) {
+  std::vector<float> y(p.x.size());
+  a.forward(p.x.data(), p.mask.data(), p.b, p.n, y.data(), keep);
+  return y;
+}
+
+}  // namespace
+
+TEST_CASE("every variant matches the float64 reference, with padding", "[attention][reference]") {
+  for (const auto& spec : kSpecs) {
+    INFO(spec);
+    const Problem p = make_problem(2, 12, 8, 2, 5, 11);
+    auto a = make(spec, p.D, p.h, p.n, 3);
+    const auto y = run_forward(*a, p);
+    const auto ref = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*a),
+                                         to_f64(p.x), p.mask);
+    CHECK(compare_to_reference(y.data(), ref).max_rel < 2e-6);
+  }
+}
+
+TEST_CASE("finite differences of the float64 reference agree with every gradient", "[attention][gradient]") {
+  for (const auto& spec : kSpecs) {
+    INFO(spec);
+    const Problem p = make_problem(2, 12, 8, 2, 5, 21);
+    auto a = make(spec, p.D, p.h, p.n, 5);
+    Rng rng(77);
+    std::vector<float> g(p.x.size());
+    for (auto& v : g) v = static_cast<float>(rng.normal());
+    std::vector<float> y(p.x.size()), dx(p.x.size());
+    a->forward(p.x.data(), p.mask.data(), p.b, p.n, y.data(), true);
+    a->zero_grad();
+    a->backward(g.data(), dx.data());
+
+    const RefParams P = params_f64(*a);
+    const std::vector<double> x64 = to_f64(p.x);
+    auto loss = [&](const RefParams& params, const std::vector<double>& x) {
+      const auto yr = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params, x, p.mask);
+      double L = 0;
+      for (std::size_t i = 0; i < yr.size(); ++i) L += yr[i] * g[i];
+      return L;
+    };
+    const double eps = 1e-6;
+    // Every element of a tensor: central difference vs analytic; tolerance relative to the
+    // tensor's largest gradient (fp32 analytic against an exact float64 derivative).
+    auto check_tensor = [&](const std::string& what, const float* analytic, std::size_t count, auto perturb) {
+      std::vector<double> numeric(count);
+      double scale = 0;
+      for (std::size_t i = 0; i < count; ++i) {
+        numeric[i] = (perturb(i, eps) - perturb(i, -eps)) / (2 * eps);
+        scale = std::max(scale, std::fabs(numeric[i]));
+      }
+      double worst = 0;
+      for (std::size_t i = 0; i < count; ++i) worst = std::max(worst, std::fabs(numeric[i] - analytic[i]));
+      INFO(fmt::format("{}: max |numeric - analytic| = {:.3e}, largest gradient {:.3e}", what, worst, scale));
+      CHECK(worst <= 1e-4 * scale + 1e-6);
+    };
+    check_tensor("dx", dx.data(), dx.size(), [&](std::size_t i, double e) {
+      auto xs = x64;
+      xs[i] += e;
+      return loss(P, xs);
+    });
+    // Padded inputs get no gradient except through nothing: real outputs ignore them.
+    for (std::int64_t t = 0; t < p.n; ++t)
+      if (!p.mask[p.n + t])
+        for (std::int64_t c = 0; c < p.D; ++c) CHECK(dx[(p.n + t) * p.D + c] == Approx(0.0).margin(1e-6));
+    for (auto& prm : a->params()) {
+      check_tensor("d" + prm.name, prm.grad.data(), static_cast<std::size_t>(prm.value.numel()),
+                   [&](std::size_t i, double e) {
+                     auto ps = P;
+                     ps[prm.name][i] += e;
+                     return loss(ps, x64);
+                   });
+    }
+  }
+}
+
+TEST_CASE("flash equals full, forward and backward, across several tiles", "[attention][equivalence]") {
+  const Problem p = make_problem(2, 300, 16, 2, 37, 5);  // 300 > one 256-key tile and several 64-row tiles
+  auto full = make("full", p.D, p.h, p.n, 9);
+  auto flash = make("flash", p.D, p.h, p.n, 9);
+  const auto yf = run_forward(*full, p, true), yl = run_forward(*flash, p, true);
+  CHECK(max_rel_diff(yl, yf) <= 1e-5);
+  std::vector<float> g(p.x.size()), dxf(p.x.size()), dxl(p.x.size());
+  Rng rng(3);
+  for (auto& v : g) v = static_cast<float>(rng.normal());
+  full->zero_grad();
+  flash->zero_grad();
+  full->backward(g.data(), dxf.data());
+  flash->backward(g.data(), dxl.data());
+  CHECK(max_rel_diff(dxl, dxf) <= 1e-4);
+  for (std::size_t i = 0; i < full->params().size(); ++i) {
+    const auto& pf = full->params()[i].grad;
+    const auto& pl = flash->params()[i].grad;
+    INFO(full->params()[i].name);
+    CHECK(max_rel_diff({pl.data(), pl.data() + pl.numel()}, {pf.data(), pf.data() + pf.numel()}, 1e-2) <= 1e-4);
+  }
+}
+
+TEST_CASE("sliding with R >= n equals full", "[attention][equivalence]") {
+  const Problem p = make_problem(2, 20, 8, 2, 6, 8);
+  auto full = make("full", p.D, p.h, p.n, 4);
+  auto sliding = make("sliding:R=20", p.D, p.h, p.n, 4);
+  CHECK(max_rel_diff(run_forward(*sliding, p), run_forward(*full, p)) <= 1e-5);
+}
+
+TEST_CASE("linformer with k = n and E = I equals full", "[attention][equivalence]") {
+  const Problem p = make_problem(2, 16, 8, 2, 0, 8);  // no padding: linformer's projected keys are never masked
+  auto full = make("full", p.D, p.h, p.n, 4);
+  auto lin = make("linformer:k=16", p.D, p.h, p.n, 4);
+  Tensor& E = lin->param("e").value;
+  E.zero();
+  for (std::int64_t i = 0; i < 16; ++i) E[i * 16 + i] = 1.0f;
+  CHECK(max_rel_diff(run_forward(*lin, p), run_forward(*full, p)) <= 1e-5);
+}
+
+TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K), LN_L(V)", "[attention][equivalence][ls]") {
+  const Problem p = make_problem(2, 12, 8, 2, 4, 13);
+  auto ls = make("ls:w=12,r=0", p.D, p.h, p.n, 6);
+  const auto y = run_forward(*ls, p);
+  // Full attention in float64 with K and V replaced by their LayerNorm: written out here.
+  const RefParams P = params_f64(*ls);
+  const std::int64_t D = p.D, d = D / p.h, n = p.n;
+  auto lin = [&](const char* w, const char* bias, std::int64_t bi, std::int64_t t, std::int64_t o) {
+    double s = P.at(bias)[o];
+    for (std::int64_t i = 0; i < D; ++i) s += p.x[(bi * n + t) * D + i] * P.at(w)[o * D + i];
+    return s;
+  };
+  auto ln_row = [&](std::vector<double> r) {
+    double mu = 0, var = 0;
+    for (double v : r) mu += v / D;
+    for (double v : r) var += (v - mu) * (v - mu) / D;
+    for (std::int64_t o = 0; o < D; ++o)
+      r[o] = (r[o] - mu) / std::sqrt(var + 1e-5) * P.at("ln_l_weight")[o] + P.at("ln_l_bias")[o];
+    return r;
+  };
+  std::vector<double> expect(p.x.size());
+  for (std::int64_t bi = 0; bi < p.b; ++bi) {
+    std::vector<std::vector<double>> K(n, std::vector<double>(D)), V = K, Q = K;
+    for (std::int64_t t = 0; t < n; ++t) {
+      for (std::int64_t o = 0; o < D; ++o) {
+        Q[t][o] = lin("wq", "bq", bi, t, o) / std::sqrt(double(d));
+        K[t][o] = lin("wk", "bk", bi, t, o);
+        V[t][o] = lin("wv", "bv", bi, t, o);
+      }
+      K[t] = ln_row(K[t]);
+      V[t] = ln_row(V[t]);
+    }
+    for (std::int64_t t = 0; t < n; ++t) {
+      std::vector<double> C(D, 0.0);
+      if (p.mask[bi * n + t])
+        for (std::int64_t hh = 0; hh < p.h; ++hh) {
+          std::vector<double> s(n, -1e300);
+          double mx = -1e300, sum = 0;
+          for (std::int64_t u = 0; u < n; ++u)
+            if (p.mask[bi * n + u]) {
+              s[u] = 0;
+              for (std::int64_t c = 0; c < d; ++c) s[u] += Q[t][hh * d + c] * K[u][hh * d + c];
+              mx = std::max(mx, s[u]);
+            }
+          for (std::int64_t u = 0; u < n; ++u) sum += p.mask[bi * n + u] ? std::exp(s[u] - mx) : 0.0;
+          for (std::int64_t u = 0; u < n; ++u)
+            if (p.mask[bi * n + u])
+              for (std::int64_t c = 0; c < d; ++c) C[hh * d + c] += std::exp(s[u] - mx) / sum * V[u][hh * d + c];
+        }
+      for (std::int64_t o = 0; o < D; ++o) {
+        double s = P.at("bo")[o];
+        for (std::int64_t i = 0; i < D; ++i) s += C[i] * P.at("wo")[o * D + i];
+        expect[(bi * n + t) * D + o] = s;
+      }
+    }
+  }
+  CHECK(compare_to_reference(y.data(), expect).max_rel < 2e-6);
+}
+
+TEST_CASE("ls with Wp = 0, bp = 0 has r identical landmarks LN_G(mean of LN_L over real tokens)",
+          "[attention][equivalence][ls]") {
+  // Landmarks only (w = 0): with identical landmarks every real query's probabilities are uniform,
+  // so its context is the one value landmark LN_G(mean_t LN_L(V)_t) and y = that Wo^T + bo.
+  const Problem p = make_problem(2, 10, 8, 2, 3, 17);
+  auto ls = make("ls:w=0,r=4", p.D, p.h, p.n, 2);
+  ls->param("wp").value.zero();
+  ls->param("bp").value.zero();
+  const auto y = run_forward(*ls, p);
+  const RefParams P = params_f64(*ls);
+  const std::int64_t D = p.D, n = p.n;
+  for (std::int64_t bi = 0; bi < p.b; ++bi) {
+    std::vector<double> mean(D, 0.0);
+    std::int64_t real = 0;
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (!p.mask[bi * n + t]) continue;
+      ++real;
+      std::vector<double> v(D);
+      double mu = 0, var = 0;
+      for (std::int64_t o = 0; o < D; ++o) {
+        v[o] = P.at("bv")[o];
+        for (std::int64_t i = 0; i < D; ++i) v[o] += p.x[(bi * n + t) * D + i] * P.at("wv")[o * D + i];
+        mu += v[o] / D;
+      }
+      for (double e : v) var += (e - mu) * (e - mu) / D;
+      for (std::int64_t o = 0; o < D; ++o)
+        mean[o] += (v[o] - mu) / std::sqrt(var + 1e-5) * P.at("ln_l_weight")[o] + P.at("ln_l_bias")[o];
+    }
+    double mu = 0, var = 0;
+    for (auto& e : mean) mu += (e /= real) / D;
+    for (double e : mean) var += (e - mu) * (e - mu) / D;
+    std::vector<double> land(D);
+    for (std::int64_t o = 0; o < D; ++o)
+      land[o] = (mean[o] - mu) / std::sqrt(var + 1e-5) * P.at("ln_g_weight")[o] + P.at("ln_g_bias")[o];
+    for (std::int64_t t = 0; t < n; ++t) {
+      if (!p.mask[bi * n + t]) continue;
+      for (std::int64_t o = 0; o < D; ++o) {
+        double s = P.at("bo")[o];
+        for (std::int64_t i = 0; i < D; ++i) s += land[i] * P.at("wo")[o * D + i];
+        CHECK(y[(bi * n + t) * D + o] == Approx(s).epsilon(1e-5).margin(1e-5));
+      }
+    }
+  }
+}
+
+TEST_CASE("appending padded tokens does not change the outputs of real tokens", "[attention][padding]") {
+  for (const auto& spec : kSpecs) {
+    INFO(spec);
+    const std::int64_t n = 12, extra = 12, D = 8, h = 2;
+    const Problem small = make_problem(2, n, D, h, 3, 31);
+    Problem big = make_problem(2, n + extra, D, h, 0, 32);  // garbage in the padded slots
+    for (std::int64_t bi = 0; bi < 2; ++bi)
+      for (std::int64_t t = 0; t < n + extra; ++t) {
+        big.mask[bi * (n + extra) + t] = t < n ? small.mask[bi * n + t] : 0;
+        if (t < n)
+          for (std::int64_t c = 0; c < D; ++c) big.x[(bi * (n + extra) + t) * D + c] = small.x[(bi * n + t) * D + c];
+      }
+    // Same parameters in both (linformer: E sized for the longer input in both).
+    auto a = make(spec, D, h, n + extra, 7);
+    const auto ys = run_forward(*a, small);
+    const auto yb = run_forward(*a, big);
+    double worst = 0;
+    for (std::int64_t bi = 0; bi < 2; ++bi)
+      for (std::int64_t t = 0; t < n; ++t)
+        if (small.mask[bi * n + t])
+          for (std::int64_t c = 0; c < D; ++c)
+            worst = std::max(worst, static_cast<double>(std::fabs(ys[(bi * n + t) * D + c] -
+                                                                   yb[(bi * (n + extra) + t) * D + c])));
+    CHECK(worst <= 1e-5);
+    // Padded query rows output exactly bo.
+    for (std::int64_t c = 0; c < D; ++c) CHECK(yb[((n + extra) + n + 1) * D + c] == a->param("bo").value[c]);
+  }
+}
+
+TEST_CASE("ls window columns outside the sequence or masked get probability exactly 0", "[attention][ls]") {
+  const std::int64_t w = 4, r = 2, e = 2, n = 16, h = 2;
+  const Problem p = make_problem(2, n, 8, h, 3, 41);
+  auto a = make("ls:w=4,r=2", 8, h, n, 1);
+  run_forward(*a, p);
+  const Tensor& P = *a->saved_probabilities();
+  const std::int64_t W = r + w + 2 * e;
+  REQUIRE(P.shape() == Shape{2, h, n, W});
+  int zeros_checked = 0;
+  for (std::int64_t bi = 0; bi < 2; ++bi)
+    for (std::int64_t hh = 0; hh < h; ++hh)
+      for (std::int64_t t = 0; t < n; ++t) {
+        const float* row = P.data() + ((bi * h + hh) * n + t) * W;
+        double sum = 0;
+        for (std::int64_t j = 0; j < W; ++j) sum += row[j];
+        CHECK(sum == Approx(1.0).epsilon(1e-5));
+        for (std::int64_t j = 0; j < r; ++j) CHECK(row[j] > 0.0f);  // landmarks are never masked
+        const std::int64_t start = (t / w) * w - e;
+        for (std::int64_t o = 0; o < w + 2 * e; ++o) {
+          const std::int64_t u = start + o;
+          if (u < 0 || u >= n || !p.mask[bi * n + u]) {
+            CHECK(row[r + o] == 0.0f);
+            ++zeros_checked;
+          } else {
+            CHECK(row[r + o] > 0.0f);
+          }
+        }
+      }
+  CHECK(zeros_checked > 0);
+}
+
+TEST_CASE("nothing but full keeps an n x n buffer: memory is linear in n", "[attention][memory]") {
+  auto& mt = MemoryTracker::instance();
+  auto peak_of = [&](const std::string& spec, std::int64_t n) {
+    auto a = make(spec, 16, 2, n, 1);
+    const Problem p = make_problem(2, n, 16, 2, 0, 1);
+    std::vector<float> y(p.x.size()), dx(p.x.size());
+    const std::int64_t base = mt.stats(Device::cpu).live;
+    mt.reset_peak(Device::cpu);
+    a->forward(p.x.data(), p.mask.data(), p.b, n, y.data(), true);
+    a->backward(y.data(), dx.data());
+    const std::int64_t used = mt.stats(Device::cpu).peak - base;
+    // The analytic model is the module's own buffer plan: it must match what was counted
+    // (plus oneDNN scratchpads, which belong to the matmul cache).
+    const double analytic = static_cast<double>(a->analytic_bytes(2, n, true));
+    CHECK(used >= analytic);
+    CHECK(used <= analytic * 1.02 + (1 << 20));
+    return static_cast<double>(used);
+  };
+  for (const std::string spec : {"flash", "sliding:R=16", "ls:w=8,r=8", "linformer:k=32"}) {
+    INFO(spec);
+    CHECK(peak_of(spec, 2048) / peak_of(spec, 1024) < 2.1);
+  }
+  CHECK(peak_of("full", 2048) / peak_of("full", 1024) > 3.0);
+}
+
+TEST_CASE("after the first call nothing is allocated per call", "[attention][memory]") {
+  for (const auto& spec : kSpecs) {
+    INFO(spec);
+    auto a = make(spec, 8, 2, 12, 1);
+    const Problem p = make_problem(2, 12, 8, 2, 3, 1);
+    std::vector<float> y(p.x.size()), dx(p.x.size());
+    auto step = [&] {
+      a->forward(p.x.data(), p.mask.data(), 2, 12, y.data(), true);
+      a->backward(y.data(), dx.data());
+    };
+    step();
+    MemoryTracker::instance().reset_peak(Device::cpu);
+    step();
+    step();
+    CHECK(MemoryTracker::instance().stats(Device::cpu).allocations == 0);
+  }
+}
+
+TEST_CASE("impossible variant specs are usage errors that say what is valid", "[attention][spec]") {
+  auto msg = [](const std::string& spec, std::int64_t D = 8, std::int64_t h = 2) {
+    try {
+      make_attention(VariantSpec::parse(spec), D, h, 64);
+    } catch (const UsageError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK_THAT(msg("nope"), Catch::Contains("unknown variant 'nope'") && Catch::Contains("linformer"));
+  CHECK_THAT(msg("ls:q=3"), Catch::Contains("unknown key 'q'") && Catch::Contains("valid keys: w, r"));
+  CHECK_THAT(msg("ls:w=0,r=0"), Catch::Contains("w=0 and r=0"));
+  CHECK_THAT(msg("ls:w=-1"), Catch::Contains("w=-1 must be >= 0"));
+  CHECK_THAT(msg("linformer:k=0"), Catch::Contains("k=0 must be >= 1"));
+  CHECK_THAT(msg("linformer:share=both"), Catch::Contains("not one of kv, separate"));
+  CHECK_THAT(msg("sliding:R=abc"), Catch::Contains("R=abc is not an integer"));
+  CHECK_THAT(msg("full:x"), Catch::Contains("not key=value"));
+  CHECK_THAT(msg("full", 10, 3), Catch::Contains("multiple of --heads"));
+  CHECK(msg("ls:w=8,r=32") == "no error");
+  // linformer: a sequence longer than n_max is an error, not a truncation.
+  auto lin = make_attention(VariantSpec::parse("linformer:k=4,n_max=8"), 8, 2, 8);
+  const Problem p = make_problem(1, 12, 8, 2, 0, 1);
+  std::vector<float> y(p.x.size());
+  CHECK_THROWS_WITH(lin->forward(p.x.data(), nullptr, 1, 12, y.data(), false),
+                    Catch::Contains("sequence length 12 exceeds n_max 8"));
+  // ls: the harness must pad to a multiple of w.
+  auto ls = make_attention(VariantSpec::parse("ls:w=8,r=2"), 8, 2, 12);
+  CHECK(ls->padded_length(12) == 16);
+  CHECK_THROWS_AS(ls->forward(p.x.data(), nullptr, 1, 12, y.data(), false), UsageError);
+  CHECK(VariantSpec::parse("ls:w=8,r=32").str() == "ls:r=32,w=8");
+}
+
+TEST_CASE("the float64 reference check of the bench accepts every variant and mode", "[attention][bench]") {
+  // (The same check gates `lsbench attention bench`; tested here on a wider model.)
+  for (const std::string spec : {"full", "flash", "linformer:k=8", "sliding:R=3", "ls:w=4,r=3"}) {
+    INFO(spec);
+    const ReferenceCheck c = check_against_reference(spec, 32, 4, true, 5);
+    INFO(c.message);
+    CHECK(c.ok);
+  }
+}
