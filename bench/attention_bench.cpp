@@ -238,6 +238,12 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   }
   print_table(rows, opt, peak);
   if (!opt.json_path.empty()) fmt::print("\nreport: {}\n", opt.json_path);
+  const auto oom = std::count_if(rows.begin(), rows.end(), [](const Row& r) { return r.status == "oom"; });
+  if (oom > 0 && exit_code == kOk) {
+    fmt::print(stderr, "lsbench: {} of {} points did not fit the memory budget (status oom in the report)\n", oom,
+               rows.size());
+    exit_code = kOutOfMemory;
+  }
   return exit_code;
 }
 

@@ -23,8 +23,9 @@ struct AttentionBenchOptions {
   std::vector<std::string> command_line;
 };
 
-// Runs every (variant, length) point; prints a table; writes the report. Returns the exit code
-// (0 when every point is ok or oom; 5 when a variant failed its correctness check).
+// Runs every (variant, length) point; prints a table; writes the report after every point. Returns
+// the exit code: 0 all ok; 5 a variant failed its correctness check (it is not timed); 4 some point
+// ran out of the memory budget (recorded as status oom; the other points still ran).
 int run_attention_bench(const AttentionBenchOptions& opt);
 
 // Result of checking a variant on a small copy (b = 2, short n, with padding) against the float64

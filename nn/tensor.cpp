@@ -25,9 +25,11 @@ Tensor::Storage::~Storage() { MemoryTracker::instance().release(ptr, bytes, dev,
 Tensor::Tensor(Shape shape, MemCategory cat, const char* what, Device dev) : shape_(std::move(shape)) {
   for (auto d : shape_)
     if (d < 0) throw std::invalid_argument(fmt::format("{}: negative dimension in {}", what, shape_str(shape_)));
+  const std::size_t bytes = static_cast<std::size_t>(numel()) * sizeof(float);
   auto st = std::make_shared<Storage>();
-  st->bytes = static_cast<std::size_t>(numel()) * sizeof(float);
-  st->ptr = static_cast<float*>(MemoryTracker::instance().allocate(st->bytes, dev, cat, what));
+  // bytes is set only once the tracker has granted them: a refused request releases nothing.
+  st->ptr = static_cast<float*>(MemoryTracker::instance().allocate(bytes, dev, cat, what));
+  st->bytes = bytes;
   st->dev = dev;
   st->cat = cat;
   storage_ = std::move(st);

@@ -87,7 +87,8 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
   if (r.value("schema_version", 0) != kSchemaVersion) errs.push_back("schema_version must be 1");
   need(r, "context", is_obj, "report");
   need(r, "results", is_arr, "report");
-  if (!errs.empty()) return errs;
+  if (!r.contains("context") || !r["context"].is_object() || !r.contains("results") || !r["results"].is_array())
+    return errs;
   const auto& c = r["context"];
   for (const char* k : {"tool_version", "git_commit", "started_at", "host", "os", "compiler", "build_type"})
     need(c, k, is_str, "context");
@@ -122,7 +123,8 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
       errs.push_back(where + ".id is not the hash of its config");
     if (x.contains("time_s"))
       for (const char* k : {"min", "median", "mean", "max", "stdev", "samples"}) need(x["time_s"], k, is_num, where + ".time_s");
-    if (x.contains("memory")) need(x["memory"], "peak_tracked_bytes", is_num, where + ".memory");
+    if (x.contains("memory") && x.value("status", "") == "ok")
+      need(x["memory"], "peak_tracked_bytes", is_num, where + ".memory");
   }
   return errs;
 }

@@ -1,1 +1,125 @@
+// The command line as a user meets it: exit codes, one-line errors, and the interop path.
 #include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include "attention_impls/attention.hpp"
+#include "attention_impls/reference_f64.hpp"
+#include "nn/npy.hpp"
+#include "reports/report.hpp"
+#include "tests/cli_helpers.hpp"
+#include "tests/helpers.hpp"
+
+using namespace lsb;
+using namespace lsb::test;
+namespace fs = std::filesystem;
+
+namespace {
+fs::path fresh_dir(const std::string& name) {
+  const auto p = fs::temp_directory_path() / ("lsbench_test_" + name);
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+const std::string kQuick = " --batch 2 --dim 16 --heads 2 --warmup 1 --min-reps 2 --min-time 0 ";
+}  // namespace
+
+TEST_CASE("usage errors exit 2 with one line naming the option and what is valid", "[cli]") {
+  auto r = run_cli("attention bench --variant nope --n 64" + kQuick);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("unknown variant 'nope'") && Catch::Contains("sliding"));
+  r = run_cli("attention bench --variant ls:w=0,r=0 --n 64" + kQuick);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("w=0 and r=0"));
+  r = run_cli("attention bench --variant linformer:k=8,n_max=100 --n 200" + kQuick);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("exceeds n_max 100"));
+  r = run_cli("attention bench --variant full --n 64 --mode sideways" + kQuick);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("--mode sideways"));
+  r = run_cli("attention bench --variant full --n 64 --memory-budget lots" + kQuick);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("--memory-budget: 'lots' is not a size"));
+  r = run_cli("attention bench --variant full --n 64 --device cuda" + kQuick);
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("--device cuda"));
+  r = run_cli("attention bench --n 64");
+  CHECK(r.code == 2);
+  CHECK_THAT(r.output, Catch::Contains("--variant"));
+  CHECK(run_cli("--help").code == 0);
+}
+
+TEST_CASE("bench writes a valid report; a point over budget is oom, the others still run", "[cli][report]") {
+  const auto dir = fresh_dir("bench");
+  const auto json = (dir / "r.json").string();
+  // Budget 24 MiB: full at n = 2048 needs b*h*n^2*4 = 64 MiB of probabilities; flash fits.
+  const auto r = run_cli("attention bench --variant full --variant flash --n 256 --n 2048 --mode fwdbwd "
+                         "--memory-budget 24MiB --json " + json + kQuick);
+  INFO(r.output);
+  CHECK(r.code == 4);
+  CHECK_THAT(r.output, Catch::Contains("did not fit the memory budget"));
+  std::ifstream f(json);
+  const auto rep = nlohmann::json::parse(f);
+  CHECK(validate_report(rep).empty());
+  REQUIRE(rep["results"].size() == 4);
+  std::map<std::string, std::string> status;
+  for (const auto& x : rep["results"])
+    status[x["config"]["variant"].get<std::string>() + std::to_string(x["config"]["n"].get<int>())] = x["status"];
+  CHECK(status["full256"] == "ok");
+  CHECK(status["full2048"] == "oom");
+  CHECK(status["flash256"] == "ok");
+  CHECK(status["flash2048"] == "ok");
+  for (const auto& x : rep["results"]) {
+    if (x["status"] == "oom") {
+      CHECK_THAT(x["message"].get<std::string>(), Catch::Contains("full attention probabilities"));
+      continue;
+    }
+    CHECK(x["time_s"]["samples"].get<int>() >= 2);
+    CHECK(x["memory"]["peak_tracked_bytes"].get<double>() > 0);
+    CHECK(x["memory"]["tracked_allocations_while_timing"] == 0);
+    CHECK(x["check"]["grad_rel_error"].get<double>() < 1e-3);
+  }
+}
+
+TEST_CASE("attention run reproduces the float64 reference from .npy weights, and writes gradients",
+          "[cli][interop]") {
+  const auto dir = fresh_dir("interop");
+  const std::int64_t b = 2, n = 10, D = 8, h = 2;  // n = 10 is padded to 12 for w = 4
+  const std::string spec = "ls:w=4,r=2";
+  auto a = make_attention(VariantSpec::parse(spec), D, h, 12);
+  randomize(*a, 5);
+  fs::create_directories(dir / "w");
+  for (auto& p : a->params()) write_npy_f32((dir / "w" / (p.name + ".npy")).string(), p.value.shape(), p.value.data());
+  const Problem pr = make_problem(b, n, D, h, 3, 9);
+  write_npy_f32((dir / "x.npy").string(), {b, n, D}, pr.x.data());
+  std::vector<float> mask_f(pr.mask.begin(), pr.mask.end());
+  write_npy_f32((dir / "mask.npy").string(), {b, n}, mask_f.data());
+  std::vector<float> dy(b * n * D, 0.25f);
+  write_npy_f32((dir / "dy.npy").string(), {b, n, D}, dy.data());
+
+  const std::string base = "attention run --variant " + spec + " --heads 2 --weights " + (dir / "w").string() +
+                           " --input " + (dir / "x.npy").string() + " --mask " + (dir / "mask.npy").string() +
+                           " --output " + (dir / "y.npy").string();
+  auto r = run_cli(base + " --grad-output " + (dir / "dy.npy").string() + " --grads " + (dir / "g").string());
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  const auto y = load_npy_f32((dir / "y.npy").string(), {b, n, D}, "y");
+  const auto ref = reference_attention("ls", a->resolved_params(), D, h, b, n, params_f64(*a), to_f64(pr.x), pr.mask);
+  CHECK(compare_to_reference(y.data(), ref).max_rel < 2e-6);
+  CHECK(load_npy_f32((dir / "g" / "dx.npy").string(), {b, n, D}, "dx").size() == std::size_t(b * n * D));
+  for (auto& p : a->params()) CHECK(fs::exists(dir / "g" / ("d" + p.name + ".npy")));
+
+  // A missing weight, and a misshapen one, are input errors naming the file and the shape.
+  fs::remove(dir / "w" / "wp.npy");
+  r = run_cli(base);
+  CHECK(r.code == 3);
+  CHECK_THAT(r.output, Catch::Contains("wp.npy: missing weight 'wp' of shape (4, 8)"));
+  std::vector<float> junk(5);
+  write_npy_f32((dir / "w" / "wp.npy").string(), {5}, junk.data());
+  r = run_cli(base);
+  CHECK(r.code == 3);
+  CHECK_THAT(r.output, Catch::Contains("wp.npy: weight wp must have shape (4, 8), found (5,)"));
+}
