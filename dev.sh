@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The two commands of the README. Each installs what is missing (Debian packages), builds
+# (incrementally: quick when nothing changed), then:
+#   ./dev.sh main   runs the main job on embedded defaults and prints a readable report
+#   ./dev.sh test   runs the whole test suite (what .ci/run calls)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PACKAGES=(cmake ninja-build g++ git libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev)
+BUILD=build/release
+
+install_missing() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  echo "dev.sh: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build() {
+  [ -f "$BUILD/CMakeCache.txt" ] || cmake --preset release -DBUILD_TESTING=ON >/dev/null
+  cmake --build "$BUILD" -j "$(nproc)"
+}
+
+case "${1:-}" in
+  main)
+    install_missing
+    build
+    "$BUILD/lsbench" demo --json "$BUILD/lsbench-demo.json"
+    ;;
+  test)
+    install_missing
+    build
+    ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
+    ;;
+  *)
+    echo "usage: ./dev.sh main | test" >&2
+    exit 2
+    ;;
+esac
