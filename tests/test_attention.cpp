@@ -40,7 +40,7 @@ std::vector<float> run_forward(Attention& a, const Problem& p, bool keep = false
 
 }  // namespace
 
-TEST_CASE("every variant matches the float64 reference, with padding", "[attention][reference]") {
+TEST_CASE("every variant matches the float64 reference with padding present", "[attention][reference]") {
   for (const auto& spec : kSpecs) {
     INFO(spec);
     const Problem p = make_problem(2, 12, 8, 2, 5, 11);
@@ -108,7 +108,7 @@ TEST_CASE("finite differences of the float64 reference agree with every gradient
   }
 }
 
-TEST_CASE("flash equals full, forward and backward, across several tiles", "[attention][equivalence]") {
+TEST_CASE("flash equals full forward and backward across several tiles", "[attention][equivalence]") {
   const Problem p = make_problem(2, 300, 16, 2, 37, 5);  // 300 > one 256-key tile and several 64-row tiles
   auto full = make("full", p.D, p.h, p.n, 9);
   auto flash = make("flash", p.D, p.h, p.n, 9);
@@ -147,7 +147,7 @@ TEST_CASE("linformer with k = n and E = I equals full", "[attention][equivalence
   CHECK(max_rel_diff(run_forward(*lin, p), run_forward(*full, p)) <= 1e-5);
 }
 
-TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K), LN_L(V)", "[attention][equivalence][ls]") {
+TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K) and LN_L(V)", "[attention][equivalence][ls]") {
   const Problem p = make_problem(2, 12, 8, 2, 4, 13);
   auto ls = make("ls:w=12,r=0", p.D, p.h, p.n, 6);
   const auto y = run_forward(*ls, p);
@@ -206,7 +206,7 @@ TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K), LN_L(V)", "
   CHECK(compare_to_reference(y.data(), expect).max_rel < 2e-6);
 }
 
-TEST_CASE("ls with Wp = 0, bp = 0 has r identical landmarks LN_G(mean of LN_L over real tokens)",
+TEST_CASE("ls with Wp = 0 and bp = 0 has r identical landmarks LN_G(mean of LN_L over real tokens)",
           "[attention][equivalence][ls]") {
   // Landmarks only (w = 0): with identical landmarks every real query's probabilities are uniform,
   // so its context is the one value landmark LN_G(mean_t LN_L(V)_t) and y = that Wo^T + bo.

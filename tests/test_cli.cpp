@@ -52,7 +52,7 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
   CHECK(run_cli("--help").code == 0);
 }
 
-TEST_CASE("bench writes a valid report; a point over budget is oom, the others still run", "[cli][report]") {
+TEST_CASE("bench writes a valid report where a point over budget is oom and the others still run", "[cli][report]") {
   const auto dir = fresh_dir("bench");
   const auto json = (dir / "r.json").string();
   // Budget 24 MiB: full at n = 2048 needs b*h*n^2*4 = 64 MiB of probabilities; flash fits.
@@ -84,7 +84,7 @@ TEST_CASE("bench writes a valid report; a point over budget is oom, the others s
   }
 }
 
-TEST_CASE("attention run reproduces the float64 reference from .npy weights, and writes gradients",
+TEST_CASE("attention run reproduces the float64 reference from .npy weights and writes gradients",
           "[cli][interop]") {
   const auto dir = fresh_dir("interop");
   const std::int64_t b = 2, n = 10, D = 8, h = 2;  // n = 10 is padded to 12 for w = 4

@@ -21,7 +21,7 @@ std::vector<float> randv(std::size_t n, std::uint64_t seed) {
 }
 }  // namespace
 
-TEST_CASE("matmul on transposed, strided head views matches naive loops", "[matmul]") {
+TEST_CASE("matmul on transposed strided head views matches naive loops", "[matmul]") {
   const std::int64_t b = 2, n = 7, h = 3, d = 4, D = h * d;
   auto q = randv(b * n * D, 1), k = randv(b * n * D, 2);
   std::vector<float> s(b * h * n * n, 5.0f);
@@ -39,7 +39,7 @@ TEST_CASE("matmul on transposed, strided head views matches naive loops", "[matm
         }
 }
 
-TEST_CASE("linear layers follow nn.Linear: y = x W^T + b, and their gradients", "[matmul]") {
+TEST_CASE("linear layers follow nn.Linear (y = x W^T + b) and so do their gradients", "[matmul]") {
   const std::int64_t rows = 5, in = 3, out = 4;
   auto x = randv(rows * in, 3), W = randv(out * in, 4), bias = randv(out, 5), dy = randv(rows * out, 6);
   std::vector<float> y(rows * out), dW(out * in, 1.0f), db(out, 1.0f), dx(rows * in, 0.5f);

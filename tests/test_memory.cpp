@@ -26,7 +26,7 @@ TEST_CASE("the tracker counts live and peak bytes by category", "[memory]") {
         2000);
 }
 
-TEST_CASE("a budget refuses the allocation that would exceed it, naming the request", "[memory]") {
+TEST_CASE("a budget refuses the allocation that would exceed it and names the request", "[memory]") {
   auto& mt = MemoryTracker::instance();
   const auto live = mt.stats(Device::cpu).live;
   mt.set_budget(Device::cpu, live + 1024 * 1024);

@@ -56,7 +56,7 @@ TEST_CASE("npy errors name the file and what was expected", "[npy]") {
   CHECK_THROWS_AS(read_npy((dir / "missing.npy").string()), InputError);
 }
 
-TEST_CASE("masks load from bool, integer and float arrays, and only as 0/1", "[npy]") {
+TEST_CASE("masks load from bool and integer and float arrays and only as 0 or 1", "[npy]") {
   const auto dir = tmpdir();
   write_raw(dir / "mb.npy", "|b1", "(1, 3)", std::string("\x01\x00\x01", 3));
   CHECK(load_npy_mask((dir / "mb.npy").string(), {1, 3}) == std::vector<std::uint8_t>{1, 0, 1});

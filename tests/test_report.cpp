@@ -4,7 +4,7 @@
 
 using namespace lsb;
 
-TEST_CASE("a report built by the writer validates; ids are stable hashes of the config", "[report]") {
+TEST_CASE("a report built by the writer validates and ids are stable hashes of the config", "[report]") {
   nlohmann::json config = {{"variant", "ls"}, {"n", 1024}, {"variant_params", {{"w", 8}, {"r", 32}}}};
   nlohmann::json same = {{"n", 1024}, {"variant_params", {{"r", 32}, {"w", 8}}}, {"variant", "ls"}};
   CHECK(config_id(config) == config_id(same));
