@@ -16,8 +16,12 @@
 namespace lsb {
 namespace {
 
-constexpr std::int64_t kBq = 64;   // query rows per tile
-constexpr std::int64_t kBk = 256;  // keys per tile
+// Tile sizes, measured on the 2-core AVX-512 machine of docs/PERFORMANCE.md (n = 4K, D = 64 and 256):
+// forward 128 x 256 and backward 128 x 128 were the fastest of {64, 128} x {128, 256, 512}.
+constexpr std::int64_t kBq = 128;      // forward: query rows per tile
+constexpr std::int64_t kBk = 256;      // forward: keys per tile
+constexpr std::int64_t kBqBwd = 128;   // backward: query rows per tile
+constexpr std::int64_t kBkBwd = 128;   // backward: keys per tile
 
 class FlashAttention final : public ProjectedAttention {
  public:
@@ -51,19 +55,23 @@ class FlashAttention final : public ProjectedAttention {
             const float* k = K_.data() + (bi * n + k0) * D + hi * d;
             const float* v = V_.data() + (bi * n + k0) * D + hi * d;
             gemm_tile(false, true, rows, cols, d, 1.0f, q, D, k, D, 0.0f, S, kBk);
+            const bool all_valid = std::all_of(m + k0, m + k0 + cols, [](std::uint8_t x) { return x != 0; });
             for (std::int64_t i = 0; i < rows; ++i) {
               float* s = S + i * kBk;
               float mx = mrow[i];
-              for (std::int64_t u = 0; u < cols; ++u)
-                if (m[k0 + u]) mx = std::max(mx, s[u]);
-              const float alpha = fast_exp(mrow[i] - mx);  // 0 on the first valid tile
               float sum = 0;
+              if (all_valid) {  // the common case, branch-free and vectorised
+#pragma omp simd reduction(max : mx)
+                for (std::int64_t u = 0; u < cols; ++u) mx = std::max(mx, s[u]);
 #pragma omp simd reduction(+ : sum)
-              for (std::int64_t u = 0; u < cols; ++u) {
-                const float p = m[k0 + u] ? fast_exp(s[u] - mx) : 0.0f;
-                s[u] = p;
-                sum += p;
+                for (std::int64_t u = 0; u < cols; ++u) sum += (s[u] = fast_exp(s[u] - mx));
+              } else {
+                for (std::int64_t u = 0; u < cols; ++u)
+                  if (m[k0 + u]) mx = std::max(mx, s[u]);
+#pragma omp simd reduction(+ : sum)
+                for (std::int64_t u = 0; u < cols; ++u) sum += (s[u] = m[k0 + u] ? fast_exp(s[u] - mx) : 0.0f);
               }
+              const float alpha = fast_exp(mrow[i] - mx);  // 0 on the first valid tile
               lrow[i] = lrow[i] * alpha + sum;
               mrow[i] = mx;
               float* o = O + i * d;
@@ -85,14 +93,14 @@ class FlashAttention final : public ProjectedAttention {
 
   void core_backward() override {
     const std::int64_t h = heads_, d = head_dim(), D = dim_, n = n_;
-    const std::int64_t per_thread = 2 * kBq * kBk + n;
+    const std::int64_t per_thread = 2 * kBqBwd * kBkBwd + n;
     ensure(bscratch_, {max_threads(), per_thread}, MemCategory::workspace, "flash per-thread backward tiles");
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (std::int64_t bi = 0; bi < b_; ++bi)
       for (std::int64_t hi = 0; hi < h; ++hi) {
         float* P = bscratch_.data() + thread_id() * per_thread;  // (Bq, Bk) probabilities
-        float* dS = P + kBq * kBk;                                // (Bq, Bk) dP, then dS
-        float* delta = dS + kBq * kBk;                            // (n) rowsum(dC * C)
+        float* dS = P + kBqBwd * kBkBwd;                                // (Bq, Bk) dP, then dS
+        float* delta = dS + kBqBwd * kBkBwd;                            // (n) rowsum(dC * C)
         const std::int64_t off = bi * n * D + hi * d;
         const float *q = Q_.data() + off, *k = K_.data() + off, *v = V_.data() + off;
         const float *c = C_.data() + off, *dc = dC_.data() + off;
@@ -108,29 +116,29 @@ class FlashAttention final : public ProjectedAttention {
           std::memset(dk + t * D, 0, sizeof(float) * d);
           std::memset(dv + t * D, 0, sizeof(float) * d);
         }
-        for (std::int64_t k0 = 0; k0 < n; k0 += kBk) {
-          const std::int64_t cols = std::min(kBk, n - k0);
+        for (std::int64_t k0 = 0; k0 < n; k0 += kBkBwd) {
+          const std::int64_t cols = std::min(kBkBwd, n - k0);
           if (std::none_of(m + k0, m + k0 + cols, [](std::uint8_t x) { return x != 0; })) continue;
-          for (std::int64_t q0 = 0; q0 < n; q0 += kBq) {
-            const std::int64_t rows = std::min(kBq, n - q0);
-            gemm_tile(false, true, rows, cols, d, 1.0f, q + q0 * D, D, k + k0 * D, D, 0.0f, P, kBk);
+          for (std::int64_t q0 = 0; q0 < n; q0 += kBqBwd) {
+            const std::int64_t rows = std::min(kBqBwd, n - q0);
+            gemm_tile(false, true, rows, cols, d, 1.0f, q + q0 * D, D, k + k0 * D, D, 0.0f, P, kBkBwd);
             for (std::int64_t i = 0; i < rows; ++i) {
-              float* p = P + i * kBk;
+              float* p = P + i * kBkBwd;
               const float l = lse[q0 + i];
 #pragma omp simd
               for (std::int64_t u = 0; u < cols; ++u) p[u] = m[k0 + u] ? fast_exp(p[u] - l) : 0.0f;
             }
-            gemm_tile(true, false, cols, d, rows, 1.0f, P, kBk, dc + q0 * D, D, 1.0f, dv + k0 * D, D);
-            gemm_tile(false, true, rows, cols, d, 1.0f, dc + q0 * D, D, v + k0 * D, D, 0.0f, dS, kBk);
+            gemm_tile(true, false, cols, d, rows, 1.0f, P, kBkBwd, dc + q0 * D, D, 1.0f, dv + k0 * D, D);
+            gemm_tile(false, true, rows, cols, d, 1.0f, dc + q0 * D, D, v + k0 * D, D, 0.0f, dS, kBkBwd);
             for (std::int64_t i = 0; i < rows; ++i) {
-              const float* p = P + i * kBk;
-              float* g = dS + i * kBk;
+              const float* p = P + i * kBkBwd;
+              float* g = dS + i * kBkBwd;
               const float dl = delta[q0 + i];
 #pragma omp simd
               for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);
             }
-            gemm_tile(true, false, cols, d, rows, 1.0f, dS, kBk, q + q0 * D, D, 1.0f, dk + k0 * D, D);
-            gemm_tile(false, false, rows, d, cols, 1.0f, dS, kBk, k + k0 * D, D, 1.0f, dq + q0 * D, D);
+            gemm_tile(true, false, cols, d, rows, 1.0f, dS, kBkBwd, q + q0 * D, D, 1.0f, dk + k0 * D, D);
+            gemm_tile(false, false, rows, d, cols, 1.0f, dS, kBkBwd, k + k0 * D, D, 1.0f, dq + q0 * D, D);
           }
         }
       }
@@ -139,7 +147,7 @@ class FlashAttention final : public ProjectedAttention {
   double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     const std::int64_t T = max_threads(), d = head_dim();
-    return b * heads_ * n + T * (kBq * kBk + kBq * d + 2 * kBq) + (with_backward ? T * (2 * kBq * kBk + n) : 0);
+    return b * heads_ * n + T * (kBq * kBk + kBq * d + 2 * kBq) + (with_backward ? T * (2 * kBqBwd * kBkBwd + n) : 0);
   }
 
  private:

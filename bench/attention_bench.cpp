@@ -70,8 +70,8 @@ ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_
     r.grad_rel_error = std::fabs(numeric - analytic) / std::max(std::fabs(numeric), 1e-6);
     r.ok = r.ok && r.grad_rel_error <= 1e-3;
   }
-  r.message = fmt::format("forward max rel error {:.2e}{}", r.forward_rel_error,
-                          with_backward ? fmt::format(", gradient rel error {:.2e}", r.grad_rel_error) : "");
+  r.message = fmt::format("vs float64: output {:.1e}{}", r.forward_rel_error,
+                          with_backward ? fmt::format(", gradient {:.1e}", r.grad_rel_error) : "");
   return r;
 }
 
@@ -87,18 +87,21 @@ struct Row {
 void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt, double peak) {
   fmt::print("\nattention {} | batch {} dim {} heads {} | {} threads | measured fp32 peak {:.0f} GFLOP/s\n", opt.mode,
              opt.batch, opt.dim, opt.heads, omp_get_max_threads(), peak);
-  fmt::print("GFLOP/s from the cost model; fwd+bwd counted as 3x forward.\n\n");
-  fmt::print("{:<22} {:>7} {:>10} {:>8} {:>12} {:>9} {:>6} {:>11} {:>11}  {}\n", "variant", "n", "median ms",
+  fmt::print("GFLOP/s from the cost model (fwd+bwd counted as 3x forward); spread = stdev / median;\n"
+             "model mem = analytic bytes of parameters, inputs and the variant's buffer plan.\n\n");
+  std::size_t w = 7;
+  for (const auto& r : rows) w = std::max(w, r.variant.size());
+  fmt::print("{:<{}} {:>7} {:>10} {:>7} {:>10} {:>8} {:>6} {:>10} {:>10}  {}\n", "variant", w, "n", "median ms",
              "spread", "tokens/s", "GFLOP/s", "%peak", "peak mem", "model mem", "status");
   for (const auto& r : rows) {
     const std::string n = r.padded_n != r.n ? fmt::format("{}>{}", r.n, r.padded_n) : std::to_string(r.n);
     if (r.status != "ok") {
-      fmt::print("{:<22} {:>7} {:>10} {:>8} {:>12} {:>9} {:>6} {:>11} {:>11}  {}\n", r.variant, n, "-", "-", "-", "-",
-                 "-", "-", format_bytes(r.model_bytes), r.status + ": " + r.message);
+      fmt::print("{:<{}} {:>7} {:>10} {:>7} {:>10} {:>8} {:>6} {:>10} {:>10}  {}\n", r.variant, w, n, "-", "-", "-",
+                 "-", "-", "-", format_bytes(r.model_bytes), r.status + ": " + r.message);
       continue;
     }
-    fmt::print("{:<22} {:>7} {:>10.3f} {:>7.1f}% {:>12.0f} {:>9.1f} {:>5.1f}% {:>11} {:>11}  ok ({})\n", r.variant, n,
-               r.median_ms, r.spread_pct, r.tokens_per_s, r.gflops, r.peak_pct, format_bytes(r.peak_bytes),
+    fmt::print("{:<{}} {:>7} {:>10.2f} {:>6.1f}% {:>10.0f} {:>8.1f} {:>5.1f}% {:>10} {:>10}  ok ({})\n", r.variant, w,
+               n, r.median_ms, r.spread_pct, r.tokens_per_s, r.gflops, r.peak_pct, format_bytes(r.peak_bytes),
                format_bytes(r.model_bytes), r.check);
   }
 }

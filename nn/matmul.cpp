@@ -31,9 +31,16 @@ using Key = std::array<std::int64_t, 26>;  // 3 views x 8 values, alpha, beta+bi
 struct Cached {
   dnnl::matmul prim;
   dnnl::memory::desc a, b, c, bias;
-  Tensor scratch;  // oneDNN's scratchpad, owned by us so that it is tracked
+  std::int64_t scratch_bytes = 0;
   std::string impl;
 };
+
+// One scratchpad for all primitives (they run one at a time), owned by us so that it is tracked:
+// grown to the largest request, never per call.
+Tensor& shared_scratch() {
+  static Tensor t;
+  return t;
+}
 
 std::map<Key, Cached>& cache() {
   static std::map<Key, Cached> c;
@@ -90,9 +97,12 @@ Cached& get(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, floa
   auto md = bias ? dnnl::matmul::desc(e.a, e.b, e.bias, e.c) : dnnl::matmul::desc(e.a, e.b, e.c);
   dnnl::matmul::primitive_desc pd(md, attr, cpu_engine());
   e.impl = pd.impl_info_str();
-  const auto scratch_bytes = static_cast<std::int64_t>(pd.scratchpad_desc().get_size());
-  if (scratch_bytes > 0)
-    e.scratch = Tensor({(scratch_bytes + 3) / 4}, MemCategory::workspace, "oneDNN matmul scratchpad");
+  e.scratch_bytes = static_cast<std::int64_t>(pd.scratchpad_desc().get_size());
+  Tensor& scratch = shared_scratch();
+  if (e.scratch_bytes > scratch.bytes()) {
+    scratch = Tensor();
+    scratch = Tensor({(e.scratch_bytes + 3) / 4}, MemCategory::workspace, "oneDNN matmul scratchpad");
+  }
   e.prim = dnnl::matmul(pd);
   return cache().emplace(k, std::move(e)).first->second;
 }
@@ -109,10 +119,10 @@ void matmul(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, floa
       {DNNL_ARG_DST, dnnl::memory(e.c, eng, c.data)},
   };
   if (bias) args.emplace(DNNL_ARG_BIAS, dnnl::memory(e.bias, eng, const_cast<float*>(bias)));
-  if (e.scratch.defined())
+  if (e.scratch_bytes > 0)
     args.emplace(DNNL_ARG_SCRATCHPAD,
-                 dnnl::memory({{e.scratch.bytes()}, dnnl::memory::data_type::u8, dnnl::memory::format_tag::a}, eng,
-                              e.scratch.data()));
+                 dnnl::memory({{e.scratch_bytes}, dnnl::memory::data_type::u8, dnnl::memory::format_tag::a}, eng,
+                              shared_scratch().data()));
   e.prim.execute(cpu_stream(), args);
   cpu_stream().wait();
 }
