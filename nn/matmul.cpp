@@ -144,6 +144,11 @@ std::int64_t matmul_primitives_created() {
   return static_cast<std::int64_t>(cache().size());
 }
 
+std::int64_t matmul_scratchpad_bytes() {
+  std::lock_guard<std::mutex> lock(cache_mu);
+  return shared_scratch().bytes();
+}
+
 const char* onednn_version() {
   static std::string v = [] {
     const dnnl_version_t* ver = dnnl_version();

@@ -60,6 +60,8 @@ void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
 const char* matmul_impl_name(const MatRef& a, const MatRef& b, const MatRef& c);
 // Number of distinct matmul primitives created so far (tests: no new primitive after warm-up).
 std::int64_t matmul_primitives_created();
+// Bytes of the one scratchpad all matmul primitives share (tracked as workspace).
+std::int64_t matmul_scratchpad_bytes();
 const char* onednn_version();
 
 }  // namespace lsb
