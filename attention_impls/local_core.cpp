@@ -1,3 +1,11 @@
+// Blocked local attention. Queries are taken in blocks of `block` rows; since start(t) never
+// decreases, the block's windows lie inside one key range [start(t0), start(t1 - 1) + span), so
+// scores and products are GEMMs on (block x range) tiles, with the keys outside a row's own window
+// masked. That computes more scores than the band needs (sliding: 64 x 192 for 64 x 129) but at
+// GEMM speed: see docs/PERFORMANCE.md for before and after.
+//
+// Work is parallel over (batch, head); one thread owns the head's column slice of every output, so
+// the overlapping key ranges of consecutive blocks accumulate without races.
 #include "attention_impls/local_core.hpp"
 
 #include <algorithm>
@@ -5,63 +13,85 @@
 #include <limits>
 
 #include "attention_impls/projected.hpp"
+#include "nn/matmul.hpp"
 #include "nn/ops.hpp"
 
 namespace lsb {
 namespace {
-inline float dot(const float* a, const float* b, std::int64_t d) {
-  float s = 0;
-#pragma omp simd reduction(+ : s)
-  for (std::int64_t j = 0; j < d; ++j) s += a[j] * b[j];
-  return s;
+
+// The key range of a block of rows [t0, t1), clipped to the sequence.
+struct Range {
+  std::int64_t lo, hi;
+};
+Range key_range(const LocalWindow& w, std::int64_t t0, std::int64_t t1, std::int64_t n) {
+  if (w.span == 0) return {0, 0};
+  return {std::clamp<std::int64_t>(w.start(t0), 0, n), std::clamp<std::int64_t>(w.start(t1 - 1) + w.span, 0, n)};
 }
-inline void axpy(float alpha, const float* x, float* y, std::int64_t d) {
-#pragma omp simd
-  for (std::int64_t j = 0; j < d; ++j) y[j] += alpha * x[j];
-}
+
 }  // namespace
+
+std::int64_t LocalWindow::block_rows() const {
+  // About 64 rows, a whole number of segments.
+  return std::max<std::int64_t>(seg, (64 / seg) * seg);
+}
+
+std::int64_t LocalWindow::tile_floats() const {
+  const std::int64_t rows = block_rows();
+  return rows * (extra + rows + span);  // a tile covers at most extra + (rows - 1 + span) columns
+}
 
 void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                              const float* Q, const float* K, const float* V, const float* KX, const float* VX,
-                             const std::uint8_t* mask, float* P, float* C) {
-  const std::int64_t D = h * d, W = w.width();
+                             const std::uint8_t* mask, float* P, float* C, float* scratch) {
+  const std::int64_t D = h * d, W = w.width(), B = w.block_rows();
   const float neg_inf = -std::numeric_limits<float>::infinity();
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t bi = 0; bi < b; ++bi)
     for (std::int64_t hi = 0; hi < h; ++hi) {
-      const std::int64_t off = bi * n * D + hi * d;
-      const float *q = Q + off, *k = K + off, *v = V + off;
-      const float* kx = KX ? KX + bi * w.extra * D + hi * d : nullptr;
-      const float* vx = VX ? VX + bi * w.extra * D + hi * d : nullptr;
+      float* T = scratch + thread_id() * 2 * w.tile_floats();
+      const std::int64_t off = bi * n * D + hi * d, xoff = bi * w.extra * D + hi * d;
+      const float* kx = KX ? KX + xoff : nullptr;
+      const float* vx = VX ? VX + xoff : nullptr;
       const std::uint8_t* m = mask + bi * n;
-      float* c = C + off;
-      for (std::int64_t t = 0; t < n; ++t) {
-        float* p = P + ((bi * h + hi) * n + t) * W;
-        const float* qt = q + t * D;
-        const std::int64_t u0 = w.start(t);
-        float mx = neg_inf;
-        for (std::int64_t j = 0; j < w.extra; ++j) mx = std::max(mx, p[j] = dot(qt, kx + j * D, d));
-        for (std::int64_t o = 0; o < w.span; ++o) {
-          const std::int64_t u = u0 + o;
-          const bool ok = u >= 0 && u < n && m[u];
-          p[w.extra + o] = ok ? dot(qt, k + u * D, d) : neg_inf;
-          if (ok) mx = std::max(mx, p[w.extra + o]);
+      for (std::int64_t t0 = 0; t0 < n; t0 += B) {
+        const std::int64_t rows = std::min(B, n - t0);
+        const Range r = key_range(w, t0, t0 + rows, n);
+        const std::int64_t cols = w.extra + (r.hi - r.lo);  // tile: [extra | keys lo..hi)
+        const float* q = Q + off + t0 * D;
+        // T = Q_blk [KX | K[lo:hi]]^T
+        gemm_tile(false, true, rows, w.extra, d, 1.0f, q, D, kx, D, 0.0f, T, cols);
+        gemm_tile(false, true, rows, r.hi - r.lo, d, 1.0f, q, D, K + off + r.lo * D, D, 0.0f, T + w.extra, cols);
+        for (std::int64_t i = 0; i < rows; ++i) {
+          const std::int64_t t = t0 + i, u0 = w.start(t);
+          float* s = T + i * cols;
+          float* p = P + ((bi * h + hi) * n + t) * W;
+          // Keys outside the row's window (or padded) get -inf; then one softmax over the row.
+          for (std::int64_t u = r.lo; u < r.hi; ++u)
+            if (u < u0 || u >= u0 + w.span || !m[u]) s[w.extra + u - r.lo] = neg_inf;
+          float mx = neg_inf;
+          for (std::int64_t j = 0; j < cols; ++j) mx = std::max(mx, s[j]);
+          if (mx == neg_inf) {  // nothing visible: no probability anywhere
+            std::fill(s, s + cols, 0.0f);
+          } else {
+            float sum = 0;
+#pragma omp simd reduction(+ : sum)
+            for (std::int64_t j = 0; j < cols; ++j) sum += (s[j] = fast_exp(s[j] - mx));
+            const float inv = 1.0f / sum;
+#pragma omp simd
+            for (std::int64_t j = 0; j < cols; ++j) s[j] *= inv;
+          }
+          // Kept for backward in band form: [extra | window offsets 0 .. span).
+          std::copy(s, s + w.extra, p);
+          for (std::int64_t o = 0; o < w.span; ++o) {
+            const std::int64_t u = u0 + o;
+            p[w.extra + o] = (u >= r.lo && u < r.hi) ? s[w.extra + u - r.lo] : 0.0f;
+          }
         }
-        float* ct = c + t * D;
-        std::memset(ct, 0, sizeof(float) * d);
-        if (mx == neg_inf) {  // nothing visible: no probability anywhere
-          std::fill(p, p + W, 0.0f);
-          continue;
-        }
-        float sum = 0;
-        for (std::int64_t j = 0; j < W; ++j) sum += (p[j] = fast_exp(p[j] - mx));
-        const float inv = 1.0f / sum;
-        for (std::int64_t j = 0; j < w.extra; ++j) axpy(p[j] *= inv, vx + j * D, ct, d);
-        for (std::int64_t o = 0; o < w.span; ++o) {
-          float& po = p[w.extra + o];
-          po *= inv;
-          if (po != 0.0f) axpy(po, v + (u0 + o) * D, ct, d);
-        }
+        // C_blk = T [VX ; V[lo:hi]]
+        float* c = C + off + t0 * D;
+        gemm_tile(false, false, rows, d, w.extra, 1.0f, T, cols, vx, D, 0.0f, c, D);
+        gemm_tile(false, false, rows, d, r.hi - r.lo, 1.0f, T + w.extra, cols, V + off + r.lo * D, D,
+                  w.extra > 0 ? 1.0f : 0.0f, c, D);
       }
     }
 }
@@ -70,51 +100,65 @@ void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t
                               const float* Q, const float* K, const float* V, const float* KX, const float* VX,
                               const float* P, const float* dC, float* dQ, float* dK, float* dV, float* dKX,
                               float* dVX, float* scratch) {
-  const std::int64_t D = h * d, W = w.width();
+  const std::int64_t D = h * d, W = w.width(), B = w.block_rows();
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t bi = 0; bi < b; ++bi)
     for (std::int64_t hi = 0; hi < h; ++hi) {
+      float* T = scratch + thread_id() * 2 * w.tile_floats();  // probabilities
+      float* G = T + w.tile_floats();                            // their gradient, then dS
       const std::int64_t off = bi * n * D + hi * d, xoff = bi * w.extra * D + hi * d;
-      const float *q = Q + off, *k = K + off, *v = V + off, *dc = dC + off;
-      float *dq = dQ + off, *dk = dK + off, *dv = dV + off;
+      const float* kx = KX ? KX + xoff : nullptr;
+      const float* vx = VX ? VX + xoff : nullptr;
+      float* dkx = dKX ? dKX + xoff : nullptr;
+      float* dvx = dVX ? dVX + xoff : nullptr;
       for (std::int64_t t = 0; t < n; ++t) {
-        std::memset(dk + t * D, 0, sizeof(float) * d);
-        std::memset(dv + t * D, 0, sizeof(float) * d);
+        std::memset(dK + off + t * D, 0, sizeof(float) * d);
+        std::memset(dV + off + t * D, 0, sizeof(float) * d);
       }
       for (std::int64_t j = 0; j < w.extra; ++j) {
-        std::memset(dKX + xoff + j * D, 0, sizeof(float) * d);
-        std::memset(dVX + xoff + j * D, 0, sizeof(float) * d);
+        std::memset(dkx + j * D, 0, sizeof(float) * d);
+        std::memset(dvx + j * D, 0, sizeof(float) * d);
       }
-      for (std::int64_t t = 0; t < n; ++t) {
-        const float* p = P + ((bi * h + hi) * n + t) * W;
-        const float *qt = q + t * D, *dct = dc + t * D;
-        float* dqt = dq + t * D;
-        std::memset(dqt, 0, sizeof(float) * d);
-        const std::int64_t u0 = w.start(t);
-        // dp = dC_t . [vx | v window]; ds = p * (dp - sum(p * dp)).
-        float* dp = scratch + thread_id() * W;
-        float total = 0;
-        for (std::int64_t j = 0; j < w.extra; ++j) total += p[j] * (dp[j] = dot(dct, VX + xoff + j * D, d));
-        for (std::int64_t o = 0; o < w.span; ++o) {
-          const float po = p[w.extra + o];  // 0 for invalid keys (and for underflow: no gradient either)
-          dp[w.extra + o] = po != 0.0f ? dot(dct, v + (u0 + o) * D, d) : 0.0f;
-          total += po * dp[w.extra + o];
+      for (std::int64_t t0 = 0; t0 < n; t0 += B) {
+        const std::int64_t rows = std::min(B, n - t0);
+        const Range r = key_range(w, t0, t0 + rows, n);
+        const std::int64_t nk = r.hi - r.lo, cols = w.extra + nk;
+        // Rebuild the probability tile from the band (zero outside each row's window).
+        for (std::int64_t i = 0; i < rows; ++i) {
+          const std::int64_t t = t0 + i, u0 = w.start(t);
+          const float* p = P + ((bi * h + hi) * n + t) * W;
+          float* s = T + i * cols;
+          std::fill(s, s + cols, 0.0f);
+          std::copy(p, p + w.extra, s);
+          for (std::int64_t o = 0; o < w.span; ++o) {
+            const std::int64_t u = u0 + o;
+            if (u >= r.lo && u < r.hi) s[w.extra + u - r.lo] = p[w.extra + o];
+          }
         }
-        for (std::int64_t j = 0; j < w.extra; ++j) {
-          const float ds = p[j] * (dp[j] - total);
-          axpy(ds, KX + xoff + j * D, dqt, d);
-          axpy(ds, qt, dKX + xoff + j * D, d);
-          axpy(p[j], dct, dVX + xoff + j * D, d);
+        const float* q = Q + off + t0 * D;
+        const float* dc = dC + off + t0 * D;
+        // dVX += T_x^T dC, dV[lo:hi] += T_k^T dC
+        gemm_tile(true, false, w.extra, d, rows, 1.0f, T, cols, dc, D, 1.0f, dvx, D);
+        gemm_tile(true, false, nk, d, rows, 1.0f, T + w.extra, cols, dc, D, 1.0f, dV + off + r.lo * D, D);
+        // G = dC [VX ; V[lo:hi]]^T, then dS = T * (G - rowsum(T * G))
+        gemm_tile(false, true, rows, w.extra, d, 1.0f, dc, D, vx, D, 0.0f, G, cols);
+        gemm_tile(false, true, rows, nk, d, 1.0f, dc, D, V + off + r.lo * D, D, 0.0f, G + w.extra, cols);
+        for (std::int64_t i = 0; i < rows; ++i) {
+          const float* s = T + i * cols;
+          float* g = G + i * cols;
+          float dot = 0;
+#pragma omp simd reduction(+ : dot)
+          for (std::int64_t j = 0; j < cols; ++j) dot += s[j] * g[j];
+#pragma omp simd
+          for (std::int64_t j = 0; j < cols; ++j) g[j] = s[j] * (g[j] - dot);
         }
-        for (std::int64_t o = 0; o < w.span; ++o) {
-          const float po = p[w.extra + o];
-          if (po == 0.0f) continue;
-          const std::int64_t u = u0 + o;
-          const float ds = po * (dp[w.extra + o] - total);
-          axpy(ds, k + u * D, dqt, d);
-          axpy(ds, qt, dk + u * D, d);
-          axpy(po, dct, dv + u * D, d);
-        }
+        // dQ_blk = dS [KX ; K[lo:hi]]; dKX += dS_x^T Q_blk; dK[lo:hi] += dS_k^T Q_blk
+        float* dq = dQ + off + t0 * D;
+        gemm_tile(false, false, rows, d, w.extra, 1.0f, G, cols, kx, D, 0.0f, dq, D);
+        gemm_tile(false, false, rows, d, nk, 1.0f, G + w.extra, cols, K + off + r.lo * D, D,
+                  w.extra > 0 ? 1.0f : 0.0f, dq, D);
+        gemm_tile(true, false, w.extra, d, rows, 1.0f, G, cols, q, D, 1.0f, dkx, D);
+        gemm_tile(true, false, nk, d, rows, 1.0f, G + w.extra, cols, q, D, 1.0f, dK + off + r.lo * D, D);
       }
     }
 }

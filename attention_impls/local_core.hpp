@@ -17,13 +17,17 @@ struct LocalWindow {
   std::int64_t span = 0, seg = 1, offset = 0, extra = 0;
   std::int64_t start(std::int64_t t) const { return (t / seg) * seg - offset; }
   std::int64_t width() const { return extra + span; }
+  std::int64_t block_rows() const;   // queries per tile (a whole number of segments)
+  std::int64_t tile_floats() const;  // floats of one (block_rows x key range) tile
+  // Scratch the two functions need: per thread, two tiles.
+  std::int64_t scratch_floats(int threads) const { return threads * 2 * tile_floats(); }
 };
 
 void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                              const float* Q, const float* K, const float* V, const float* KX, const float* VX,
-                             const std::uint8_t* mask, float* P, float* C);
+                             const std::uint8_t* mask, float* P, float* C, float* scratch);
 // dQ, dK, dV, dKX, dVX written (not accumulated). The mask is implied by P (invalid keys have
-// probability 0). scratch: max_threads() * width() floats.
+// probability 0). scratch: scratch_floats(max_threads()) floats, for both functions.
 void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                               const float* Q, const float* K, const float* V, const float* KX, const float* VX,
                               const float* P, const float* dC, float* dQ, float* dK, float* dV, float* dKX,

@@ -66,15 +66,15 @@ class LongShortAttention final : public ProjectedAttention {
       layernorm_forward(landmark(1), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(3), gs + 2 * lr, gs + 3 * lr);
     }
     ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
+    ensure(scratch_, {win_.scratch_floats(max_threads())}, MemCategory::workspace, "ls per-thread tiles");
     local_attention_forward(win_, b_, n_, heads_, d, Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
-                            r_ ? landmark(3) : nullptr, mask_, P_.data(), C_.data());
+                            r_ ? landmark(3) : nullptr, mask_, P_.data(), C_.data(), scratch_.data());
   }
 
   void core_backward() override {
     const std::int64_t D = dim_, rows = b_ * n_, d = head_dim();
     ensure(dKt_, {b_, n_, D}, MemCategory::workspace, "ls dKt");
     ensure(dVt_, {b_, n_, D}, MemCategory::workspace, "ls dVt");
-    ensure(scratch_, {max_threads(), win_.width()}, MemCategory::workspace, "ls per-thread row");
     if (r_ > 0) {
       ensure(dland_, {4, b_, r_, D}, MemCategory::workspace, "ls landmark gradients");
       ensure(dPp_, Pp_.shape(), MemCategory::workspace, "ls projection gradient (b, n, h*r)");
@@ -115,10 +115,10 @@ class LongShortAttention final : public ProjectedAttention {
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     const std::int64_t D = dim_, hr = heads_ * r_;
-    std::int64_t f = 2 * b * n * D + 4 * b * n + b * heads_ * n * win_.width();
-    if (r_ > 0) f += b * n * hr + 4 * b * r_ * D + 4 * b * r_;
+    std::int64_t f = 2 * b * n * D + 4 * b * n + b * heads_ * n * win_.width() + win_.scratch_floats(max_threads());
+    if (r_ > 0) f += b * n * hr + 4 * b * r_ * D + 4 * b * r_ + 2 * b * hr;
     if (with_backward) {
-      f += 2 * b * n * D + max_threads() * win_.width();
+      f += 2 * b * n * D;
       if (r_ > 0) f += 4 * b * r_ * D + b * n * hr;
     }
     return f;
@@ -137,44 +137,65 @@ class LongShortAttention final : public ProjectedAttention {
   }
 
   // Each of the h*r columns of Pp becomes a distribution over the real positions of its example.
+  // Row sweeps, vectorised across the columns, with per-example column statistics (b, 2, h*r):
+  // walking each column down the sequence would touch one cache line per element.
   void column_softmax() {
     const std::int64_t hr = heads_ * r_, n = n_;
-    float* P = Pp_.data();
+    ensure(col_stats_, {b_, 2, hr}, MemCategory::workspace, "ls column max/sum (b, 2, h*r)");
     const float neg_inf = -std::numeric_limits<float>::infinity();
-#pragma omp parallel for collapse(2) schedule(static)
-    for (std::int64_t bi = 0; bi < b_; ++bi)
-      for (std::int64_t c = 0; c < hr; ++c) {
-        float* col = P + bi * n * hr + c;
-        const std::uint8_t* m = mask_ + bi * n;
-        float mx = neg_inf;
-        for (std::int64_t t = 0; t < n; ++t)
-          if (m[t]) mx = std::max(mx, col[t * hr]);
-        float sum = 0;
-        for (std::int64_t t = 0; t < n; ++t) sum += (col[t * hr] = m[t] ? fast_exp(col[t * hr] - mx) : 0.0f);
-        const float inv = sum > 0 ? 1.0f / sum : 0.0f;  // an example with no real token: all zero
-        for (std::int64_t t = 0; t < n; ++t) col[t * hr] *= inv;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t bi = 0; bi < b_; ++bi) {
+      float* P = Pp_.data() + bi * n * hr;
+      float* mx = col_stats_.data() + bi * 2 * hr;
+      float* sum = mx + hr;
+      const std::uint8_t* m = mask_ + bi * n;
+      std::fill(mx, mx + hr, neg_inf);
+      std::fill(sum, sum + hr, 0.0f);
+      for (std::int64_t t = 0; t < n; ++t)
+        if (m[t]) {
+#pragma omp simd
+          for (std::int64_t c = 0; c < hr; ++c) mx[c] = std::max(mx[c], P[t * hr + c]);
+        }
+      for (std::int64_t t = 0; t < n; ++t) {
+        float* row = P + t * hr;
+        if (!m[t]) {
+          std::fill(row, row + hr, 0.0f);
+          continue;
+        }
+#pragma omp simd
+        for (std::int64_t c = 0; c < hr; ++c) sum[c] += (row[c] = fast_exp(row[c] - mx[c]));
       }
+      for (std::int64_t c = 0; c < hr; ++c) sum[c] = sum[c] > 0 ? 1.0f / sum[c] : 0.0f;  // no real token: 0
+      for (std::int64_t t = 0; t < n; ++t) {
+#pragma omp simd
+        for (std::int64_t c = 0; c < hr; ++c) P[t * hr + c] *= sum[c];
+      }
+    }
   }
   // dS[t, c] = P[t, c] (dP[t, c] - sum_t' P[t', c] dP[t', c]), in place on dPp_.
   void column_softmax_backward() {
     const std::int64_t hr = heads_ * r_, n = n_;
-    const float* P = Pp_.data();
-    float* G = dPp_.data();
-#pragma omp parallel for collapse(2) schedule(static)
-    for (std::int64_t bi = 0; bi < b_; ++bi)
-      for (std::int64_t c = 0; c < hr; ++c) {
-        const float* pc = P + bi * n * hr + c;
-        float* gc = G + bi * n * hr + c;
-        float dot = 0;
-        for (std::int64_t t = 0; t < n; ++t) dot += pc[t * hr] * gc[t * hr];
-        for (std::int64_t t = 0; t < n; ++t) gc[t * hr] = pc[t * hr] * (gc[t * hr] - dot);
+#pragma omp parallel for schedule(static)
+    for (std::int64_t bi = 0; bi < b_; ++bi) {
+      const float* P = Pp_.data() + bi * n * hr;
+      float* G = dPp_.data() + bi * n * hr;
+      float* dot = col_stats_.data() + bi * 2 * hr;
+      std::fill(dot, dot + hr, 0.0f);
+      for (std::int64_t t = 0; t < n; ++t) {
+#pragma omp simd
+        for (std::int64_t c = 0; c < hr; ++c) dot[c] += P[t * hr + c] * G[t * hr + c];
       }
+      for (std::int64_t t = 0; t < n; ++t) {
+#pragma omp simd
+        for (std::int64_t c = 0; c < hr; ++c) G[t * hr + c] = P[t * hr + c] * (G[t * hr + c] - dot[c]);
+      }
+    }
   }
 
   std::int64_t w_, r_;
   LocalWindow win_;
   Tensor Kt_, Vt_, ln_l_stats_, Pp_, land_, ln_g_stats_, P_;
-  Tensor dKt_, dVt_, dland_, dPp_, scratch_;
+  Tensor dKt_, dVt_, dland_, dPp_, scratch_, col_stats_;
 };
 
 }  // namespace

@@ -22,11 +22,11 @@ class SlidingAttention final : public ProjectedAttention {
  protected:
   void core_forward(bool) override {
     ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "sliding band probabilities (b, h, n, 2R+1)");
+    ensure(scratch_, {win_.scratch_floats(max_threads())}, MemCategory::workspace, "sliding per-thread tiles");
     local_attention_forward(win_, b_, n_, heads_, head_dim(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr,
-                            mask_, P_.data(), C_.data());
+                            mask_, P_.data(), C_.data(), scratch_.data());
   }
   void core_backward() override {
-    ensure(scratch_, {max_threads(), win_.width()}, MemCategory::workspace, "sliding per-thread row");
     local_attention_backward(win_, b_, n_, heads_, head_dim(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr,
                              P_.data(), dC_.data(), dQ_.data(), dK_.data(), dV_.data(), nullptr, nullptr,
                              scratch_.data());
@@ -35,7 +35,8 @@ class SlidingAttention final : public ProjectedAttention {
     return 4.0 * b * heads_ * n * win_.span * head_dim();
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
-    return b * heads_ * n * win_.width() + (with_backward ? max_threads() * win_.width() : 0);
+    (void)with_backward;  // the tiles are shared by forward and backward
+    return b * heads_ * n * win_.width() + win_.scratch_floats(max_threads());
   }
 
  private:

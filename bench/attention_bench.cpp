@@ -158,7 +158,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
         const double flops = a->forward_flops(opt.batch, pn) * (bwd ? 3.0 : 1.0);
         const std::int64_t elems = opt.batch * pn * opt.dim;
         const std::int64_t param_bytes = a->parameter_count() * 4;
-        row.model_bytes = param_bytes * (1 + 2) /* values + grads (allocated with the module) */ +
+        row.model_bytes = param_bytes * 2 /* values and gradients, allocated with the module */ +
                           elems * 4 * (bwd ? 4 : 2) /* x, y (+ dy, dx) */ + a->analytic_bytes(opt.batch, pn, bwd);
         res["memory"] = {{"analytic_bytes", row.model_bytes}};
         res["check"] = {{"forward_rel_error", check.forward_rel_error}};

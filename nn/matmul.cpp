@@ -131,8 +131,15 @@ void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
                const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                std::int64_t ldc) {
   if (M == 0 || N == 0) return;
+  if (K == 0) {  // empty product: c = beta * c, as BLAS defines it
+    for (std::int64_t i = 0; i < M; ++i)
+      for (std::int64_t j = 0; j < N; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
   const auto st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (st != dnnl_success) throw std::runtime_error(fmt::format("dnnl_sgemm failed with status {}", int(st)));
+  if (st != dnnl_success)
+    throw std::runtime_error(fmt::format("dnnl_sgemm({}, {}, M={}, N={}, K={}, lda={}, ldb={}, ldc={}) failed with status {}",
+                                         trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, lda, ldb, ldc, int(st)));
 }
 
 const char* matmul_impl_name(const MatRef& a, const MatRef& b, const MatRef& c) {
