@@ -24,11 +24,13 @@ void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, 
   for (std::int64_t row = 0; row < b * h * nq; ++row) {
     float* s = P + row * nk;
     const std::uint8_t* m = key_mask ? key_mask + (row / (h * nq)) * nk : nullptr;
+    // Branch-free, vectorised loops; masked keys become -inf, then exactly 0.
     float mx = neg_inf;
     if (m) {
-      for (std::int64_t u = 0; u < nk; ++u)
-        if (m[u]) mx = std::max(mx, s[u]);
+#pragma omp simd reduction(max : mx)
+      for (std::int64_t u = 0; u < nk; ++u) mx = std::max(mx, m[u] ? s[u] : neg_inf);
     } else {
+#pragma omp simd reduction(max : mx)
       for (std::int64_t u = 0; u < nk; ++u) mx = std::max(mx, s[u]);
     }
     if (mx == neg_inf) {  // no valid key: the row gets no probability at all
@@ -36,11 +38,12 @@ void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, 
       continue;
     }
     float sum = 0;
+    if (m) {
 #pragma omp simd reduction(+ : sum)
-    for (std::int64_t u = 0; u < nk; ++u) {
-      const float e = (m && !m[u]) ? 0.0f : fast_exp(s[u] - mx);
-      s[u] = e;
-      sum += e;
+      for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = m[u] ? fast_exp(s[u] - mx) : 0.0f);
+    } else {
+#pragma omp simd reduction(+ : sum)
+      for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = fast_exp(s[u] - mx));
     }
     const float inv = 1.0f / sum;
 #pragma omp simd

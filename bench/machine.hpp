@@ -14,7 +14,7 @@ struct CpuInfo {
 CpuInfo cpu_info();
 
 // fp32 GFLOP/s of a short FMA loop on `threads` threads (independent chains, registers only):
-// the machine's measured peak, never a table of CPU generations. About 0.3 s.
+// the machine's measured peak (best of 8 runs), never a table of CPU generations. About 0.2 s.
 double measure_peak_gflops(int threads);
 
 std::string host_name();

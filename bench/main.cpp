@@ -14,6 +14,7 @@
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
+#include "tasks/listops.hpp"
 
 namespace {
 
@@ -99,6 +100,18 @@ int main(int argc, char** argv) {
   go->needs(cmd_run->get_option("--grads"));
   cmd_run->add_option("--threads", run.threads, "CPU threads");
 
+  auto* data = app.add_subcommand("data", "Task data: generate the tasks that cannot be downloaded here");
+  data->require_subcommand(1);
+  auto* generate = data->add_subcommand("generate", "Write a generated task in its official file layout");
+  std::string gen_task, gen_out;
+  listops::GeneratorConfig lcfg;
+  generate->add_option("task", gen_task, "listops")->required()->check(CLI::IsMember({"listops"}));
+  generate->add_option("--out", gen_out, "Output directory")->required();
+  generate->add_option("--seed", lcfg.seed, "Generator seed")->capture_default_str();
+  generate->add_option("--train", lcfg.train, "Training examples")->capture_default_str()->check(CLI::PositiveNumber);
+  generate->add_option("--val", lcfg.val, "Validation examples")->capture_default_str()->check(CLI::PositiveNumber);
+  generate->add_option("--test", lcfg.test, "Test examples")->capture_default_str()->check(CLI::PositiveNumber);
+
   auto* demo = app.add_subcommand("demo", "The main job on embedded defaults: a short attention sweep of every "
                                           "variant, printed as a table, written as a report");
   std::string demo_json = "lsbench-demo.json";
@@ -120,6 +133,13 @@ int main(int argc, char** argv) {
       return run_attention_bench(bench);
     }
     if (*cmd_run) return run_attention_interop(run);
+    if (*generate) {
+      const auto st = listops::generate(lcfg, gen_out);
+      fmt::print("listops: wrote {} train, {} val, {} test expressions to {} (seed {}; {} trees drawn, {} duplicates "
+                 "dropped, {:.1f} s)\n",
+                 lcfg.train, lcfg.val, lcfg.test, gen_out, lcfg.seed, st.drawn, st.duplicates, st.seconds);
+      return kOk;
+    }
     if (*demo) {
       AttentionBenchOptions d;
       d.variants = {"full", "flash", "linformer:k=128", "sliding:R=64", "ls:w=8,r=32"};
