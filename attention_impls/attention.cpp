@@ -234,11 +234,8 @@ void ProjectedAttention::forward(const float* x, const std::uint8_t* mask, std::
 
   core_forward(keep_for_backward);
 
-  // Padded queries: context rows exactly 0, so y there equals bo.
-  float* c = C_.data();
-  for (std::int64_t r = 0; r < rows; ++r)
-    if (!mask_[r]) std::memset(c + r * D, 0, static_cast<std::size_t>(D) * sizeof(float));
-  linear_forward(c, rows, D, param("wo").value.data(), param("bo").value.data(), D, y);
+  zero_padded_rows(C_);  // padded queries: context rows exactly 0, so y there equals bo
+  linear_forward(C_.data(), rows, D, param("wo").value.data(), param("bo").value.data(), D, y);
 }
 
 void ProjectedAttention::backward(const float* dy, float* dx) {
@@ -250,9 +247,7 @@ void ProjectedAttention::backward(const float* dy, float* dx) {
   ensure(dC_, shape, MemCategory::workspace, "attention dC");
   linear_backward(dy, C_.data(), rows, D, param("wo").value.data(), D, param("wo").grad.data(),
                   param("bo").grad.data(), dC_.data(), false);
-  float* dc = dC_.data();
-  for (std::int64_t r = 0; r < rows; ++r)
-    if (!mask_[r]) std::memset(dc + r * D, 0, static_cast<std::size_t>(D) * sizeof(float));
+  zero_padded_rows(dC_);
 
   core_backward();
 
@@ -267,6 +262,12 @@ void ProjectedAttention::backward(const float* dy, float* dx) {
   linear_backward(dV_.data(), x_, rows, D, param("wv").value.data(), D, param("wv").grad.data(),
                   param("bv").grad.data(), dx, true);
   add_input_grad(dx);
+}
+
+void ProjectedAttention::zero_padded_rows(Tensor& t) const {
+  const std::int64_t D = dim_;
+  for (std::int64_t r = 0; r < b_ * n_; ++r)
+    if (!mask_[r]) std::memset(t.data() + r * D, 0, static_cast<std::size_t>(D) * sizeof(float));
 }
 
 std::int64_t ProjectedAttention::analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const {

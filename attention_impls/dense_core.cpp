@@ -59,15 +59,7 @@ void dense_attention_backward(const MatRef& Q, const MatRef& K, const MatRef& V,
   matmul(Pv.t(), dC, dV);
   matmul(dC, V.t(), dPv);
 #pragma omp parallel for schedule(static)
-  for (std::int64_t row = 0; row < b * h * nq; ++row) {
-    const float* p = P + row * nk;
-    float* g = dP + row * nk;
-    float dot = 0;
-#pragma omp simd reduction(+ : dot)
-    for (std::int64_t u = 0; u < nk; ++u) dot += p[u] * g[u];
-#pragma omp simd
-    for (std::int64_t u = 0; u < nk; ++u) g[u] = p[u] * (g[u] - dot);
-  }
+  for (std::int64_t row = 0; row < b * h * nq; ++row) softmax_backward_row(P + row * nk, dP + row * nk, nk);
   matmul(dPv, K, dQ);
   matmul(dPv.t(), Q, dK);
 }

@@ -1,8 +1,6 @@
 // linformer: keys and values projected along the sequence to k rows by a learned E (k x n_max),
 // shared by all heads (and by keys and values unless share=separate, which adds F):
 //   K' = E[:, :n] (K * m), V' = E[:, :n] (V * m) or F[:, :n] (V * m); C = softmax(Q K'^T) V'.
-#include <cstring>
-
 #include <fmt/format.h>
 
 #include "attention_impls/projected.hpp"
@@ -32,12 +30,8 @@ class LinformerAttention final : public ProjectedAttention {
 
   void core_forward(bool) override {
     const std::int64_t D = dim_;
-    // Padded rows of K and V are zeroed so that they contribute nothing to the projection.
-    for (std::int64_t r = 0; r < b_ * n_; ++r)
-      if (!mask_[r]) {
-        std::memset(K_.data() + r * D, 0, sizeof(float) * D);
-        std::memset(V_.data() + r * D, 0, sizeof(float) * D);
-      }
+    zero_padded_rows(K_);  // padded keys and values contribute nothing to the projection
+    zero_padded_rows(V_);
     ensure(Kp_, {b_, k_, D}, MemCategory::activations, "linformer projected keys (b, k, D)");
     ensure(Vp_, {b_, k_, D}, MemCategory::activations, "linformer projected values (b, k, D)");
     ensure(P_, {b_, heads_, n_, k_}, MemCategory::activations, "linformer probabilities (b, h, n, k)");
@@ -49,7 +43,6 @@ class LinformerAttention final : public ProjectedAttention {
   }
 
   void core_backward() override {
-    const std::int64_t D = dim_;
     ensure(dKp_, Kp_.shape(), MemCategory::workspace, "linformer dK'");
     ensure(dVp_, Vp_.shape(), MemCategory::workspace, "linformer dV'");
     ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
@@ -65,11 +58,8 @@ class LinformerAttention final : public ProjectedAttention {
       matmul(proj("e").t(), rows(dKp_, bi, k_), rows(dK_, bi, n_));
       matmul(proj(vproj).t(), rows(dVp_, bi, k_), rows(dV_, bi, n_));
     }
-    for (std::int64_t r = 0; r < b_ * n_; ++r)
-      if (!mask_[r]) {
-        std::memset(dK_.data() + r * D, 0, sizeof(float) * D);
-        std::memset(dV_.data() + r * D, 0, sizeof(float) * D);
-      }
+    zero_padded_rows(dK_);
+    zero_padded_rows(dV_);
   }
 
   double core_flops(std::int64_t b, std::int64_t n) const override {

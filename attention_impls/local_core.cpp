@@ -143,15 +143,7 @@ void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t
         // G = dC [VX ; V[lo:hi]]^T, then dS = T * (G - rowsum(T * G))
         gemm_tile(false, true, rows, w.extra, d, 1.0f, dc, D, vx, D, 0.0f, G, cols);
         gemm_tile(false, true, rows, nk, d, 1.0f, dc, D, V + off + r.lo * D, D, 0.0f, G + w.extra, cols);
-        for (std::int64_t i = 0; i < rows; ++i) {
-          const float* s = T + i * cols;
-          float* g = G + i * cols;
-          float dot = 0;
-#pragma omp simd reduction(+ : dot)
-          for (std::int64_t j = 0; j < cols; ++j) dot += s[j] * g[j];
-#pragma omp simd
-          for (std::int64_t j = 0; j < cols; ++j) g[j] = s[j] * (g[j] - dot);
-        }
+        for (std::int64_t i = 0; i < rows; ++i) softmax_backward_row(T + i * cols, G + i * cols, cols);
         // dQ_blk = dS [KX ; K[lo:hi]]; dKX += dS_x^T Q_blk; dK[lo:hi] += dS_k^T Q_blk
         float* dq = dQ + off + t0 * D;
         gemm_tile(false, false, rows, d, w.extra, 1.0f, G, cols, kx, D, 0.0f, dq, D);

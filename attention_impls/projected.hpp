@@ -50,7 +50,8 @@ class ProjectedAttention : public Attention {
   virtual void check_length(std::int64_t /*n*/) const {}
 
   std::int64_t head_dim() const { return dim_ / heads_; }
-  bool valid(std::int64_t bi, std::int64_t t) const { return mask_[bi * n_ + t] != 0; }
+  // Sets the rows of padded positions of a (b, n, D) buffer to 0.
+  void zero_padded_rows(Tensor& t) const;
 
   // State of the current call.
   std::int64_t b_ = 0, n_ = 0;

@@ -27,6 +27,16 @@ inline float fast_exp(float x) {
   return x < -87.3f ? 0.0f : p * scale;
 }
 
+// The gradient of one softmax row, in place: g <- p * (g - sum(p * g)), where p is the row's output
+// and g arrives as d loss / d p and leaves as d loss / d scores.
+inline void softmax_backward_row(const float* p, float* g, std::int64_t n) {
+  float dot = 0;
+#pragma omp simd reduction(+ : dot)
+  for (std::int64_t u = 0; u < n; ++u) dot += p[u] * g[u];
+#pragma omp simd
+  for (std::int64_t u = 0; u < n; ++u) g[u] = p[u] * (g[u] - dot);
+}
+
 // y (rows, out) = x (rows, in) W^T + b.
 void linear_forward(const float* x, std::int64_t rows, std::int64_t in, const float* W, const float* b,
                     std::int64_t out, float* y);

@@ -2,6 +2,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,14 @@ inline void randomize(Attention& a, std::uint64_t seed) {
     if (p.name.rfind("ln_", 0) == 0)
       for (std::int64_t i = 0; i < p.value.numel(); ++i)
         p.value[i] = static_cast<float>((p.name.find("weight") != std::string::npos ? 1.0 : 0.0) + 0.3 * rng.normal());
+}
+
+// An empty directory of the test's own under the system's temporary directory.
+inline std::filesystem::path fresh_dir(const std::string& name) {
+  const auto p = std::filesystem::temp_directory_path() / ("lsbench_test_" + name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
 }
 
 inline std::vector<double> to_f64(const std::vector<float>& v) { return {v.begin(), v.end()}; }

@@ -8,17 +8,13 @@
 
 #include "nn/errors.hpp"
 #include "tasks/listops.hpp"
+#include "tests/helpers.hpp"
 
 using namespace lsb;
+using lsb::test::fresh_dir;
 namespace fs = std::filesystem;
 
 namespace {
-fs::path fresh_dir(const std::string& name) {
-  const auto p = fs::temp_directory_path() / ("lsbench_test_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 std::string read_all(const fs::path& p) {
   std::ifstream f(p);
   return {std::istreambuf_iterator<char>(f), {}};
