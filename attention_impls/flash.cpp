@@ -17,7 +17,8 @@ namespace lsb {
 namespace {
 
 // Tile sizes, measured on the 2-core AVX-512 machine of docs/PERFORMANCE.md (n = 4K, D = 64 and 256):
-// forward 128 x 256 and backward 128 x 128 were the fastest of {64, 128} x {128, 256, 512}.
+// forward 128 x 256 was among the fastest of {64, 128} x {128, 256, 512}; backward 128 x 128 was
+// within noise of the fastest of {128, 256} x {64, 128, 256} with half the scratch.
 constexpr std::int64_t kBq = 128;      // forward: query rows per tile
 constexpr std::int64_t kBk = 256;      // forward: keys per tile
 constexpr std::int64_t kBqBwd = 128;   // backward: query rows per tile
