@@ -195,6 +195,7 @@ Split load_split(const std::string& path, std::int64_t max_tokens) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("{}: cannot open (expected the ListOps TSV layout basic_{{train,val,test}}.tsv)", path));
   Split s;
+  s.name = std::filesystem::path(path).stem().string();
   s.path = path;
   std::string line;
   std::int64_t lineno = 0;

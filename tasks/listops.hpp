@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "tasks/split.hpp"
+
 namespace lsb::listops {
 
 // Fixed vocabulary (never built from data): 0 pad, 1 unk, 2..11 digits 0..9, 12 [MIN, 13 [MAX,
@@ -51,11 +53,6 @@ struct GenerateStats {
 // are full: the first `train` distinct accepted trees go to train, then val, then test.
 GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir);
 
-struct Split {
-  std::string path;
-  std::vector<std::vector<std::int32_t>> tokens;
-  std::vector<int> labels;
-};
 // Loads one TSV file. Errors are InputError naming file and line: missing file or header, a line
 // without a tab, a label that is not an integer 0..9, a non-UTF-8 or empty line, or a line longer
 // than max_tokens tokens.

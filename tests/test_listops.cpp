@@ -34,7 +34,7 @@ TEST_CASE("listops text form and values follow the spec", "[listops]") {
   CHECK(listops::vocabulary().size() == std::size_t(listops::kVocabSize));
 }
 
-TEST_CASE("listops generator draws trees whose text, length and value agree", "[listops]") {
+TEST_CASE("listops generator draws trees whose text and length and value agree", "[listops]") {
   listops::GeneratorConfig cfg;
   cfg.min_length = 0;
   cfg.max_length = 1 << 30;  // keep every tree, to check all shapes

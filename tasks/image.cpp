@@ -1,0 +1,53 @@
+#include "tasks/image.hpp"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include <fmt/format.h>
+
+#include "nn/errors.hpp"
+
+namespace lsb::image {
+namespace fs = std::filesystem;
+namespace {
+
+void append_batch(const fs::path& file, Split& s) {
+  std::ifstream f(file, std::ios::binary);
+  if (!f) throw InputError(fmt::format("{}: cannot open (expected the CIFAR-10 binary layout)", file.string()));
+  std::vector<std::uint8_t> rec(kRecordBytes);
+  for (std::int64_t r = 0;; ++r) {
+    f.read(reinterpret_cast<char*>(rec.data()), kRecordBytes);
+    const std::int64_t got = f.gcount();
+    if (got == 0) break;
+    if (got != kRecordBytes)
+      throw InputError(fmt::format("{}: record {} is short ({} of {} bytes)", file.string(), r, got, kRecordBytes));
+    if (rec[0] > 9) throw InputError(fmt::format("{}: record {} has label {}, expected 0..9", file.string(), r, rec[0]));
+    std::vector<std::int32_t> tokens(kLength);
+    for (int p = 0; p < kLength; ++p) tokens[p] = grey(rec[1 + p], rec[1 + 1024 + p], rec[1 + 2048 + p]);
+    s.tokens.push_back(std::move(tokens));
+    s.labels.push_back(rec[0]);
+  }
+}
+
+}  // namespace
+
+std::int32_t grey(std::uint8_t r, std::uint8_t g, std::uint8_t b) {
+  const double v = std::round(0.2989 * r + 0.5870 * g + 0.1140 * b);
+  return static_cast<std::int32_t>(std::min(v, 255.0));
+}
+
+Data load_cifar10(const std::string& root_in, std::uint64_t split_seed) {
+  fs::path root(root_in);
+  if (fs::is_directory(root / "cifar-10-batches-bin")) root /= "cifar-10-batches-bin";
+  Data d;
+  d.root = root.string();
+  d.train = Split{"train", root.string(), {}, {}};
+  for (int i = 1; i <= 5; ++i) append_batch(root / fmt::format("data_batch_{}.bin", i), d.train);
+  d.test = Split{"test", (root / "test_batch.bin").string(), {}, {}};
+  append_batch(root / "test_batch.bin", d.test);
+  d.val = hold_out(d.train, 0.1, split_seed, "val");
+  return d;
+}
+
+}  // namespace lsb::image
