@@ -1,0 +1,59 @@
+// The classifier of ../shared/spec/lra.md ("Models"), the same for every attention variant:
+//   x = tok_emb[token] + pos_emb[t]                                  (b, n, D)
+//   L pre-LN blocks: x += drop(Attn(LN1(x))); x += drop(fc2(GELU(fc1(LN2(x)))))
+//   final LN, pooling (mean over real tokens, or a learned cls token prepended), head
+//   fc(D -> Dmlp), ReLU, fc(Dmlp -> classes); cross-entropy averaged over the batch.
+// Forward and exact backward; gradients accumulate (+=) into each Param's grad.
+// Not yet here: dropout on attention probabilities (the attention interface has no hook for it).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "attention_impls/attention.hpp"
+
+namespace lsb {
+
+struct EncoderConfig {
+  std::int64_t vocab = 0, classes = 0, max_len = 0;  // max_len: longest token sequence (before cls)
+  std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
+  std::string pooling = "mean";  // mean | cls
+  float dropout = 0.0f;          // on block outputs
+  std::string attention = "full";
+};
+
+class Encoder {
+ public:
+  explicit Encoder(const EncoderConfig& cfg);
+  ~Encoder();
+
+  // N(0, 0.02) embeddings; Linear and LayerNorm as PyTorch initialises them.
+  void init_params(std::uint64_t seed);
+  // The internal sequence length for n tokens: + 1 for cls, padded as the attention needs.
+  std::int64_t internal_length(std::int64_t n) const;
+
+  // tokens (b, n) in [0, vocab), mask (b, n) 1 = real; labels (b). Returns the mean cross-entropy
+  // and keeps what backward needs. train: dropout on, masks drawn from dropout_seed.
+  double forward(const std::int32_t* tokens, const std::uint8_t* mask, const int* labels, std::int64_t b,
+                std::int64_t n, bool train, std::uint64_t dropout_seed);
+  // Gradients of the last forward's loss, accumulated into every parameter's grad.
+  void backward();
+  const float* logits() const;  // (b, classes) of the last forward
+
+  // Every parameter with a unique name: the encoder's own ("tok_emb", "l0.fc1.weight", ...), then
+  // each layer's attention parameters ("l0.attn.wq", ...).
+  std::vector<std::pair<std::string, Param*>> parameters();
+  void zero_grad();
+
+ private:
+  struct Layer;
+  EncoderConfig cfg_;
+  std::vector<Param> own_;
+  std::vector<std::unique_ptr<Layer>> layers_;
+  struct State;
+  std::unique_ptr<State> st_;
+  Param& p(const std::string& name);
+};
+
+}  // namespace lsb
