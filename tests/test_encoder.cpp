@@ -42,17 +42,8 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
                                    {"ls:w=2,r=2", "cls", 0.0f},     {"full", "mean", 0.2f}};
   for (const auto& c : cases) {
     INFO(c.attention << " pooling " << c.pooling << " dropout " << c.dropout);
-    EncoderConfig cfg;
-    cfg.vocab = 7;
-    cfg.classes = 3;
-    cfg.max_len = 6;
-    cfg.dim = 8;
-    cfg.heads = 2;
-    cfg.layers = 2;
-    cfg.mlp_dim = 12;
-    cfg.pooling = c.pooling;
-    cfg.dropout = c.dropout;
-    cfg.attention = c.attention;
+    const EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2,
+                            .mlp_dim = 12, .pooling = c.pooling, .dropout = c.dropout, .attention = c.attention};
     Encoder enc(cfg);
     enc.init_params(3);
     Rng rng(11);
@@ -95,12 +86,7 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
 }
 
 TEST_CASE("encoder rejects bad tokens labels and lengths naming them", "[encoder]") {
-  EncoderConfig cfg;
-  cfg.vocab = 5;
-  cfg.classes = 2;
-  cfg.max_len = 4;
-  cfg.dim = 8;
-  cfg.mlp_dim = 8;
+  EncoderConfig cfg{.vocab = 5, .classes = 2, .max_len = 4, .dim = 8, .mlp_dim = 8};
   Encoder enc(cfg);
   enc.init_params(1);
   std::vector<std::int32_t> tok{1, 2, 9, 0};

@@ -59,16 +59,8 @@ TEST_CASE("the encoder with AdamW learns whether a token occurs in the sequence"
   // Balanced by construction: label 1 iff token 3 occurs; chance is 50% and loss ln 2 = 0.69.
   for (const std::string attention : {"full", "ls:w=4,r=2"}) {
     INFO(attention);
-    EncoderConfig cfg;
-    cfg.vocab = 4;
-    cfg.classes = 2;
-    cfg.max_len = 8;
-    cfg.dim = 16;
-    cfg.heads = 2;
-    cfg.layers = 1;
-    cfg.mlp_dim = 32;
-    cfg.attention = attention;
-    Encoder enc(cfg);
+    Encoder enc({.vocab = 4, .classes = 2, .max_len = 8, .dim = 16, .heads = 2, .layers = 1, .mlp_dim = 32,
+                 .attention = attention});
     enc.init_params(1);
     AdamW opt(enc.parameters(), AdamWConfig{});
     Rng rng(2);
