@@ -11,6 +11,7 @@
 #include "attention_impls/attention.hpp"
 #include "bench/attention_bench.hpp"
 #include "bench/machine.hpp"
+#include "bench/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
@@ -36,7 +37,7 @@ void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
 
 int print_info() {
   const CpuInfo c = cpu_info();
-  fmt::print("lsbench {} ({}, {})\n", LSBENCH_VERSION, LSBENCH_GIT_COMMIT, LSBENCH_BUILD_TYPE);
+  fmt::print("lsbench {} ({}, {})\n", LSBENCH_VERSION, git_commit(), LSBENCH_BUILD_TYPE);
   fmt::print("cpu: {} | {} logical CPUs | OpenMP threads {} | {}\n", c.model, c.cores, omp_get_max_threads(),
              fmt::join(c.flags, " "));
   fmt::print("measured fp32 peak: {:.1f} GFLOP/s on {} threads (FMA loop)\n", measure_peak_gflops(omp_get_max_threads()),

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "bench/machine.hpp"
+#include "bench/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
@@ -23,7 +24,7 @@ nlohmann::json make_context(const ContextInputs& in) {
   const CpuInfo cpu = cpu_info();
   json c = {
       {"tool_version", LSBENCH_VERSION},
-      {"git_commit", LSBENCH_GIT_COMMIT},
+      {"git_commit", git_commit()},
       {"command_line", in.command_line},
       {"started_at", when},
       {"host", host_name()},
