@@ -11,7 +11,7 @@
 #include "attention_impls/attention.hpp"
 #include "bench/attention_bench.hpp"
 #include "bench/machine.hpp"
-#include "bench/version.hpp"
+#include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"

@@ -9,7 +9,7 @@
 #include <fmt/format.h>
 
 #include "bench/machine.hpp"
-#include "bench/version.hpp"
+#include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
