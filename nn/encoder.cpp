@@ -30,6 +30,8 @@ Param make_param(const std::string& name, Shape shape) {
 // What one block keeps for its backward. Shapes for rows = b * N, N the internal length.
 struct Encoder::Layer {
   std::unique_ptr<Attention> attn;
+  Param *ln1_w = nullptr, *ln1_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;  // resolved once, after
+  Param *fc1_w = nullptr, *fc1_b = nullptr, *fc2_w = nullptr, *fc2_b = nullptr;  // own_ is complete
   Tensor x_in, h1, ln1_stats, x_mid, h2, ln2_stats, m, g, drop1, drop2;  // (rows, D) / (2, rows) / (rows, Dmlp)
 };
 
@@ -81,6 +83,21 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
   own_.push_back(make_param("head.fc1.bias", {F}));
   own_.push_back(make_param("head.fc2.weight", {cfg.classes, F}));
   own_.push_back(make_param("head.fc2.bias", {cfg.classes}));
+  // own_ is complete: its addresses are stable from here on.
+  top_ = {&p("tok_emb"), &p("pos_emb"), cfg.pooling == "cls" ? &p("cls") : nullptr, &p("lnf.weight"),
+          &p("lnf.bias"), &p("head.fc1.weight"), &p("head.fc1.bias"), &p("head.fc2.weight"), &p("head.fc2.bias")};
+  for (std::int64_t l = 0; l < cfg.layers; ++l) {
+    Layer& L = *layers_[l];
+    const std::string pre = fmt::format("l{}.", l);
+    L.ln1_w = &p(pre + "ln1.weight");
+    L.ln1_b = &p(pre + "ln1.bias");
+    L.ln2_w = &p(pre + "ln2.weight");
+    L.ln2_b = &p(pre + "ln2.bias");
+    L.fc1_w = &p(pre + "fc1.weight");
+    L.fc1_b = &p(pre + "fc1.bias");
+    L.fc2_w = &p(pre + "fc2.weight");
+    L.fc2_b = &p(pre + "fc2.bias");
+  }
 }
 
 Encoder::~Encoder() = default;
@@ -167,11 +184,11 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   // Embeddings into the first layer's input.
   Tensor* x = &layers_.front()->x_in;
   ensure(*x, {rows, D}, MemCategory::activations, "encoder residual stream");
-  const float* tok = p("tok_emb").value.data();
-  const float* pos = p("pos_emb").value.data();
+  const float* tok = top_.tok_emb->value.data();
+  const float* pos = top_.pos_emb->value.data();
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int32_t id = s.ids[r];
-    const float* e = id < 0 ? p("cls").value.data() : tok + id * D;
+    const float* e = id < 0 ? top_.cls->value.data() : tok + id * D;
     const float* pe = pos + (r % N) * D;
     for (std::int64_t c = 0; c < D; ++c) (*x)[r * D + c] = e[c] + pe[c];
   }
@@ -189,7 +206,6 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   };
   for (std::int64_t l = 0; l < cfg_.layers; ++l) {
     Layer& L = *layers_[l];
-    const std::string pre = fmt::format("l{}.", l);
     ensure(L.h1, {rows, D}, MemCategory::activations, "encoder LN1 output");
     ensure(L.ln1_stats, {2, rows}, MemCategory::activations, "encoder LN1 stats");
     ensure(L.x_mid, {rows, D}, MemCategory::activations, "encoder residual stream");
@@ -197,17 +213,17 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
     ensure(L.ln2_stats, {2, rows}, MemCategory::activations, "encoder LN2 stats");
     ensure(L.m, {rows, F}, MemCategory::activations, "encoder MLP pre-activation");
     ensure(L.g, {rows, F}, MemCategory::activations, "encoder MLP GELU output");
-    layernorm_forward(L.x_in.data(), rows, D, p(pre + "ln1.weight").value.data(), p(pre + "ln1.bias").value.data(),
+    layernorm_forward(L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_b->value.data(),
                       L.h1.data(), L.ln1_stats.data(), L.ln1_stats.data() + rows);
     L.attn->forward(L.h1.data(), s.mask.data(), b, N, s.work_d.data(), true);
     if (drop) dropout(L.drop1, s.work_d.data(), dropout_seed * 1000003 + 2 * l);
     for (std::int64_t i = 0; i < rows * D; ++i) L.x_mid[i] = L.x_in[i] + s.work_d[i];
-    layernorm_forward(L.x_mid.data(), rows, D, p(pre + "ln2.weight").value.data(), p(pre + "ln2.bias").value.data(),
+    layernorm_forward(L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_b->value.data(),
                       L.h2.data(), L.ln2_stats.data(), L.ln2_stats.data() + rows);
-    linear_forward(L.h2.data(), rows, D, p(pre + "fc1.weight").value.data(), p(pre + "fc1.bias").value.data(), F,
+    linear_forward(L.h2.data(), rows, D, L.fc1_w->value.data(), L.fc1_b->value.data(), F,
                    L.m.data());
     for (std::int64_t i = 0; i < rows * F; ++i) L.g[i] = gelu(L.m[i]);
-    linear_forward(L.g.data(), rows, F, p(pre + "fc2.weight").value.data(), p(pre + "fc2.bias").value.data(), D,
+    linear_forward(L.g.data(), rows, F, L.fc2_w->value.data(), L.fc2_b->value.data(), D,
                    s.work_d.data());
     if (drop) dropout(L.drop2, s.work_d.data(), dropout_seed * 1000003 + 2 * l + 1);
     Tensor& next = l + 1 < cfg_.layers ? layers_[l + 1]->x_in : s.x_final;
@@ -217,9 +233,9 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
 
   ensure(s.xf, {rows, D}, MemCategory::activations, "encoder final LN output");
   ensure(s.lnf_stats, {2, rows}, MemCategory::activations, "encoder final LN stats");
-  layernorm_forward(s.x_final.data(), rows, D, p("lnf.weight").value.data(), p("lnf.bias").value.data(), s.xf.data(),
+  layernorm_forward(s.x_final.data(), rows, D, top_.lnf_w->value.data(), top_.lnf_b->value.data(), s.xf.data(),
                     s.lnf_stats.data(), s.lnf_stats.data() + rows);
-  // Pooling: mean over real tokens (cls excluded: with cls pooling it is the cls row alone).
+  // Pooling: the mean over real tokens, or (cls pooling) the cls row alone.
   ensure(s.pooled, {b, D}, MemCategory::activations, "encoder pooled");
   s.pooled.zero();
   for (std::int64_t bi = 0; bi < b; ++bi) {
@@ -240,10 +256,10 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   ensure(s.hrelu, {b, F}, MemCategory::activations, "encoder head ReLU");
   ensure(s.logits, {b, C}, MemCategory::activations, "encoder logits");
   ensure(s.probs, {b, C}, MemCategory::activations, "encoder probabilities");
-  linear_forward(s.pooled.data(), b, D, p("head.fc1.weight").value.data(), p("head.fc1.bias").value.data(), F,
+  linear_forward(s.pooled.data(), b, D, top_.head1_w->value.data(), top_.head1_b->value.data(), F,
                  s.hpre.data());
   for (std::int64_t i = 0; i < b * F; ++i) s.hrelu[i] = std::max(s.hpre[i], 0.0f);
-  linear_forward(s.hrelu.data(), b, F, p("head.fc2.weight").value.data(), p("head.fc2.bias").value.data(), C,
+  linear_forward(s.hrelu.data(), b, F, top_.head2_w->value.data(), top_.head2_b->value.data(), C,
                  s.logits.data());
   double loss = 0;
   for (std::int64_t bi = 0; bi < b; ++bi) {
@@ -272,12 +288,12 @@ void Encoder::backward() {
     dlogits[bi * C + s.labels[bi]] -= 1.0f;
     for (std::int64_t k = 0; k < C; ++k) dlogits[bi * C + k] /= static_cast<float>(b);
   }
-  linear_backward(dlogits.data(), s.hrelu.data(), b, F, p("head.fc2.weight").value.data(), C,
-                  p("head.fc2.weight").grad.data(), p("head.fc2.bias").grad.data(), dh.data(), false);
+  linear_backward(dlogits.data(), s.hrelu.data(), b, F, top_.head2_w->value.data(), C,
+                  top_.head2_w->grad.data(), top_.head2_b->grad.data(), dh.data(), false);
   for (std::int64_t i = 0; i < b * F; ++i)
     if (s.hpre[i] <= 0.0f) dh[i] = 0.0f;
-  linear_backward(dh.data(), s.pooled.data(), b, D, p("head.fc1.weight").value.data(), F,
-                  p("head.fc1.weight").grad.data(), p("head.fc1.bias").grad.data(), dpooled.data(), false);
+  linear_backward(dh.data(), s.pooled.data(), b, D, top_.head1_w->value.data(), F,
+                  top_.head1_w->grad.data(), top_.head1_b->grad.data(), dpooled.data(), false);
   // Pooling backward into d xf (work_d2), then the final LayerNorm into dx (work_d).
   Tensor& dxf = s.work_d2;
   Tensor& dx = s.work_d;
@@ -293,39 +309,38 @@ void Encoder::backward() {
       if (s.mask[bi * N + t])
         for (std::int64_t c = 0; c < D; ++c) dxf[(bi * N + t) * D + c] = dpooled[bi * D + c] / static_cast<float>(count);
   }
-  layernorm_backward(dxf.data(), s.x_final.data(), rows, D, p("lnf.weight").value.data(), s.lnf_stats.data(),
-                     s.lnf_stats.data() + rows, dx.data(), p("lnf.weight").grad.data(), p("lnf.bias").grad.data(),
+  layernorm_backward(dxf.data(), s.x_final.data(), rows, D, top_.lnf_w->value.data(), s.lnf_stats.data(),
+                     s.lnf_stats.data() + rows, dx.data(), top_.lnf_w->grad.data(), top_.lnf_b->grad.data(),
                      false);
   const bool drop = s.dropped;
   Tensor& dmlp = s.work_mlp;
   for (std::int64_t l = cfg_.layers - 1; l >= 0; --l) {
     Layer& L = *layers_[l];
-    const std::string pre = fmt::format("l{}.", l);
     // x_next = x_mid + drop2(fc2(GELU(fc1(LN2(x_mid))))): dx is d x_next.
     float* dout = dxf.data();  // reused as (rows, D) scratch
     for (std::int64_t i = 0; i < rows * D; ++i) dout[i] = drop ? dx[i] * L.drop2[i] : dx[i];
-    linear_backward(dout, L.g.data(), rows, F, p(pre + "fc2.weight").value.data(), D, p(pre + "fc2.weight").grad.data(),
-                    p(pre + "fc2.bias").grad.data(), dmlp.data(), false);
+    linear_backward(dout, L.g.data(), rows, F, L.fc2_w->value.data(), D, L.fc2_w->grad.data(),
+                    L.fc2_b->grad.data(), dmlp.data(), false);
     for (std::int64_t i = 0; i < rows * F; ++i) dmlp[i] *= gelu_grad(L.m[i]);
-    linear_backward(dmlp.data(), L.h2.data(), rows, D, p(pre + "fc1.weight").value.data(), F,
-                    p(pre + "fc1.weight").grad.data(), p(pre + "fc1.bias").grad.data(), dout, false);
-    layernorm_backward(dout, L.x_mid.data(), rows, D, p(pre + "ln2.weight").value.data(), L.ln2_stats.data(),
-                       L.ln2_stats.data() + rows, dx.data(), p(pre + "ln2.weight").grad.data(),
-                       p(pre + "ln2.bias").grad.data(), true);
+    linear_backward(dmlp.data(), L.h2.data(), rows, D, L.fc1_w->value.data(), F,
+                    L.fc1_w->grad.data(), L.fc1_b->grad.data(), dout, false);
+    layernorm_backward(dout, L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_stats.data(),
+                       L.ln2_stats.data() + rows, dx.data(), L.ln2_w->grad.data(),
+                       L.ln2_b->grad.data(), true);
     // x_mid = x_in + drop1(Attn(LN1(x_in))): dx is now d x_mid.
     Tensor& da = s.work_da;
     for (std::int64_t i = 0; i < rows * D; ++i) da[i] = drop ? dx[i] * L.drop1[i] : dx[i];
     L.attn->backward(da.data(), dout);
-    layernorm_backward(dout, L.x_in.data(), rows, D, p(pre + "ln1.weight").value.data(), L.ln1_stats.data(),
-                       L.ln1_stats.data() + rows, dx.data(), p(pre + "ln1.weight").grad.data(),
-                       p(pre + "ln1.bias").grad.data(), true);
+    layernorm_backward(dout, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_stats.data(),
+                       L.ln1_stats.data() + rows, dx.data(), L.ln1_w->grad.data(),
+                       L.ln1_b->grad.data(), true);
   }
   // Embeddings: scatter-add by token id and position.
-  float* dtok = p("tok_emb").grad.data();
-  float* dpos = p("pos_emb").grad.data();
+  float* dtok = top_.tok_emb->grad.data();
+  float* dpos = top_.pos_emb->grad.data();
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int32_t id = s.ids[r];
-    float* de = id < 0 ? p("cls").grad.data() : dtok + id * D;
+    float* de = id < 0 ? top_.cls->grad.data() : dtok + id * D;
     float* dp = dpos + (r % N) * D;
     for (std::int64_t c = 0; c < D; ++c) {
       de[c] += dx[r * D + c];

@@ -53,7 +53,10 @@ class Encoder {
   std::vector<std::unique_ptr<Layer>> layers_;
   struct State;
   std::unique_ptr<State> st_;
-  Param& p(const std::string& name);
+  Param& p(const std::string& name);  // by name: construction and init only
+  struct {
+    Param *tok_emb, *pos_emb, *cls, *lnf_w, *lnf_b, *head1_w, *head1_b, *head2_w, *head2_b;
+  } top_{};  // the encoder's own parameters outside the blocks, resolved once
 };
 
 }  // namespace lsb
