@@ -35,16 +35,6 @@ int combine(int op, const std::vector<int>& v) {
   }
 }
 
-// splitmix64: the generator's only source of randomness.
-std::uint64_t next(std::uint64_t& s) {
-  std::uint64_t z = (s += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-double uniform(std::uint64_t& s) { return static_cast<double>(next(s) >> 11) * 0x1.0p-53; }
-int below(std::uint64_t& s, int n) { return static_cast<int>(next(s) % static_cast<std::uint64_t>(n)); }
-
 bool valid_utf8(const std::string& s) {
   std::size_t i = 0;
   while (i < s.size()) {
@@ -103,19 +93,19 @@ struct Generator::Node {
   std::vector<std::unique_ptr<Node>> children;
 };
 
-Generator::Generator(const GeneratorConfig& cfg) : cfg_(cfg), state_(cfg.seed ^ 0x4C6973744F707321ULL) {}
+Generator::Generator(const GeneratorConfig& cfg) : cfg_(cfg), rng_(cfg.seed) {}
 
 Expression Generator::draw() {
   // node(depth): leaf with probability 0.75 (always at max depth); else 2..max_args children built
   // first, then the operator drawn uniformly.
   auto build = [&](auto&& self, int depth) -> std::unique_ptr<Node> {
     auto node = std::make_unique<Node>();
-    const double u = depth < cfg_.max_depth ? uniform(state_) : 1.0;
+    const double u = depth < cfg_.max_depth ? rng_.uniform() : 1.0;
     if (u > 0.25) {
-      node->value = below(state_, 10);
+      node->value = static_cast<int>(rng_.below(10));
       return node;
     }
-    const int count = 2 + below(state_, cfg_.max_args - 1);
+    const int count = 2 + static_cast<int>(rng_.below(cfg_.max_args - 1));
     std::vector<int> values;
     node->length = 2;
     for (int i = 0; i < count; ++i) {
@@ -123,7 +113,7 @@ Expression Generator::draw() {
       values.push_back(node->children.back()->value);
       node->length += node->children.back()->length;
     }
-    node->op = below(state_, 4);
+    node->op = static_cast<int>(rng_.below(4));
     node->value = combine(node->op, values);
     return node;
   };

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/random.hpp"
 #include "tasks/split.hpp"
 
 namespace lsb::listops {
@@ -42,7 +43,7 @@ class Generator {
  private:
   struct Node;
   const GeneratorConfig cfg_;
-  std::uint64_t state_;
+  Rng rng_;  // the generator's only source of randomness
 };
 
 struct GenerateStats {
