@@ -32,7 +32,6 @@ struct Cached {
   dnnl::matmul prim;
   dnnl::memory::desc a, b, c, bias;
   std::int64_t scratch_bytes = 0;
-  std::string impl;
 };
 
 // One scratchpad for all primitives (they run one at a time), owned by us so that it is tracked:
@@ -96,7 +95,6 @@ Cached& get(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, floa
   if (bias) e.bias = dnnl::memory::desc({1, c.cols}, dnnl::memory::data_type::f32, dnnl::memory::format_tag::ab);
   auto md = bias ? dnnl::matmul::desc(e.a, e.b, e.bias, e.c) : dnnl::matmul::desc(e.a, e.b, e.c);
   dnnl::matmul::primitive_desc pd(md, attr, cpu_engine());
-  e.impl = pd.impl_info_str();
   e.scratch_bytes = static_cast<std::int64_t>(pd.scratchpad_desc().get_size());
   Tensor& scratch = shared_scratch();
   if (e.scratch_bytes > scratch.bytes()) {
@@ -140,10 +138,6 @@ void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
   if (st != dnnl_success)
     throw std::runtime_error(fmt::format("dnnl_sgemm({}, {}, M={}, N={}, K={}, lda={}, ldb={}, ldc={}) failed with status {}",
                                          trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, lda, ldb, ldc, int(st)));
-}
-
-const char* matmul_impl_name(const MatRef& a, const MatRef& b, const MatRef& c) {
-  return get(a, b, c, 1.0f, 0.0f, false).impl.c_str();
 }
 
 std::int64_t matmul_primitives_created() {

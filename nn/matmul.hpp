@@ -56,8 +56,6 @@ void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
                const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                std::int64_t ldc);
 
-// Name of the oneDNN implementation chosen for a shape (diagnostics; e.g. "gemm:jit").
-const char* matmul_impl_name(const MatRef& a, const MatRef& b, const MatRef& c);
 // Number of distinct matmul primitives created so far (tests: no new primitive after warm-up).
 std::int64_t matmul_primitives_created();
 // Bytes of the one scratchpad all matmul primitives share (tracked as workspace).

@@ -37,12 +37,6 @@ void AdamW::step(double lr) {
   }
 }
 
-std::vector<std::pair<Tensor*, Tensor*>> AdamW::state() {
-  std::vector<std::pair<Tensor*, Tensor*>> s;
-  for (std::size_t k = 0; k < m_.size(); ++k) s.emplace_back(&m_[k], &v_[k]);
-  return s;
-}
-
 double warmup_linear_lr(double peak, std::int64_t step, std::int64_t warmup, std::int64_t total_steps) {
   if (step <= warmup && warmup > 0) return peak * static_cast<double>(step) / static_cast<double>(warmup);
   if (total_steps <= warmup) return peak;

@@ -23,8 +23,6 @@ class AdamW {
   // with bias-corrected m_hat, v_hat (decoupled weight decay, as torch.optim.AdamW).
   void step(double lr);
   std::int64_t steps() const { return t_; }
-  // The moments, for checkpoints: (m, v) per parameter in the order given.
-  std::vector<std::pair<Tensor*, Tensor*>> state();
 
  private:
   std::vector<std::pair<std::string, Param*>> params_;
