@@ -10,6 +10,7 @@
 #include "attention_impls/attention.hpp"
 #include "attention_impls/reference_f64.hpp"
 #include "bench/machine.hpp"
+#include "bench/result_fields.hpp"
 #include "nn/errors.hpp"
 #include "nn/random.hpp"
 #include "reports/report.hpp"
@@ -143,14 +144,8 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
         row.variant = a->spec_string();
         const std::int64_t pn = a->padded_length(n);
         row.padded_n = pn;
-        nlohmann::json vparams = nlohmann::json::object();
-        for (const auto& [k, v] : a->resolved_params()) {
-          // numbers as numbers, choices as strings
-          char* end = nullptr;
-          const long long iv = std::strtoll(v.c_str(), &end, 10);
-          vparams[k] = (end && *end == '\0' && !v.empty()) ? nlohmann::json(iv) : nlohmann::json(v);
-        }
-        config = {{"variant", a->name()}, {"variant_params", vparams}, {"n", n},          {"padded_n", pn},
+        config = {{"variant", a->name()}, {"variant_params", variant_params_json(a->resolved_params())},
+                  {"n", n},               {"padded_n", pn},
                   {"batch", opt.batch},   {"heads", opt.heads},        {"dim", opt.dim}, {"layers", 1},
                   {"mode", bwd ? "attn-fwdbwd" : "attn-fwd"},          {"device", "cpu"}, {"precision", "fp32"},
                   {"threads", omp_get_max_threads()}};
@@ -208,11 +203,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
           res["throughput"] = {{"tokens_per_s", row.tokens_per_s}, {"gflops", row.gflops},
                                {"flop_convention", "cost model; fwd+bwd = 3x forward"}};
           if (peak > 0) res["throughput"]["peak_fraction"] = row.gflops / peak;
-          nlohmann::json cats = nlohmann::json::object();
-          for (int c = 0; c < kNumCategories; ++c)
-            if (ms.at_peak_by_category[c]) cats[category_name(static_cast<MemCategory>(c))] = ms.at_peak_by_category[c];
-          res["memory"]["peak_tracked_bytes"] = ms.peak;
-          res["memory"]["by_category"] = cats;
+          res["memory"] = tracked_memory_json(ms);
           res["memory"]["peak_rss_bytes"] = peak_rss_bytes();
           res["memory"]["peak_rss_scope"] = rss_reset ? "this point" : "process so far (clear_refs not allowed)";
           // Tracked allocations during warm-up and timing (after a first call): 0 means nothing

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <functional>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -11,6 +12,7 @@
 #include "attention_impls/attention.hpp"
 #include "bench/attention_bench.hpp"
 #include "bench/machine.hpp"
+#include "bench/train.hpp"
 #include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
@@ -27,6 +29,27 @@ void require_device(const std::string& device) {
     throw UsageError(fmt::format("--device cuda: not available here: {}", cuda::unavailable_reason()));
   throw UsageError("--device cuda: the CUDA attention kernels are not part of this build yet; use --device cpu");
 }
+
+// `lsbench train` options: the preset fills every setting, and an option given on the command line
+// overrides it. Each override is bound to a field of `given`; `apply` copies the given ones.
+struct TrainCli {
+  TrainOptions given;
+  std::vector<std::function<void(TrainOptions&)>> overrides;
+
+  template <typename T>
+  void add(CLI::App* cmd, const char* flag, T TrainOptions::*field, const char* help) {
+    CLI::Option* opt = cmd->add_option(flag, given.*field, help);
+    overrides.push_back([this, opt, field](TrainOptions& o) {
+      if (opt->count() > 0) o.*field = given.*field;
+    });
+  }
+  TrainOptions resolve() const {
+    TrainOptions o = given;  // task, variant, paths and execution fields as given
+    apply_train_preset(o);
+    for (const auto& f : overrides) f(o);
+    return o;
+  }
+};
 
 void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
   cmd->add_option("--warmup", t.warmup, "Warm-up iterations, never counted")->capture_default_str();
@@ -112,6 +135,48 @@ int main(int argc, char** argv) {
   generate->add_option("--train", lcfg.train, "Training examples")->capture_default_str()->check(CLI::PositiveNumber);
   generate->add_option("--val", lcfg.val, "Validation examples")->capture_default_str()->check(CLI::PositiveNumber);
   generate->add_option("--test", lcfg.test, "Test examples")->capture_default_str()->check(CLI::PositiveNumber);
+  generate->add_option("--min-length", lcfg.min_length, "Keep trees longer than this (tokens)")->capture_default_str();
+  generate->add_option("--max-length", lcfg.max_length, "Keep trees shorter than this (tokens)")->capture_default_str();
+
+  TrainCli train;
+  auto* cmd_train = app.add_subcommand(
+      "train", "Train the LRA encoder on a task with one attention variant; validation every E steps, test "
+               "accuracy of the best-validation and final models, curves, throughput and memory in the report");
+  TrainOptions& tg = train.given;
+  cmd_train->add_option("--task", tg.task, "listops, text or image")->required();
+  cmd_train->add_option("--data-dir", tg.data_dir, "The task's data in its official layout")->required();
+  cmd_train->add_option("--variant", tg.variant, "Attention variant spec NAME[:key=value,...]")->capture_default_str();
+  cmd_train->add_option("--preset", tg.preset, "lra-small (the LRA recipe) or smoke (seconds, for CI)")
+      ->capture_default_str();
+  cmd_train->add_option("--out", tg.out, "Write the report here (atomically, after every evaluation)");
+  cmd_train->add_option("--checkpoint-dir", tg.checkpoint_dir, "Keep last.ckpt and best.ckpt here");
+  cmd_train->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
+  cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)");
+  cmd_train->add_option("--memory-budget", tg.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
+  cmd_train->add_option("--val-from", tg.val_from, "text: train (10% hold-out) or test (LRA convention)")
+      ->capture_default_str();
+  cmd_train->add_option("--split-seed", tg.split_seed, "Seed of hold-outs and subsets")->capture_default_str();
+  cmd_train->add_option("--seed", tg.seed, "Seed of parameters, batch order and dropout")->capture_default_str();
+  cmd_train->add_flag("!--no-progress", tg.progress, "No progress display");
+  // Overrides of the preset.
+  train.add(cmd_train, "--steps", &TrainOptions::steps, "Training steps");
+  train.add(cmd_train, "--batch", &TrainOptions::batch, "Batch size");
+  train.add(cmd_train, "--lr", &TrainOptions::lr, "Peak learning rate");
+  train.add(cmd_train, "--warmup", &TrainOptions::warmup, "Linear warm-up steps");
+  train.add(cmd_train, "--weight-decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay");
+  train.add(cmd_train, "--dropout", &TrainOptions::dropout, "Dropout on block outputs");
+  train.add(cmd_train, "--clip-norm", &TrainOptions::clip_norm, "Clip the global gradient norm (0: off)");
+  train.add(cmd_train, "--eval-every", &TrainOptions::eval_every, "Validate every E steps");
+  train.add(cmd_train, "--log-every", &TrainOptions::log_every, "Curve point every K steps");
+  train.add(cmd_train, "--length", &TrainOptions::length, "Model sequence length (text: truncation)");
+  train.add(cmd_train, "--dim", &TrainOptions::dim, "Model width D");
+  train.add(cmd_train, "--heads", &TrainOptions::heads, "Attention heads");
+  train.add(cmd_train, "--layers", &TrainOptions::layers, "Encoder blocks");
+  train.add(cmd_train, "--mlp-dim", &TrainOptions::mlp_dim, "MLP width");
+  train.add(cmd_train, "--pooling", &TrainOptions::pooling, "mean or cls");
+  train.add(cmd_train, "--max-train", &TrainOptions::max_train, "Train on a seeded subset of this size (0: all)");
+  train.add(cmd_train, "--max-val", &TrainOptions::max_val, "Validate on a seeded subset (0: all)");
+  train.add(cmd_train, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (0: all)");
 
   auto* demo = app.add_subcommand("demo", "The main job on embedded defaults: a short attention sweep of every "
                                           "variant, printed as a table, written as a report");
@@ -134,6 +199,11 @@ int main(int argc, char** argv) {
       return run_attention_bench(bench);
     }
     if (*cmd_run) return run_attention_interop(run);
+    if (*cmd_train) {
+      TrainOptions o = train.resolve();
+      o.command_line = cmdline;
+      return run_train_command(o);
+    }
     if (*generate) {
       const auto st = listops::generate(lcfg, gen_out);
       fmt::print("listops: wrote {} train, {} val, {} test expressions to {} (seed {}; {} trees drawn, {} duplicates "

@@ -1,5 +1,5 @@
 // Typed errors. The CLI maps each to a documented exit code (see README "Exit codes"):
-//   UsageError 2, InputError 3, OutOfMemory 4, anything else 5 (internal).
+//   UsageError 2, InputError 3, OutOfMemory 4, anything else 5 (internal); 6 is a diverged training run.
 #pragma once
 #include <cstdint>
 #include <stdexcept>
@@ -24,6 +24,7 @@ struct OutOfMemory : std::runtime_error {
   std::int64_t requested;
 };
 
-enum ExitCode : int { kOk = 0, kRegression = 1, kUsage = 2, kBadInput = 3, kOutOfMemory = 4, kInternal = 5 };
+enum ExitCode : int { kOk = 0, kRegression = 1, kUsage = 2, kBadInput = 3, kOutOfMemory = 4, kInternal = 5,
+                       kDiverged = 6 };  // a training run whose loss became NaN/Inf (report kept)
 
 }  // namespace lsb

@@ -37,6 +37,15 @@ void AdamW::step(double lr) {
   }
 }
 
+std::vector<CheckpointEntry> AdamW::state() {
+  std::vector<CheckpointEntry> out;
+  for (std::size_t k = 0; k < params_.size(); ++k) {
+    out.push_back({"adam.m." + params_[k].first, &m_[k]});
+    out.push_back({"adam.v." + params_[k].first, &v_[k]});
+  }
+  return out;
+}
+
 double warmup_linear_lr(double peak, std::int64_t step, std::int64_t warmup, std::int64_t total_steps) {
   if (step <= warmup && warmup > 0) return peak * static_cast<double>(step) / static_cast<double>(warmup);
   if (total_steps <= warmup) return peak;

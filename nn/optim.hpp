@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "attention_impls/attention.hpp"
+#include "nn/checkpoint.hpp"
 
 namespace lsb {
 
@@ -23,6 +24,11 @@ class AdamW {
   // with bias-corrected m_hat, v_hat (decoupled weight decay, as torch.optim.AdamW).
   void step(double lr);
   std::int64_t steps() const { return t_; }
+
+  // What a checkpoint must hold to resume exactly: the moments ("adam.m.<param>", "adam.v.<param>")
+  // and the step count (restore it with set_steps).
+  std::vector<CheckpointEntry> state();
+  void set_steps(std::int64_t t) { t_ = t; }
 
  private:
   std::vector<std::pair<std::string, Param*>> params_;

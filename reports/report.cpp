@@ -102,7 +102,7 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
     need(c["cpu"], "threads_used", is_num, "context.cpu");
   }
   static const std::vector<std::string> kinds = {"sweep-point", "train-run", "maxlen"};
-  static const std::vector<std::string> statuses = {"ok", "oom", "error", "skipped", "diverged"};
+  static const std::vector<std::string> statuses = {"ok", "oom", "error", "skipped", "diverged", "running"};
   for (std::size_t i = 0; i < r["results"].size(); ++i) {
     const auto& x = r["results"][i];
     const std::string where = fmt::format("results[{}]", i);
@@ -116,7 +116,7 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
     if (x.contains("status") && x["status"].is_string()) {
       const auto st = x["status"].get<std::string>();
       if (std::find(statuses.begin(), statuses.end(), st) == statuses.end())
-        errs.push_back(where + ".status is not one of ok, oom, error, skipped, diverged");
+        errs.push_back(where + ".status is not one of ok, oom, error, skipped, diverged, running");
       if (st != "ok") need(x, "message", is_str, where);
     }
     if (x.contains("config") && x["config"].is_object() && x.contains("id") && x["id"].is_string() &&
@@ -126,6 +126,23 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
       for (const char* k : {"min", "median", "mean", "max", "stdev", "samples"}) need(x["time_s"], k, is_num, where + ".time_s");
     if (x.contains("memory") && x.value("status", "") == "ok")
       need(x["memory"], "peak_tracked_bytes", is_num, where + ".memory");
+    if (x.value("kind", "") == "train-run" && x.value("status", "") == "ok") {
+      need(x, "accuracy", is_obj, where);
+      for (const char* k : {"val_best", "test_at_best_val", "test_final"})
+        if (x.contains("accuracy")) need(x["accuracy"], k, is_num, where + ".accuracy");
+      need(x, "curves", is_obj, where);
+      need(x, "data", is_obj, where);
+    }
+    if (x.contains("curves") && x["curves"].is_object()) {
+      // Parallel arrays: every train-step series as long as "step", every validation one as "val_step".
+      const auto& cv = x["curves"];
+      for (const auto& [key, arr] : cv.items()) {
+        const bool val = key.rfind("val_", 0) == 0;
+        const char* base = val ? "val_step" : "step";
+        if (!arr.is_array() || !cv.contains(base) || arr.size() != cv[base].size())
+          errs.push_back(fmt::format("{}.curves.{} is not an array as long as curves.{}", where, key, base));
+      }
+    }
   }
   return errs;
 }

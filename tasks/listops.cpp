@@ -9,6 +9,7 @@
 #include <unordered_set>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "nn/errors.hpp"
 
@@ -177,6 +178,14 @@ GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir) {
     if (!f) throw InputError(fmt::format("{}: write failed", path));
     fs::rename(tmp, path);
   }
+  // Provenance for reports: a release downloaded elsewhere has no such file.
+  const nlohmann::json meta = {{"generator", "lsbench listops"}, {"seed", cfg.seed},       {"train", cfg.train},
+                               {"val", cfg.val},                 {"test", cfg.test},       {"max_depth", cfg.max_depth},
+                               {"max_args", cfg.max_args},       {"min_length", cfg.min_length},
+                               {"max_length", cfg.max_length}};
+  const std::string meta_path = (fs::path(dir) / kGeneratorFile).string();
+  std::ofstream(meta_path + ".tmp") << meta.dump(2) << '\n';
+  fs::rename(meta_path + ".tmp", meta_path);
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
 }

@@ -52,7 +52,9 @@ struct GenerateStats {
 };
 // Writes DIR/basic_{train,val,test}.tsv (atomically each). Trees are drawn until the three splits
 // are full: the first `train` distinct accepted trees go to train, then val, then test.
+// Also writes DIR/lsbench-generator.json (the config), which the task loader reports as provenance.
 GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir);
+constexpr const char* kGeneratorFile = "lsbench-generator.json";
 
 // Loads one TSV file. Errors are InputError naming file and line: missing file or header, a line
 // without a tab, a label that is not an integer 0..9, a non-UTF-8 or empty line, or a line longer

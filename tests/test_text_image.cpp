@@ -12,6 +12,7 @@
 #include "nn/errors.hpp"
 #include "tasks/image.hpp"
 #include "tasks/text.hpp"
+#include "tests/data_helpers.hpp"
 #include "tests/helpers.hpp"
 
 using namespace lsb;
@@ -36,24 +37,6 @@ fs::path make_imdb(const std::string& name, int per_class) {
                    fmt::format("{} review {}", label, id));
     }
   return root;
-}
-
-// A directory that holds the archive's content extracted, once, into the build's data cache.
-std::string extracted(const std::string& archive, const std::string& inner) {
-  const fs::path src = fs::path(LSBENCH_SHARED_DATA) / archive;
-  if (!fs::exists(src)) return "";
-  const fs::path cache = fs::path(LSBENCH_DATA_CACHE), done = cache / (inner + ".extracted");
-  if (!fs::exists(done)) {
-    const fs::path tmp = cache / (inner + ".tmp");
-    fs::remove_all(tmp);
-    fs::create_directories(tmp);
-    if (std::system(fmt::format("tar -xJf '{}' -C '{}'", src.string(), tmp.string()).c_str()) != 0) return "";
-    fs::remove_all(cache / inner);
-    fs::rename(tmp / inner, cache / inner);
-    fs::remove_all(tmp);
-    std::ofstream(done) << "ok\n";
-  }
-  return (cache / inner).string();
 }
 
 }  // namespace
@@ -135,7 +118,7 @@ TEST_CASE("cifar loader errors name the file and record", "[image]") {
 }
 
 TEST_CASE("the shipped IMDb data loads as the official 25000 + 25000 reviews", "[text][data]") {
-  const std::string root = extracted("aclImdb_v1-labeled.tar.xz", "aclImdb");
+  const std::string root = test::imdb_dir();
   if (root.empty()) {
     WARN("skipped: " << LSBENCH_SHARED_DATA << "/aclImdb_v1-labeled.tar.xz is not here");
     return;
@@ -155,7 +138,7 @@ TEST_CASE("the shipped IMDb data loads as the official 25000 + 25000 reviews", "
 
 TEST_CASE("the shipped CIFAR-10 copy loads as 45000 / 5000 / 10000 with exact test class counts",
           "[image][data]") {
-  const std::string root = extracted("cifar-10-binary-from-jpeg-q75.tar.xz", "cifar-10-batches-bin");
+  const std::string root = test::cifar_dir();
   if (root.empty()) {
     WARN("skipped: " << LSBENCH_SHARED_DATA << "/cifar-10-binary-from-jpeg-q75.tar.xz is not here");
     return;

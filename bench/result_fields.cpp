@@ -1,0 +1,24 @@
+#include "bench/result_fields.hpp"
+
+#include <cstdlib>
+
+namespace lsb {
+
+nlohmann::json variant_params_json(const std::map<std::string, std::string>& resolved) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [k, v] : resolved) {
+    char* end = nullptr;
+    const long long iv = std::strtoll(v.c_str(), &end, 10);
+    out[k] = (end && *end == '\0' && !v.empty()) ? nlohmann::json(iv) : nlohmann::json(v);
+  }
+  return out;
+}
+
+nlohmann::json tracked_memory_json(const MemoryStats& stats) {
+  nlohmann::json cats = nlohmann::json::object();
+  for (int c = 0; c < kNumCategories; ++c)
+    if (stats.at_peak_by_category[c]) cats[category_name(static_cast<MemCategory>(c))] = stats.at_peak_by_category[c];
+  return {{"peak_tracked_bytes", stats.peak}, {"by_category", cats}};
+}
+
+}  // namespace lsb

@@ -1,0 +1,386 @@
+#include "bench/train.hpp"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include <fmt/format.h>
+
+#include "bench/machine.hpp"
+#include "bench/progress.hpp"
+#include "bench/result_fields.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/encoder.hpp"
+#include "nn/errors.hpp"
+#include "nn/memory.hpp"
+#include "nn/optim.hpp"
+#include "reports/report.hpp"
+
+namespace lsb {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+// The config block of the result: everything that decides the numbers, not where files go. The
+// thread count is part of it because CPU results are bit-identical only for the same count. Its id
+// is the key `compare` pairs on, and what a resumed run must match.
+nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attention& a, std::int64_t padded_n) {
+  return {{"task", t.name},
+          {"variant", a.name()},
+          {"variant_params", variant_params_json(a.resolved_params())},
+          {"preset", o.preset},
+          {"n", t.length},
+          {"padded_n", padded_n},
+          {"batch", o.batch},
+          {"heads", o.heads},
+          {"dim", o.dim},
+          {"layers", o.layers},
+          {"mlp_dim", o.mlp_dim},
+          {"pooling", o.pooling},
+          {"dropout", o.dropout},
+          {"mode", "train"},
+          {"device", "cpu"},
+          {"precision", "fp32"},
+          {"threads", omp_get_max_threads()},
+          {"steps", o.steps},
+          {"warmup", o.warmup},
+          {"lr", o.lr},
+          {"weight_decay", o.weight_decay},
+          {"clip_norm", o.clip_norm},
+          {"eval_every", o.eval_every},
+          {"seed", o.seed},
+          {"split_seed", o.split_seed},
+          {"max_train", o.max_train},
+          {"max_val", o.max_val},
+          {"max_test", o.max_test}};
+}
+
+struct EvalResult {
+  double accuracy = 0, loss = 0;
+};
+
+// Accuracy and mean cross-entropy over the whole split, in batches of the training batch size
+// (the last batch is filled up with repeats of example 0 whose predictions are ignored, so that
+// every forward has the training shape and nothing is reallocated).
+EvalResult evaluate(Encoder& enc, const Split& s, std::int64_t batch, std::int64_t n, int classes, Batch& buf) {
+  std::vector<std::int64_t> idx(static_cast<std::size_t>(batch));
+  std::int64_t correct = 0;
+  double loss = 0;
+  for (std::int64_t start = 0; start < s.size(); start += batch) {
+    const std::int64_t real = std::min(batch, s.size() - start);
+    for (std::int64_t i = 0; i < batch; ++i) idx[i] = i < real ? start + i : 0;
+    make_batch(s, idx.data(), batch, n, buf);
+    enc.forward(buf.tokens.data(), buf.mask.data(), buf.labels.data(), batch, n, false, 0);
+    const float* logits = enc.logits();
+    for (std::int64_t i = 0; i < real; ++i) {
+      const float* z = logits + i * classes;
+      int best = 0;
+      double mx = z[0];
+      for (int c = 1; c < classes; ++c)
+        if (z[c] > z[best]) best = c, mx = z[c];
+      double sum = 0;
+      for (int c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
+      const int label = buf.labels[i];
+      loss += std::log(sum) + mx - z[label];
+      correct += best == label;
+    }
+  }
+  return {static_cast<double>(correct) / static_cast<double>(s.size()), loss / static_cast<double>(s.size())};
+}
+
+// Everything a resumed run needs besides tensors, kept in the checkpoint's metadata.
+struct RunState {
+  std::int64_t step = 0;
+  double train_seconds = 0, wall_seconds = 0;
+  std::int64_t tokens = 0;
+  double best_val = -1;
+  std::int64_t best_step = 0;
+  nlohmann::json curves = {{"step", nlohmann::json::array()},        {"loss", nlohmann::json::array()},
+                           {"lr", nlohmann::json::array()},          {"grad_norm", nlohmann::json::array()},
+                           {"tokens_per_s", nlohmann::json::array()}, {"val_step", nlohmann::json::array()},
+                           {"val_accuracy", nlohmann::json::array()}, {"val_loss", nlohmann::json::array()}};
+
+  // wall: the run's wall time so far (the clock of this process added to what earlier ones ran).
+  nlohmann::json to_json(const std::string& id, double wall) const {
+    return {{"config_id", id},       {"step", step},     {"train_seconds", train_seconds},
+            {"wall_seconds", wall},  {"tokens", tokens}, {"best_val", best_val},
+            {"best_step", best_step}, {"curves", curves}};
+  }
+  void from_json(const nlohmann::json& j) {
+    step = j.at("step");
+    train_seconds = j.at("train_seconds");
+    wall_seconds = j.at("wall_seconds");
+    tokens = j.at("tokens");
+    best_val = j.at("best_val");
+    best_step = j.at("best_step");
+    curves = j.at("curves");
+  }
+};
+
+std::vector<CheckpointEntry> param_entries(const std::vector<std::pair<std::string, Param*>>& params) {
+  std::vector<CheckpointEntry> out;
+  for (const auto& [name, p] : params) out.push_back({name, &p->value});
+  return out;
+}
+
+}  // namespace
+
+const std::vector<std::string>& train_preset_names() {
+  static const std::vector<std::string> names = {"lra-small", "smoke"};
+  return names;
+}
+
+void apply_train_preset(TrainOptions& o) {
+  default_task_length(o.task);  // validates the task name
+  if (o.preset == "lra-small") {
+    // ../shared/spec/lra.md "Models": the Transformer-LS / Nystromformer PyTorch LRA recipe.
+    o.dim = 64, o.heads = 2, o.layers = 2, o.mlp_dim = 128, o.pooling = "mean", o.length = 0;
+    o.max_train = o.max_val = o.max_test = 0, o.clip_norm = 0;
+    if (o.task == "listops") o.batch = 32, o.steps = 5000, o.warmup = 1000, o.lr = 1e-4, o.weight_decay = 0, o.dropout = 0;
+    if (o.task == "text") o.batch = 32, o.steps = 20000, o.warmup = 8000, o.lr = 1e-4, o.weight_decay = 0.01, o.dropout = 0;
+    if (o.task == "image") o.batch = 256, o.steps = 35000, o.warmup = 175, o.lr = 1e-4, o.weight_decay = 0, o.dropout = 0.1;
+    o.eval_every = std::max<std::int64_t>(o.steps / 20, 1);
+    o.log_every = 10;
+  } else if (o.preset == "smoke") {
+    // Seconds per run on two CPU cores, still clearly above chance: a narrow one-layer model, a
+    // short sequence where the task allows it, a high learning rate, and evaluation on subsets.
+    // Test subsets are large enough that chance stays 5 binomial standard deviations below what the
+    // runs reach (tests/test_train.cpp checks exactly that).
+    o.dim = 32, o.heads = 2, o.layers = 1, o.mlp_dim = 64, o.pooling = "mean", o.dropout = 0;
+    o.lr = 2e-3, o.weight_decay = 0, o.clip_norm = 0, o.log_every = 5, o.max_train = 0;
+    if (o.task == "listops")  // needs data generated short, e.g. --max-length 250
+      o.length = 256, o.batch = 32, o.steps = 150, o.warmup = 15, o.eval_every = 50, o.max_val = 500, o.max_test = 2000;
+    if (o.task == "text")  // byte-level sentiment is slow to pick up and easily collapses to one class:
+      // larger batches, more steps (cheap at 256 bytes) and clipping
+      o.length = 256, o.batch = 64, o.steps = 300, o.warmup = 30, o.eval_every = 100, o.max_val = 500, o.max_test = 5000,
+      o.lr = 1e-3, o.clip_norm = 0.5;
+    if (o.task == "image")  // 1024 pixels: a smaller batch keeps full attention at seconds; a lower rate,
+      // because at 2e-3 Adam's steps swamp linformer's projection E (init scale 1/sqrt(n)) and it stays at chance
+      o.length = 1024, o.batch = 16, o.steps = 250, o.warmup = 25, o.eval_every = 125, o.max_val = 256,
+      o.max_test = 2000, o.lr = 5e-4;
+  } else {
+    throw UsageError(fmt::format("--preset {}: unknown; expected one of {}", o.preset,
+                                 fmt::join(train_preset_names(), ", ")));
+  }
+}
+
+nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
+                         const std::function<void(const nlohmann::json&)>& on_result) {
+  if (o.batch <= 0 || o.steps <= 0 || o.warmup < 0 || o.eval_every <= 0 || o.log_every <= 0)
+    throw UsageError(fmt::format("--batch {}, --steps {}, --eval-every {}, --log-every {} must be positive and "
+                                 "--warmup {} not negative",
+                                 o.batch, o.steps, o.eval_every, o.log_every, o.warmup));
+  if (!(o.lr > 0) || o.weight_decay < 0 || o.clip_norm < 0)
+    throw UsageError(fmt::format("--lr {} must be positive, --weight-decay {} and --clip-norm {} not negative", o.lr,
+                                 o.weight_decay, o.clip_norm));
+  auto& tracker = MemoryTracker::instance();
+  tracker.reset_peak(Device::cpu);
+  const auto wall0 = Clock::now();
+
+  Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
+               .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
+               .dropout = static_cast<float>(o.dropout), .attention = o.variant});
+  enc.init_params(o.seed);
+  const auto params = enc.parameters();
+  AdamW opt(params, {.weight_decay = o.weight_decay});
+  // The best-validation parameters, kept in memory (and in best.ckpt when checkpointing).
+  std::vector<Tensor> best;
+  for (const auto& [name, p] : params) best.emplace_back(p->value.shape(), MemCategory::parameters, "best-validation copy");
+  std::vector<CheckpointEntry> best_entries;
+  for (std::size_t k = 0; k < params.size(); ++k) best_entries.push_back({params[k].first, &best[k]});
+  auto keep_best = [&] {
+    for (std::size_t k = 0; k < params.size(); ++k)
+      std::copy_n(params[k].second->value.data(), params[k].second->value.numel(), best[k].data());
+  };
+  keep_best();
+
+  const auto attn = make_attention(VariantSpec::parse(o.variant), o.dim, o.heads, task.length);
+  const std::int64_t n = task.length;
+  nlohmann::json result = {{"kind", "train-run"}, {"config", run_config(o, task, *attn, enc.internal_length(n))},
+                           {"data", task.provenance}};
+  const std::string id = config_id(result["config"]);
+  result["id"] = id;
+
+  // Checkpoints: last.ckpt (parameters, AdamW state, run state) and best.ckpt (parameters).
+  RunState st;
+  std::vector<CheckpointEntry> last_entries = param_entries(params);
+  for (const auto& e : opt.state()) last_entries.push_back(e);
+  const fs::path ckdir = o.checkpoint_dir;
+  const std::string last_path = o.checkpoint_dir.empty() ? "" : (ckdir / "last.ckpt").string();
+  const std::string best_path = o.checkpoint_dir.empty() ? "" : (ckdir / "best.ckpt").string();
+  if (!o.checkpoint_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(ckdir, ec);
+    if (ec) throw InputError(fmt::format("{}: cannot create the checkpoint directory: {}", o.checkpoint_dir, ec.message()));
+  }
+  if (o.resume) {
+    if (o.checkpoint_dir.empty()) throw UsageError("--resume needs --checkpoint-dir");
+    if (fs::exists(last_path)) {
+      const auto meta = nlohmann::json::parse(read_checkpoint_metadata(last_path), nullptr, false);
+      if (meta.is_discarded() || !meta.contains("config_id"))
+        throw InputError(fmt::format("{}: the checkpoint's metadata is not an lsbench training state", last_path));
+      if (meta["config_id"] != id)
+        throw UsageError(fmt::format("--resume: {} was written by another configuration (config id {}, this run {}); "
+                                     "use the same options or another --checkpoint-dir",
+                                     last_path, meta["config_id"].get<std::string>(), id));
+      load_checkpoint(last_path, last_entries);
+      st.from_json(meta);
+      opt.set_steps(st.step);
+      if (fs::exists(best_path)) load_checkpoint(best_path, best_entries);
+      result["resumed_from_step"] = st.step;
+    }
+  }
+  const double wall_before = st.wall_seconds;  // of the runs this one resumes
+  auto wall = [&] { return wall_before + seconds_since(wall0); };
+
+  auto fill = [&](const std::string& status) {
+    result["status"] = status;
+    result["steps_done"] = st.step;
+    result["wall_s"] = wall();
+    result["train_s"] = st.train_seconds;
+    if (st.train_seconds > 0)
+      result["throughput"] = {{"tokens_per_s", static_cast<double>(st.tokens) / st.train_seconds},
+                              {"steps_per_s", static_cast<double>(st.step) / st.train_seconds},
+                              {"scope", "training steps only (evaluation and checkpoints excluded); real tokens"}};
+    result["memory"] = tracked_memory_json(tracker.stats(Device::cpu));
+    result["memory"]["peak_rss_bytes"] = peak_rss_bytes();
+    result["curves"] = st.curves;
+    if (st.best_val >= 0) result["accuracy"] = {{"val_best", st.best_val}, {"val_best_step", st.best_step}};
+  };
+
+  BatchSampler sampler(task.train.size(), o.batch, o.seed ^ 0x5851F42D4C957F2DULL);
+  Batch batch, eval_buf;
+  Progress progress(o.steps);
+  double interval_loss = 0, interval_seconds = 0;
+  std::int64_t interval_steps = 0, interval_tokens = 0;
+  std::string status = "ok";
+  while (st.step < o.steps) {
+    const std::int64_t step = st.step + 1;
+    const auto& idx = sampler.indices(step);
+    make_batch(task.train, idx.data(), o.batch, n, batch);
+    const double lr = warmup_linear_lr(o.lr, step, o.warmup, o.steps);
+    const auto t0 = Clock::now();
+    enc.zero_grad();
+    const double loss = enc.forward(batch.tokens.data(), batch.mask.data(), batch.labels.data(), o.batch, n, true,
+                                    o.seed * 0x9E3779B97F4A7C15ULL + static_cast<std::uint64_t>(step));
+    if (!std::isfinite(loss)) {
+      status = "diverged";
+      result["message"] = fmt::format("the training loss became {} at step {} (lr {:.3g})", loss, step, lr);
+      progress.message(fmt::format("diverged: {}", result["message"].get<std::string>()));
+      break;
+    }
+    enc.backward();
+    const double gnorm = clip_grad_norm(params, o.clip_norm);
+    opt.step(lr);
+    const double dt = seconds_since(t0);
+    st.step = step;
+    st.train_seconds += dt;
+    st.tokens += batch.real_tokens;
+    interval_loss += loss, interval_seconds += dt, interval_steps += 1, interval_tokens += batch.real_tokens;
+    if (step % o.log_every == 0 || step == o.steps) {
+      auto& c = st.curves;
+      c["step"].push_back(step);
+      c["loss"].push_back(interval_loss / static_cast<double>(interval_steps));
+      c["lr"].push_back(lr);
+      c["grad_norm"].push_back(gnorm);
+      c["tokens_per_s"].push_back(static_cast<double>(interval_tokens) / interval_seconds);
+      if (o.progress)
+        progress.update(step,
+                        fmt::format("loss {:.4f} lr {:.2e} {:.0f} tok/s", interval_loss / static_cast<double>(interval_steps),
+                                    lr, static_cast<double>(interval_tokens) / interval_seconds),
+                        interval_seconds / static_cast<double>(interval_steps));
+      interval_loss = interval_seconds = 0, interval_steps = interval_tokens = 0;
+    }
+    if (step % o.eval_every == 0 || step == o.steps) {
+      const EvalResult v = evaluate(enc, task.val, o.batch, n, task.classes, eval_buf);
+      st.curves["val_step"].push_back(step);
+      st.curves["val_accuracy"].push_back(v.accuracy);
+      st.curves["val_loss"].push_back(v.loss);
+      const bool improved = v.accuracy > st.best_val;
+      if (improved) {
+        st.best_val = v.accuracy, st.best_step = step;
+        keep_best();
+        if (!best_path.empty()) save_checkpoint(best_path, nlohmann::json{{"step", step}, {"val_accuracy", v.accuracy}}.dump(),
+                                                best_entries);
+      }
+      if (!last_path.empty()) save_checkpoint(last_path, st.to_json(id, wall()).dump(), last_entries);
+      if (o.progress)
+        progress.message(fmt::format("step {}: validation accuracy {:.2f}% loss {:.4f}{}", step, 100 * v.accuracy, v.loss,
+                                     improved ? " (best so far)" : ""));
+      fill("running");
+      if (on_result) on_result(result);
+    }
+  }
+  progress.finish();
+  if (status == "ok") {
+    // Test accuracy of the final model, then of the best-validation parameters.
+    const EvalResult final_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
+    EvalResult best_test = final_test;
+    if (st.best_step != st.step) {  // otherwise the best-validation parameters are the final ones
+      for (std::size_t k = 0; k < params.size(); ++k)
+        std::copy_n(best[k].data(), best[k].numel(), params[k].second->value.data());
+      best_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
+    }
+    fill("ok");
+    result["accuracy"]["test_final"] = final_test.accuracy;
+    result["accuracy"]["test_at_best_val"] = best_test.accuracy;
+    result["accuracy"]["test_majority_class"] = majority_rate(task.test, task.classes);
+  } else {
+    fill(status);
+  }
+  if (on_result) on_result(result);
+  return result;
+}
+
+int run_train_command(const TrainOptions& opts) {
+  TrainOptions o = opts;
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  if (!o.memory_budget.empty())
+    MemoryTracker::instance().set_budget(Device::cpu, parse_size(o.memory_budget, "--memory-budget"));
+  const VariantSpec spec = VariantSpec::parse(o.variant);
+  make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1));  // unknown names fail before loading
+  const TaskData task = load_task(o.task, {.data_dir = o.data_dir, .length = o.length, .split_seed = o.split_seed,
+                                            .val_from = o.val_from, .max_train = o.max_train, .max_val = o.max_val,
+                                            .max_test = o.max_test});
+  fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
+             "{} threads\n",
+             task.name, o.variant, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
+             o.steps, omp_get_max_threads());
+  std::fflush(stdout);  // before the progress display on stderr
+  const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
+  nlohmann::json last;  // the latest result, so that an out-of-memory stop keeps what was finished
+  auto write = [&](const nlohmann::json& r) {
+    last = r;
+    if (!o.out.empty()) write_report(o.out, make_report(context, nlohmann::json::array({r})));
+  };
+  nlohmann::json r;
+  try {
+    r = train_run(o, task, write);
+  } catch (const OutOfMemory& e) {
+    if (!last.is_null()) {
+      last["status"] = "oom";
+      last["message"] = e.what();
+      last["memory"]["requested_bytes"] = e.requested;
+      write(last);
+    }
+    throw;
+  }
+  const auto& acc = r.value("accuracy", nlohmann::json::object());
+  if (r["status"] == "ok") {
+    fmt::print("train: done in {}: best validation {:.2f}% (step {}), test {:.2f}% at the best validation, {:.2f}% "
+               "final (majority class {:.2f}%); {:.2f} steps/s, {:.0f} tokens/s, peak tracked memory {}\n",
+               Progress::format_duration(r["wall_s"]), 100 * acc.value("val_best", 0.0), acc.value("val_best_step", 0),
+               100 * acc.value("test_at_best_val", 0.0), 100 * acc.value("test_final", 0.0),
+               100 * acc.value("test_majority_class", 0.0), r["throughput"].value("steps_per_s", 0.0),
+               r["throughput"].value("tokens_per_s", 0.0), format_bytes(r["memory"]["peak_tracked_bytes"]));
+  }
+  if (!o.out.empty()) fmt::print("train: report written to {}\n", o.out);
+  return r["status"] == "ok" ? kOk : kDiverged;
+}
+
+}  // namespace lsb

@@ -1,0 +1,56 @@
+// `lsbench train`: one task x one attention variant, trained with the protocol of
+// ../shared/spec/lra.md: evaluate on validation every E steps, keep the best-validation
+// parameters, report test accuracy of the best-validation and of the final model over the whole
+// test split, curves, wall time, train throughput and peak memory as a `train-run` result.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tasks/task.hpp"
+
+namespace lsb {
+
+struct TrainOptions {
+  std::string task, data_dir, variant = "full", preset = "lra-small";
+  // Model (../shared/spec/lra.md "Models"); the preset fills these, the command line overrides.
+  std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
+  std::string pooling = "mean";
+  double dropout = 0;
+  // Data.
+  std::int64_t length = 0;  // 0 = the task's
+  std::int64_t max_train = 0, max_val = 0, max_test = 0;  // seeded subsets; 0 = whole split
+  std::string val_from = "train";
+  std::uint64_t split_seed = 0;
+  // Optimisation and protocol.
+  std::int64_t batch = 32, steps = 5000, warmup = 1000, eval_every = 250, log_every = 10;
+  double lr = 1e-4, weight_decay = 0, clip_norm = 0;  // clip_norm 0 = no clipping
+  std::uint64_t seed = 0;  // parameters, batch order and dropout masks
+  // Execution.
+  int threads = 0;  // 0 = OpenMP's default
+  std::string memory_budget;  // "" = none
+  std::string out, checkpoint_dir;
+  bool resume = false, progress = true;
+  std::vector<std::string> command_line;
+};
+
+const std::vector<std::string>& train_preset_names();  // lra-small, smoke
+// The preset's settings for `task` (variant, paths and execution fields are left as they are).
+// UsageError for an unknown preset or task.
+void apply_train_preset(TrainOptions& o);
+
+// The training run on loaded data. `on_result` is called with the result so far after every
+// evaluation (the CLI rewrites the report then, so a killed run keeps what it finished) and once
+// at the end. Returns the final result; its "status" is ok or diverged. Throws UsageError /
+// InputError (e.g. a checkpoint made with another configuration) and OutOfMemory.
+nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
+                         const std::function<void(const nlohmann::json&)>& on_result = {});
+
+// The CLI command: loads the task, trains, writes the report. Returns the exit code: 0 ok,
+// 6 diverged (the report is kept), or throws for the CLI's error mapping.
+int run_train_command(const TrainOptions& o);
+
+}  // namespace lsb

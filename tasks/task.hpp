@@ -1,0 +1,70 @@
+// The task interface: every LRA classification task, whatever its official file layout, as the
+// trainer sees it: a name, classes, vocabulary, the model's sequence length, three splits of token
+// sequences, and the provenance a report must carry (../shared/spec/lra.md, first section).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tasks/split.hpp"
+
+namespace lsb {
+
+struct TaskOptions {
+  std::string data_dir;             // the official layout, or a directory that contains it
+  std::int64_t length = 0;          // model sequence length; 0 = the task's default
+  std::uint64_t split_seed = 0;     // seeded hold-outs and subsamples
+  std::string val_from = "train";   // text: "train" (10% hold-out) or "test" (the LRA convention)
+  // Seeded random subsets (0 = the whole split): the smoke preset trains and evaluates on a part.
+  std::int64_t max_train = 0, max_val = 0, max_test = 0;
+};
+
+struct TaskData {
+  std::string name;
+  int classes = 0;
+  std::int64_t vocab = 0;
+  std::int64_t length = 0;  // every sequence has at most this many tokens; batches are padded to it
+  Split train, val, test;
+  nlohmann::json provenance;  // source, path, generated?, tokenizer, split seed, split sizes, ...
+};
+
+// The tasks that can be trained: listops, text, image.
+const std::vector<std::string>& task_names();
+// The task's default model length (2048, 4096, 1024); UsageError for an unknown name.
+std::int64_t default_task_length(const std::string& name);
+
+// Loads a task. UsageError: unknown task or an impossible option; InputError: missing or malformed
+// files (naming the file and line or record).
+TaskData load_task(const std::string& name, const TaskOptions& opt);
+
+// The majority-class rate of a split: the accuracy of always answering its most common label.
+double majority_rate(const Split& s, int classes);
+
+// One padded batch: tokens (b, n) with 0 past each sequence, mask (b, n) 1 = real token, labels (b).
+struct Batch {
+  std::int64_t b = 0, n = 0, real_tokens = 0;
+  std::vector<std::int32_t> tokens;
+  std::vector<std::uint8_t> mask;
+  std::vector<int> labels;
+};
+// Fills `out` with the examples idx[0..count) of `split`, padded to n (buffers reused).
+void make_batch(const Split& split, const std::int64_t* idx, std::int64_t count, std::int64_t n, Batch& out);
+
+// The training stream: an endless sequence of epochs, each a seeded permutation of the split.
+// Stateless in the step, so that a resumed run draws exactly the batches it would have drawn.
+class BatchSampler {
+ public:
+  BatchSampler(std::int64_t examples, std::int64_t batch, std::uint64_t seed);
+  // Indices of the batch of 1-based step s (batch of them).
+  const std::vector<std::int64_t>& indices(std::int64_t step);
+
+ private:
+  std::int64_t examples_, batch_;
+  std::uint64_t seed_;
+  std::int64_t epoch_ = -1;
+  std::vector<std::int64_t> perm_, out_;
+};
+
+}  // namespace lsb
