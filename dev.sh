@@ -31,7 +31,7 @@ case "${1:-}" in
   main)
     install_missing
     build
-    "$BUILD/lsbench" demo --json "$BUILD/lsbench-demo.json"
+    "$BUILD/lsbench" demo --json "$BUILD/lsbench-demo.json" --data-dir "$BUILD/demo-data"
     ;;
   test)
     install_missing

@@ -11,6 +11,7 @@
 
 #include "attention_impls/attention.hpp"
 #include "bench/attention_bench.hpp"
+#include "bench/demo.hpp"
 #include "bench/machine.hpp"
 #include "bench/train.hpp"
 #include "reports/version.hpp"
@@ -179,9 +180,11 @@ int main(int argc, char** argv) {
   train.add(cmd_train, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (0: all)");
 
   auto* demo = app.add_subcommand("demo", "The main job on embedded defaults: a short attention sweep of every "
-                                          "variant, printed as a table, written as a report");
-  std::string demo_json = "lsbench-demo.json";
-  demo->add_option("--json", demo_json, "Report path")->capture_default_str();
+                                          "variant and short ListOps training runs, printed as tables, one report");
+  DemoOptions demo_opt;
+  demo->add_option("--json", demo_opt.json_path, "Report path")->capture_default_str();
+  demo->add_option("--data-dir", demo_opt.data_dir, "Where the demo's ListOps data is generated (once)")
+      ->capture_default_str();
 
   try {
     app.parse(argc, argv);
@@ -212,16 +215,8 @@ int main(int argc, char** argv) {
       return kOk;
     }
     if (*demo) {
-      AttentionBenchOptions d;
-      d.variants = {"full", "flash", "linformer:k=128", "sliding:R=64", "ls:w=8,r=32"};
-      d.lengths = {512, 1024, 2048};
-      d.batch = 4;
-      d.mode = "fwdbwd";
-      d.timing.min_time_s = 0.2;
-      d.timing.min_reps = 3;
-      d.json_path = demo_json;
-      d.command_line = cmdline;
-      return run_attention_bench(d);
+      demo_opt.command_line = cmdline;
+      return run_demo(demo_opt);
     }
   } catch (const UsageError& e) {
     fmt::print(stderr, "lsbench: usage error: {}\n", e.what());

@@ -42,6 +42,9 @@ const std::vector<std::string>& train_preset_names();  // lra-small, smoke
 // UsageError for an unknown preset or task.
 void apply_train_preset(TrainOptions& o);
 
+// What to load for these options (length, split seed, validation source, subsets).
+TaskOptions task_options(const TrainOptions& o);
+
 // The training run on loaded data. `on_result` is called with the result so far after every
 // evaluation (the CLI rewrites the report then, so a killed run keeps what it finished) and once
 // at the end. Returns the final result; its "status" is ok or diverged. Throws UsageError /

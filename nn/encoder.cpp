@@ -102,6 +102,8 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
 
 Encoder::~Encoder() = default;
 
+const Attention& Encoder::attention(std::int64_t layer) const { return *layers_.at(layer)->attn; }
+
 Param& Encoder::p(const std::string& name) {
   for (auto& q : own_)
     if (q.name == name) return q;

@@ -45,6 +45,8 @@ class Encoder {
   // each layer's attention parameters ("l0.attn.wq", ...).
   std::vector<std::pair<std::string, Param*>> parameters();
   void zero_grad();
+  // The attention module of block `layer` (its name and resolved parameters describe the run).
+  const Attention& attention(std::int64_t layer) const;
 
  private:
   struct Layer;

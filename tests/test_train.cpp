@@ -52,11 +52,7 @@ TrainOptions smoke_options(const std::string& task, const std::string& data_dir,
   return o;
 }
 
-TaskData load(const TrainOptions& o) {
-  return load_task(o.task, {.data_dir = o.data_dir, .length = o.length, .split_seed = o.split_seed,
-                            .val_from = o.val_from, .max_train = o.max_train, .max_val = o.max_val,
-                            .max_test = o.max_test});
-}
+TaskData load(const TrainOptions& o) { return load_task(o.task, task_options(o)); }
 
 // A tiny ListOps run: 24 steps, a curve point every step, validation every 8.
 TrainOptions tiny_options(const std::string& variant) {
