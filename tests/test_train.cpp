@@ -2,6 +2,7 @@
 // a real SIGKILL), divergence, and the smoke preset beating chance on every task x variant.
 #include <catch2/catch.hpp>
 
+#include <omp.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -293,6 +294,9 @@ TEST_CASE("a training run killed with SIGKILL resumes to the same report as an u
 // luck, a model at chance does that with probability below 3e-7.
 namespace {
 void check_smoke(const std::string& task, const std::string& dir) {
+  // One thread: ctest runs tests two at a time, and OpenMP threads that outnumber the cores spin
+  // against each other (a smoke test took minutes instead of seconds that way).
+  omp_set_num_threads(1);
   for (const std::string variant : {"full", "flash", "linformer:k=256", "sliding:R=64", "ls:w=8,r=32"}) {
     const TrainOptions o = smoke_options(task, dir, variant);
     static TaskData data;  // loaded once per task
