@@ -1,4 +1,5 @@
 #include "attention_impls/attention.hpp"
+#include "attention_impls/cuda/factory.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -128,9 +129,10 @@ std::string variants_help() {
 }
 
 std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max) {
+                                          std::int64_t n_max, Device device) {
   if (heads <= 0 || dim <= 0 || dim % heads != 0)
     throw UsageError(fmt::format("--dim {} must be a positive multiple of --heads {}", dim, heads));
+  if (device == Device::cuda) return make_cuda_attention(make_attention(spec, dim, heads, n_max));
   for (const auto& e : registry())
     if (spec.name == e.name) return e.make(spec, dim, heads, n_max);
   throw UsageError(fmt::format("--variant: unknown variant '{}'; valid variants:\n{}", spec.name, variants_help()));
@@ -139,8 +141,12 @@ std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t 
 // ---- Attention -----------------------------------------------------------------------------
 
 Attention::Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
-                     std::int64_t heads)
-    : name_(std::move(name)), resolved_(std::move(resolved)), dim_(dim), heads_(heads) {}
+                     std::int64_t heads, Device device)
+    : name_(std::move(name)), resolved_(std::move(resolved)), dim_(dim), heads_(heads), device_(device) {}
+
+void copy_param_values(Attention& from, Attention& to) {
+  for (auto& p : from.params()) copy_elements(p.value, to.param(p.name).value);
+}
 
 std::string Attention::spec_string() const {
   VariantSpec s{name_, resolved_};
@@ -151,8 +157,8 @@ Param& Attention::add_param(const std::string& name, Shape shape) {
   Param p;
   p.name = name;
   const std::string what = "parameter " + name;
-  p.value = Tensor::zeros(shape, MemCategory::parameters, what.c_str());
-  p.grad = Tensor::zeros(shape, MemCategory::gradients, what.c_str());
+  p.value = Tensor::zeros(shape, MemCategory::parameters, what.c_str(), device_);
+  p.grad = Tensor::zeros(shape, MemCategory::gradients, what.c_str(), device_);
   params_.push_back(std::move(p));
   return params_.back();
 }

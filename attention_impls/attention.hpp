@@ -1,9 +1,11 @@
-// The one interface every attention variant implements (CPU, fp32), with its cost and memory model.
+// The one interface every attention variant implements (fp32, on the CPU or, where built, on CUDA),
+// with its cost and memory model.
 //
 // Conventions (see ../shared/spec/attention.md):
 //   x, y: (b, n, D) row-major; mask: (b, n) bytes, 1 = real token, 0 = padding (nullptr = all real).
 //   Heads are column slices of width d = D/h of the (b, n, D) activations.
 //   Parameters use PyTorch names and layouts (nn.Linear weight (out, in)).
+//   A module lives on one device(): its parameters, and every pointer passed to it, are there.
 #pragma once
 #include <cstdint>
 #include <map>
@@ -40,6 +42,7 @@ class Attention {
   std::string spec_string() const;
   std::int64_t dim() const { return dim_; }
   std::int64_t heads() const { return heads_; }
+  Device device() const { return device_; }
 
   // y = Attn(x, mask). x and mask must stay alive and unchanged until backward() when
   // keep_for_backward is set (the module keeps pointers, not copies).
@@ -65,24 +68,30 @@ class Attention {
   Param& param(const std::string& name);
   std::int64_t parameter_count() const;
   void zero_grad();
-  // PyTorch-style defaults: Linear U(-1/sqrt(in), 1/sqrt(in)); LayerNorm weight 1, bias 0.
+  // PyTorch-style defaults: Linear U(-1/sqrt(in), 1/sqrt(in)); LayerNorm weight 1, bias 0. The same
+  // seed gives the same values on every device.
   virtual void init_params(std::uint64_t seed);
 
  protected:
-  Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads);
+  Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads,
+            Device device = Device::cpu);
   Param& add_param(const std::string& name, Shape shape);
 
   std::string name_;
   std::map<std::string, std::string> resolved_;
   std::int64_t dim_, heads_;
+  Device device_;
   std::vector<Param> params_;
 };
 
 // Registry. n_max is the longest sequence the module will see (linformer sizes E with it when the
 // spec does not say n_max). Throws UsageError for unknown names or keys and impossible values,
-// listing what is valid.
+// listing what is valid. Device::cuda throws UsageError saying why when CUDA was not built or no
+// device is present.
 std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max);
+                                          std::int64_t n_max, Device device = Device::cpu);
+// Copies parameter values by name (shapes must match), across devices.
+void copy_param_values(Attention& from, Attention& to);
 std::vector<std::string> variant_names();
 // One line per variant: name, keys with defaults, and what it is (for --help and error messages).
 std::string variants_help();

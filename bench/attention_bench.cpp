@@ -11,20 +11,52 @@
 #include "attention_impls/reference_f64.hpp"
 #include "bench/machine.hpp"
 #include "bench/result_fields.hpp"
+#include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/random.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
 
+namespace {
+
+// Host vectors on the module's device for one call (plain pointers on the CPU, device copies on CUDA).
+class DeviceBuffers {
+ public:
+  explicit DeviceBuffers(Device dev) : dev_(dev) {}
+  // A device copy of host data (or the host pointer itself on the CPU).
+  template <typename T>
+  T* on_device(std::vector<T>& host, const char* what) {
+    if (dev_ == Device::cpu) return host.data();
+    const auto bytes = static_cast<std::int64_t>(host.size() * sizeof(T));
+    keep_.emplace_back(Shape{(bytes + 3) / 4}, MemCategory::data, what, Device::cuda);
+    cuda::copy(keep_.back().data(), host.data(), static_cast<std::size_t>(bytes));
+    return reinterpret_cast<T*>(keep_.back().data());
+  }
+  // Copies device results back into `host` (no-op on the CPU).
+  template <typename T>
+  void to_host(const T* device_ptr, std::vector<T>& host) {
+    if (dev_ == Device::cuda) cuda::copy(host.data(), device_ptr, host.size() * sizeof(T));
+  }
+
+ private:
+  Device dev_;
+  std::vector<Tensor> keep_;
+};
+
+}  // namespace
+
 ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_t D, std::int64_t h,
-                                       bool with_backward, std::uint64_t seed) {
+                                       bool with_backward, std::uint64_t seed, Device device) {
   const VariantSpec spec = VariantSpec::parse(spec_text);
   const std::int64_t b = 2;
   auto probe = make_attention(spec, D, h, 64);
   const std::int64_t n = probe->padded_length(40);
-  auto a = make_attention(spec, D, h, std::max<std::int64_t>(n, 64));
-  a->init_params(seed);
+  auto host_module = make_attention(spec, D, h, std::max<std::int64_t>(n, 64));
+  host_module->init_params(seed);
+  auto device_module = device == Device::cpu ? nullptr : make_attention(spec, D, h, std::max<std::int64_t>(n, 64), device);
+  if (device_module) copy_param_values(*host_module, *device_module);
+  Attention* a = device_module ? device_module.get() : host_module.get();
   Rng rng(seed + 7);
   std::vector<double> x(b * n * D), g(b * n * D);
   for (auto& v : x) v = rng.normal();
@@ -34,15 +66,20 @@ ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_
   std::vector<float> xf(x.begin(), x.end()), gf(g.begin(), g.end()), y(b * n * D), dx(b * n * D);
 
   ReferenceCheck r;
-  const RefParams P = params_f64(*a);
+  const RefParams P = params_f64(*host_module);
   const auto& keys = a->resolved_params();
-  a->forward(xf.data(), mask.data(), b, n, y.data(), with_backward);
+  DeviceBuffers dev(device);
+  float* y_dev = dev.on_device(y, "check y");
+  a->forward(dev.on_device(xf, "check x"), dev.on_device(mask, "check mask"), b, n, y_dev, with_backward);
+  dev.to_host(y_dev, y);
   const std::vector<double> yref = reference_attention(a->name(), keys, D, h, b, n, P, x, mask);
   r.forward_rel_error = compare_to_reference(y.data(), yref).max_rel;
   r.ok = r.forward_rel_error <= 1e-4;
   if (with_backward) {
     a->zero_grad();
-    a->backward(gf.data(), dx.data());
+    float* dx_dev = dev.on_device(dx, "check dx");
+    a->backward(dev.on_device(gf, "check dy"), dx_dev);
+    dev.to_host(dx_dev, dx);
     // Directional derivative along random directions of the input and of every parameter at once,
     // against central differences of the float64 reference.
     std::vector<double> vx(x.size());
@@ -53,7 +90,12 @@ ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_
     for (auto& p : a->params()) {
       auto& dir = vp[p.name];
       dir.resize(p.value.numel());
-      for (std::size_t i = 0; i < dir.size(); ++i) analytic += p.grad[i] * (dir[i] = rng.normal());
+      std::vector<float> grad(dir.size());
+      if (device == Device::cpu)
+        std::copy(p.grad.data(), p.grad.data() + p.grad.numel(), grad.begin());
+      else
+        cuda::copy(grad.data(), p.grad.data(), grad.size() * sizeof(float));
+      for (std::size_t i = 0; i < dir.size(); ++i) analytic += grad[i] * (dir[i] = rng.normal());
     }
     auto loss_at = [&](double eps) {
       std::vector<double> xs = x;
@@ -86,8 +128,12 @@ struct Row {
 };
 
 void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt, double peak) {
-  fmt::print("\nattention {} | batch {} dim {} heads {} | {} threads | measured fp32 peak {:.0f} GFLOP/s\n", opt.mode,
-             opt.batch, opt.dim, opt.heads, omp_get_max_threads(), peak);
+  if (opt.device == "cuda")
+    fmt::print("\nattention {} | batch {} dim {} heads {} | {} | published fp32 peak {:.0f} GFLOP/s\n", opt.mode,
+               opt.batch, opt.dim, opt.heads, cuda::query(0).name, peak);
+  else
+    fmt::print("\nattention {} | batch {} dim {} heads {} | {} threads | measured fp32 peak {:.0f} GFLOP/s\n",
+               opt.mode, opt.batch, opt.dim, opt.heads, omp_get_max_threads(), peak);
   fmt::print("GFLOP/s from the cost model (fwd+bwd counted as 3x forward); spread = stdev / median;\n"
              "model mem = analytic bytes of parameters, inputs and the variant's buffer plan.\n\n");
   std::size_t w = 7;
@@ -115,39 +161,48 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   if (opt.batch <= 0) throw UsageError(fmt::format("--batch {}: must be positive", opt.batch));
   for (auto n : opt.lengths)
     if (n <= 0) throw UsageError(fmt::format("--n {}: must be positive", n));
+  if (opt.device != "cpu" && opt.device != "cuda")
+    throw UsageError(fmt::format("--device {}: expected cpu or cuda", opt.device));
+  const Device dev = opt.device == "cuda" ? Device::cuda : Device::cpu;
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
-  // Validate every spec before measuring anything.
-  for (const auto& v : opt.variants) make_attention(VariantSpec::parse(v), opt.dim, opt.heads, opt.lengths.front());
+  // Validate every spec (and the device) before measuring anything.
+  for (const auto& v : opt.variants)
+    make_attention(VariantSpec::parse(v), opt.dim, opt.heads, opt.lengths.front(), dev);
   auto& mt = MemoryTracker::instance();
-  if (!opt.memory_budget.empty()) mt.set_budget(Device::cpu, parse_size(opt.memory_budget, "--memory-budget"));
+  if (!opt.memory_budget.empty()) mt.set_budget(dev, parse_size(opt.memory_budget, "--memory-budget"));
 
   const bool bwd = opt.mode == "fwdbwd";
-  const double peak = measure_peak_gflops(omp_get_max_threads());
+  // GFLOP/s against the CPU's measured FMA peak, or the GPU's published fp32 peak.
+  const double peak = dev == Device::cpu ? measure_peak_gflops(omp_get_max_threads())
+                                         : 1e3 * gpu_peak(cuda::query(0).name).fp32_tflops;
   nlohmann::json results = nlohmann::json::array();
   std::vector<Row> rows;
   int exit_code = kOk;
-  auto context = make_context({opt.command_line, omp_get_max_threads(), peak});
+  // The CPU's measured peak belongs in the context only when it is what GFLOP/s are compared with;
+  // the GPU's published peak is in context.gpu.peak_tflops.
+  auto context = make_context({opt.command_line, omp_get_max_threads(), dev == Device::cpu ? peak : 0.0});
   auto save = [&] {
     if (!opt.json_path.empty()) write_report(opt.json_path, make_report(context, results));
   };
 
   for (const auto& vtext : opt.variants) {
     const VariantSpec spec = VariantSpec::parse(vtext);
-    const ReferenceCheck check = check_against_reference(vtext, opt.dim, opt.heads, bwd, opt.seed);
+    const ReferenceCheck check = check_against_reference(vtext, opt.dim, opt.heads, bwd, opt.seed, dev);
     for (const std::int64_t n : opt.lengths) {
       Row row;
       row.n = n;
       nlohmann::json res;
       nlohmann::json config;
       try {
-        auto a = make_attention(spec, opt.dim, opt.heads, n);
+        const cuda::DriverMemory driver_before = dev == Device::cuda ? cuda::driver_memory() : cuda::DriverMemory{};
+        auto a = make_attention(spec, opt.dim, opt.heads, n, dev);
         row.variant = a->spec_string();
         const std::int64_t pn = a->padded_length(n);
         row.padded_n = pn;
         config = {{"variant", a->name()}, {"variant_params", variant_params_json(a->resolved_params())},
                   {"n", n},               {"padded_n", pn},
                   {"batch", opt.batch},   {"heads", opt.heads},        {"dim", opt.dim}, {"layers", 1},
-                  {"mode", bwd ? "attn-fwdbwd" : "attn-fwd"},          {"device", "cpu"}, {"precision", "fp32"},
+                  {"mode", bwd ? "attn-fwdbwd" : "attn-fwd"},          {"device", opt.device}, {"precision", "fp32"},
                   {"threads", omp_get_max_threads()}};
         res = {{"id", config_id(config)}, {"kind", "sweep-point"}, {"config", config}};
         const double flops = a->forward_flops(opt.batch, pn) * (bwd ? 3.0 : 1.0);
@@ -166,28 +221,55 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
           exit_code = kInternal;
         } else {
           a->init_params(opt.seed);
-          Tensor x({opt.batch, pn, opt.dim}, MemCategory::data, "input x");
-          Tensor y({opt.batch, pn, opt.dim}, MemCategory::data, "output y");
+          // Inputs drawn on the host, then placed on the module's device (tracked there).
+          const Shape shape{opt.batch, pn, opt.dim};
+          Tensor x(shape, MemCategory::data, "input x", dev), y(shape, MemCategory::data, "output y", dev);
+          Tensor mask_t({(opt.batch * pn + 3) / 4}, MemCategory::data, "padding mask", dev);
           Tensor dy, dx;
           Rng rng(opt.seed + 1);
-          for (std::int64_t i = 0; i < elems; ++i) x[i] = static_cast<float>(rng.normal());
-          std::vector<std::uint8_t> mask(opt.batch * pn, 1);
+          std::vector<float> host(elems);
+          for (auto& v : host) v = static_cast<float>(rng.normal());
+          Tensor x_host({elems}, MemCategory::data, "input x (host)");
+          std::copy(host.begin(), host.end(), x_host.data());
+          copy_elements(x_host, x);
+          std::vector<std::uint8_t> mask(mask_t.numel() * 4, 1);
           for (std::int64_t bi = 0; bi < opt.batch; ++bi)
             for (std::int64_t t = n; t < pn; ++t) mask[bi * pn + t] = 0;  // harness padding
+          if (dev == Device::cpu)
+            std::copy(mask.begin(), mask.end(), reinterpret_cast<std::uint8_t*>(mask_t.data()));
+          else
+            cuda::copy(mask_t.data(), mask.data(), mask.size());
           if (bwd) {
-            dy = Tensor({opt.batch, pn, opt.dim}, MemCategory::data, "output gradient dy");
-            dx = Tensor({opt.batch, pn, opt.dim}, MemCategory::data, "input gradient dx");
-            for (std::int64_t i = 0; i < elems; ++i) dy[i] = static_cast<float>(rng.normal());
+            dy = Tensor(shape, MemCategory::data, "output gradient dy", dev);
+            dx = Tensor(shape, MemCategory::data, "input gradient dx", dev);
+            for (auto& v : host) v = static_cast<float>(rng.normal());
+            std::copy(host.begin(), host.end(), x_host.data());
+            copy_elements(x_host, dy);
           }
+          x_host = Tensor();
+          const auto* mask_ptr = reinterpret_cast<const std::uint8_t*>(mask_t.data());
           auto step = [&] {
-            a->forward(x.data(), mask.data(), opt.batch, pn, y.data(), bwd);
+            a->forward(x.data(), mask_ptr, opt.batch, pn, y.data(), bwd);
             if (bwd) a->backward(dy.data(), dx.data());
           };
           step();  // first call: the module allocates what it keeps; nothing after this may allocate
+          if (dev == Device::cuda) cuda::synchronize();
           const bool rss_reset = reset_peak_rss();
-          mt.reset_peak(Device::cpu);
-          const TimeStats ts = time_it(step, opt.timing);
-          const MemoryStats ms = mt.stats(Device::cpu);
+          mt.reset_peak(dev);
+          TimeStats ts;
+          if (dev == Device::cpu) {
+            ts = time_it(step, opt.timing);
+          } else {
+            cuda::EventTimer timer;
+            ts = time_samples(
+                [&] {
+                  timer.start();
+                  step();
+                  return timer.stop_ms() / 1e3;
+                },
+                opt.timing);
+          }
+          const MemoryStats ms = mt.stats(dev);
           row.status = "ok";
           row.check = check.message;
           row.median_ms = ts.median * 1e3;
@@ -209,6 +291,13 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
           // Tracked allocations during warm-up and timing (after a first call): 0 means nothing
           // is allocated per call on the hot path.
           res["memory"]["tracked_allocations_while_timing"] = ms.allocations;
+          if (dev == Device::cuda) {
+            // The driver's view beside the tracker's: device memory in use before the module was
+            // made and after timing (cuBLAS workspaces and the CUDA context show up here only).
+            const cuda::DriverMemory after = cuda::driver_memory();
+            res["memory"]["driver_used_bytes_before"] = driver_before.total - driver_before.free;
+            res["memory"]["driver_used_bytes_after"] = after.total - after.free;
+          }
         }
       } catch (const OutOfMemory& e) {
         row.status = "oom";
@@ -219,7 +308,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
         if (config.is_null()) {  // ran out while creating the module: record what was asked for
           config = {{"variant", spec.name}, {"variant_params", spec.params}, {"n", n}, {"batch", opt.batch},
                     {"heads", opt.heads}, {"dim", opt.dim}, {"mode", bwd ? "attn-fwdbwd" : "attn-fwd"},
-                    {"device", "cpu"}, {"precision", "fp32"}, {"threads", omp_get_max_threads()}};
+                    {"device", opt.device}, {"precision", "fp32"}, {"threads", omp_get_max_threads()}};
           res["id"] = config_id(config);
           res["kind"] = "sweep-point";
           res["config"] = config;

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/timing.hpp"
+#include "nn/memory.hpp"
 
 namespace lsb {
 
@@ -15,6 +16,7 @@ struct AttentionBenchOptions {
   std::vector<std::int64_t> lengths{1024};
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
+  std::string device = "cpu";  // cpu | cuda
   int threads = 0;           // 0 = OpenMP default
   std::string memory_budget;  // "" = none
   std::string json_path;      // "" = no report file
@@ -37,8 +39,9 @@ struct ReferenceCheck {
   double grad_rel_error = -1;  // -1: not checked
   std::string message;
 };
+// On Device::cuda the module runs on the GPU with the parameters of a CPU module of the same seed.
 ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim, std::int64_t heads,
-                                       bool with_backward, std::uint64_t seed);
+                                       bool with_backward, std::uint64_t seed, Device device = Device::cpu);
 
 struct AttentionRunOptions {
   std::string variant, weights_dir, input, mask, output, grad_output, grads_dir;

@@ -112,4 +112,19 @@ bool reset_peak_rss() {
   return static_cast<bool>(f);
 }
 
+GpuPeak gpu_peak(const std::string& name) {
+  struct Entry {
+    const char* key;
+    GpuPeak peak;
+  };
+  static const Entry table[] = {
+      {"H200", {67.0, 989.4, "NVIDIA H200 data sheet (SXM)"}},
+      {"H100", {67.0, 989.4, "NVIDIA H100 data sheet (SXM)"}},
+      {"A100", {19.5, 312.0, "NVIDIA A100 data sheet"}},
+  };
+  for (const auto& e : table)
+    if (name.find(e.key) != std::string::npos) return e.peak;
+  return {};
+}
+
 }  // namespace lsb

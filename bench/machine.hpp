@@ -17,6 +17,14 @@ CpuInfo cpu_info();
 // the machine's measured peak (best of 8 runs), never a table of CPU generations. About 0.2 s.
 double measure_peak_gflops(int threads);
 
+// Published dense peaks of a GPU, looked up by its name (NVIDIA's data sheets, SXM parts); 0 where
+// the name is not in the table. fp32 on the CUDA cores; bf16 on tensor cores without sparsity.
+struct GpuPeak {
+  double fp32_tflops = 0, bf16_tflops = 0;
+  std::string source;
+};
+GpuPeak gpu_peak(const std::string& name);
+
 std::string host_name();
 std::string os_name();
 std::string compiler_name();

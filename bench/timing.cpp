@@ -25,16 +25,25 @@ TimeStats summarize(std::vector<double> s) {
 
 TimeStats time_it(const std::function<void()>& fn, const TimingPolicy& p) {
   using clock = std::chrono::steady_clock;
+  return time_samples(
+      [&] {
+        const auto t0 = clock::now();
+        fn();
+        return std::chrono::duration<double>(clock::now() - t0).count();
+      },
+      p);
+}
+
+TimeStats time_samples(const std::function<double()>& timed_call, const TimingPolicy& p) {
+  using clock = std::chrono::steady_clock;
   const auto start = clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(clock::now() - start).count(); };
-  for (int i = 0; i < p.warmup && elapsed() < p.max_time_s; ++i) fn();
+  for (int i = 0; i < p.warmup && elapsed() < p.max_time_s; ++i) timed_call();
   std::vector<double> samples;
   double measured = 0;
   while (static_cast<int>(samples.size()) < p.min_reps || measured < p.min_time_s) {
     if (elapsed() >= p.max_time_s && !samples.empty()) break;
-    const auto t0 = clock::now();
-    fn();
-    const double s = std::chrono::duration<double>(clock::now() - t0).count();
+    const double s = timed_call();
     samples.push_back(s);
     measured += s;
   }

@@ -22,5 +22,8 @@ struct TimeStats {
 TimeStats summarize(std::vector<double> samples);
 // Each sample times one call of `fn` alone (steady clock).
 TimeStats time_it(const std::function<void()>& fn, const TimingPolicy& policy);
+// Each sample is the seconds `timed_call` returns for one call it makes and times itself (CUDA:
+// events around the work, then a synchronise); warm-up calls are made the same way.
+TimeStats time_samples(const std::function<double()>& timed_call, const TimingPolicy& policy);
 
 }  // namespace lsb

@@ -107,8 +107,30 @@ Cached& get(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, floa
 
 }  // namespace
 
+namespace {
+// Matrix (i0, i1) of a batched view, as an unbatched one.
+MatRef slice(const MatRef& m, std::int64_t i0, std::int64_t i1) {
+  MatRef s = m;
+  s.data += i0 * m.bstride[0] + i1 * m.bstride[1];
+  s.batch[0] = s.batch[1] = 1;
+  s.bstride[0] = s.bstride[1] = 0;
+  return s;
+}
+}  // namespace
+
 void matmul(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, float beta, const float* bias) {
   if (a.rows == 0 || b.cols == 0 || c.batch[0] * c.batch[1] == 0) return;
+  // oneDNN 2.6's batched brgemm matmul gives wrong, thread-count-dependent results when A is a
+  // transposed view (source layout abdc) and the contraction is long (seen with K = 2048 on 3 or
+  // more threads, on AMD Zen 4 and Intel Sapphire Rapids; tests/test_matmul.cpp holds the case).
+  // Its 2-D products are right, so such a product runs as one 2-D product per batch matrix.
+  if (c.batch[0] * c.batch[1] > 1 && a.cs != 1) {
+    if (bias) throw std::logic_error("matmul: bias only without batch");
+    for (std::int64_t i0 = 0; i0 < c.batch[0]; ++i0)
+      for (std::int64_t i1 = 0; i1 < c.batch[1]; ++i1)
+        matmul(slice(a, i0, i1), slice(b, i0, i1), slice(c, i0, i1), alpha, beta, nullptr);
+    return;
+  }
   Cached& e = get(a, b, c, alpha, beta, bias != nullptr);
   auto& eng = cpu_engine();
   std::unordered_map<int, dnnl::memory> args = {

@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "nn/cuda/device.hpp"
+
 namespace lsb {
 
 std::string shape_str(const Shape& s) {
@@ -35,15 +37,15 @@ Tensor::Tensor(Shape shape, MemCategory cat, const char* what, Device dev) : sha
   storage_ = std::move(st);
 }
 
-Tensor Tensor::zeros(Shape shape, MemCategory cat, const char* what) {
-  Tensor t(std::move(shape), cat, what);
+Tensor Tensor::zeros(Shape shape, MemCategory cat, const char* what, Device dev) {
+  Tensor t(std::move(shape), cat, what, dev);
   t.zero();
   return t;
 }
 
 void Tensor::fill(float v) {
-  if (storage_ && storage_->dev != Device::cpu) throw std::logic_error("Tensor::fill on a device tensor");
   float* p = data();
+  if (storage_ && storage_->dev == Device::cuda) return cuda::device_fill(p, numel(), v);
   const std::int64_t n = numel();
   if (v == 0.0f)
     std::memset(p, 0, static_cast<std::size_t>(n) * sizeof(float));
@@ -59,10 +61,20 @@ Tensor Tensor::reshaped(Shape s) const {
   return t;
 }
 
-void ensure(Tensor& t, const Shape& shape, MemCategory cat, const char* what) {
-  if (t.defined() && t.shape() == shape && t.category() == cat) return;
+void copy_elements(const Tensor& from, Tensor& to) {
+  if (from.numel() != to.numel())
+    throw std::invalid_argument(fmt::format("copy {} -> {}: element counts differ", shape_str(from.shape()),
+                                            shape_str(to.shape())));
+  if (from.device() == Device::cpu && to.device() == Device::cpu)
+    std::memcpy(to.data(), from.data(), static_cast<std::size_t>(from.bytes()));
+  else
+    cuda::copy(to.data(), from.data(), static_cast<std::size_t>(from.bytes()));
+}
+
+void ensure(Tensor& t, const Shape& shape, MemCategory cat, const char* what, Device dev) {
+  if (t.defined() && t.shape() == shape && t.category() == cat && t.device() == dev) return;
   t = Tensor();  // release first so the peak does not count old and new together
-  t = Tensor(shape, cat, what);
+  t = Tensor(shape, cat, what, dev);
 }
 
 }  // namespace lsb

@@ -20,7 +20,7 @@ class Tensor {
   Tensor() = default;
   // Allocates (uninitialised) from the tracker; `what` names the buffer in out-of-memory errors.
   Tensor(Shape shape, MemCategory cat, const char* what, Device dev = Device::cpu);
-  static Tensor zeros(Shape shape, MemCategory cat, const char* what);
+  static Tensor zeros(Shape shape, MemCategory cat, const char* what, Device dev = Device::cpu);
 
   float* data() { return storage_ ? storage_->ptr : nullptr; }
   const float* data() const { return storage_ ? storage_->ptr : nullptr; }
@@ -31,10 +31,11 @@ class Tensor {
   std::int64_t bytes() const { return numel() * static_cast<std::int64_t>(sizeof(float)); }
   bool defined() const { return storage_ != nullptr; }
   MemCategory category() const { return storage_ ? storage_->cat : MemCategory::workspace; }
+  Device device() const { return storage_ ? storage_->dev : Device::cpu; }
   float& operator[](std::int64_t i) { return storage_->ptr[i]; }
   float operator[](std::int64_t i) const { return storage_->ptr[i]; }
 
-  void fill(float v);
+  void fill(float v);  // on either device
   void zero() { fill(0.0f); }
   // Same element count, new shape (shares storage).
   Tensor reshaped(Shape s) const;
@@ -51,8 +52,11 @@ class Tensor {
   Shape shape_;
 };
 
+// Copies the elements of `from` into `to` (same element count), across devices when they differ.
+void copy_elements(const Tensor& from, Tensor& to);
+
 // Keeps `t` allocated with `shape`, reallocating only when the shape changes: modules hold their
 // saved activations and workspaces this way so that nothing is allocated per call after warm-up.
-void ensure(Tensor& t, const Shape& shape, MemCategory cat, const char* what);
+void ensure(Tensor& t, const Shape& shape, MemCategory cat, const char* what, Device dev = Device::cpu);
 
 }  // namespace lsb

@@ -40,6 +40,10 @@ nlohmann::json make_context(const ContextInputs& in) {
   if (cuda::device_count() > 0) {
     const auto g = cuda::query(0);
     c["gpu"] = {{"name", g.name}, {"driver", g.driver}, {"cuda_runtime", g.runtime}, {"memory_bytes", g.memory_bytes}};
+    const GpuPeak pk = gpu_peak(g.name);
+    c["gpu"]["peak_tflops"] = nlohmann::json::object();
+    if (pk.fp32_tflops > 0)
+      c["gpu"]["peak_tflops"] = {{"fp32", pk.fp32_tflops}, {"bf16", pk.bf16_tflops}, {"source", pk.source}};
   }
   return c;
 }

@@ -2,10 +2,17 @@
 // present and say why they skip where none is.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
+
+#include "attention_impls/attention.hpp"
+#include "attention_impls/reference_f64.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/memory.hpp"
+#include "nn/random.hpp"
 #include "nn/tensor.hpp"
+#include "tests/helpers.hpp"
 
 using namespace lsb;
 
@@ -32,3 +39,253 @@ TEST_CASE("device query and tracked CUDA allocations", "[cuda]") {
   CHECK_THROWS_AS(Tensor({1 << 20}, MemCategory::activations, "over budget", Device::cuda), OutOfMemory);
   mt.set_budget(Device::cuda, 0);
 }
+
+// ---- every variant on the GPU against the CPU --------------------------------------------------
+
+namespace {
+
+using test::Problem;
+
+// Specs covering every variant, the ls switches and more than one flash tile; n = 168 is a
+// multiple of every w used.
+const std::vector<std::string> kCudaSpecs = {"full",         "flash",      "linformer:k=16", "linformer:k=9,share=separate",
+                                             "sliding:R=5",  "sliding:R=0", "ls:w=4,r=6",    "ls:w=8,r=32",
+                                             "ls:w=0,r=4",   "ls:w=4,r=0",  "ls:w=3,r=2"};
+
+// A host vector's copy on the device (freed with the tensor).
+Tensor upload(const void* src, std::size_t bytes, const char* what) {
+  Tensor t({static_cast<std::int64_t>((bytes + 3) / 4)}, MemCategory::data, what, Device::cuda);
+  cuda::copy(t.data(), src, bytes);
+  return t;
+}
+
+std::vector<float> download(const Tensor& t) {
+  std::vector<float> v(static_cast<std::size_t>(t.numel()));
+  cuda::copy(v.data(), t.data(), v.size() * sizeof(float));
+  return v;
+}
+
+std::vector<float> host_copy(const Tensor& t) { return {t.data(), t.data() + t.numel()}; }
+
+// Forward and backward of one module on one device; x, mask and dy from the host problem.
+struct Pass {
+  std::vector<float> y, dx;
+  std::vector<std::vector<float>> grads;
+};
+
+Pass run_pass(Attention& a, const Problem& p, const std::vector<float>& dy) {
+  Pass out;
+  a.zero_grad();
+  if (a.device() == Device::cpu) {
+    out.y.resize(p.x.size());
+    out.dx.resize(p.x.size());
+    a.forward(p.x.data(), p.mask.data(), p.b, p.n, out.y.data(), true);
+    a.backward(dy.data(), out.dx.data());
+    for (auto& prm : a.params()) out.grads.push_back(host_copy(prm.grad));
+    return out;
+  }
+  const std::size_t fb = p.x.size() * sizeof(float);
+  Tensor x = upload(p.x.data(), fb, "x"), m = upload(p.mask.data(), p.mask.size(), "mask"),
+         g = upload(dy.data(), fb, "dy");
+  Tensor y({static_cast<std::int64_t>(p.x.size())}, MemCategory::data, "y", Device::cuda);
+  Tensor dx({static_cast<std::int64_t>(p.x.size())}, MemCategory::data, "dx", Device::cuda);
+  a.forward(x.data(), reinterpret_cast<const std::uint8_t*>(m.data()), p.b, p.n, y.data(), true);
+  a.backward(g.data(), dx.data());
+  cuda::synchronize();
+  out.y = download(y);
+  out.dx = download(dx);
+  for (auto& prm : a.params()) out.grads.push_back(download(prm.grad));
+  return out;
+}
+
+// max |a - b| over max |b|, with the scale never below `floor` (gradients that are 0 in exact
+// arithmetic, such as those of bk, compare their round-off against the scale of the others).
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b, double floor) {
+  return test::max_rel_diff(a, b, floor);
+}
+
+double max_abs(const std::vector<float>& v) {
+  double m = 0;
+  for (float x : v) m = std::max(m, static_cast<double>(std::fabs(x)));
+  return m;
+}
+
+}  // namespace
+
+TEST_CASE("every variant on CUDA matches the CPU forward and backward with padding present", "[cuda][attention]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    CHECK_THROWS_AS(make_attention(VariantSpec::parse("ls"), 32, 4, 64, Device::cuda), UsageError);
+    return;
+  }
+  // d = 8 (the tests' usual size) and d = 64 (the LRA and GPU benchmark size).
+  for (const auto& [D, h] : std::vector<std::pair<std::int64_t, std::int64_t>>{{32, 4}, {128, 2}}) {
+    for (const auto& spec : kCudaSpecs) {
+      INFO(spec << " D=" << D << " h=" << h);
+      const Problem p = test::make_problem(2, 168, D, h, 37, 17);
+      auto cpu = make_attention(VariantSpec::parse(spec), D, h, p.n);
+      test::randomize(*cpu, 5);
+      auto gpu = make_attention(VariantSpec::parse(spec), D, h, p.n, Device::cuda);
+      REQUIRE(gpu->device() == Device::cuda);
+      copy_param_values(*cpu, *gpu);
+      std::vector<float> dy(p.x.size());
+      Rng rng(9);
+      for (auto& v : dy) v = static_cast<float>(rng.normal());
+      const Pass c = run_pass(*cpu, p, dy), g = run_pass(*gpu, p, dy);
+
+      // The spec's rule: the GPU's error against float64 is at most twice the CPU's (with a floor
+      // at fp32 rounding, 2e-6 relative, where the CPU result happens to be nearly exact).
+      const auto ref = reference_attention(cpu->name(), cpu->resolved_params(), D, h, p.b, p.n, params_f64(*cpu),
+                                           test::to_f64(p.x), p.mask);
+      const double cpu_err = compare_to_reference(c.y.data(), ref).max_rel;
+      const double gpu_err = compare_to_reference(g.y.data(), ref).max_rel;
+      INFO("forward error against float64: cpu " << cpu_err << ", cuda " << gpu_err);
+      CHECK(gpu_err <= std::max(2 * cpu_err, 2e-6));
+
+      // Backward: against the CPU's gradients (no float64 gradient is computed at this size).
+      const double scale = max_abs(c.dx);
+      CHECK(rel_diff(g.dx, c.dx, 0) <= 1e-4);
+      for (std::size_t i = 0; i < c.grads.size(); ++i) {
+        INFO("gradient of " << cpu->params()[i].name);
+        CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA variants are deterministic and keep padded outputs at the output bias", "[cuda][attention]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  for (const auto& spec : kCudaSpecs) {
+    INFO(spec);
+    const Problem p = test::make_problem(2, 168, 64, 4, 40, 23);
+    auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);
+    gpu->init_params(3);
+    std::vector<float> dy(p.x.size(), 0.5f);
+    const Pass a = run_pass(*gpu, p, dy), b = run_pass(*gpu, p, dy);
+    CHECK(a.y == b.y);  // bit-identical: no atomics anywhere
+    CHECK(a.dx == b.dx);
+    CHECK(a.grads == b.grads);
+    const auto bo = download(gpu->param("bo").value);
+    for (std::int64_t t = p.n - 40; t < p.n; ++t)  // padded queries of the second example
+      for (std::int64_t c = 0; c < p.D; ++c) REQUIRE(a.y[(p.n + t) * p.D + c] == bo[c]);
+  }
+}
+
+TEST_CASE("the same seed initialises the same parameters on CPU and CUDA", "[cuda][attention]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  auto cpu = make_attention(VariantSpec::parse("ls:w=8,r=4"), 32, 2, 64);
+  auto gpu = make_attention(VariantSpec::parse("ls:w=8,r=4"), 32, 2, 64, Device::cuda);
+  cpu->init_params(42);
+  gpu->init_params(42);
+  for (auto& prm : cpu->params()) {
+    INFO(prm.name);
+    CHECK(download(gpu->param(prm.name).value) == host_copy(prm.value));
+  }
+}
+
+TEST_CASE("CUDA attention allocates on the device tracker within its analytic plan", "[cuda][memory]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  auto& mt = MemoryTracker::instance();
+  for (const std::string spec : {"full", "flash", "ls:w=8,r=32", "sliding:R=16"}) {
+    INFO(spec);
+    const Problem p = test::make_problem(2, 256, 64, 2, 0, 1);
+    auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);
+    const std::vector<float> dy(p.x.size(), 1.0f);
+    const auto cpu_before = mt.stats(Device::cpu).live;
+    run_pass(*gpu, p, dy);  // warm-up: the module's buffers are allocated once
+    mt.reset_peak(Device::cuda);
+    const auto live_before = mt.stats(Device::cuda).live;
+    run_pass(*gpu, p, dy);
+    const auto st = mt.stats(Device::cuda);
+    // Nothing new is kept by the module after warm-up; the peak above it is the pass's inputs and
+    // outputs (x, mask, dy, y, dx), never a hidden host copy.
+    CHECK(st.live == live_before);
+    CHECK(st.peak - live_before <= 5 * p.b * p.n * p.D * 4 + 64);
+    CHECK(mt.stats(Device::cpu).live - cpu_before < (1 << 16));
+    CHECK(gpu->analytic_bytes(p.b, p.n, true) > 0);
+  }
+}
+
+TEST_CASE("long sequences on CUDA: split-K landmark products and windows too wide to stage", "[cuda][attention]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  // n = 2048 takes ls's landmark products (r x n)(n x d) to the split-K path of cuda::gemm;
+  // sliding:R=1500 at d = 64 needs more shared memory than a block has, so rows come from global memory.
+  for (const std::string spec : {"ls:w=16,r=16", "sliding:R=1500", "linformer:k=32"}) {
+    INFO(spec);
+    const Problem p = test::make_problem(2, 2048, 64, 1, 300, 29);
+    auto cpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n);
+    test::randomize(*cpu, 7);
+    auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);
+    copy_param_values(*cpu, *gpu);
+    std::vector<float> dy(p.x.size());
+    Rng rng(4);
+    for (auto& v : dy) v = static_cast<float>(rng.normal());
+    const Pass c = run_pass(*cpu, p, dy), g = run_pass(*gpu, p, dy);
+    CHECK(rel_diff(g.y, c.y, 0) <= 1e-5);
+    const double scale = max_abs(c.dx);
+    CHECK(rel_diff(g.dx, c.dx, 0) <= 1e-4);
+    for (std::size_t i = 0; i < c.grads.size(); ++i) {
+      INFO("gradient of " << cpu->params()[i].name);
+      CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
+    }
+  }
+}
+
+#if LSBENCH_HAVE_CUDA
+#include "nn/cuda/blas.hpp"
+#include "nn/matmul.hpp"
+
+TEST_CASE("cuda::gemm equals the CPU matmul on strided, transposed and batched views", "[cuda][matmul]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  struct Case {
+    std::int64_t M, N, K;
+    bool ta, tb;
+  };
+  // The last two take the split-K path (small output, long contraction), one with beta = 1.
+  for (const Case cs : {Case{37, 19, 23, false, false}, Case{8, 33, 65, true, false}, Case{16, 16, 40, false, true},
+                        Case{32, 64, 4096, true, false}, Case{12, 20, 3000, true, true}}) {
+    INFO("M=" << cs.M << " N=" << cs.N << " K=" << cs.K << " ta=" << cs.ta << " tb=" << cs.tb);
+    const std::int64_t b0 = 2, b1 = 3, pad = 5;
+    // a: (b0, b1, M, K) stored with padded rows (or as its transpose), likewise b; c row-major padded.
+    const std::int64_t lda = (cs.ta ? cs.M : cs.K) + pad, ldb = (cs.tb ? cs.K : cs.N) + pad, ldc = cs.N + pad;
+    const std::int64_t sa = (cs.ta ? cs.K : cs.M) * lda, sb = (cs.tb ? cs.N : cs.K) * ldb, sc = cs.M * ldc;
+    std::vector<float> A(b0 * b1 * sa), B(b0 * b1 * sb), C(b0 * b1 * sc);
+    Rng rng(11);
+    for (auto& v : A) v = static_cast<float>(rng.normal());
+    for (auto& v : B) v = static_cast<float>(rng.normal());
+    for (auto& v : C) v = static_cast<float>(rng.normal());
+    auto view = [&](const float* p, std::int64_t rows, std::int64_t cols, std::int64_t ld, bool t, std::int64_t st) {
+      const MatRef m = t ? MatRef::rowmajor(p, cols, rows, ld).t() : MatRef::rowmajor(p, rows, cols, ld);
+      return m.batched(b0, b1 * st, b1, st);
+    };
+    const float beta = cs.K == 3000 ? 1.0f : 0.0f;
+    std::vector<float> expect = C;
+    matmul(view(A.data(), cs.M, cs.K, lda, cs.ta, sa), view(B.data(), cs.K, cs.N, ldb, cs.tb, sb),
+           view(expect.data(), cs.M, cs.N, ldc, false, sc), 0.5f, beta);
+    Tensor dA = upload(A.data(), A.size() * 4, "A"), dB = upload(B.data(), B.size() * 4, "B"),
+           dC = upload(C.data(), C.size() * 4, "C");
+    cuda::gemm(view(dA.data(), cs.M, cs.K, lda, cs.ta, sa), view(dB.data(), cs.K, cs.N, ldb, cs.tb, sb),
+               view(dC.data(), cs.M, cs.N, ldc, false, sc), 0.5f, beta);
+    const auto got = download(dC);
+    for (std::int64_t i = 0; i < b0 * b1; ++i)  // the padding between rows is never written
+      for (std::int64_t r = 0; r < cs.M; ++r)
+        for (std::int64_t c = cs.N; c < ldc; ++c) REQUIRE(got[i * sc + r * ldc + c] == C[i * sc + r * ldc + c]);
+    CHECK(rel_diff(std::vector<float>(got.begin(), got.begin() + expect.size()), expect, 0) <= 1e-5);
+  }
+}
+#endif

@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <omp.h>
+
+#include <cmath>
 #include <vector>
 
 #include "attention_impls/variants.hpp"
@@ -37,6 +40,30 @@ TEST_CASE("matmul on transposed strided head views matches naive loops", "[matmu
           for (std::int64_t c = 0; c < d; ++c) acc += naive(Q, b0, b1, i, c) * naive(K, b0, b1, j, c);
           CHECK(naive(S, b0, b1, i, j) == Approx(0.5 * acc + 2.0 * 5.0).epsilon(1e-5));
         }
+}
+
+TEST_CASE("batched products with a transposed A and a long contraction are right on many threads",
+          "[matmul]") {
+  // dV = P^T dC of attention at n = 2048: oneDNN 2.6's batched kernel got this wrong on 3+ threads.
+  const std::int64_t b = 2, n = 2048, d = 16;
+  const auto p = randv(b * n * n, 3), g = randv(b * n * d, 4);
+  std::vector<float> out(b * n * d);
+  const MatRef Pt = MatRef::rowmajor(p.data(), n, n, n).batched(b, n * n, 1, n * n).t();
+  const MatRef G = MatRef::rowmajor(g.data(), n, d, d).batched(b, n * d, 1, d);
+  const MatRef O = MatRef::rowmajor(out.data(), n, d, d).batched(b, n * d, 1, d);
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(4);
+  matmul(Pt, G, O);
+  omp_set_num_threads(threads);
+  double worst = 0;
+  for (std::int64_t bi = 0; bi < b; ++bi)
+    for (std::int64_t i = 0; i < n; i += 7)  // every 7th row keeps the float64 check quick
+      for (std::int64_t j = 0; j < d; ++j) {
+        double e = 0;
+        for (std::int64_t k = 0; k < n; ++k) e += naive(Pt, bi, 0, i, k) * naive(G, bi, 0, k, j);
+        worst = std::max(worst, std::fabs(naive(O, bi, 0, i, j) - e) / (1 + std::fabs(e)));
+      }
+  CHECK(worst < 1e-4);
 }
 
 TEST_CASE("linear layers follow nn.Linear (y = x W^T + b) and so do their gradients", "[matmul]") {

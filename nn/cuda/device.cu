@@ -4,6 +4,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "nn/cuda/check.cuh"
 #include "nn/cuda/device.hpp"
 
 namespace lsb::cuda {
@@ -60,5 +61,60 @@ void* device_malloc(std::size_t bytes) {
 }
 
 void device_free(void* p) { cudaFree(p); }
+
+void copy(void* dst, const void* src, std::size_t bytes) {
+  if (bytes) LSB_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDefault));
+}
+
+namespace {
+__global__ void fill_kernel(float* p, std::int64_t count, float value) {
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < count;
+       i += std::int64_t(gridDim.x) * blockDim.x)
+    p[i] = value;
+}
+}  // namespace
+
+void device_fill(float* p, std::int64_t count, float value) {
+  if (count <= 0) return;
+  if (value == 0.0f) return device_memset(p, 0, static_cast<std::size_t>(count) * sizeof(float));
+  const unsigned blocks = LSB_BLOCKS(count, 256) < 4096u ? LSB_BLOCKS(count, 256) : 4096u;
+  fill_kernel<<<blocks, 256>>>(p, count, value);
+  LSB_CUDA_LAUNCHED();
+}
+
+void device_memset(void* p, int byte, std::size_t bytes) {
+  if (bytes) LSB_CUDA_CHECK(cudaMemset(p, byte, bytes));
+}
+
+void synchronize() { LSB_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+DriverMemory driver_memory() {
+  std::size_t free = 0, total = 0;
+  LSB_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  return {static_cast<std::int64_t>(free), static_cast<std::int64_t>(total)};
+}
+
+EventTimer::EventTimer() {
+  cudaEvent_t a, b;
+  LSB_CUDA_CHECK(cudaEventCreate(&a));
+  LSB_CUDA_CHECK(cudaEventCreate(&b));
+  begin_ = a;
+  end_ = b;
+}
+
+EventTimer::~EventTimer() {
+  cudaEventDestroy(static_cast<cudaEvent_t>(begin_));
+  cudaEventDestroy(static_cast<cudaEvent_t>(end_));
+}
+
+void EventTimer::start() { LSB_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(begin_))); }
+
+double EventTimer::stop_ms() {
+  LSB_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(end_)));
+  LSB_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(end_)));
+  float ms = 0;
+  LSB_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(begin_), static_cast<cudaEvent_t>(end_)));
+  return ms;
+}
 
 }  // namespace lsb::cuda

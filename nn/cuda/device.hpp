@@ -24,4 +24,34 @@ std::string unavailable_reason();
 void* device_malloc(std::size_t bytes);  // nullptr on failure
 void device_free(void* p);
 
+// Copies and fills on the default stream; each throws std::runtime_error naming the CUDA error
+// (including one left behind by an earlier kernel).
+// Either direction, host or device pointers (unified addressing tells which).
+void copy(void* dst, const void* src, std::size_t bytes);
+void device_fill(float* p, std::int64_t count, float value);
+void device_memset(void* p, int byte, std::size_t bytes);
+// Waits for all queued work; throws if any of it failed.
+void synchronize();
+// The driver's view of the device: bytes free and total (cudaMemGetInfo).
+struct DriverMemory {
+  std::int64_t free = 0, total = 0;
+};
+DriverMemory driver_memory();
+
+// Times work queued on the default stream between start() and stop_ms() with CUDA events
+// (stop_ms synchronises on the end event).
+class EventTimer {
+ public:
+  EventTimer();
+  ~EventTimer();
+  EventTimer(const EventTimer&) = delete;
+  EventTimer& operator=(const EventTimer&) = delete;
+  void start();
+  double stop_ms();
+
+ private:
+  void* begin_ = nullptr;
+  void* end_ = nullptr;
+};
+
 }  // namespace lsb::cuda

@@ -10,4 +10,13 @@ std::string unavailable_reason() { return "this lsbench was built without CUDA (
 DeviceInfo query(int) { throw std::runtime_error(unavailable_reason()); }
 void* device_malloc(std::size_t) { return nullptr; }
 void device_free(void*) {}
+void copy(void*, const void*, std::size_t) { throw std::runtime_error(unavailable_reason()); }
+void device_fill(float*, std::int64_t, float) { throw std::runtime_error(unavailable_reason()); }
+void device_memset(void*, int, std::size_t) { throw std::runtime_error(unavailable_reason()); }
+void synchronize() {}
+DriverMemory driver_memory() { return {}; }
+EventTimer::EventTimer() { throw std::runtime_error(unavailable_reason()); }
+EventTimer::~EventTimer() = default;
+void EventTimer::start() {}
+double EventTimer::stop_ms() { return 0; }
 }  // namespace lsb::cuda

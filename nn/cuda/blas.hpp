@@ -1,0 +1,12 @@
+// Dense products on the GPU: the MatRef views of nn/matmul.hpp mapped onto cuBLAS (fp32, no TF32),
+// so CUDA code writes the same products as the CPU code (heads as column slices, transposes as views).
+// Only in builds with CUDA; pointers are device pointers.
+#pragma once
+#include "nn/matmul.hpp"
+
+namespace lsb::cuda {
+
+// c = alpha * a @ b + beta * c on the default stream. Every view needs a unit row or column stride.
+void gemm(const MatRef& a, const MatRef& b, const MatRef& c, float alpha = 1.0f, float beta = 0.0f);
+
+}  // namespace lsb::cuda
