@@ -155,6 +155,167 @@ void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt,
 
 }  // namespace
 
+
+nlohmann::json attention_point_config(const AttentionPoint& pt, const Attention* module) {
+  nlohmann::json c = {{"variant", pt.spec.name},
+                      {"variant_params", module ? variant_params_json(module->resolved_params())
+                                                : nlohmann::json(pt.spec.params)},
+                      {"n", pt.n},
+                      {"batch", pt.batch},
+                      {"heads", pt.heads},
+                      {"dim", pt.dim},
+                      {"layers", 1},
+                      {"mode", pt.backward ? "attn-fwdbwd" : "attn-fwd"},
+                      {"device", device_name(pt.device)},
+                      {"precision", "fp32"},
+                      {"threads", pt.threads}};
+  if (module) c["padded_n"] = module->padded_length(pt.n);
+  return c;
+}
+
+nlohmann::json measure_attention_point(const AttentionPoint& pt, const ReferenceCheck& check,
+                                       const TimingPolicy& timing, double peak_gflops) {
+  auto& mt = MemoryTracker::instance();
+  const Device dev = pt.device;
+  nlohmann::json res = {{"kind", "sweep-point"}};
+  auto set_config = [&](const Attention* a) {
+    res["config"] = attention_point_config(pt, a);
+    res["id"] = config_id(res["config"]);
+  };
+  try {
+    const cuda::DriverMemory driver_before = dev == Device::cuda ? cuda::driver_memory() : cuda::DriverMemory{};
+    auto a = make_attention(pt.spec, pt.dim, pt.heads, pt.n, dev);
+    set_config(a.get());
+    const std::int64_t pn = a->padded_length(pt.n), b = pt.batch, D = pt.dim;
+    const bool bwd = pt.backward;
+    const double flops = a->forward_flops(b, pn) * (bwd ? 3.0 : 1.0);
+    const std::int64_t elems = b * pn * D;
+    res["memory"] = {{"analytic_bytes", a->parameter_count() * 4 * 2 /* values and gradients */ +
+                                            elems * 4 * (bwd ? 4 : 2) /* x, y (+ dy, dx) */ +
+                                            a->analytic_bytes(b, pn, bwd)}};
+    res["check"] = {{"forward_rel_error", check.forward_rel_error}};
+    if (bwd) res["check"]["grad_rel_error"] = check.grad_rel_error;
+    if (!check.ok) {
+      res["status"] = "error";
+      res["message"] = "refused to time: failed the float64 reference check (" + check.message + ")";
+      return res;
+    }
+    a->init_params(pt.seed);
+    // Inputs drawn on the host, then placed on the module's device (tracked there).
+    const Shape shape{b, pn, D};
+    Tensor x(shape, MemCategory::data, "input x", dev), y(shape, MemCategory::data, "output y", dev);
+    Tensor mask_t({(b * pn + 3) / 4}, MemCategory::data, "padding mask", dev);
+    Tensor dy, dx;
+    Rng rng(pt.seed + 1);
+    Tensor host({elems}, MemCategory::data, "input (host copy)");
+    for (std::int64_t i = 0; i < elems; ++i) host[i] = static_cast<float>(rng.normal());
+    copy_elements(host, x);
+    std::vector<std::uint8_t> mask(static_cast<std::size_t>(mask_t.numel() * 4), 1);
+    for (std::int64_t bi = 0; bi < b; ++bi)
+      for (std::int64_t t = pt.n; t < pn; ++t) mask[bi * pn + t] = 0;  // harness padding
+    if (dev == Device::cpu)
+      std::copy(mask.begin(), mask.end(), reinterpret_cast<std::uint8_t*>(mask_t.data()));
+    else
+      cuda::copy(mask_t.data(), mask.data(), mask.size());
+    if (bwd) {
+      dy = Tensor(shape, MemCategory::data, "output gradient dy", dev);
+      dx = Tensor(shape, MemCategory::data, "input gradient dx", dev);
+      for (std::int64_t i = 0; i < elems; ++i) host[i] = static_cast<float>(rng.normal());
+      copy_elements(host, dy);
+    }
+    host = Tensor();
+    const auto* mask_ptr = reinterpret_cast<const std::uint8_t*>(mask_t.data());
+    auto step = [&] {
+      a->forward(x.data(), mask_ptr, b, pn, y.data(), bwd);
+      if (bwd) a->backward(dy.data(), dx.data());
+    };
+    step();  // first call: the module allocates what it keeps; nothing after this may allocate
+    if (dev == Device::cuda) cuda::synchronize();
+    const bool rss_reset = reset_peak_rss();
+    mt.reset_peak(dev);
+    TimeStats ts;
+    if (dev == Device::cpu) {
+      ts = time_it(step, timing);
+    } else {
+      cuda::EventTimer timer;
+      ts = time_samples(
+          [&] {
+            timer.start();
+            step();
+            return timer.stop_ms() / 1e3;
+          },
+          timing);
+    }
+    const MemoryStats ms = mt.stats(dev);
+    res["status"] = "ok";
+    if (ts.capped) res["message"] = "stopped by the per-point time cap before the minimum count and time";
+    res["time_s"] = {{"min", ts.min},   {"median", ts.median}, {"mean", ts.mean},
+                     {"max", ts.max},   {"stdev", ts.stdev},   {"samples", ts.samples}};
+    const double gflops = flops / ts.median / 1e9;
+    res["throughput"] = {{"tokens_per_s", b * pt.n / ts.median}, {"steps_per_s", 1.0 / ts.median},
+                         {"gflops", gflops}, {"flop_convention", "cost model; fwd+bwd = 3x forward"}};
+    if (peak_gflops > 0) res["throughput"]["peak_fraction"] = gflops / peak_gflops;
+    const auto analytic = res["memory"]["analytic_bytes"];
+    res["memory"] = tracked_memory_json(ms);
+    res["memory"]["analytic_bytes"] = analytic;
+    res["memory"]["peak_rss_bytes"] = peak_rss_bytes();
+    res["memory"]["peak_rss_scope"] = rss_reset ? "this point" : "process so far (clear_refs not allowed)";
+    // Tracked allocations during warm-up and timing (after a first call): 0 means nothing is
+    // allocated per call on the hot path.
+    res["memory"]["tracked_allocations_while_timing"] = ms.allocations;
+    if (dev == Device::cuda) {
+      // The driver's view beside the tracker's: device memory in use before the module was made
+      // and after timing (cuBLAS workspaces and the CUDA context show up here only).
+      const cuda::DriverMemory after = cuda::driver_memory();
+      res["memory"]["driver_used_bytes_before"] = driver_before.total - driver_before.free;
+      res["memory"]["driver_used_bytes_after"] = after.total - after.free;
+    }
+  } catch (const OutOfMemory& e) {
+    if (!res.contains("config")) set_config(nullptr);  // ran out while creating the module
+    res["status"] = "oom";
+    res["message"] = e.what();
+    res["memory"]["requested_bytes"] = e.requested;
+  }
+  return res;
+}
+
+namespace {
+
+// A table row from a point's result.
+Row row_of(const nlohmann::json& res, const std::string& spec_text) {
+  Row r;
+  const auto& c = res.at("config");
+  r.variant = spec_text;
+  if (c.contains("padded_n")) {
+    auto a = VariantSpec{c.at("variant").get<std::string>(), {}};
+    for (const auto& [k, v] : c.at("variant_params").items()) a.params[k] = v.is_string() ? v.get<std::string>() : v.dump();
+    r.variant = a.str();
+  }
+  r.n = c.at("n").get<std::int64_t>();
+  r.padded_n = c.value("padded_n", r.n);
+  r.status = res.at("status").get<std::string>();
+  r.message = res.value("message", "");
+  const auto& m = res.value("memory", nlohmann::json::object());
+  r.model_bytes = m.value("analytic_bytes", std::int64_t{0});
+  if (r.status == "ok") {
+    r.message = "";
+    r.median_ms = res["time_s"]["median"].get<double>() * 1e3;
+    const double med = res["time_s"]["median"].get<double>();
+    r.spread_pct = med > 0 ? 100.0 * res["time_s"]["stdev"].get<double>() / med : 0;
+    r.tokens_per_s = res["throughput"]["tokens_per_s"].get<double>();
+    r.gflops = res["throughput"]["gflops"].get<double>();
+    r.peak_pct = 100.0 * res["throughput"].value("peak_fraction", 0.0);
+    r.peak_bytes = m.value("peak_tracked_bytes", std::int64_t{0});
+    const auto& ck = res.at("check");
+    r.check = fmt::format("vs float64: output {:.1e}", ck.at("forward_rel_error").get<double>());
+    if (ck.contains("grad_rel_error"))
+      r.check += fmt::format(", gradient {:.1e}", ck.at("grad_rel_error").get<double>());
+  }
+  return r;
+}
+
+}  // namespace
+
 int run_attention_bench(const AttentionBenchOptions& opt) {
   if (opt.mode != "fwd" && opt.mode != "fwdbwd")
     throw UsageError(fmt::format("--mode {}: expected fwd or fwdbwd", opt.mode));
@@ -186,136 +347,14 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   };
 
   for (const auto& vtext : opt.variants) {
-    const VariantSpec spec = VariantSpec::parse(vtext);
     const ReferenceCheck check = check_against_reference(vtext, opt.dim, opt.heads, bwd, opt.seed, dev);
     for (const std::int64_t n : opt.lengths) {
-      Row row;
-      row.n = n;
-      nlohmann::json res;
-      nlohmann::json config;
-      try {
-        const cuda::DriverMemory driver_before = dev == Device::cuda ? cuda::driver_memory() : cuda::DriverMemory{};
-        auto a = make_attention(spec, opt.dim, opt.heads, n, dev);
-        row.variant = a->spec_string();
-        const std::int64_t pn = a->padded_length(n);
-        row.padded_n = pn;
-        config = {{"variant", a->name()}, {"variant_params", variant_params_json(a->resolved_params())},
-                  {"n", n},               {"padded_n", pn},
-                  {"batch", opt.batch},   {"heads", opt.heads},        {"dim", opt.dim}, {"layers", 1},
-                  {"mode", bwd ? "attn-fwdbwd" : "attn-fwd"},          {"device", opt.device}, {"precision", "fp32"},
-                  {"threads", omp_get_max_threads()}};
-        res = {{"id", config_id(config)}, {"kind", "sweep-point"}, {"config", config}};
-        const double flops = a->forward_flops(opt.batch, pn) * (bwd ? 3.0 : 1.0);
-        const std::int64_t elems = opt.batch * pn * opt.dim;
-        const std::int64_t param_bytes = a->parameter_count() * 4;
-        row.model_bytes = param_bytes * 2 /* values and gradients, allocated with the module */ +
-                          elems * 4 * (bwd ? 4 : 2) /* x, y (+ dy, dx) */ + a->analytic_bytes(opt.batch, pn, bwd);
-        res["memory"] = {{"analytic_bytes", row.model_bytes}};
-        res["check"] = {{"forward_rel_error", check.forward_rel_error}};
-        if (bwd) res["check"]["grad_rel_error"] = check.grad_rel_error;
-        if (!check.ok) {
-          row.status = "error";
-          res["status"] = "error";
-          row.message = "refused to time: failed the float64 reference check (" + check.message + ")";
-          res["message"] = row.message;
-          exit_code = kInternal;
-        } else {
-          a->init_params(opt.seed);
-          // Inputs drawn on the host, then placed on the module's device (tracked there).
-          const Shape shape{opt.batch, pn, opt.dim};
-          Tensor x(shape, MemCategory::data, "input x", dev), y(shape, MemCategory::data, "output y", dev);
-          Tensor mask_t({(opt.batch * pn + 3) / 4}, MemCategory::data, "padding mask", dev);
-          Tensor dy, dx;
-          Rng rng(opt.seed + 1);
-          std::vector<float> host(elems);
-          for (auto& v : host) v = static_cast<float>(rng.normal());
-          Tensor x_host({elems}, MemCategory::data, "input x (host)");
-          std::copy(host.begin(), host.end(), x_host.data());
-          copy_elements(x_host, x);
-          std::vector<std::uint8_t> mask(mask_t.numel() * 4, 1);
-          for (std::int64_t bi = 0; bi < opt.batch; ++bi)
-            for (std::int64_t t = n; t < pn; ++t) mask[bi * pn + t] = 0;  // harness padding
-          if (dev == Device::cpu)
-            std::copy(mask.begin(), mask.end(), reinterpret_cast<std::uint8_t*>(mask_t.data()));
-          else
-            cuda::copy(mask_t.data(), mask.data(), mask.size());
-          if (bwd) {
-            dy = Tensor(shape, MemCategory::data, "output gradient dy", dev);
-            dx = Tensor(shape, MemCategory::data, "input gradient dx", dev);
-            for (auto& v : host) v = static_cast<float>(rng.normal());
-            std::copy(host.begin(), host.end(), x_host.data());
-            copy_elements(x_host, dy);
-          }
-          x_host = Tensor();
-          const auto* mask_ptr = reinterpret_cast<const std::uint8_t*>(mask_t.data());
-          auto step = [&] {
-            a->forward(x.data(), mask_ptr, opt.batch, pn, y.data(), bwd);
-            if (bwd) a->backward(dy.data(), dx.data());
-          };
-          step();  // first call: the module allocates what it keeps; nothing after this may allocate
-          if (dev == Device::cuda) cuda::synchronize();
-          const bool rss_reset = reset_peak_rss();
-          mt.reset_peak(dev);
-          TimeStats ts;
-          if (dev == Device::cpu) {
-            ts = time_it(step, opt.timing);
-          } else {
-            cuda::EventTimer timer;
-            ts = time_samples(
-                [&] {
-                  timer.start();
-                  step();
-                  return timer.stop_ms() / 1e3;
-                },
-                opt.timing);
-          }
-          const MemoryStats ms = mt.stats(dev);
-          row.status = "ok";
-          row.check = check.message;
-          row.median_ms = ts.median * 1e3;
-          row.spread_pct = ts.median > 0 ? 100.0 * ts.stdev / ts.median : 0;
-          row.tokens_per_s = opt.batch * n / ts.median;
-          row.gflops = flops / ts.median / 1e9;
-          row.peak_pct = peak > 0 ? 100.0 * row.gflops / peak : 0;
-          row.peak_bytes = ms.peak;
-          res["status"] = "ok";
-          if (ts.capped) res["message"] = "stopped by the per-point time cap before the minimum count and time";
-          res["time_s"] = {{"min", ts.min},   {"median", ts.median}, {"mean", ts.mean},
-                           {"max", ts.max},   {"stdev", ts.stdev},   {"samples", ts.samples}};
-          res["throughput"] = {{"tokens_per_s", row.tokens_per_s}, {"gflops", row.gflops},
-                               {"flop_convention", "cost model; fwd+bwd = 3x forward"}};
-          if (peak > 0) res["throughput"]["peak_fraction"] = row.gflops / peak;
-          res["memory"] = tracked_memory_json(ms);
-          res["memory"]["peak_rss_bytes"] = peak_rss_bytes();
-          res["memory"]["peak_rss_scope"] = rss_reset ? "this point" : "process so far (clear_refs not allowed)";
-          // Tracked allocations during warm-up and timing (after a first call): 0 means nothing
-          // is allocated per call on the hot path.
-          res["memory"]["tracked_allocations_while_timing"] = ms.allocations;
-          if (dev == Device::cuda) {
-            // The driver's view beside the tracker's: device memory in use before the module was
-            // made and after timing (cuBLAS workspaces and the CUDA context show up here only).
-            const cuda::DriverMemory after = cuda::driver_memory();
-            res["memory"]["driver_used_bytes_before"] = driver_before.total - driver_before.free;
-            res["memory"]["driver_used_bytes_after"] = after.total - after.free;
-          }
-        }
-      } catch (const OutOfMemory& e) {
-        row.status = "oom";
-        res["status"] = "oom";
-        res["message"] = row.message = e.what();
-        res["memory"]["requested_bytes"] = e.requested;
-        if (row.variant.empty()) row.variant = vtext;
-        if (config.is_null()) {  // ran out while creating the module: record what was asked for
-          config = {{"variant", spec.name}, {"variant_params", spec.params}, {"n", n}, {"batch", opt.batch},
-                    {"heads", opt.heads}, {"dim", opt.dim}, {"mode", bwd ? "attn-fwdbwd" : "attn-fwd"},
-                    {"device", opt.device}, {"precision", "fp32"}, {"threads", omp_get_max_threads()}};
-          res["id"] = config_id(config);
-          res["kind"] = "sweep-point";
-          res["config"] = config;
-        }
-      }
-      if (res.contains("config")) results.push_back(res);
-      rows.push_back(row);
+      const AttentionPoint pt{VariantSpec::parse(vtext), n, opt.batch, opt.dim, opt.heads, bwd, dev,
+                              omp_get_max_threads(), opt.seed};
+      const nlohmann::json res = measure_attention_point(pt, check, opt.timing, peak);
+      if (res.value("status", "") == "error") exit_code = kInternal;
+      results.push_back(res);
+      rows.push_back(row_of(res, vtext));
       save();  // after every point: an interrupted command keeps what it finished
     }
   }

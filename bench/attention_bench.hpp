@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attention_impls/attention.hpp"
 #include "bench/timing.hpp"
 #include "nn/memory.hpp"
 
@@ -42,6 +43,24 @@ struct ReferenceCheck {
 // On Device::cuda the module runs on the GPU with the parameters of a CPU module of the same seed.
 ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim, std::int64_t heads,
                                        bool with_backward, std::uint64_t seed, Device device = Device::cpu);
+
+// One point of the attention module alone (modes attn-fwd, attn-fwdbwd).
+struct AttentionPoint {
+  VariantSpec spec;
+  std::int64_t n = 0, batch = 1, dim = 64, heads = 2;
+  bool backward = false;
+  Device device = Device::cpu;
+  int threads = 1;  // recorded in the config (the caller sets OpenMP's)
+  std::uint64_t seed = 1;
+};
+// The point's config block (module: the made module, for resolved parameters and padded_n; null
+// when it could not be made).
+nlohmann::json attention_point_config(const AttentionPoint& pt, const Attention* module);
+// Times the point and measures its memory; `check` must come from check_against_reference for the
+// same variant, dim, heads, mode and device (a failed check gives status error, not timed). Returns
+// the report result (status ok, oom or error); OutOfMemory becomes status oom with the request.
+nlohmann::json measure_attention_point(const AttentionPoint& pt, const ReferenceCheck& check,
+                                       const TimingPolicy& timing, double peak_gflops);
 
 struct AttentionRunOptions {
   std::string variant, weights_dir, input, mask, output, grad_output, grads_dir;

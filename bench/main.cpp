@@ -13,6 +13,7 @@
 #include "bench/attention_bench.hpp"
 #include "bench/demo.hpp"
 #include "bench/machine.hpp"
+#include "bench/sweep.hpp"
 #include "bench/train.hpp"
 #include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
@@ -178,6 +179,59 @@ int main(int argc, char** argv) {
   demo->add_option("--data-dir", demo_opt.data_dir, "Where the demo's ListOps data is generated (once)")
       ->capture_default_str();
 
+  // ---- sweep, maxlen, merge ----
+  SweepOptions sw;
+  std::string sw_variants, sw_lengths = "1024:4096:x2", sw_batches = "8", sw_dims = "64", sw_heads = "2",
+                           sw_layers = "2", sw_modes = "attn-fwdbwd", sw_devices = "cpu", sw_threads = "0", sw_shard;
+  auto* cmd_sweep = app.add_subcommand(
+      "sweep", "Measure time and memory over the cartesian product of the axes (comma lists); one report, written "
+               "after every point, resumable, shardable across machines");
+  cmd_sweep->add_option("--variants", sw_variants, "Variant specs, e.g. full,flash,ls:w=8,r=32 (default: all five)");
+  cmd_sweep->add_option("--n", sw_lengths, "Lengths: START:STOP:xF, START:STOP:+S or a list")->capture_default_str();
+  cmd_sweep->add_option("--batch", sw_batches, "Batch sizes")->capture_default_str();
+  cmd_sweep->add_option("--dim", sw_dims, "Model widths D")->capture_default_str();
+  cmd_sweep->add_option("--heads", sw_heads, "Head counts")->capture_default_str();
+  cmd_sweep->add_option("--layers", sw_layers, "Encoder layers (model modes)")->capture_default_str();
+  cmd_sweep->add_option("--mlp-dim", sw.mlp_dim, "MLP width (model modes; default 2 D)");
+  cmd_sweep->add_option("--mode", sw_modes, "attn-fwd, attn-fwdbwd, model-fwd, train-step (a list)")
+      ->capture_default_str();
+  cmd_sweep->add_option("--task", sw.task, "listops, text or image: vocabulary and classes of the model modes");
+  cmd_sweep->add_option("--device", sw_devices, "cpu, cuda (a list)")->capture_default_str();
+  cmd_sweep->add_option("--threads", sw_threads, "CPU thread counts (0: OpenMP's default)")->capture_default_str();
+  cmd_sweep->add_option("--memory-budget", sw.memory_budget, "Points above it are recorded as oom (e.g. 16GiB)");
+  cmd_sweep->add_option("--out", sw.out, "Report path (journal beside it while running)");
+  cmd_sweep->add_flag("--resume", sw.resume, "Skip the points --out (and its journal) already holds");
+  cmd_sweep->add_option("--shard", sw_shard, "Run every N-th point: i/N (default: SLURM_ARRAY_TASK_ID/COUNT)");
+  cmd_sweep->add_flag("--list", sw.list, "Print the points, one command each, and exit");
+  cmd_sweep->add_option("--seed", sw.seed, "Seed of parameters and inputs")->capture_default_str();
+  cmd_sweep->add_flag("!--no-progress", sw.progress, "No progress display");
+  add_timing_options(cmd_sweep, sw.timing);
+
+  MaxlenOptions ml;
+  std::string ml_variants;
+  auto* cmd_maxlen = app.add_subcommand(
+      "maxlen", "The longest sequence (a multiple of the granule) that fits a memory budget, per variant");
+  cmd_maxlen->add_option("--variant", ml.variants, "Variant spec; repeatable")->take_all();
+  cmd_maxlen->add_option("--variants", ml_variants, "Several specs, comma-separated; prints each one's ratio to full");
+  cmd_maxlen->add_option("--mode", ml.mode, "attn-fwd, attn-fwdbwd, model-fwd or train-step")->capture_default_str();
+  cmd_maxlen->add_option("--memory-budget", ml.memory_budget, "The memory to fit in (e.g. 16GiB)")->required();
+  cmd_maxlen->add_option("--granule", ml.granule, "n is a multiple of this")->capture_default_str();
+  cmd_maxlen->add_option("--batch", ml.batch, "Batch size")->capture_default_str();
+  cmd_maxlen->add_option("--dim", ml.dim, "Model width D")->capture_default_str();
+  cmd_maxlen->add_option("--heads", ml.heads, "Heads")->capture_default_str();
+  cmd_maxlen->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
+  cmd_maxlen->add_option("--task", ml.task, "listops, text or image (model modes)");
+  cmd_maxlen->add_option("--device", ml.device, "cpu or cuda")->capture_default_str();
+  cmd_maxlen->add_option("--threads", ml.threads, "CPU threads (0: OpenMP's default)");
+  cmd_maxlen->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
+  cmd_maxlen->add_option("--out", ml.out, "Report path");
+
+  std::vector<std::string> merge_inputs;
+  std::string merge_out;
+  auto* cmd_merge = app.add_subcommand("merge", "Join reports (e.g. the shards of one sweep) into one");
+  cmd_merge->add_option("reports", merge_inputs, "Reports to join")->required();
+  cmd_merge->add_option("-o,--out", merge_out, "Joined report")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -209,6 +263,35 @@ int main(int argc, char** argv) {
       demo_opt.command_line = cmdline;
       return run_demo(demo_opt);
     }
+    if (*cmd_sweep) {
+      auto ints = [](const std::string& text, const char* option) { return parse_length_list(text, option); };
+      sw.variants = split_variant_list(sw_variants);
+      sw.lengths = ints(sw_lengths, "--n");
+      sw.batches = ints(sw_batches, "--batch");
+      sw.dims = ints(sw_dims, "--dim");
+      sw.heads = ints(sw_heads, "--heads");
+      sw.layers = ints(sw_layers, "--layers");
+      sw.modes = split_variant_list(sw_modes);
+      sw.devices = split_variant_list(sw_devices);
+      sw.threads.clear();
+      for (const auto& t : split_variant_list(sw_threads)) {
+        if (t == "0") sw.threads.push_back(0);
+        else sw.threads.push_back(static_cast<int>(parse_length_list(t, "--threads").front()));
+      }
+      if (!sw_shard.empty()) {
+        std::tie(sw.shard_index, sw.shard_count) = parse_shard(sw_shard);
+      } else {
+        shard_from_slurm(sw.shard_index, sw.shard_count);
+      }
+      sw.command_line = cmdline;
+      return run_sweep(sw);
+    }
+    if (*cmd_maxlen) {
+      for (const auto& v : split_variant_list(ml_variants)) ml.variants.push_back(v);
+      ml.command_line = cmdline;
+      return run_maxlen(ml);
+    }
+    if (*cmd_merge) return run_merge(merge_inputs, merge_out);
   } catch (const UsageError& e) {
     fmt::print(stderr, "lsbench: usage error: {}\n", e.what());
     return kUsage;

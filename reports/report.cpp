@@ -151,4 +151,20 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
   return errs;
 }
 
+nlohmann::json read_report(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) throw InputError(fmt::format("{}: cannot open the report", path));
+  nlohmann::json r;
+  try {
+    r = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::parse_error& e) {
+    throw InputError(fmt::format("{}: not a JSON report (byte {}: {})", path, e.byte, e.what()));
+  }
+  const auto problems = validate_report(r);
+  if (!problems.empty())
+    throw InputError(fmt::format("{}: not a valid lsbench report: {}{}", path, problems.front(),
+                                 problems.size() > 1 ? fmt::format(" (and {} more)", problems.size() - 1) : ""));
+  return r;
+}
+
 }  // namespace lsb

@@ -25,5 +25,8 @@ void write_report(const std::string& path, const nlohmann::json& report);
 std::string config_id(const nlohmann::json& config);
 // Checks a report against schema version 1; returns the problems found (empty = valid).
 std::vector<std::string> validate_report(const nlohmann::json& report);
+// Reads and validates a report file. InputError naming the file and the first problem (its JSON path)
+// for a missing, malformed, truncated or wrong-version file.
+nlohmann::json read_report(const std::string& path);
 
 }  // namespace lsb

@@ -1,0 +1,81 @@
+// `lsbench sweep`, `lsbench maxlen` and `lsbench merge` (../shared/spec/measurement.md): a sweep is
+// the cartesian product of its axes, a list of independent points in one canonical order; each point
+// is measured alone and written to the report as soon as it finishes (with a journal next to it), so
+// a killed sweep resumes without redoing finished points, and `--shard i/N` runs every N-th point.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bench/timing.hpp"
+
+namespace lsb {
+
+struct SweepOptions {
+  std::vector<std::string> variants;  // specs; empty = every variant with its defaults
+  std::vector<std::int64_t> lengths{1024, 2048, 4096};
+  std::vector<std::int64_t> batches{8}, dims{64}, heads{2}, layers{2};
+  std::int64_t mlp_dim = 0;  // model modes; 0 = 2 * dim
+  std::vector<std::string> modes{"attn-fwdbwd"};  // attn-fwd | attn-fwdbwd | model-fwd | train-step
+  std::string task;                                // "" or listops | text | image (vocab, classes, length)
+  std::vector<std::string> devices{"cpu"};         // cpu | cuda
+  std::vector<int> threads{0};                     // 0 = OpenMP's default
+  std::string memory_budget;                       // "" = none
+  TimingPolicy timing;
+  std::uint64_t seed = 1;
+  std::string out;  // report path ("" = print only)
+  bool resume = false, list = false, progress = true;
+  int shard_index = 0, shard_count = 1;
+  std::vector<std::string> command_line;
+};
+
+// "full,flash,ls:w=8,r=32" -> {"full", "flash", "ls:w=8,r=32"}: a piece with '=' but no ':' continues
+// the previous spec's keys.
+std::vector<std::string> split_variant_list(const std::string& text);
+// "1024:32768:x2" (doubling), "1024:4096:+1024" (steps) or "1024,2048,4096". UsageError names `option`.
+std::vector<std::int64_t> parse_length_list(const std::string& text, const std::string& option);
+// "i/N" with 0 <= i < N. UsageError names the option.
+std::pair<int, int> parse_shard(const std::string& text);
+// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT (task ids as Slurm numbers them, from
+// SLURM_ARRAY_TASK_MIN): true when set.
+bool shard_from_slurm(int& index, int& count);
+
+struct SweepPoint {
+  std::string variant;  // spec as given
+  std::int64_t n = 0, batch = 0, dim = 0, heads = 0, layers = 0, mlp_dim = 0;
+  std::string mode, task, device;
+  int threads = 0;
+  // The command that reruns just this point.
+  std::string command() const;
+};
+
+// Every point of the sweep in canonical order (mode, device, threads, variant, batch, dim, heads,
+// layers, n), before sharding.
+std::vector<SweepPoint> sweep_points(const SweepOptions& o);
+
+// Runs the sweep (or lists it); returns the exit code: 0 all ok or skipped, 4 some point out of
+// memory, 5 some point failed its check or errored.
+int run_sweep(const SweepOptions& o);
+
+struct MaxlenOptions {
+  std::vector<std::string> variants;
+  std::string mode = "train-step", task, device = "cpu", memory_budget;
+  std::int64_t batch = 8, dim = 64, heads = 2, layers = 2, mlp_dim = 0, granule = 256;
+  std::int64_t n_limit = std::int64_t(1) << 24;  // stop doubling here
+  int threads = 0;
+  std::uint64_t seed = 1;
+  std::string out;
+  std::vector<std::string> command_line;
+};
+// The longest n (a multiple of the granule) whose point fits the budget, per variant: double from the
+// granule until a point runs out of memory, then bisect. Prints each variant's n and its ratio to
+// full's when full is among them. Returns 0, or 2 for a missing budget.
+int run_maxlen(const MaxlenOptions& o);
+
+// Joins reports: results deduplicated by id (the first kept), the same schema version required,
+// every input's context kept under context.merged_from. InputError naming the file on bad input.
+int run_merge(const std::vector<std::string>& inputs, const std::string& out);
+
+}  // namespace lsb
