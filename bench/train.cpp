@@ -245,6 +245,10 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 
   auto fill = [&](const std::string& status) {
     result["status"] = status;
+    if (status == "running")  // the report of a run that was stopped here says how far it got
+      result["message"] = fmt::format("in progress: {} of {} steps done", st.step, o.steps);
+    else if (status == "ok")
+      result.erase("message");
     result["steps_done"] = st.step;
     result["wall_s"] = wall();
     result["train_s"] = st.train_seconds;

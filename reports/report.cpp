@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "bench/machine.hpp"
+#include "reports/json_schema.hpp"
 #include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
@@ -55,7 +57,22 @@ nlohmann::json make_report(nlohmann::json context, nlohmann::json results) {
           {"results", std::move(results)}};
 }
 
+namespace {
+// When LSBENCH_REPORT_SCHEMA names the JSON Schema file (the test suite sets it), every report is
+// checked against it before it is written: a report that does not match is a bug, not a file.
+void check_against_schema_file(const std::string& path, const nlohmann::json& report) {
+  static const char* schema_path = std::getenv("LSBENCH_REPORT_SCHEMA");
+  if (!schema_path || !*schema_path) return;
+  static const nlohmann::json schema = load_json_schema(schema_path);
+  const auto problems = validate_json_schema(report, schema);
+  if (!problems.empty())
+    throw std::logic_error(fmt::format("report {} does not match {}: {}{}", path, schema_path, problems.front(),
+                                       problems.size() > 1 ? fmt::format(" (and {} more)", problems.size() - 1) : ""));
+}
+}  // namespace
+
 void write_report(const std::string& path, const nlohmann::json& report) {
+  check_against_schema_file(path, report);
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp);
