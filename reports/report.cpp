@@ -39,6 +39,7 @@ nlohmann::json make_context(const ContextInputs& in) {
       {"shard", {{"index", 0}, {"count", 1}}},
   };
   if (in.peak_gflops_fp32 > 0) c["cpu"]["peak_gflops_fp32"] = in.peak_gflops_fp32;
+  if (const std::string v = cuda::cublas_version(); !v.empty()) c["libraries"]["cublas"] = v;
   if (cuda::device_count() > 0) {
     const auto g = cuda::query(0);
     c["gpu"] = {{"name", g.name}, {"driver", g.driver}, {"cuda_runtime", g.runtime}, {"memory_bytes", g.memory_bytes}};

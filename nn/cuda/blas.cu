@@ -1,6 +1,7 @@
 #include "nn/cuda/blas.hpp"
 
 #include <stdexcept>
+#include <string>
 
 #include "nn/cuda/check.cuh"
 #include "nn/tensor.hpp"
@@ -138,6 +139,14 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
                                                pa, static_cast<int>(A.ld), a.bstride[s], &beta, pc,
                                                static_cast<int>(ldc), c.bstride[s], count));
   }
+}
+
+std::string cublas_version() {
+  int major = 0, minor = 0, patch = 0;
+  cublasGetProperty(MAJOR_VERSION, &major);
+  cublasGetProperty(MINOR_VERSION, &minor);
+  cublasGetProperty(PATCH_LEVEL, &patch);
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
 }
 
 }  // namespace lsb::cuda

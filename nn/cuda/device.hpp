@@ -21,6 +21,8 @@ int device_count();      // 0 when not compiled or no device/driver
 DeviceInfo query(int index = 0);
 // Why device_count() is 0 ("built without CUDA", "no CUDA device: <driver message>").
 std::string unavailable_reason();
+// cuBLAS's version ("13.0.2"), "" when not built with CUDA.
+std::string cublas_version();
 void* device_malloc(std::size_t bytes);  // nullptr on failure
 void device_free(void* p);
 
