@@ -7,13 +7,6 @@
 
 namespace lsb {
 
-namespace {
-// The (b, h) batch of P as a MatRef over contiguous (b, h, nq, nk) storage.
-MatRef probs_view(const float* P, const MatRef& Q, std::int64_t nk) {
-  return MatRef::rowmajor(P, Q.rows, nk, nk).batched(Q.batch[0], Q.batch[1] * Q.rows * nk, Q.batch[1], Q.rows * nk);
-}
-}  // namespace
-
 void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
                              float* P, const MatRef& C) {
   const std::int64_t b = Q.batch[0], h = Q.batch[1], nq = Q.rows, nk = K.rows;

@@ -9,6 +9,7 @@
 // Shapes: Q, K, V, C: (b, n, D) with heads as column slices; KX, VX: (b, extra, D);
 // P: (b, h, n, extra + span), kept for the backward.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 namespace lsb {
@@ -22,6 +23,14 @@ struct LocalWindow {
   // Scratch the two functions need: per thread, two tiles.
   std::int64_t scratch_floats(int threads) const { return threads * 2 * tile_floats(); }
 };
+
+// The windows of the variants built on this core (the CUDA kernels take the same four numbers).
+inline LocalWindow sliding_window(std::int64_t R) { return {2 * R + 1, 1, R, 0}; }
+// ls: e = max(floor(w/2), 1); segments of w (w = 0: no window keys, landmarks only).
+inline LocalWindow ls_window(std::int64_t w, std::int64_t r) {
+  const std::int64_t e = std::max<std::int64_t>(w / 2, 1);
+  return {w > 0 ? w + 2 * e : 0, std::max<std::int64_t>(w, 1), e, r};
+}
 
 void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                              const float* Q, const float* K, const float* V, const float* KX, const float* VX,

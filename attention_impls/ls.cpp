@@ -34,11 +34,7 @@ class LongShortAttention final : public ProjectedAttention {
       add_param("ln_g_weight", {dim});
       add_param("ln_g_bias", {dim});
     }
-    const std::int64_t e = std::max<std::int64_t>(w / 2, 1);
-    win_.span = w > 0 ? w + 2 * e : 0;
-    win_.seg = std::max<std::int64_t>(w, 1);
-    win_.offset = e;
-    win_.extra = r;
+    win_ = ls_window(w, r);
   }
   const Tensor* saved_probabilities() const override { return &P_; }
   std::int64_t padded_length(std::int64_t n) const override { return w_ > 0 ? (n + w_ - 1) / w_ * w_ : n; }

@@ -11,9 +11,7 @@ class SlidingAttention final : public ProjectedAttention {
  public:
   SlidingAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads, std::int64_t R)
       : ProjectedAttention("sliding", std::move(resolved), dim, heads) {
-    win_.span = 2 * R + 1;
-    win_.seg = 1;
-    win_.offset = R;
+    win_ = sliding_window(R);
   }
 
  public:

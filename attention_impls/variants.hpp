@@ -21,6 +21,12 @@ inline MatRef head_view(const float* p, std::int64_t b, std::int64_t rows, std::
   return MatRef::rowmajor(p, rows, d, h * d).batched(b, rows * h * d, h, d);
 }
 
+// The (b, h) batch of probabilities P as a view over contiguous (b, h, nq, nk) storage, for the
+// queries of Q (a (b, h) batch of (nq x d) views).
+inline MatRef probs_view(const float* P, const MatRef& Q, std::int64_t nk) {
+  return MatRef::rowmajor(P, Q.rows, nk, nk).batched(Q.batch[0], Q.batch[1] * Q.rows * nk, Q.batch[1], Q.rows * nk);
+}
+
 // Dense softmax attention per (batch, head): P = softmax(Q K^T) over keys with key_mask (b, nk)
 // (nullptr: all keys valid; a row with no valid key gets P = 0), C = P V.
 // Q: (b, h, nq, d) views, K, V: (b, h, nk, d) views, P: contiguous (b, h, nq, nk).

@@ -8,13 +8,6 @@
 #include "nn/errors.hpp"
 
 namespace lsb {
-namespace {
-
-MatRef probs_view(const float* P, const MatRef& Q, std::int64_t nk) {
-  return MatRef::rowmajor(P, Q.rows, nk, nk).batched(Q.batch[0], Q.batch[1] * Q.rows * nk, Q.batch[1], Q.rows * nk);
-}
-
-}  // namespace
 
 void cuda_dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
                                   float* P, const MatRef& C) {

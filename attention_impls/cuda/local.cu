@@ -11,6 +11,7 @@
 #include <string>
 
 #include "attention_impls/cuda/projected.cuh"
+#include "attention_impls/local_core.hpp"
 #include "nn/cuda/blas.hpp"
 #include "nn/cuda/check.cuh"
 #include "nn/cuda/kernels.hpp"
@@ -21,8 +22,10 @@ namespace {
 
 constexpr int kWarps = 4;
 
-struct Window {
+struct Window {  // LocalWindow (attention_impls/local_core.hpp) in a form kernels can take
   std::int64_t span = 0, seg = 1, offset = 0, extra = 0;
+  Window() = default;
+  explicit Window(const LocalWindow& w) : span(w.span), seg(w.seg), offset(w.offset), extra(w.extra) {}
   __host__ __device__ std::int64_t width() const { return extra + span; }
   __host__ __device__ std::int64_t start(std::int64_t t) const { return (t / seg) * seg - offset; }
 };
@@ -315,10 +318,7 @@ void local_backward(const Window& w, const Shape4& s, const float* Q, const floa
 class CudaSliding final : public CudaProjectedAttention {
  public:
   explicit CudaSliding(std::unique_ptr<Attention> twin) : CudaProjectedAttention(std::move(twin)) {
-    const std::int64_t R = int_param("R");
-    win_.span = 2 * R + 1;
-    win_.seg = 1;
-    win_.offset = R;
+    win_ = Window(sliding_window(int_param("R")));
   }
   const Tensor* saved_probabilities() const override { return &P_; }
 
@@ -348,11 +348,7 @@ class CudaLongShort final : public CudaProjectedAttention {
  public:
   explicit CudaLongShort(std::unique_ptr<Attention> twin)
       : CudaProjectedAttention(std::move(twin)), w_(int_param("w")), r_(int_param("r")) {
-    const std::int64_t e = std::max<std::int64_t>(w_ / 2, 1);
-    win_.span = w_ > 0 ? w_ + 2 * e : 0;
-    win_.seg = std::max<std::int64_t>(w_, 1);
-    win_.offset = e;
-    win_.extra = r_;
+    win_ = Window(ls_window(w_, r_));
   }
   const Tensor* saved_probabilities() const override { return &P_; }
 
