@@ -222,6 +222,11 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
                          {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
     if (peak_gflops > 0) res["throughput"]["peak_fraction"] = gflops / peak_gflops;
     res["memory"] = tracked_memory_json(ms);
+    // The model's buffer plan, plus AdamW's two moments per parameter (oneDNN's shared scratchpad,
+    // tracked as workspace, is not in it).
+    std::int64_t param_floats = 0;
+    for (const auto& [name, prm] : enc.parameters()) param_floats += prm->value.numel();
+    res["memory"]["analytic_bytes"] = enc.analytic_bytes(b, n, train) + (train ? 2 * 4 * param_floats : 0);
     res["memory"]["peak_rss_bytes"] = peak_rss_bytes();
     res["memory"]["peak_rss_scope"] = rss_reset ? "this point" : "process so far (clear_refs not allowed)";
     res["memory"]["tracked_allocations_while_timing"] = ms.allocations;

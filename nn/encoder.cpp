@@ -102,6 +102,25 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
 
 Encoder::~Encoder() = default;
 
+std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train) const {
+  const std::int64_t D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes, rows = b * internal_length(n);
+  std::int64_t floats = 0;
+  for (const auto& p : own_) floats += 2 * p.value.numel();  // values and gradients
+  // Workspaces (rows, D) x 3 and (rows, Dmlp); the first layer's input; the final LN, its stats,
+  // the pooled rows, the head's two hidden layers, logits and probabilities.
+  floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows + b * D + 2 * b * F + 2 * b * C;
+  for (const auto& L : layers_) {
+    // h1, x_mid, h2 and the next layer's input (rows, D); two LN stats (2, rows); m, g (rows, Dmlp);
+    // dropout masks (rows, D) x 2 when they are drawn.
+    floats += 4 * rows * D + 4 * rows + 2 * rows * F + (train && cfg_.dropout > 0.0f ? 2 * rows * D : 0);
+    floats += 2 * L->attn->parameter_count();
+  }
+  if (train) floats += b * C + b * F + b * D;  // dlogits, dh, dpooled
+  std::int64_t bytes = floats * static_cast<std::int64_t>(sizeof(float));
+  for (const auto& L : layers_) bytes += L->attn->analytic_bytes(b, internal_length(n), train);
+  return bytes;
+}
+
 const Attention& Encoder::attention(std::int64_t layer) const { return *layers_.at(layer)->attn; }
 
 Param& Encoder::p(const std::string& name) {

@@ -47,6 +47,11 @@ class Encoder {
   void zero_grad();
   // The attention module of block `layer` (its name and resolved parameters describe the run).
   const Attention& attention(std::int64_t layer) const;
+  // The analytic memory model: bytes the encoder holds after a forward (train: and a backward) of b
+  // sequences of n tokens: every parameter and its gradient, the activations and workspaces of its
+  // buffer plan, each attention layer's own plan (oneDNN's shared scratchpad and the optimiser's
+  // moments are not the encoder's and not counted).
+  std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool train) const;
 
  private:
   struct Layer;

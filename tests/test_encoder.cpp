@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 
 #include "nn/encoder.hpp"
+#include "nn/matmul.hpp"
+#include "nn/memory.hpp"
 #include "nn/random.hpp"
 
 using namespace lsb;
@@ -104,4 +106,32 @@ TEST_CASE("encoder rejects bad tokens labels and lengths naming them", "[encoder
                     Catch::Contains("exceeds max_len 4"));
   cfg.pooling = "max";
   CHECK_THROWS_WITH(Encoder(cfg), Catch::Contains("--pooling max"));
+}
+
+TEST_CASE("the encoder's analytic memory model equals what the allocator counts", "[encoder][memory]") {
+  auto& mt = MemoryTracker::instance();
+  const std::int64_t b = 2, n = 13;
+  std::vector<std::int32_t> tokens(b * n, 3);
+  std::vector<std::uint8_t> mask(b * n, 1);
+  std::vector<int> labels{0, 2};
+  for (const std::string spec : {"full", "flash", "ls:w=4,r=3", "linformer:k=5", "sliding:R=2"})
+    for (const std::string pooling : {"mean", "cls"})
+      for (const bool train : {false, true}) {
+        INFO(spec << " " << pooling << (train ? " train" : " inference"));
+        const EncoderConfig cfg{.vocab = 11, .classes = 3, .max_len = 16, .dim = 8, .heads = 2, .layers = 2,
+                                .mlp_dim = 12, .pooling = pooling, .dropout = 0.1f, .attention = spec};
+        {  // a first model lets process-wide buffers (oneDNN's scratchpad) reach their size
+          Encoder warm(cfg);
+          warm.forward(tokens.data(), mask.data(), labels.data(), b, n, train, 7);
+        }
+        const auto live0 = mt.stats(Device::cpu).live;
+        const auto scratch0 = matmul_scratchpad_bytes();
+        Encoder enc(cfg);
+        enc.init_params(1);
+        enc.forward(tokens.data(), mask.data(), labels.data(), b, n, train, 7);
+        if (train) enc.backward();
+        // oneDNN's scratchpad is shared by the whole process and not the encoder's.
+        const auto counted = mt.stats(Device::cpu).live - live0 - (matmul_scratchpad_bytes() - scratch0);
+        CHECK(counted == enc.analytic_bytes(b, n, train));
+      }
 }
