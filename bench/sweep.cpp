@@ -155,6 +155,9 @@ nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
     c["padded_n"] = module->padded_length(p.n);
   } catch (const UsageError& e) {
     if (why_not) *why_not = e.what();
+  } catch (const OutOfMemory&) {
+    // Even the module's parameters do not fit the budget (linformer's E at a huge n): the config
+    // stays unresolved, the same way each time, and running the point records the oom.
   }
   return c;
 }
