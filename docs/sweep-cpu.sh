@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU sweeps and maxlen runs of docs/PERFORMANCE.md ("Sweeps on this machine"), in the order they
-# were run. Usage: docs/sweep-cpu.sh OUTDIR  (about 25 minutes on 2 cores)
+# were run. Usage: docs/sweep-cpu.sh OUTDIR  (about 27 minutes on 2 cores)
 set -uo pipefail
 B=${LSBENCH:-build/release/lsbench}
 OUT=${1:?usage: docs/sweep-cpu.sh OUTDIR}
