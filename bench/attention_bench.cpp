@@ -155,7 +155,6 @@ void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt,
 
 }  // namespace
 
-
 nlohmann::json attention_point_config(const AttentionPoint& pt, const Attention* module) {
   nlohmann::json c = {{"variant", pt.spec.name},
                       {"variant_params", module ? variant_params_json(module->resolved_params())
