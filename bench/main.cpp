@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <fstream>
 #include <functional>
 
 #include <CLI/CLI.hpp>
@@ -15,6 +16,8 @@
 #include "bench/machine.hpp"
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
+#include "reports/compare.hpp"
+#include "reports/report.hpp"
 #include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
@@ -232,6 +235,21 @@ int main(int argc, char** argv) {
   cmd_merge->add_option("reports", merge_inputs, "Reports to join")->required();
   cmd_merge->add_option("-o,--out", merge_out, "Joined report")->required();
 
+  std::string cmp_base, cmp_next, cmp_out, thr_time = "10%", thr_abs = "1ms", thr_mem = "5%", thr_acc = "1pt";
+  auto* cmd_compare = app.add_subcommand(
+      "compare", "Compare two reports point by point (paired by id): a Markdown table; exit 1 on a regression, "
+                 "0 otherwise, 2 on unusable input");
+  cmd_compare->add_option("base", cmp_base, "The baseline report")->required();
+  cmd_compare->add_option("new", cmp_next, "The report to judge")->required();
+  cmd_compare->add_option("--time-threshold", thr_time, "Slower by more than this (and --abs-threshold) regresses")
+      ->capture_default_str();
+  cmd_compare->add_option("--abs-threshold", thr_abs, "... and by more than this much time")->capture_default_str();
+  cmd_compare->add_option("--memory-threshold", thr_mem, "Peak memory grown by more than this regresses")
+      ->capture_default_str();
+  cmd_compare->add_option("--accuracy-threshold", thr_acc, "Accuracy fallen by more than this regresses")
+      ->capture_default_str();
+  cmd_compare->add_option("-o,--out", cmp_out, "Also write the Markdown table here (e.g. a CI job summary)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -292,6 +310,27 @@ int main(int argc, char** argv) {
       return run_maxlen(ml);
     }
     if (*cmd_merge) return run_merge(merge_inputs, merge_out);
+    if (*cmd_compare) {
+      const CompareThresholds t{parse_fraction(thr_time, "--time-threshold"), parse_duration_s(thr_abs, "--abs-threshold"),
+                                parse_fraction(thr_mem, "--memory-threshold"),
+                                parse_points(thr_acc, "--accuracy-threshold")};
+      nlohmann::json base, next;
+      try {
+        base = read_report(cmp_base);
+        next = read_report(cmp_next);
+      } catch (const InputError& e) {  // compare's contract: 2 for unusable input (CI tells it from a regression)
+        fmt::print(stderr, "lsbench: unusable input: {}\n", e.what());
+        return kUsage;
+      }
+      const Comparison c = compare_reports(base, next, cmp_base, cmp_next, t);
+      fmt::print("{}", c.markdown);
+      if (!cmp_out.empty()) {
+        std::ofstream f(cmp_out);
+        f << c.markdown;
+        if (!f) throw InputError(fmt::format("{}: cannot write the comparison", cmp_out));
+      }
+      return c.regressed > 0 ? kRegression : kOk;
+    }
   } catch (const UsageError& e) {
     fmt::print(stderr, "lsbench: usage error: {}\n", e.what());
     return kUsage;
