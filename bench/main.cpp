@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 
@@ -17,6 +18,7 @@
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
 #include "reports/compare.hpp"
+#include "reports/render.hpp"
 #include "reports/report.hpp"
 #include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
@@ -235,6 +237,15 @@ int main(int argc, char** argv) {
   cmd_merge->add_option("reports", merge_inputs, "Reports to join")->required();
   cmd_merge->add_option("-o,--out", merge_out, "Joined report")->required();
 
+  std::vector<std::string> rep_inputs;
+  std::string rep_format = "md", rep_out;
+  auto* cmd_report = app.add_subcommand(
+      "report", "Render reports (merged by id) for people: Markdown tables per mode and shape, the LRA accuracy "
+                "table beside the published numbers, maxlen; or CSV, one row per result");
+  cmd_report->add_option("reports", rep_inputs, "Reports to render")->required();
+  cmd_report->add_option("--format", rep_format, "md or csv")->capture_default_str()->check(CLI::IsMember({"md", "csv"}));
+  cmd_report->add_option("-o,--out", rep_out, "Write here instead of standard output");
+
   std::string cmp_base, cmp_next, cmp_out, thr_time = "10%", thr_abs = "1ms", thr_mem = "5%", thr_acc = "1pt";
   auto* cmd_compare = app.add_subcommand(
       "compare", "Compare two reports point by point (paired by id): a Markdown table; exit 1 on a regression, "
@@ -310,6 +321,23 @@ int main(int argc, char** argv) {
       return run_maxlen(ml);
     }
     if (*cmd_merge) return run_merge(merge_inputs, merge_out);
+    if (*cmd_report) {
+      std::vector<nlohmann::json> reports;
+      for (const auto& path : rep_inputs) reports.push_back(read_report(path));  // all read before anything is written
+      const nlohmann::json merged = merge_reports(reports, rep_inputs);
+      const std::string text = rep_format == "csv" ? render_csv(merged) : render_markdown(merged);
+      if (rep_out.empty()) {
+        fmt::print("{}", text);
+      } else {
+        const std::string tmp = rep_out + ".tmp";
+        std::ofstream f(tmp);
+        f << text;
+        f.close();
+        if (!f) throw InputError(fmt::format("{}: cannot write the rendered report", rep_out));
+        std::filesystem::rename(tmp, rep_out);
+      }
+      return kOk;
+    }
     if (*cmd_compare) {
       const CompareThresholds t{parse_fraction(thr_time, "--time-threshold"), parse_duration_s(thr_abs, "--abs-threshold"),
                                 parse_fraction(thr_mem, "--memory-threshold"),

@@ -8,7 +8,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 
 #include <fmt/format.h>
 
@@ -22,6 +21,7 @@
 #include "nn/errors.hpp"
 #include "nn/optim.hpp"
 #include "nn/random.hpp"
+#include "reports/render.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
@@ -552,24 +552,20 @@ int run_maxlen(const MaxlenOptions& o) {
 
 int run_merge(const std::vector<std::string>& inputs, const std::string& out) {
   if (inputs.empty()) throw UsageError("merge: give the reports to join");
-  nlohmann::json context, merged_from = nlohmann::json::array(), results = nlohmann::json::array();
-  std::set<std::string> seen;
-  int duplicates = 0;
+  std::vector<nlohmann::json> reports;
+  std::size_t total = 0;
   for (const auto& path : inputs) {
-    const nlohmann::json r = read_report(path);
-    if (context.is_null()) context = r["context"];
-    merged_from.push_back({{"path", path}, {"context", r["context"]}});
-    for (const auto& x : r["results"])
-      if (seen.insert(x["id"].get<std::string>()).second)
-        results.push_back(x);
-      else
-        ++duplicates;
+    reports.push_back(read_report(path));
+    total += reports.back()["results"].size();
   }
-  context["merged_from"] = merged_from;
-  context["shard"] = {{"index", 0}, {"count", 1}};
-  write_report(out, make_report(context, results));
-  fmt::print("merge: {} results from {} reports{} -> {}\n", results.size(), inputs.size(),
-             duplicates ? fmt::format(" ({} duplicates dropped)", duplicates) : "", out);
+  nlohmann::json merged = merge_reports(reports, inputs);
+  merged["context"]["merged_from"] = nlohmann::json::array();  // kept even for one input
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    merged["context"]["merged_from"].push_back({{"path", inputs[i]}, {"context", reports[i]["context"]}});
+  write_report(out, merged);
+  const std::size_t kept = merged["results"].size();
+  fmt::print("merge: {} results from {} reports{} -> {}\n", kept, inputs.size(),
+             total > kept ? fmt::format(" ({} duplicates dropped)", total - kept) : "", out);
   return kOk;
 }
 
