@@ -162,6 +162,17 @@ nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
   return c;
 }
 
+// A point's config made once: the sweep needs its id before running and the runner needs it to run.
+struct ResolvedPoint {
+  nlohmann::json config;
+  std::string why_not;  // non-empty: the point cannot be made (skipped with this reason)
+};
+ResolvedPoint resolve(const SweepPoint& p) {
+  ResolvedPoint r;
+  r.config = point_config(p, &r.why_not);
+  return r;
+}
+
 nlohmann::json with_id(nlohmann::json res) {
   res["id"] = config_id(res["config"]);
   return res;
@@ -247,10 +258,10 @@ class PointRunner {
  public:
   PointRunner(const TimingPolicy& timing, std::uint64_t seed) : timing_(timing), seed_(seed) {}
 
-  nlohmann::json run(const SweepPoint& p) {
-    std::string why_not;
-    const nlohmann::json config = point_config(p, &why_not);
-    if (!why_not.empty()) return skipped(config, why_not);
+  nlohmann::json run(const SweepPoint& p) { return run(p, resolve(p)); }
+  nlohmann::json run(const SweepPoint& p, const ResolvedPoint& resolved) {
+    const nlohmann::json& config = resolved.config;
+    if (!resolved.why_not.empty()) return skipped(config, resolved.why_not);
     if (p.device == "cuda") {
       if (cuda::device_count() == 0) return skipped(config, "no CUDA device: " + cuda::unavailable_reason());
       if (!is_attention_mode(p.mode))
@@ -405,9 +416,13 @@ int run_sweep(const SweepOptions& o) {
   std::map<std::string, nlohmann::json> results = o.resume ? finished_results(o.out) : decltype(results){};
   if (!o.resume && !o.out.empty()) std::filesystem::remove(o.out + ".journal");
 
-  // Ids of the points in canonical order (the report lists results in this order).
+  // Configs and ids of the points in canonical order (the report lists results in this order).
+  std::vector<ResolvedPoint> resolved;
   std::vector<std::string> ids;
-  for (const auto& p : pts) ids.push_back(config_id(point_config(p, nullptr)));
+  for (const auto& p : pts) {
+    resolved.push_back(resolve(p));
+    ids.push_back(config_id(resolved.back().config));
+  }
   auto save = [&] {
     if (o.out.empty()) return;
     nlohmann::json arr = nlohmann::json::array();
@@ -431,7 +446,7 @@ int run_sweep(const SweepOptions& o) {
       progress.update(static_cast<std::int64_t>(i), fmt::format("point {}/{}: {}", i + 1, pts.size(), pts[i].command()),
                       measured ? run_seconds / measured : 0.0);
     const auto t0 = std::chrono::steady_clock::now();
-    nlohmann::json r = runner.run(pts[i]);
+    nlohmann::json r = runner.run(pts[i], resolved[i]);
     run_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     ++measured;
     results[ids[i]] = r;
@@ -558,10 +573,7 @@ int run_merge(const std::vector<std::string>& inputs, const std::string& out) {
     reports.push_back(read_report(path));
     total += reports.back()["results"].size();
   }
-  nlohmann::json merged = merge_reports(reports, inputs);
-  merged["context"]["merged_from"] = nlohmann::json::array();  // kept even for one input
-  for (std::size_t i = 0; i < inputs.size(); ++i)
-    merged["context"]["merged_from"].push_back({{"path", inputs[i]}, {"context", reports[i]["context"]}});
+  const nlohmann::json merged = merge_reports(reports, inputs);
   write_report(out, merged);
   const std::size_t kept = merged["results"].size();
   fmt::print("merge: {} results from {} reports{} -> {}\n", kept, inputs.size(),

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "nn/errors.hpp"
+#include "reports/text.hpp"
 
 namespace lsb {
 
@@ -34,18 +35,6 @@ double number_with_suffix(const std::string& text, const std::vector<std::string
     throw UsageError(fmt::format("{} {}: expected a non-negative number with one of the units {}", option, text,
                                  fmt::join(suffixes, ", ")));
   return v;
-}
-
-std::string human_bytes(double b) {
-  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
-  if (b >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
-  return fmt::format("{:.1f} KiB", b / 1024.0);
-}
-
-std::string human_time(double s) {
-  if (s >= 1) return fmt::format("{:.3f} s", s);
-  if (s >= 1e-3) return fmt::format("{:.3f} ms", s * 1e3);
-  return fmt::format("{:.1f} us", s * 1e6);
 }
 
 std::string signed_pct(double base, double next) {
@@ -161,13 +150,13 @@ Comparison compare_reports(const nlohmann::json& base, const nlohmann::json& nex
     // Time: the median, judged against both thresholds.
     const double t0 = number_at(b, "time_s", "median"), t1 = number_at(r, "time_s", "median");
     if (!std::isnan(t0) && !std::isnan(t1)) {
-      row.time = fmt::format("{} -> {}{}", human_time(t0), human_time(t1), signed_pct(t0, t1));
+      row.time = fmt::format("{} -> {}{}", time_text(t0, 3), time_text(t1, 3), signed_pct(t0, t1));
       if (t1 - t0 > t.time_abs_s && t1 > t0 * (1 + t.time_rel)) worse.push_back("slower");
       if (t0 - t1 > t.time_abs_s && t1 < t0 * (1 - t.time_rel)) better.push_back("faster");
     }
     const double m0 = number_at(b, "memory", "peak_tracked_bytes"), m1 = number_at(r, "memory", "peak_tracked_bytes");
     if (!std::isnan(m0) && !std::isnan(m1)) {
-      row.memory = fmt::format("{} -> {}{}", human_bytes(m0), human_bytes(m1), signed_pct(m0, m1));
+      row.memory = fmt::format("{} -> {}{}", bytes_text(m0), bytes_text(m1), signed_pct(m0, m1));
       if (m1 > m0 * (1 + t.memory_rel)) worse.push_back("more memory");
       if (m1 < m0 * (1 - t.memory_rel)) better.push_back("less memory");
     }
@@ -214,17 +203,12 @@ Comparison compare_reports(const nlohmann::json& base, const nlohmann::json& nex
   md += fmt::format("**{}** regressed, {} improved, {} unchanged, {} new, {} missing. Thresholds: time +{:.3g}% and "
                     "+{}, memory +{:.3g}%, accuracy -{:.3g} pt.\n\n",
                     cmp.regressed, cmp.improved, cmp.unchanged, cmp.added, cmp.missing, 100 * t.time_rel,
-                    human_time(t.time_abs_s), 100 * t.memory_rel, t.accuracy_pts);
+                    time_text(t.time_abs_s, 3), 100 * t.memory_rel, t.accuracy_pts);
   md += "| verdict | point | status | median time | peak memory | accuracy | why |\n";
   md += "|---|---|---|---|---|---|---|\n";
-  auto cell = [](const std::string& s) {
-    std::string out;
-    for (char ch : s) out += ch == '|' ? std::string("\\|") : std::string(1, ch);
-    return out;
-  };
   for (const auto& r : rows)
-    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", r.verdict, cell(r.point), cell(r.status), r.time,
-                      r.memory, r.accuracy, cell(r.why));
+    md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", r.verdict, md_cell(r.point), md_cell(r.status), r.time,
+                      r.memory, r.accuracy, md_cell(r.why));
   cmp.markdown = md;
   return cmp;
 }

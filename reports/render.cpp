@@ -7,26 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "reports/text.hpp"
+
 namespace lsb {
 namespace {
-
-std::string bytes_text(double b) {
-  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
-  if (b >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
-  return fmt::format("{:.1f} KiB", b / 1024.0);
-}
-
-std::string time_text(double s) {
-  if (s >= 1) return fmt::format("{:.2f} s", s);
-  if (s >= 1e-3) return fmt::format("{:.2f} ms", s * 1e3);
-  return fmt::format("{:.1f} us", s * 1e6);
-}
-
-std::string rate_text(double r) {
-  if (r >= 1e6) return fmt::format("{:.2f}M", r / 1e6);
-  if (r >= 1e3) return fmt::format("{:.1f}K", r / 1e3);
-  return fmt::format("{:.0f}", r);
-}
 
 std::string str(const nlohmann::json& j, const char* key, const std::string& fallback = "") {
   if (!j.is_object() || !j.contains(key)) return fallback;
@@ -45,12 +29,6 @@ std::string variant_label(const nlohmann::json& c) {
       sep = ',';
     }
   return s;
-}
-
-std::string md_cell(const std::string& s) {
-  std::string out;
-  for (char ch : s) out += ch == '|' ? std::string("\\|") : std::string(1, ch);
-  return out;
 }
 
 // The cell of one sweep point: median (spread), tokens/s, peak memory; or its status.
@@ -113,7 +91,8 @@ std::string context_block(const nlohmann::json& c) {
     cmd += a.get<std::string>();
   }
   md += fmt::format("| command | `{}` |\n", md_cell(cmd));
-  if (c.contains("merged_from")) md += fmt::format("| merged from | {} reports |\n", c["merged_from"].size());
+  if (c.contains("merged_from") && c["merged_from"].size() > 1)
+    md += fmt::format("| merged from | {} reports |\n", c["merged_from"].size());
   return md + "\n";
 }
 
@@ -129,7 +108,7 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
     for (const auto& x : r["results"])
       if (seen.insert(x["id"].get<std::string>()).second) results.push_back(x);
   }
-  if (reports.size() > 1) context["merged_from"] = merged_from;
+  context["merged_from"] = merged_from;
   context["shard"] = {{"index", 0}, {"count", 1}};
   return {{"schema", "lsbench-report"}, {"schema_version", 1}, {"context", context}, {"results", results}};
 }

@@ -13,7 +13,7 @@
 namespace lsb {
 
 // Results of several reports in one (the first occurrence of an id kept; the first report's context,
-// with every input's context under merged_from). `names` label the inputs.
+// with every input's path and context under merged_from). `names` are the inputs' paths.
 nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names);
 
 std::string render_markdown(const nlohmann::json& report);

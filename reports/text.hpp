@@ -1,0 +1,40 @@
+// How reports write quantities and Markdown cells for people (compare and the renders share these).
+#pragma once
+#include <string>
+
+#include <fmt/format.h>
+
+namespace lsb {
+
+// 1.50 GiB, 12.3 MiB, 4.0 KiB.
+inline std::string bytes_text(double b) {
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{:.2f} GiB", b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{:.1f} MiB", b / (1024.0 * 1024));
+  return fmt::format("{:.1f} KiB", b / 1024.0);
+}
+
+// Seconds as s, ms or us with `decimals` digits (us always with one).
+inline std::string time_text(double s, int decimals = 2) {
+  if (s >= 1) return fmt::format("{:.{}f} s", s, decimals);
+  if (s >= 1e-3) return fmt::format("{:.{}f} ms", s * 1e3, decimals);
+  return fmt::format("{:.1f} us", s * 1e6);
+}
+
+// 1.23M, 45.6K, 789.
+inline std::string rate_text(double r) {
+  if (r >= 1e6) return fmt::format("{:.2f}M", r / 1e6);
+  if (r >= 1e3) return fmt::format("{:.1f}K", r / 1e3);
+  return fmt::format("{:.0f}", r);
+}
+
+// Text safe inside a Markdown table cell ('|' escaped).
+inline std::string md_cell(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '|') out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+}  // namespace lsb
