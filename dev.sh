@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(cmake ninja-build g++ git libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev)
+PACKAGES=(cmake ninja-build g++ git libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev librsvg2-bin)
 BUILD=build/release
 
 install_missing() {

@@ -274,6 +274,7 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
     res["status"] = "oom";
     res["message"] = e.what();
     res["memory"]["requested_bytes"] = e.requested;
+    if (e.budget > 0) res["memory"]["budget_bytes"] = e.budget;
   }
   return res;
 }

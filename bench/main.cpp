@@ -237,14 +237,19 @@ int main(int argc, char** argv) {
   cmd_merge->add_option("reports", merge_inputs, "Reports to join")->required();
   cmd_merge->add_option("-o,--out", merge_out, "Joined report")->required();
 
-  std::vector<std::string> rep_inputs;
-  std::string rep_format = "md", rep_out;
+  RenderOptions rep;
   auto* cmd_report = app.add_subcommand(
       "report", "Render reports (merged by id) for people: Markdown tables per mode and shape, the LRA accuracy "
-                "table beside the published numbers, maxlen; or CSV, one row per result");
-  cmd_report->add_option("reports", rep_inputs, "Reports to render")->required();
-  cmd_report->add_option("--format", rep_format, "md or csv")->capture_default_str()->check(CLI::IsMember({"md", "csv"}));
-  cmd_report->add_option("-o,--out", rep_out, "Write here instead of standard output");
+                "table beside the published numbers, maxlen, training curves; HTML with SVG plots inline; or CSV, one row "
+                "per result");
+  cmd_report->add_option("reports", rep.inputs, "Reports to render")->required();
+  cmd_report->add_option("--format", rep.format, "md, html or csv")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"md", "html", "csv"}));
+  cmd_report->add_option("-o,--out", rep.out, "Write here instead of standard output");
+  cmd_report->add_option("--plots", rep.plots_dir,
+                         "Also write every plot as DIR/NAME.svg (time and memory vs n per mode, training curves); "
+                         "Markdown then links them");
 
   std::string cmp_base, cmp_next, cmp_out, thr_time = "10%", thr_abs = "1ms", thr_mem = "5%", thr_acc = "1pt";
   auto* cmd_compare = app.add_subcommand(
@@ -322,21 +327,7 @@ int main(int argc, char** argv) {
     }
     if (*cmd_merge) return run_merge(merge_inputs, merge_out);
     if (*cmd_report) {
-      std::vector<nlohmann::json> reports;
-      for (const auto& path : rep_inputs) reports.push_back(read_report(path));  // all read before anything is written
-      const nlohmann::json merged = merge_reports(reports, rep_inputs);
-      const std::string text = rep_format == "csv" ? render_csv(merged) : render_markdown(merged);
-      if (rep_out.empty()) {
-        fmt::print("{}", text);
-      } else {
-        const std::string tmp = rep_out + ".tmp";
-        std::ofstream f(tmp);
-        f << text;
-        f.close();
-        if (!f) throw InputError(fmt::format("{}: cannot write the rendered report", rep_out));
-        std::filesystem::rename(tmp, rep_out);
-      }
-      return kOk;
+      return run_report(rep);
     }
     if (*cmd_compare) {
       const CompareThresholds t{parse_fraction(thr_time, "--time-threshold"), parse_duration_s(thr_abs, "--abs-threshold"),

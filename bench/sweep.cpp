@@ -248,6 +248,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
     res["status"] = "oom";
     res["message"] = e.what();
     res["memory"] = {{"requested_bytes", e.requested}};
+    if (e.budget > 0) res["memory"]["budget_bytes"] = e.budget;
   }
   return res;
 }

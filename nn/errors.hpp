@@ -19,9 +19,10 @@ struct InputError : std::runtime_error {
 
 // An allocation refused because it would exceed the memory budget (or the system refused it).
 struct OutOfMemory : std::runtime_error {
-  OutOfMemory(const std::string& msg, std::int64_t requested_bytes)
-      : std::runtime_error(msg), requested(requested_bytes) {}
+  OutOfMemory(const std::string& msg, std::int64_t requested_bytes, std::int64_t budget_bytes = 0)
+      : std::runtime_error(msg), requested(requested_bytes), budget(budget_bytes) {}
   std::int64_t requested;
+  std::int64_t budget;  // the budget that refused it; 0 when the system refused
 };
 
 enum ExitCode : int { kOk = 0, kRegression = 1, kUsage = 2, kBadInput = 3, kOutOfMemory = 4, kInternal = 5,

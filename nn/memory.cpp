@@ -32,7 +32,7 @@ void* MemoryTracker::allocate(std::size_t bytes, Device dev, MemCategory cat, co
       throw OutOfMemory(fmt::format("out of memory: {} ({}, {}) asked for {} with {} live, budget {}", what,
                                     device_name(dev), category_name(cat), format_bytes(bytes),
                                     format_bytes(s.live), format_bytes(budget_[d])),
-                        static_cast<std::int64_t>(bytes));
+                        static_cast<std::int64_t>(bytes), budget_[d]);
     }
   }
   void* p = nullptr;

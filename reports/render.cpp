@@ -3,32 +3,24 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <filesystem>
 #include <set>
 
 #include <fmt/format.h>
 
+#include "nn/errors.hpp"
+#include "nn/files.hpp"
+#include "reports/plot.hpp"
+#include "reports/report.hpp"
 #include "reports/text.hpp"
 
 namespace lsb {
+namespace fs = std::filesystem;
 namespace {
 
 std::string str(const nlohmann::json& j, const char* key, const std::string& fallback = "") {
   if (!j.is_object() || !j.contains(key)) return fallback;
   return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
-}
-
-// "ls:r=32,w=8": the variant as a spec string (linformer's n_max left out where it is the default,
-// the length itself, so that one column holds every n).
-std::string variant_label(const nlohmann::json& c) {
-  std::string s = str(c, "variant", "?");
-  char sep = ':';
-  if (c.contains("variant_params"))
-    for (const auto& [k, v] : c["variant_params"].items()) {
-      if (k == "n_max" && c.contains("n") && v == c["n"]) continue;
-      s += fmt::format("{}{}={}", sep, k, v.is_string() ? v.get<std::string>() : v.dump());
-      sep = ',';
-    }
-  return s;
 }
 
 // The cell of one sweep point: median (spread), tokens/s, peak memory; or its status.
@@ -64,38 +56,6 @@ const Reference kReferences[] = {
     {"Nystromformer paper, PyTorch small recipe", "Linformer", "linformer", {37.25, 55.91, 79.37, 37.84, 67.60, NAN}},
 };
 
-std::string context_block(const nlohmann::json& c) {
-  std::string md;
-  const auto cpu = c.value("cpu", nlohmann::json::object());
-  md += fmt::format("| | |\n|---|---|\n");
-  md += fmt::format("| lsbench | {} (commit {}, {}) |\n", str(c, "tool_version"), str(c, "git_commit"), str(c, "build_type"));
-  md += fmt::format("| machine | {} · {} |\n", md_cell(str(c, "host")), md_cell(str(c, "os")));
-  md += fmt::format("| CPU | {} · {} threads used of {}{} |\n", md_cell(str(cpu, "model")), str(cpu, "threads_used"),
-                    str(cpu, "cores"),
-                    cpu.contains("peak_gflops_fp32")
-                        ? fmt::format(" · measured fp32 peak {:.0f} GFLOP/s", cpu["peak_gflops_fp32"].get<double>())
-                        : "");
-  if (c.contains("gpu") && c["gpu"].is_object())
-    md += fmt::format("| GPU | {} · {} · driver {} · CUDA runtime {} |\n", md_cell(str(c["gpu"], "name")),
-                      bytes_text(c["gpu"].value("memory_bytes", 0.0)), str(c["gpu"], "driver"),
-                      str(c["gpu"], "cuda_runtime"));
-  std::string libs;
-  const nlohmann::json lib = c.value("libraries", nlohmann::json::object());
-  for (const auto& [k, v] : lib.items())
-    libs += fmt::format("{}{} {}", libs.empty() ? "" : ", ", k, v.get<std::string>());
-  md += fmt::format("| libraries | {} · {} |\n", libs, md_cell(str(c, "compiler")));
-  md += fmt::format("| started | {} |\n", str(c, "started_at"));
-  std::string cmd;
-  for (const auto& a : c.value("command_line", nlohmann::json::array())) {
-    if (!cmd.empty()) cmd += ' ';
-    cmd += a.get<std::string>();
-  }
-  md += fmt::format("| command | `{}` |\n", md_cell(cmd));
-  if (c.contains("merged_from") && c["merged_from"].size() > 1)
-    md += fmt::format("| merged from | {} reports |\n", c["merged_from"].size());
-  return md + "\n";
-}
-
 }  // namespace
 
 nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const std::vector<std::string>& names) {
@@ -113,24 +73,75 @@ nlohmann::json merge_reports(const std::vector<nlohmann::json>& reports, const s
   return {{"schema", "lsbench-report"}, {"schema_version", 1}, {"context", context}, {"results", results}};
 }
 
-std::string render_markdown(const nlohmann::json& report) {
-  std::string md = "# lsbench report\n\n" + context_block(report["context"]);
-  // Sweep points, grouped by everything but the variant and n.
+namespace {
+
+// A rendered report before it becomes Markdown or HTML: headings, paragraphs (with `code` spans),
+// tables of plain-text cells, and plots (by slug, from report_plots).
+struct Table {
+  std::vector<std::string> header;
+  std::string align;  // per column: 'l' or 'r'
+  std::vector<std::vector<std::string>> rows;
+};
+struct Block {
+  enum class Kind { heading, text, table, plot } kind;
+  int level = 0;
+  std::string text;  // heading or paragraph text; a plot's slug
+  Table table;
+  bool heads_plots_only = false;  // a heading over plots alone: left out where the plots are
+};
+
+Block heading(int level, std::string text) { return {Block::Kind::heading, level, std::move(text), {}}; }
+Block paragraph(std::string text) { return {Block::Kind::text, 0, std::move(text), {}}; }
+Block table(Table t) { return {Block::Kind::table, 0, "", std::move(t)}; }
+Block plot(std::string slug) { return {Block::Kind::plot, 0, std::move(slug), {}}; }
+
+Table context_table(const nlohmann::json& c) {
+  Table t{{"", ""}, "ll", {}};
+  const auto cpu = c.value("cpu", nlohmann::json::object());
+  t.rows.push_back({"lsbench", fmt::format("{} (commit {}, {})", str(c, "tool_version"), str(c, "git_commit"),
+                                           str(c, "build_type"))});
+  t.rows.push_back({"machine", fmt::format("{} · {}", str(c, "host"), str(c, "os"))});
+  t.rows.push_back({"CPU", fmt::format("{} · {} threads used of {}{}", str(cpu, "model"), str(cpu, "threads_used"),
+                                       str(cpu, "cores"),
+                                       cpu.contains("peak_gflops_fp32")
+                                           ? fmt::format(" · measured fp32 peak {:.0f} GFLOP/s",
+                                                         cpu["peak_gflops_fp32"].get<double>())
+                                           : "")});
+  if (c.contains("gpu") && c["gpu"].is_object())
+    t.rows.push_back({"GPU", fmt::format("{} · {} · driver {} · CUDA runtime {}", str(c["gpu"], "name"),
+                                         bytes_text(c["gpu"].value("memory_bytes", 0.0)), str(c["gpu"], "driver"),
+                                         str(c["gpu"], "cuda_runtime"))});
+  std::string libs;
+  const nlohmann::json libraries = c.value("libraries", nlohmann::json::object());
+  for (const auto& [k, v] : libraries.items())
+    libs += fmt::format("{}{} {}", libs.empty() ? "" : ", ", k, v.get<std::string>());
+  t.rows.push_back({"libraries", fmt::format("{} · {}", libs, str(c, "compiler"))});
+  t.rows.push_back({"started", str(c, "started_at")});
+  std::string cmd;
+  for (const auto& a : c.value("command_line", nlohmann::json::array())) {
+    if (!cmd.empty()) cmd += ' ';
+    cmd += a.get<std::string>();
+  }
+  t.rows.push_back({"command", "`" + cmd + "`"});
+  if (c.contains("merged_from") && c["merged_from"].size() > 1)
+    t.rows.push_back({"merged from", fmt::format("{} reports", c["merged_from"].size())});
+  return t;
+}
+
+// Sweep points per group (mode, device, shape): rows n, columns variants; each group's plots after it.
+void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
   std::map<std::string, std::vector<const nlohmann::json*>> groups;
   std::vector<std::string> group_order;
   for (const auto& r : report["results"]) {
     if (str(r, "kind") != "sweep-point") continue;
-    const auto& c = r["config"];
-    std::string key = fmt::format("{}, {}, b={}, D={}, h={}", str(c, "mode"), str(c, "device"), str(c, "batch"),
-                                  str(c, "dim"), str(c, "heads"));
-    if (str(c, "mode").rfind("attn-", 0) != 0) key += fmt::format(", L={}, Dmlp={}", str(c, "layers"), str(c, "mlp_dim"));
-    if (c.contains("task")) key += ", task " + str(c, "task");
+    const std::string key = sweep_group(r["config"]);
     if (!groups.count(key)) group_order.push_back(key);
     groups[key].push_back(&r);
   }
-  if (!group_order.empty())
-    md += "## Time and memory\n\nEach cell: median time ± spread (stdev / median) · tokens/s · peak tracked memory; "
-          "or the point's status.\n\n";
+  if (group_order.empty()) return;
+  doc.push_back(heading(2, "Time and memory"));
+  doc.push_back(paragraph("Each cell: median time ± spread (stdev / median) · tokens/s · peak tracked memory; or the "
+                          "point's status."));
   for (const auto& key : group_order) {
     std::vector<std::string> variants;
     std::set<std::int64_t> ns;
@@ -142,18 +153,22 @@ std::string render_markdown(const nlohmann::json& report) {
       ns.insert(n);
       cell[{v, n}] = r;
     }
-    md += fmt::format("### {}\n\n| n | {} |\n|---:|", key, fmt::join(variants, " | "));
-    for (std::size_t i = 0; i < variants.size(); ++i) md += "---|";
-    md += "\n";
+    Table t{{"n"}, "r", {}};
+    for (const auto& v : variants) t.header.push_back(v), t.align += 'l';
     for (const auto n : ns) {
-      md += fmt::format("| {} |", n);
-      for (const auto& v : variants)
-        md += fmt::format(" {} |", cell.count({v, n}) ? md_cell(point_cell(*cell[{v, n}])) : std::string());
-      md += "\n";
+      std::vector<std::string> row = {std::to_string(n)};
+      for (const auto& v : variants) row.push_back(cell.count({v, n}) ? point_cell(*cell[{v, n}]) : "");
+      t.rows.push_back(std::move(row));
     }
-    md += "\n";
+    doc.push_back(heading(3, key));
+    doc.push_back(table(std::move(t)));
+    const std::string slug = sweep_group_slug((*groups[key].front())["config"]);
+    doc.push_back(plot(slug + "-time"));
+    doc.push_back(plot(slug + "-memory"));
   }
-  // maxlen.
+}
+
+void maxlen_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::vector<const nlohmann::json*> maxlens;
   std::int64_t full_n = 0;
   for (const auto& r : report["results"])
@@ -161,26 +176,30 @@ std::string render_markdown(const nlohmann::json& report) {
       maxlens.push_back(&r);
       if (str(r["config"], "variant") == "full") full_n = r.value("max_n", std::int64_t{0});
     }
-  if (!maxlens.empty()) {
-    md += "## Longest sequence that fits\n\n| variant | mode | budget | longest n | ratio to full | note |\n|---|---|---:|---:|---:|---|\n";
-    for (const auto* r : maxlens) {
-      const auto& c = (*r)["config"];
-      const std::int64_t n = r->value("max_n", std::int64_t{0});
-      md += fmt::format("| {} | {} | {} | {} | {} | {} |\n", md_cell(variant_label(c)), str(c, "mode"),
-                        bytes_text(c.value("memory_budget_bytes", 0.0)), n,
-                        full_n > 0 ? fmt::format("{:.2f}x", static_cast<double>(n) / full_n) : "",
-                        md_cell(str(*r, "message")));
-    }
-    md += "\n";
+  if (maxlens.empty()) return;
+  Table t{{"variant", "mode", "budget", "longest n", "ratio to full", "note"}, "llrrrl", {}};
+  for (const auto* r : maxlens) {
+    const auto& c = (*r)["config"];
+    const std::int64_t n = r->value("max_n", std::int64_t{0});
+    t.rows.push_back({variant_label(c), str(c, "mode"), bytes_text(c.value("memory_budget_bytes", 0.0)),
+                      std::to_string(n), full_n > 0 ? fmt::format("{:.2f}x", static_cast<double>(n) / full_n) : "",
+                      str(*r, "message")});
   }
-  // Training runs: the LRA accuracy table.
+  doc.push_back(heading(2, "Longest sequence that fits"));
+  doc.push_back(table(std::move(t)));
+}
+
+// Training runs: the LRA accuracy table (Table 1 shape) with the published rows, then the curves.
+void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::map<std::string, std::map<std::string, std::string>> acc;  // variant -> task -> cell
-  std::vector<std::string> run_variants;
+  std::vector<std::string> run_variants, tasks_with_curves;
   for (const auto& r : report["results"]) {
     if (str(r, "kind") != "train-run") continue;
     const auto& c = r["config"];
     const std::string v = variant_label(c), task = str(c, "task");
     if (std::find(run_variants.begin(), run_variants.end(), v) == run_variants.end()) run_variants.push_back(v);
+    if (r.contains("curves") && std::find(tasks_with_curves.begin(), tasks_with_curves.end(), task) == tasks_with_curves.end())
+      tasks_with_curves.push_back(task);
     const auto a = r.value("accuracy", nlohmann::json::object());
     std::string text = str(r, "status");
     if (a.contains("test_at_best_val"))
@@ -189,43 +208,157 @@ std::string render_markdown(const nlohmann::json& report) {
       text = fmt::format("({} val {:.2f})", str(r, "status"), 100 * a["val_best"].get<double>());
     acc[v][task] = text + (str(c, "preset").empty() ? "" : " [" + str(c, "preset") + "]");
   }
-  if (!run_variants.empty()) {
-    md += "## Accuracy (test, %, at the best validation step)\n\n| model | ";
-    for (const char* t : kTasks) md += std::string(t) + " | ";
-    md += "average of 5 |\n|---|";
-    for (int i = 0; i < 7; ++i) md += "---:|";
-    md += "\n";
-    for (const auto& v : run_variants) {
-      md += "| lsbench " + md_cell(v) + " |";
-      double sum = 0;
-      int counted = 0;
-      for (const char* t : kTasks) {
-        const std::string cellv = acc[v].count(t) ? acc[v][t] : "";
-        md += fmt::format(" {} |", cellv);
-        if (std::string(t) == "pathx") continue;
-        try {
-          std::size_t used = 0;
-          const double x = std::stod(cellv, &used);
-          if (used > 0) sum += x, ++counted;
-        } catch (const std::exception&) {
-        }
+  if (run_variants.empty()) return;
+  Table t{{"model"}, "l", {}};
+  for (const char* task : kTasks) t.header.push_back(task), t.align += 'r';
+  t.header.push_back("average of 5");
+  t.align += 'r';
+  for (const auto& v : run_variants) {
+    std::vector<std::string> row = {"lsbench " + v};
+    double sum = 0;
+    int counted = 0;
+    for (const char* task : kTasks) {
+      row.push_back(acc[v].count(task) ? acc[v][task] : "");
+      if (std::string(task) == "pathx") continue;
+      try {
+        std::size_t used = 0;
+        const double x = std::stod(row.back(), &used);
+        if (used > 0) sum += x, ++counted;
+      } catch (const std::exception&) {
       }
-      md += counted == 5 ? fmt::format(" {:.2f} |\n", sum / 5) : " |\n";
     }
-    for (const auto& ref : kReferences) {
-      md += fmt::format("| {} ({}) |", ref.model, ref.source);
-      double sum = 0;
-      for (int i = 0; i < 6; ++i) {
-        md += std::isnan(ref.acc[i]) ? " FAIL |" : fmt::format(" {:.2f} |", ref.acc[i]);
-        if (i < 5) sum += ref.acc[i];
+    row.push_back(counted == 5 ? fmt::format("{:.2f}", sum / 5) : "");
+    t.rows.push_back(std::move(row));
+  }
+  for (const auto& ref : kReferences) {
+    std::vector<std::string> row = {fmt::format("{} ({})", ref.model, ref.source)};
+    double sum = 0;
+    for (int i = 0; i < 6; ++i) {
+      row.push_back(std::isnan(ref.acc[i]) ? "FAIL" : fmt::format("{:.2f}", ref.acc[i]));
+      if (i < 5) sum += ref.acc[i];
+    }
+    row.push_back(fmt::format("{:.2f}", sum / 5));
+    t.rows.push_back(std::move(row));
+  }
+  doc.push_back(heading(2, "Accuracy (test, %, at the best validation step)"));
+  doc.push_back(table(std::move(t)));
+  doc.push_back(paragraph(
+      "Published rows: ../shared/spec/lra.md (test accuracy). The average is over the five tasks other than Path-X, "
+      "as in LRA's Table 1, where every model failed Path-X. `sliding` is not LRA's \"Local Attention\" "
+      "(non-overlapping blocks) and has no published row."));
+  if (tasks_with_curves.empty()) return;
+  doc.push_back(heading(2, "Training curves"));
+  doc.back().heads_plots_only = true;
+  for (const auto& task : tasks_with_curves) {
+    doc.push_back(plot(train_curve_slug(task, "loss")));
+    doc.push_back(plot(train_curve_slug(task, "val-accuracy")));
+  }
+}
+
+std::vector<Block> build_document(const nlohmann::json& report) {
+  std::vector<Block> doc = {heading(1, "lsbench report"), table(context_table(report["context"]))};
+  sweep_sections(report, doc);
+  maxlen_section(report, doc);
+  accuracy_section(report, doc);
+  return doc;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += ch;
+    }
+  }
+  return out;
+}
+
+// Escaped text with `code` spans as <code>.
+std::string html_inline(const std::string& s) {
+  std::string out;
+  bool code = false;
+  std::size_t from = 0;
+  for (std::size_t i = 0; i <= s.size(); ++i)
+    if (i == s.size() || s[i] == '`') {
+      out += html_escape(s.substr(from, i - from));
+      if (i < s.size()) out += code ? "</code>" : "<code>";
+      code = !code;
+      from = i + 1;
+    }
+  return out;
+}
+
+}  // namespace
+
+std::string render_markdown(const nlohmann::json& report, const std::map<std::string, std::string>& plot_links) {
+  std::string md;
+  for (const auto& b : build_document(report)) {
+    switch (b.kind) {
+      case Block::Kind::heading:
+        if (!b.heads_plots_only || !plot_links.empty())
+          md += fmt::format("{} {}\n\n", std::string(static_cast<std::size_t>(b.level), '#'), b.text);
+        break;
+      case Block::Kind::text: md += b.text + "\n\n"; break;
+      case Block::Kind::plot:
+        if (plot_links.count(b.text)) md += fmt::format("![{0}]({1})\n\n", b.text, plot_links.at(b.text));
+        break;
+      case Block::Kind::table: {
+        auto row = [](const std::vector<std::string>& cells) {
+          std::string line = "|";
+          for (const auto& c : cells) line += c.empty() ? std::string(" |") : fmt::format(" {} |", md_cell(c));
+          return line + "\n";
+        };
+        md += row(b.table.header) + "|";
+        for (char a : b.table.align) md += a == 'r' ? "---:|" : "---|";
+        md += "\n";
+        for (const auto& r : b.table.rows) md += row(r);
+        md += "\n";
+        break;
       }
-      md += fmt::format(" {:.2f} |\n", sum / 5);
     }
-    md += "\nPublished rows: ../shared/spec/lra.md (test accuracy). The average is over the five tasks other than "
-          "Path-X, as in LRA's Table 1, where every model failed Path-X. `sliding` is not LRA's \"Local Attention\" "
-          "(non-overlapping blocks) and has no published row.\n\n";
   }
   return md;
+}
+
+std::string render_html(const nlohmann::json& report) {
+  std::map<std::string, std::string> svgs;
+  for (const auto& p : report_plots(report)) svgs[p.slug] = render_svg(p);
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<title>lsbench report</title>\n<style>\n"
+      "body{font-family:'DejaVu Sans',Arial,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}\n"
+      "table{border-collapse:collapse;margin:0.5em 0 1.5em;font-size:13px}\n"
+      "th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}th{background:#f2f2f2}td.r,th.r{text-align:right}\n"
+      "code{background:#f2f2f2;padding:0 3px}figure{margin:0.5em 0;display:inline-block}\n"
+      "</style>\n</head>\n<body>\n";
+  for (const auto& b : build_document(report)) {
+    switch (b.kind) {
+      case Block::Kind::heading: html += fmt::format("<h{0}>{1}</h{0}>\n", b.level, html_inline(b.text)); break;
+      case Block::Kind::text: html += "<p>" + html_inline(b.text) + "</p>\n"; break;
+      case Block::Kind::plot:
+        if (svgs.count(b.text)) html += "<figure>\n" + svgs.at(b.text) + "</figure>\n";
+        break;
+      case Block::Kind::table: {
+        auto row = [&](const std::vector<std::string>& cells, const char* tag) {
+          std::string line = "<tr>";
+          for (std::size_t i = 0; i < cells.size(); ++i)
+            line += fmt::format("<{0}{1}>{2}</{0}>", tag, i < b.table.align.size() && b.table.align[i] == 'r' ? " class=\"r\"" : "",
+                                html_inline(cells[i]));
+          return line + "</tr>\n";
+        };
+        html += "<table>\n";
+        if (std::any_of(b.table.header.begin(), b.table.header.end(), [](const auto& h) { return !h.empty(); }))
+          html += row(b.table.header, "th");
+        for (const auto& r : b.table.rows) html += row(r, "td");
+        html += "</table>\n";
+        break;
+      }
+    }
+  }
+  return html + "</body>\n</html>\n";
 }
 
 std::string render_csv(const nlohmann::json& report) {
@@ -259,6 +392,32 @@ std::string render_csv(const nlohmann::json& report) {
     csv += "\n";
   }
   return csv;
+}
+
+int run_report(const RenderOptions& o) {
+  std::vector<nlohmann::json> reports;
+  for (const auto& path : o.inputs) reports.push_back(read_report(path));  // all read before anything is written
+  const nlohmann::json merged = merge_reports(reports, o.inputs);
+  std::map<std::string, std::string> links;
+  if (!o.plots_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(o.plots_dir, ec);
+    if (ec) throw InputError(fmt::format("{}: cannot create the plots folder: {}", o.plots_dir, ec.message()));
+    const fs::path base = o.out.empty() ? fs::current_path() : fs::absolute(o.out).parent_path();
+    for (const auto& p : report_plots(merged)) {
+      const fs::path file = fs::path(o.plots_dir) / (p.slug + ".svg");
+      write_file_atomic(file.string(), render_svg(p));
+      links[p.slug] = fs::relative(fs::absolute(file), base).generic_string();
+    }
+  }
+  const std::string text = o.format == "csv"    ? render_csv(merged)
+                           : o.format == "html" ? render_html(merged)
+                                                : render_markdown(merged, links);
+  if (o.out.empty())
+    fmt::print("{}", text);
+  else
+    write_file_atomic(o.out, text);
+  return kOk;
 }
 
 }  // namespace lsb

@@ -14,6 +14,7 @@
 #include "reports/version.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 #include "nn/matmul.hpp"
 
 namespace lsb {
@@ -74,16 +75,7 @@ void check_against_schema_file(const std::string& path, const nlohmann::json& re
 
 void write_report(const std::string& path, const nlohmann::json& report) {
   check_against_schema_file(path, report);
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp);
-    if (!f) throw InputError(fmt::format("{}: cannot write the report", path));
-    f << report.dump(2) << "\n";
-    if (!f) throw InputError(fmt::format("{}: writing the report failed", path));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw InputError(fmt::format("{}: cannot move the report into place: {}", path, ec.message()));
+  write_file_atomic(path, report.dump(2) + "\n");
 }
 
 std::string config_id(const nlohmann::json& config) {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 
 namespace lsb::listops {
 namespace {
@@ -184,8 +185,7 @@ GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir) {
                                {"max_args", cfg.max_args},       {"min_length", cfg.min_length},
                                {"max_length", cfg.max_length}};
   const std::string meta_path = (fs::path(dir) / kGeneratorFile).string();
-  std::ofstream(meta_path + ".tmp") << meta.dump(2) << '\n';
-  fs::rename(meta_path + ".tmp", meta_path);
+  write_file_atomic(meta_path, meta.dump(2) + "\n");
   st.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return st;
 }
