@@ -13,6 +13,7 @@
 
 #include "attention_impls/attention.hpp"
 #include "bench/attention_bench.hpp"
+#include "bench/data_cli.hpp"
 #include "bench/demo.hpp"
 #include "bench/machine.hpp"
 #include "bench/sweep.hpp"
@@ -24,7 +25,6 @@
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
-#include "tasks/listops.hpp"
 
 namespace {
 
@@ -123,26 +123,14 @@ int main(int argc, char** argv) {
   go->needs(cmd_run->get_option("--grads"));
   cmd_run->add_option("--threads", run.threads, "CPU threads");
 
-  auto* data = app.add_subcommand("data", "Task data: generate the tasks that cannot be downloaded here");
-  data->require_subcommand(1);
-  auto* generate = data->add_subcommand("generate", "Write a generated task in its official file layout");
-  std::string gen_task, gen_out;
-  listops::GeneratorConfig lcfg;
-  generate->add_option("task", gen_task, "listops")->required()->check(CLI::IsMember({"listops"}));
-  generate->add_option("--out", gen_out, "Output directory")->required();
-  generate->add_option("--seed", lcfg.seed, "Generator seed")->capture_default_str();
-  generate->add_option("--train", lcfg.train, "Training examples")->capture_default_str()->check(CLI::PositiveNumber);
-  generate->add_option("--val", lcfg.val, "Validation examples")->capture_default_str()->check(CLI::PositiveNumber);
-  generate->add_option("--test", lcfg.test, "Test examples")->capture_default_str()->check(CLI::PositiveNumber);
-  generate->add_option("--min-length", lcfg.min_length, "Keep trees longer than this (tokens)")->capture_default_str();
-  generate->add_option("--max-length", lcfg.max_length, "Keep trees shorter than this (tokens)")->capture_default_str();
+  DataCli data_cli(app);
 
   TrainCli train;
   auto* cmd_train = app.add_subcommand(
       "train", "Train the LRA encoder on a task with one attention variant; validation every E steps, test "
                "accuracy of the best-validation and final models, curves, throughput and memory in the report");
   TrainOptions& tg = train.given;
-  cmd_train->add_option("--task", tg.task, "listops, text or image")->required();
+  cmd_train->add_option("--task", tg.task, "listops, text, retrieval, image, pathfinder or pathx")->required();
   cmd_train->add_option("--data-dir", tg.data_dir, "The task's data in its official layout")->required();
   cmd_train->add_option("--variant", tg.variant, "Attention variant spec NAME[:key=value,...]")->capture_default_str();
   cmd_train->add_option("--preset", tg.preset, "lra-small (the LRA recipe) or smoke (seconds, for CI)")
@@ -152,6 +140,8 @@ int main(int argc, char** argv) {
   cmd_train->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
   cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)");
   cmd_train->add_option("--memory-budget", tg.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
+  cmd_train->add_option("--difficulty", tg.difficulty, "pathfinder, pathx: baseline, 9 or 14 (LRA's)")
+      ->capture_default_str();
   cmd_train->add_option("--val-from", tg.val_from, "text: train (10% hold-out) or test (LRA convention)")
       ->capture_default_str();
   cmd_train->add_option("--split-seed", tg.split_seed, "Seed of hold-outs and subsets")->capture_default_str();
@@ -200,7 +190,7 @@ int main(int argc, char** argv) {
   cmd_sweep->add_option("--mlp-dim", sw.mlp_dim, "MLP width (model modes; default 2 D)");
   cmd_sweep->add_option("--mode", sw_modes, "attn-fwd, attn-fwdbwd, model-fwd, train-step (a list)")
       ->capture_default_str();
-  cmd_sweep->add_option("--task", sw.task, "listops, text or image: vocabulary and classes of the model modes");
+  cmd_sweep->add_option("--task", sw.task, "listops, text, retrieval, image, pathfinder or pathx: vocabulary, classes (and two towers) of the model modes");
   cmd_sweep->add_option("--device", sw_devices, "cpu, cuda (a list)")->capture_default_str();
   cmd_sweep->add_option("--threads", sw_threads, "CPU thread counts (0: OpenMP's default)")->capture_default_str();
   cmd_sweep->add_option("--memory-budget", sw.memory_budget, "Points above it are recorded as oom (e.g. 16GiB)");
@@ -225,7 +215,7 @@ int main(int argc, char** argv) {
   cmd_maxlen->add_option("--dim", ml.dim, "Model width D")->capture_default_str();
   cmd_maxlen->add_option("--heads", ml.heads, "Heads")->capture_default_str();
   cmd_maxlen->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
-  cmd_maxlen->add_option("--task", ml.task, "listops, text or image (model modes)");
+  cmd_maxlen->add_option("--task", ml.task, "a task's vocabulary and classes (model modes)");
   cmd_maxlen->add_option("--device", ml.device, "cpu or cuda")->capture_default_str();
   cmd_maxlen->add_option("--threads", ml.threads, "CPU threads (0: OpenMP's default)");
   cmd_maxlen->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
@@ -286,13 +276,7 @@ int main(int argc, char** argv) {
       o.command_line = cmdline;
       return run_train_command(o);
     }
-    if (*generate) {
-      const auto st = listops::generate(lcfg, gen_out);
-      fmt::print("listops: wrote {} train, {} val, {} test expressions to {} (seed {}; {} trees drawn, {} duplicates "
-                 "dropped, {:.1f} s)\n",
-                 lcfg.train, lcfg.val, lcfg.test, gen_out, lcfg.seed, st.drawn, st.duplicates, st.seconds);
-      return kOk;
-    }
+    if (data_cli.parsed()) return data_cli.run();
     if (*demo) {
       demo_opt.command_line = cmdline;
       return run_demo(demo_opt);

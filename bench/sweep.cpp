@@ -23,6 +23,7 @@
 #include "nn/random.hpp"
 #include "reports/render.hpp"
 #include "reports/report.hpp"
+#include "tasks/task.hpp"
 
 namespace lsb {
 
@@ -122,13 +123,17 @@ bool is_attention_mode(const std::string& m) { return m.rfind("attn-", 0) == 0; 
 // What the model modes need of a task: vocabulary, classes and the task's own length.
 struct TaskShape {
   std::int64_t vocab = 257, classes = 2, length = 0;  // no task: byte tokens, two classes
+  bool pair = false;                                  // retrieval: two towers, 2b sequences per batch
 };
 TaskShape task_shape(const std::string& task) {
   if (task.empty()) return {};
   if (task == "listops") return {17, 10, 2048};
   if (task == "text") return {257, 2, 4096};
+  if (task == "retrieval") return {257, 2, 4096, true};
   if (task == "image") return {256, 10, 1024};
-  throw UsageError(fmt::format("--task {}: expected listops, text or image", task));
+  if (task == "pathfinder") return {256, 2, 1024};
+  if (task == "pathx") return {256, 2, 16384};
+  throw UsageError(fmt::format("--task {}: expected one of {}", task, fmt::join(task_names(), ", ")));
 }
 
 std::vector<std::string> default_variants() { return {"full", "flash", "linformer:k=256", "sliding:R=64", "ls:w=8,r=32"}; }
@@ -192,13 +197,13 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
   try {
     Encoder enc({.vocab = ts.vocab, .classes = ts.classes, .max_len = p.n, .dim = p.dim, .heads = p.heads,
                  .layers = p.layers, .mlp_dim = p.mlp_dim, .pooling = "mean", .dropout = 0.0f,
-                 .attention = p.variant});
+                 .attention = p.variant, .pair = ts.pair});
     enc.init_params(seed);
     std::unique_ptr<AdamW> opt;
     if (train) opt = std::make_unique<AdamW>(enc.parameters(), AdamWConfig{});
-    const std::int64_t b = p.batch, n = p.n;
-    std::vector<std::int32_t> tokens(static_cast<std::size_t>(b * n));
-    std::vector<std::uint8_t> mask(static_cast<std::size_t>(b * n), 1);
+    const std::int64_t b = p.batch, n = p.n, seqs = ts.pair ? 2 * b : b;  // b examples, seqs sequences
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(seqs * n));
+    std::vector<std::uint8_t> mask(static_cast<std::size_t>(seqs * n), 1);
     std::vector<int> labels(static_cast<std::size_t>(b));
     Rng rng(seed + 1);
     auto draw = [&](std::int64_t k) { return std::min<std::int64_t>(k - 1, static_cast<std::int64_t>(rng.uniform(0, 1) * k)); };
@@ -223,16 +228,16 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
     // Cost model: every layer's attention (its own model) plus the MLP (2 products of D x Dmlp),
     // the head; train-step counted as 3x forward.
     const std::int64_t pn = enc.internal_length(n);
-    double flops = 2.0 * b * (p.dim * p.mlp_dim + p.mlp_dim * ts.classes);
+    double flops = 2.0 * b * ((ts.pair ? 4 : 1) * p.dim * p.mlp_dim + p.mlp_dim * ts.classes);
     for (std::int64_t l = 0; l < p.layers; ++l)
-      flops += enc.attention(l).forward_flops(b, pn) + 4.0 * b * pn * p.dim * p.mlp_dim;
+      flops += enc.attention(l).forward_flops(seqs, pn) + 4.0 * seqs * pn * p.dim * p.mlp_dim;
     if (train) flops *= 3.0;
     res["status"] = "ok";
     if (t.capped) res["message"] = "stopped by the per-point time cap before the minimum count and time";
     res["time_s"] = {{"min", t.min}, {"median", t.median}, {"mean", t.mean},
                      {"max", t.max}, {"stdev", t.stdev},   {"samples", t.samples}};
     const double gflops = flops / t.median / 1e9;
-    res["throughput"] = {{"tokens_per_s", b * n / t.median}, {"steps_per_s", 1.0 / t.median},
+    res["throughput"] = {{"tokens_per_s", seqs * n / t.median}, {"steps_per_s", 1.0 / t.median},
                          {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
     if (peak_gflops > 0) res["throughput"]["peak_fraction"] = gflops / peak_gflops;
     res["memory"] = tracked_memory_json(ms);

@@ -24,6 +24,7 @@ struct TrainOptions {
   std::int64_t length = 0;  // 0 = the task's
   std::int64_t max_train = 0, max_val = 0, max_test = 0;  // seeded subsets; 0 = whole split
   std::string val_from = "train";
+  std::string difficulty = "14";  // pathfinder, pathx
   std::uint64_t split_seed = 0;
   // Optimisation and protocol.
   std::int64_t batch = 32, steps = 5000, warmup = 1000, eval_every = 250, log_every = 10;

@@ -27,7 +27,7 @@ Param make_param(const std::string& name, Shape shape) {
 
 }  // namespace
 
-// What one block keeps for its backward. Shapes for rows = b * N, N the internal length.
+// What one block keeps for its backward. Shapes for rows = sequences * N, N the internal length.
 struct Encoder::Layer {
   std::unique_ptr<Attention> attn;
   Param *ln1_w = nullptr, *ln1_b = nullptr, *ln2_w = nullptr, *ln2_b = nullptr;  // resolved once, after
@@ -36,14 +36,14 @@ struct Encoder::Layer {
 };
 
 struct Encoder::State {
-  std::int64_t b = 0, n = 0, N = 0;
+  std::int64_t b = 0, seqs = 0, n = 0, N = 0;  // examples, sequences (2b with two towers)
   std::vector<std::int32_t> ids;      // (b, N) token ids of the internal sequence (-1: the cls token)
   std::vector<std::uint8_t> mask;     // (b, N)
   std::vector<int> labels;            // (b)
-  Tensor x_final, xf, lnf_stats, pooled, hpre, hrelu, logits, probs;
+  Tensor x_final, xf, lnf_stats, pooled, features, hpre, hrelu, logits, probs;  // pooled (seqs, D); features (b, 4D)
   bool dropped = false;               // dropout masks were applied in the last forward
   Tensor work_d, work_d2, work_da, work_mlp;    // (rows, D) x 3, (rows, Dmlp): transient
-  Tensor dlogits, dh, dpooled;                  // (b, C), (b, Dmlp), (b, D): transient
+  Tensor dlogits, dh, dpooled, dfeatures;       // (b, C), (b, Dmlp), (seqs, D), (b, 4D): transient
 };
 
 Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<State>()) {
@@ -79,7 +79,7 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
   }
   own_.push_back(make_param("lnf.weight", {D}));
   own_.push_back(make_param("lnf.bias", {D}));
-  own_.push_back(make_param("head.fc1.weight", {F, D}));
+  own_.push_back(make_param("head.fc1.weight", {F, cfg.pair ? 4 * D : D}));
   own_.push_back(make_param("head.fc1.bias", {F}));
   own_.push_back(make_param("head.fc2.weight", {cfg.classes, F}));
   own_.push_back(make_param("head.fc2.bias", {cfg.classes}));
@@ -103,21 +103,23 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
 Encoder::~Encoder() = default;
 
 std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train) const {
-  const std::int64_t D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes, rows = b * internal_length(n);
+  const std::int64_t D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes, seqs = cfg_.pair ? 2 * b : b;
+  const std::int64_t rows = seqs * internal_length(n);
   std::int64_t floats = 0;
   for (const auto& p : own_) floats += 2 * p.value.numel();  // values and gradients
   // Workspaces (rows, D) x 3 and (rows, Dmlp); the first layer's input; the final LN, its stats,
   // the pooled rows, the head's two hidden layers, logits and probabilities.
-  floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows + b * D + 2 * b * F + 2 * b * C;
+  floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows + seqs * D + 2 * b * F + 2 * b * C;
+  if (cfg_.pair) floats += b * 4 * D;  // the head's features
   for (const auto& L : layers_) {
     // h1, x_mid, h2 and the next layer's input (rows, D); two LN stats (2, rows); m, g (rows, Dmlp);
     // dropout masks (rows, D) x 2 when they are drawn.
     floats += 4 * rows * D + 4 * rows + 2 * rows * F + (train && cfg_.dropout > 0.0f ? 2 * rows * D : 0);
     floats += 2 * L->attn->parameter_count();
   }
-  if (train) floats += b * C + b * F + b * D;  // dlogits, dh, dpooled
+  if (train) floats += b * C + b * F + seqs * D + (cfg_.pair ? b * 4 * D : 0);  // dlogits, dh, dpooled, dfeatures
   std::int64_t bytes = floats * static_cast<std::int64_t>(sizeof(float));
-  for (const auto& L : layers_) bytes += L->attn->analytic_bytes(b, internal_length(n), train);
+  for (const auto& L : layers_) bytes += L->attn->analytic_bytes(seqs, internal_length(n), train);
   return bytes;
 }
 
@@ -171,17 +173,19 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   const std::int64_t D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes;
   const bool cls = cfg_.pooling == "cls";
   if (n > cfg_.max_len) throw UsageError(fmt::format("encoder: sequence of {} tokens exceeds max_len {}", n, cfg_.max_len));
-  const std::int64_t N = internal_length(n), rows = b * N;
+  const std::int64_t seqs = cfg_.pair ? 2 * b : b, N = internal_length(n), rows = seqs * N;
   s.b = b;
+  s.seqs = seqs;
   s.n = n;
   s.N = N;
   // Internal sequence: [cls] tokens..., padded with masked tokens up to N.
   s.ids.assign(rows, 0);
   s.mask.assign(rows, 0);
   s.labels.assign(labels, labels + b);
-  for (std::int64_t bi = 0; bi < b; ++bi) {
+  for (std::int64_t bi = 0; bi < b; ++bi)
     if (labels[bi] < 0 || labels[bi] >= C)
       throw InputError(fmt::format("encoder: label {} of example {} is outside 0..{}", labels[bi], bi, C - 1));
+  for (std::int64_t bi = 0; bi < seqs; ++bi) {
     for (std::int64_t t = 0; t < N; ++t) {
       const std::int64_t src = t - (cls ? 1 : 0);
       if (cls && t == 0) {
@@ -236,7 +240,7 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
     ensure(L.g, {rows, F}, MemCategory::activations, "encoder MLP GELU output");
     layernorm_forward(L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_b->value.data(),
                       L.h1.data(), L.ln1_stats.data(), L.ln1_stats.data() + rows);
-    L.attn->forward(L.h1.data(), s.mask.data(), b, N, s.work_d.data(), true);
+    L.attn->forward(L.h1.data(), s.mask.data(), seqs, N, s.work_d.data(), true);
     if (drop) dropout(L.drop1, s.work_d.data(), dropout_seed * 1000003 + 2 * l);
     for (std::int64_t i = 0; i < rows * D; ++i) L.x_mid[i] = L.x_in[i] + s.work_d[i];
     layernorm_forward(L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_b->value.data(),
@@ -257,9 +261,9 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   layernorm_forward(s.x_final.data(), rows, D, top_.lnf_w->value.data(), top_.lnf_b->value.data(), s.xf.data(),
                     s.lnf_stats.data(), s.lnf_stats.data() + rows);
   // Pooling: the mean over real tokens, or (cls pooling) the cls row alone.
-  ensure(s.pooled, {b, D}, MemCategory::activations, "encoder pooled");
+  ensure(s.pooled, {seqs, D}, MemCategory::activations, "encoder pooled");
   s.pooled.zero();
-  for (std::int64_t bi = 0; bi < b; ++bi) {
+  for (std::int64_t bi = 0; bi < seqs; ++bi) {
     if (cls) {
       std::memcpy(s.pooled.data() + bi * D, s.xf.data() + bi * N * D, sizeof(float) * D);
       continue;
@@ -277,8 +281,24 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   ensure(s.hrelu, {b, F}, MemCategory::activations, "encoder head ReLU");
   ensure(s.logits, {b, C}, MemCategory::activations, "encoder logits");
   ensure(s.probs, {b, C}, MemCategory::activations, "encoder probabilities");
-  linear_forward(s.pooled.data(), b, D, top_.head1_w->value.data(), top_.head1_b->value.data(), F,
-                 s.hpre.data());
+  // Two towers: u = pooled[i], v = pooled[b + i]; the head sees [u, v, u*v, u-v].
+  const std::int64_t Din = cfg_.pair ? 4 * D : D;
+  if (cfg_.pair) {
+    ensure(s.features, {b, 4 * D}, MemCategory::activations, "encoder two-tower features");
+    for (std::int64_t i = 0; i < b; ++i) {
+      const float* u = s.pooled.data() + i * D;
+      const float* v = s.pooled.data() + (b + i) * D;
+      float* f = s.features.data() + i * 4 * D;
+      for (std::int64_t c = 0; c < D; ++c) {
+        f[c] = u[c];
+        f[D + c] = v[c];
+        f[2 * D + c] = u[c] * v[c];
+        f[3 * D + c] = u[c] - v[c];
+      }
+    }
+  }
+  linear_forward(cfg_.pair ? s.features.data() : s.pooled.data(), b, Din, top_.head1_w->value.data(),
+                 top_.head1_b->value.data(), F, s.hpre.data());
   for (std::int64_t i = 0; i < b * F; ++i) s.hrelu[i] = std::max(s.hpre[i], 0.0f);
   linear_forward(s.hrelu.data(), b, F, top_.head2_w->value.data(), top_.head2_b->value.data(), C,
                  s.logits.data());
@@ -297,12 +317,14 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
 
 void Encoder::backward() {
   State& s = *st_;
-  const std::int64_t b = s.b, N = s.N, rows = b * N, D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes;
+  const std::int64_t b = s.b, seqs = s.seqs, N = s.N, rows = seqs * N, D = cfg_.dim, F = cfg_.mlp_dim,
+                     C = cfg_.classes, Din = cfg_.pair ? 4 * D : D;
   const bool cls = cfg_.pooling == "cls";
   // d loss / d logits = (softmax - onehot) / b.
   ensure(s.dlogits, {b, C}, MemCategory::workspace, "encoder dlogits");
   ensure(s.dh, {b, F}, MemCategory::workspace, "encoder head gradient");
-  ensure(s.dpooled, {b, D}, MemCategory::workspace, "encoder pooled gradient");
+  ensure(s.dpooled, {seqs, D}, MemCategory::workspace, "encoder pooled gradient");
+  if (cfg_.pair) ensure(s.dfeatures, {b, 4 * D}, MemCategory::workspace, "encoder two-tower features gradient");
   Tensor &dlogits = s.dlogits, &dh = s.dh, &dpooled = s.dpooled;
   std::memcpy(dlogits.data(), s.probs.data(), sizeof(float) * b * C);
   for (std::int64_t bi = 0; bi < b; ++bi) {
@@ -313,13 +335,24 @@ void Encoder::backward() {
                   top_.head2_w->grad.data(), top_.head2_b->grad.data(), dh.data(), false);
   for (std::int64_t i = 0; i < b * F; ++i)
     if (s.hpre[i] <= 0.0f) dh[i] = 0.0f;
-  linear_backward(dh.data(), s.pooled.data(), b, D, top_.head1_w->value.data(), F,
-                  top_.head1_w->grad.data(), top_.head1_b->grad.data(), dpooled.data(), false);
+  linear_backward(dh.data(), cfg_.pair ? s.features.data() : s.pooled.data(), b, Din, top_.head1_w->value.data(), F,
+                  top_.head1_w->grad.data(), top_.head1_b->grad.data(),
+                  cfg_.pair ? s.dfeatures.data() : dpooled.data(), false);
+  if (cfg_.pair)  // d[u, v, u*v, u-v] -> du = dA + v dC + dD, dv = dB + u dC - dD
+    for (std::int64_t i = 0; i < b; ++i) {
+      const float* u = s.pooled.data() + i * D;
+      const float* v = s.pooled.data() + (b + i) * D;
+      const float* df = s.dfeatures.data() + i * 4 * D;
+      for (std::int64_t c = 0; c < D; ++c) {
+        dpooled[i * D + c] = df[c] + v[c] * df[2 * D + c] + df[3 * D + c];
+        dpooled[(b + i) * D + c] = df[D + c] + u[c] * df[2 * D + c] - df[3 * D + c];
+      }
+    }
   // Pooling backward into d xf (work_d2), then the final LayerNorm into dx (work_d).
   Tensor& dxf = s.work_d2;
   Tensor& dx = s.work_d;
   dxf.zero();
-  for (std::int64_t bi = 0; bi < b; ++bi) {
+  for (std::int64_t bi = 0; bi < seqs; ++bi) {
     if (cls) {
       std::memcpy(dxf.data() + bi * N * D, dpooled.data() + bi * D, sizeof(float) * D);
       continue;

@@ -3,6 +3,8 @@
 //   L pre-LN blocks: x += drop(Attn(LN1(x))); x += drop(fc2(GELU(fc1(LN2(x)))))
 //   final LN, pooling (mean over real tokens, or a learned cls token prepended), head
 //   fc(D -> Dmlp), ReLU, fc(Dmlp -> classes); cross-entropy averaged over the batch.
+// Two towers (Retrieval, `pair`): each example is two sequences through the one encoder, pooled to
+// u and v; the head sees [u, v, u*v, u-v] (fc(4D -> Dmlp)).
 // Forward and exact backward; gradients accumulate (+=) into each Param's grad.
 // Not yet here: dropout on attention probabilities (the attention interface has no hook for it).
 #pragma once
@@ -21,6 +23,7 @@ struct EncoderConfig {
   std::string pooling = "mean";  // mean | cls
   float dropout = 0.0f;          // on block outputs
   std::string attention = "full";
+  bool pair = false;  // two towers: tokens hold 2b sequences, the b first documents then the b second ones
 };
 
 class Encoder {
@@ -33,7 +36,8 @@ class Encoder {
   // The internal sequence length for n tokens: + 1 for cls, padded as the attention needs.
   std::int64_t internal_length(std::int64_t n) const;
 
-  // tokens (b, n) in [0, vocab), mask (b, n) 1 = real; labels (b). Returns the mean cross-entropy
+  // tokens (b, n) in [0, vocab) ((2b, n) with two towers), mask alike, 1 = real; labels (b) for b
+  // examples. Returns the mean cross-entropy
   // and keeps what backward needs. train: dropout on, masks drawn from dropout_seed.
   double forward(const std::int32_t* tokens, const std::uint8_t* mask, const int* labels, std::int64_t b,
                 std::int64_t n, bool train, std::uint64_t dropout_seed);
@@ -48,7 +52,7 @@ class Encoder {
   // The attention module of block `layer` (its name and resolved parameters describe the run).
   const Attention& attention(std::int64_t layer) const;
   // The analytic memory model: bytes the encoder holds after a forward (train: and a backward) of b
-  // sequences of n tokens: every parameter and its gradient, the activations and workspaces of its
+  // examples of n tokens (2b sequences with two towers): every parameter and its gradient, the activations and workspaces of its
   // buffer plan, each attention layer's own plan (oneDNN's shared scratchpad and the optimiser's
   // moments are not the encoder's and not counted).
   std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool train) const;

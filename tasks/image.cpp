@@ -42,9 +42,9 @@ Data load_cifar10(const std::string& root_in, std::uint64_t split_seed) {
   if (fs::is_directory(root / "cifar-10-batches-bin")) root /= "cifar-10-batches-bin";
   Data d;
   d.root = root.string();
-  d.train = Split{"train", root.string(), {}, {}};
+  d.train = Split{"train", root.string(), {}, {}, {}};
   for (int i = 1; i <= 5; ++i) append_batch(root / fmt::format("data_batch_{}.bin", i), d.train);
-  d.test = Split{"test", (root / "test_batch.bin").string(), {}, {}};
+  d.test = Split{"test", (root / "test_batch.bin").string(), {}, {}, {}};
   append_batch(root / "test_batch.bin", d.test);
   d.val = hold_out(d.train, 0.1, split_seed, "val");
   return d;

@@ -15,12 +15,8 @@ Split hold_out(Split& from, double fraction, std::uint64_t seed, const std::stri
   for (std::int64_t i = n - 1; i > 0; --i) std::swap(idx[i], idx[rng.below(static_cast<std::uint64_t>(i + 1))]);
   std::vector<char> take(n, 0);
   for (std::int64_t i = 0; i < k; ++i) take[idx[i]] = 1;
-  Split out{name, from.path, {}, {}}, keep{from.name, from.path, {}, {}};
-  for (std::int64_t i = 0; i < n; ++i) {
-    Split& dst = take[i] ? out : keep;
-    dst.tokens.push_back(std::move(from.tokens[i]));
-    dst.labels.push_back(from.labels[i]);
-  }
+  Split out{name, from.path, {}, {}, {}}, keep{from.name, from.path, {}, {}, {}};
+  for (std::int64_t i = 0; i < n; ++i) (take[i] ? out : keep).take(from, i);
   from = std::move(keep);
   return out;
 }

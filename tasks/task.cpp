@@ -11,6 +11,8 @@
 #include "nn/random.hpp"
 #include "tasks/image.hpp"
 #include "tasks/listops.hpp"
+#include "tasks/pathfinder.hpp"
+#include "tasks/retrieval.hpp"
 #include "tasks/text.hpp"
 
 namespace lsb {
@@ -27,12 +29,18 @@ void subsample(Split& s, std::int64_t count, std::uint64_t seed) {
     std::swap(idx[i], idx[i + static_cast<std::int64_t>(rng.below(static_cast<std::uint64_t>(s.size() - i)))]);
   idx.resize(count);
   std::sort(idx.begin(), idx.end());
-  Split out{s.name, s.path, {}, {}};
-  for (const auto i : idx) {
-    out.tokens.push_back(std::move(s.tokens[i]));
-    out.labels.push_back(s.labels[i]);
-  }
+  Split out{s.name, s.path, {}, {}, {}};
+  for (const auto i : idx) out.take(s, i);
   s = std::move(out);
+}
+
+// A generator's provenance file (lsbench-generator.json).
+nlohmann::json read_generator_file(const fs::path& path) {
+  try {
+    return nlohmann::json::parse(std::ifstream(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
+  }
 }
 
 TaskData load_listops(const TaskOptions& opt, std::int64_t length) {
@@ -51,16 +59,8 @@ TaskData load_listops(const TaskOptions& opt, std::int64_t length) {
                   {"path", dir.string()},
                   {"tokenizer", "corrected official: ']' -> X, parentheses dropped, fixed vocabulary of 17"}};
   const fs::path meta = dir / listops::kGeneratorFile;
-  if (fs::exists(meta)) {
-    try {
-      t.provenance["generated"] = true;
-      t.provenance["generator"] = nlohmann::json::parse(std::ifstream(meta));
-    } catch (const nlohmann::json::exception& e) {
-      throw InputError(fmt::format("{}: not valid JSON: {}", meta.string(), e.what()));
-    }
-  } else {
-    t.provenance["generated"] = false;
-  }
+  t.provenance["generated"] = fs::exists(meta);
+  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta);
   return t;
 }
 
@@ -95,17 +95,60 @@ TaskData load_image(const TaskOptions& opt, std::int64_t length) {
   return t;
 }
 
+TaskData load_retrieval(const TaskOptions& opt, std::int64_t length) {
+  retrieval::Data d = retrieval::load_aan(opt.data_dir, length);
+  TaskData t{"retrieval", retrieval::kClasses, retrieval::kVocabSize, length, std::move(d.train), std::move(d.val),
+             std::move(d.test), {}};
+  const fs::path meta = fs::path(d.root) / retrieval::kGeneratorFile;
+  t.provenance = {{"source", fs::exists(meta) ? "lsbench stand-in from IMDb (AAN file layout)" : "AAN pairs TSV (official layout)"},
+                  {"path", d.root},
+                  {"generated", fs::exists(meta)},
+                  {"tokenizer", fmt::format("bytes + 1, pad 0; each document's first {} bytes", retrieval::kDocumentBytes)},
+                  {"truncated_to", length},
+                  {"model", "two towers: one encoder, head on [u, v, u*v, u-v]"},
+                  {"validation", "the eval file"}};
+  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta);
+  return t;
+}
+
+// Pathfinder (S = 32) and Path-X (S = 128): images read from the official layout, split 80/10/10.
+TaskData load_pathfinder(const TaskOptions& opt, std::int64_t length, int size) {
+  const std::string name = size == 32 ? "pathfinder" : "pathx";
+  if (length != static_cast<std::int64_t>(size) * size)
+    throw UsageError(fmt::format("--length {}: the {} task has exactly {} pixels per example", length, name, size * size));
+  const std::string root = pathfinder::find_root(opt.data_dir, size, opt.difficulty);
+  pathfinder::Loaded d = pathfinder::load(root, size);
+  if (d.skipped > 0)
+    fmt::print(stderr, "warning: {}: {} images skipped (missing, unreadable or not {}x{}); the first: {}\n", root,
+               d.skipped, size, size, d.first_skip);
+  TaskData t{name, pathfinder::kClasses, pathfinder::kVocabSize, length, std::move(d.all), {}, {}, {}};
+  t.test = hold_out(t.train, 0.1, opt.split_seed, "test");
+  t.val = hold_out(t.train, 1.0 / 9.0, opt.split_seed + 7, "val");
+  t.train.name = "train";
+  const fs::path meta = fs::path(root) / "lsbench-generator.json";
+  t.provenance = {{"source", fmt::format("Pathfinder {}x{} PNG + metadata (official layout)", size, size)},
+                  {"path", root},
+                  {"difficulty", pathfinder::difficulty_folder(opt.difficulty)},
+                  {"generated", fs::exists(meta)},
+                  {"tokenizer", "grey level 0..255, row-major"},
+                  {"skipped_images", d.skipped},
+                  {"validation", "seeded 80/10/10 split of all images"}};
+  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta);
+  return t;
+}
+
 }  // namespace
 
 const std::vector<std::string>& task_names() {
-  static const std::vector<std::string> names = {"listops", "text", "image"};
+  static const std::vector<std::string> names = {"listops", "text", "retrieval", "image", "pathfinder", "pathx"};
   return names;
 }
 
 std::int64_t default_task_length(const std::string& name) {
   if (name == "listops") return 2048;
-  if (name == "text") return 4096;
-  if (name == "image") return image::kLength;
+  if (name == "text" || name == "retrieval") return 4096;
+  if (name == "image" || name == "pathfinder") return 1024;
+  if (name == "pathx") return 128 * 128;
   throw UsageError(fmt::format("--task {}: unknown task; expected one of {}", name, fmt::join(task_names(), ", ")));
 }
 
@@ -113,10 +156,13 @@ TaskData load_task(const std::string& name, const TaskOptions& opt) {
   const std::int64_t length = opt.length > 0 ? opt.length : default_task_length(name);
   if (opt.data_dir.empty()) throw UsageError(fmt::format("--data-dir: required for the {} task", name));
   if (!fs::is_directory(opt.data_dir)) throw InputError(fmt::format("{}: not a directory", opt.data_dir));
-  TaskData t = name == "listops" ? load_listops(opt, length)
-               : name == "text"  ? load_text(opt, length)
-               : name == "image" ? load_image(opt, length)
-                                 : TaskData{};
+  TaskData t = name == "listops"      ? load_listops(opt, length)
+               : name == "text"       ? load_text(opt, length)
+               : name == "retrieval"  ? load_retrieval(opt, length)
+               : name == "image"      ? load_image(opt, length)
+               : name == "pathfinder" ? load_pathfinder(opt, length, 32)
+               : name == "pathx"      ? load_pathfinder(opt, length, 128)
+                                      : TaskData{};
   if (t.name.empty()) default_task_length(name);  // throws the unknown-task error
   subsample(t.train, opt.max_train, opt.split_seed + 1);
   subsample(t.val, opt.max_val, opt.split_seed + 2);
@@ -140,17 +186,22 @@ double majority_rate(const Split& s, int classes) {
 }
 
 void make_batch(const Split& split, const std::int64_t* idx, std::int64_t count, std::int64_t n, Batch& out) {
+  const std::int64_t seqs = split.pairs() ? 2 * count : count;
   out.b = count, out.n = n, out.real_tokens = 0;
-  out.tokens.assign(static_cast<std::size_t>(count * n), 0);
-  out.mask.assign(static_cast<std::size_t>(count * n), 0);
+  out.tokens.assign(static_cast<std::size_t>(seqs * n), 0);
+  out.mask.assign(static_cast<std::size_t>(seqs * n), 0);
   out.labels.resize(static_cast<std::size_t>(count));
-  for (std::int64_t i = 0; i < count; ++i) {
-    const auto& seq = split.tokens[static_cast<std::size_t>(idx[i])];
+  auto put = [&](const std::vector<std::int32_t>& seq, std::int64_t row) {
     const std::int64_t len = std::min<std::int64_t>(static_cast<std::int64_t>(seq.size()), n);
-    std::copy_n(seq.begin(), len, out.tokens.begin() + i * n);
-    std::fill_n(out.mask.begin() + i * n, len, std::uint8_t{1});
-    out.labels[static_cast<std::size_t>(i)] = split.labels[static_cast<std::size_t>(idx[i])];
+    std::copy_n(seq.begin(), len, out.tokens.begin() + row * n);
+    std::fill_n(out.mask.begin() + row * n, len, std::uint8_t{1});
     out.real_tokens += len;
+  };
+  for (std::int64_t i = 0; i < count; ++i) {
+    const auto k = static_cast<std::size_t>(idx[i]);
+    put(split.tokens[k], i);
+    if (split.pairs()) put(split.tokens2[k], count + i);
+    out.labels[static_cast<std::size_t>(i)] = split.labels[k];
   }
 }
 

@@ -17,6 +17,7 @@ struct TaskOptions {
   std::int64_t length = 0;          // model sequence length; 0 = the task's default
   std::uint64_t split_seed = 0;     // seeded hold-outs and subsamples
   std::string val_from = "train";   // text: "train" (10% hold-out) or "test" (the LRA convention)
+  std::string difficulty = "14";    // pathfinder, pathx: baseline, 9 or 14
   // Seeded random subsets (0 = the whole split): the smoke preset trains and evaluates on a part.
   std::int64_t max_train = 0, max_val = 0, max_test = 0;
 };
@@ -26,13 +27,14 @@ struct TaskData {
   int classes = 0;
   std::int64_t vocab = 0;
   std::int64_t length = 0;  // every sequence has at most this many tokens; batches are padded to it
-  Split train, val, test;
+  Split train, val, test;  // two documents per example (Split::pairs) for retrieval
   nlohmann::json provenance;  // source, path, generated?, tokenizer, split seed, split sizes, ...
 };
 
-// The tasks that can be trained: listops, text, image.
+// The tasks that can be trained: listops, text, retrieval, image, pathfinder, pathx.
 const std::vector<std::string>& task_names();
-// The task's default model length (2048, 4096, 1024); UsageError for an unknown name.
+// The task's default model length (2048, 4096, 4096 per document, 1024, 1024, 16384); UsageError for
+// an unknown name.
 std::int64_t default_task_length(const std::string& name);
 
 // Loads a task. UsageError: unknown task or an impossible option; InputError: missing or malformed
@@ -42,7 +44,8 @@ TaskData load_task(const std::string& name, const TaskOptions& opt);
 // The majority-class rate of a split: the accuracy of always answering its most common label.
 double majority_rate(const Split& s, int classes);
 
-// One padded batch: tokens (b, n) with 0 past each sequence, mask (b, n) 1 = real token, labels (b).
+// One padded batch of b examples: tokens (b, n) with 0 past each sequence ((2b, n) for a two-document
+// task: the b first documents, then the b second ones), mask alike, 1 = real token; labels (b).
 struct Batch {
   std::int64_t b = 0, n = 0, real_tokens = 0;
   std::vector<std::int32_t> tokens;

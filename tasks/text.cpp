@@ -12,14 +12,46 @@ namespace lsb::text {
 namespace fs = std::filesystem;
 namespace {
 
+// Up to max_len bytes of a file as tokens (byte + 1).
+std::vector<std::int32_t> read_bytes(const fs::path& path, std::int64_t max_len) {
+  std::ifstream f(path, std::ios::binary);
+  std::vector<std::int32_t> tokens;
+  tokens.reserve(static_cast<std::size_t>(max_len));
+  char buf[4096];
+  while (static_cast<std::int64_t>(tokens.size()) < max_len && f.read(buf, sizeof buf).gcount() > 0) {
+    const std::int64_t got = std::min<std::int64_t>(f.gcount(), max_len - static_cast<std::int64_t>(tokens.size()));
+    for (std::int64_t i = 0; i < got; ++i) tokens.push_back(static_cast<unsigned char>(buf[i]) + 1);
+  }
+  if (tokens.empty()) throw InputError(fmt::format("{}: empty review", path.string()));
+  return tokens;
+}
+
 Split load_part(const fs::path& root, const std::string& part, std::int64_t max_len) {
-  Split s{part, (root / part).string(), {}, {}};
+  Split s{part, (root / part).string(), {}, {}, {}};
+  for (const auto& r : list_reviews(root.string(), part)) {
+    s.tokens.push_back(read_bytes(r.path, max_len));
+    s.labels.push_back(r.label);
+  }
+  return s;
+}
+
+}  // namespace
+
+std::string find_root(const std::string& dir) {
+  fs::path root(dir);
+  if (fs::is_directory(root / "aclImdb")) root /= "aclImdb";
+  if (!fs::is_directory(root)) throw InputError(fmt::format("{}: no such directory (expected aclImdb/)", dir));
+  return root.string();
+}
+
+std::vector<Review> list_reviews(const std::string& root, const std::string& part) {
+  std::vector<Review> out;
   for (const auto& [label_dir, label] : {std::pair<const char*, int>{"neg", 0}, {"pos", 1}}) {
-    const fs::path dir = root / part / label_dir;
+    const fs::path dir = fs::path(root) / part / label_dir;
     if (!fs::is_directory(dir))
       throw InputError(fmt::format("{}: missing directory (expected the aclImdb layout {{train,test}}/{{pos,neg}})",
                                    dir.string()));
-    std::vector<std::pair<long long, fs::path>> files;
+    std::vector<Review> files;
     for (const auto& e : fs::directory_iterator(dir)) {
       if (!e.is_regular_file() || e.path().extension() != ".txt") continue;
       const std::string stem = e.path().stem().string();
@@ -28,32 +60,16 @@ Split load_part(const fs::path& root, const std::string& part, std::int64_t max_
       const long long id = std::strtoll(stem.c_str(), &end, 10);
       if (us == std::string::npos || end != stem.c_str() + us || us == 0)
         throw InputError(fmt::format("{}: file name is not <id>_<rating>.txt", e.path().string()));
-      files.emplace_back(id, e.path());
+      files.push_back({id, label, e.path().string()});
     }
-    std::sort(files.begin(), files.end());
-    for (const auto& [id, path] : files) {
-      std::ifstream f(path, std::ios::binary);
-      std::vector<std::int32_t> tokens;
-      tokens.reserve(static_cast<std::size_t>(max_len));
-      char buf[4096];
-      while (static_cast<std::int64_t>(tokens.size()) < max_len && f.read(buf, sizeof buf).gcount() > 0) {
-        const std::int64_t got = std::min<std::int64_t>(f.gcount(), max_len - static_cast<std::int64_t>(tokens.size()));
-        for (std::int64_t i = 0; i < got; ++i) tokens.push_back(static_cast<unsigned char>(buf[i]) + 1);
-      }
-      if (tokens.empty()) throw InputError(fmt::format("{}: empty review", path.string()));
-      s.tokens.push_back(std::move(tokens));
-      s.labels.push_back(label);
-    }
+    std::sort(files.begin(), files.end(), [](const Review& a, const Review& b) { return a.id < b.id; });
+    out.insert(out.end(), files.begin(), files.end());
   }
-  return s;
+  return out;
 }
 
-}  // namespace
-
 Data load_imdb(const std::string& root_in, std::int64_t max_len, std::uint64_t split_seed, bool val_from_test) {
-  fs::path root(root_in);
-  if (fs::is_directory(root / "aclImdb")) root /= "aclImdb";
-  if (!fs::is_directory(root)) throw InputError(fmt::format("{}: no such directory (expected aclImdb/)", root_in));
+  const fs::path root = find_root(root_in);
   Data d;
   d.root = root.string();
   d.val_from_test = val_from_test;

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tasks/split.hpp"
 
@@ -15,6 +16,18 @@ struct Data {
   std::string root;
   bool val_from_test = false;
 };
+
+// The aclImdb directory: `dir` itself or dir/aclImdb. InputError when neither exists.
+std::string find_root(const std::string& dir);
+
+struct Review {
+  long long id = 0;
+  int label = 0;  // pos 1, neg 0
+  std::string path;
+};
+// The reviews of `part` (train or test) in load order: negatives then positives, each by numeric id.
+// InputError naming the directory or file: a missing folder, a name not of the form <id>_<rating>.txt.
+std::vector<Review> list_reviews(const std::string& root, const std::string& part);
 
 // root: the aclImdb directory (or a directory containing it). Reviews are read in order of their
 // numeric id, negatives first, so the result does not depend on directory order. Validation: a

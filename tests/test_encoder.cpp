@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <functional>
 
 #include <fmt/format.h>
 
@@ -29,6 +30,34 @@ Batch make_batch(std::int64_t vocab) {
   x.mask.assign(x.b * x.n, 1);
   x.mask[1 * x.n + 3] = x.mask[1 * x.n + 4] = 0;  // example 1 ends in two padded tokens
   return x;
+}
+
+// Every parameter tensor's gradient against central differences along a random direction.
+void check_directional_derivatives(Encoder& enc, const std::function<double()>& loss, Rng& rng) {
+  for (auto& [name, prm] : enc.parameters()) {
+    // Directional derivative along a random direction of this tensor.
+    std::vector<float> v(prm->value.numel());
+    double analytic = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) analytic += prm->grad[i] * (v[i] = static_cast<float>(rng.normal()));
+    auto shifted = [&](float e) {
+      for (std::size_t i = 0; i < v.size(); ++i) prm->value[i] += e * v[i];
+      const double L = loss();
+      for (std::size_t i = 0; i < v.size(); ++i) prm->value[i] -= e * v[i];
+      return L;
+    };
+    auto numeric = [&](float eps) { return (shifted(eps) - shifted(-eps)) / (2 * eps); };
+    // Three steps: a large one may cross a ReLU kink of the head (the model is not smooth
+    // there; seen at 1e-3 and 1e-4 for the position embeddings with cls pooling), a small one
+    // sees more fp32 rounding. The absolute terms are each step's noise floor (fp32 rounding
+    // inside the network moves the loss by about 1e-7, i.e. 5e-5 / step); above them the
+    // relative terms hold, and a wrong gradient fails at every step.
+    const double n3 = numeric(1e-3f), n4 = numeric(1e-4f), n5 = numeric(1e-5f);
+    INFO(fmt::format("{}: analytic {:.6e}, numeric {:.6e} / {:.6e} / {:.6e} (steps 1e-3 / 1e-4 / 1e-5)", name,
+                     analytic, n3, n4, n5));
+    CHECK((std::fabs(analytic - n3) <= 3e-3 * std::fabs(n3) + 1e-4 ||
+           std::fabs(analytic - n4) <= 1e-2 * std::fabs(n4) + 5e-4 ||
+           std::fabs(analytic - n5) <= 1e-2 * std::fabs(n5) + 5e-3));
+  }
 }
 
 }  // namespace
@@ -60,30 +89,50 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
     CHECK(std::isfinite(L0));
     enc.backward();
     CHECK(loss() == L0);  // deterministic, dropout included
-    for (auto& [name, prm] : enc.parameters()) {
-      // Directional derivative along a random direction of this tensor.
-      std::vector<float> v(prm->value.numel());
-      double analytic = 0;
-      for (std::size_t i = 0; i < v.size(); ++i) analytic += prm->grad[i] * (v[i] = static_cast<float>(rng.normal()));
-      auto shifted = [&](float e) {
-        for (std::size_t i = 0; i < v.size(); ++i) prm->value[i] += e * v[i];
-        const double L = loss();
-        for (std::size_t i = 0; i < v.size(); ++i) prm->value[i] -= e * v[i];
-        return L;
-      };
-      auto numeric = [&](float eps) { return (shifted(eps) - shifted(-eps)) / (2 * eps); };
-      // Three steps: a large one may cross a ReLU kink of the head (the model is not smooth
-      // there; seen at 1e-3 and 1e-4 for the position embeddings with cls pooling), a small one
-      // sees more fp32 rounding. The absolute terms are each step's noise floor (fp32 rounding
-      // inside the network moves the loss by about 1e-7, i.e. 5e-5 / step); above them the
-      // relative terms hold, and a wrong gradient fails at every step.
-      const double n3 = numeric(1e-3f), n4 = numeric(1e-4f), n5 = numeric(1e-5f);
-      INFO(fmt::format("{}: analytic {:.6e}, numeric {:.6e} / {:.6e} / {:.6e} (steps 1e-3 / 1e-4 / 1e-5)", name,
-                       analytic, n3, n4, n5));
-      CHECK((std::fabs(analytic - n3) <= 3e-3 * std::fabs(n3) + 1e-4 ||
-             std::fabs(analytic - n4) <= 1e-2 * std::fabs(n4) + 5e-4 ||
-             std::fabs(analytic - n5) <= 1e-2 * std::fabs(n5) + 5e-3));
-    }
+    check_directional_derivatives(enc, loss, rng);
+  }
+}
+
+TEST_CASE("two towers: gradients through the shared encoder and the [u, v, u*v, u-v] head", "[encoder][gradient]") {
+  for (const std::string attention : {"full", "ls:w=2,r=2"}) {
+    INFO(attention);
+    const EncoderConfig cfg{.vocab = 7, .classes = 2, .max_len = 6, .dim = 8, .heads = 2, .layers = 2, .mlp_dim = 12,
+                            .pooling = "mean", .dropout = 0.0f, .attention = attention, .pair = true};
+    Encoder enc(cfg);
+    enc.init_params(4);
+    for (const auto& [name, prm] : enc.parameters())
+      if (name == "head.fc1.weight") CHECK(prm->value.shape() == Shape{12, 4 * 8});  // [u, v, u*v, u-v]
+    Rng rng(12);
+    // 3 examples: 6 sequences, the first documents then the second ones; one of each padded.
+    const std::int64_t b = 3, n = 5;
+    std::vector<std::int32_t> tokens;
+    for (std::int64_t i = 0; i < 2 * b * n; ++i) tokens.push_back(static_cast<std::int32_t>(rng.below(cfg.vocab)));
+    std::vector<std::uint8_t> mask(2 * b * n, 1);
+    mask[1 * n + 4] = mask[4 * n + 3] = mask[4 * n + 4] = 0;
+    const std::vector<int> labels{1, 0, 1};
+    auto loss = [&] { return enc.forward(tokens.data(), mask.data(), labels.data(), b, n, false, 0); };
+    enc.zero_grad();
+    const double L0 = loss();
+    enc.backward();
+    CHECK(std::isfinite(L0));
+    check_directional_derivatives(enc, loss, rng);
+    // The head sees both documents: swapping the towers changes the logits (u - v flips sign)...
+    std::vector<float> logits(enc.logits(), enc.logits() + b * 2);
+    std::vector<std::int32_t> swapped(tokens.begin() + b * n, tokens.end());
+    swapped.insert(swapped.end(), tokens.begin(), tokens.begin() + b * n);
+    std::vector<std::uint8_t> swapped_mask(mask.begin() + b * n, mask.end());
+    swapped_mask.insert(swapped_mask.end(), mask.begin(), mask.begin() + b * n);
+    enc.forward(swapped.data(), swapped_mask.data(), labels.data(), b, n, false, 0);
+    CHECK(std::vector<float>(enc.logits(), enc.logits() + b * 2) != logits);
+    // ... and each example's logits depend on its own pair only (a batch of one gives the same).
+    std::vector<std::int32_t> one(tokens.begin() + n, tokens.begin() + 2 * n);
+    one.insert(one.end(), tokens.begin() + (b + 1) * n, tokens.begin() + (b + 2) * n);
+    std::vector<std::uint8_t> one_mask(mask.begin() + n, mask.begin() + 2 * n);
+    one_mask.insert(one_mask.end(), mask.begin() + (b + 1) * n, mask.begin() + (b + 2) * n);
+    const int label = 0;
+    enc.forward(one.data(), one_mask.data(), &label, 1, n, false, 0);
+    CHECK(enc.logits()[0] == Approx(logits[2]).epsilon(1e-3));
+    CHECK(enc.logits()[1] == Approx(logits[3]).epsilon(1e-3));
   }
 }
 
@@ -114,21 +163,27 @@ TEST_CASE("the encoder's analytic memory model equals what the allocator counts"
   std::vector<std::int32_t> tokens(b * n, 3);
   std::vector<std::uint8_t> mask(b * n, 1);
   std::vector<int> labels{0, 2};
+  std::vector<std::int32_t> tokens2(2 * b * n, 3);  // two towers: 2b sequences
+  std::vector<std::uint8_t> mask2(2 * b * n, 1);
   for (const std::string spec : {"full", "flash", "ls:w=4,r=3", "linformer:k=5", "sliding:R=2"})
-    for (const std::string pooling : {"mean", "cls"})
+    for (const std::string pooling : {"mean", "cls", "mean-pair"})
       for (const bool train : {false, true}) {
         INFO(spec << " " << pooling << (train ? " train" : " inference"));
+        const bool pair = pooling == "mean-pair";
         const EncoderConfig cfg{.vocab = 11, .classes = 3, .max_len = 16, .dim = 8, .heads = 2, .layers = 2,
-                                .mlp_dim = 12, .pooling = pooling, .dropout = 0.1f, .attention = spec};
+                                .mlp_dim = 12, .pooling = pair ? "mean" : pooling, .dropout = 0.1f, .attention = spec,
+                                .pair = pair};
+        const auto* tok = pair ? tokens2.data() : tokens.data();
+        const auto* msk = pair ? mask2.data() : mask.data();
         {  // a first model lets process-wide buffers (oneDNN's scratchpad) reach their size
           Encoder warm(cfg);
-          warm.forward(tokens.data(), mask.data(), labels.data(), b, n, train, 7);
+          warm.forward(tok, msk, labels.data(), b, n, train, 7);
         }
         const auto live0 = mt.stats(Device::cpu).live;
         const auto scratch0 = matmul_scratchpad_bytes();
         Encoder enc(cfg);
         enc.init_params(1);
-        enc.forward(tokens.data(), mask.data(), labels.data(), b, n, train, 7);
+        enc.forward(tok, msk, labels.data(), b, n, train, 7);
         if (train) enc.backward();
         // oneDNN's scratchpad is shared by the whole process and not the encoder's.
         const auto counted = mt.stats(Device::cpu).live - live0 - (matmul_scratchpad_bytes() - scratch0);

@@ -110,7 +110,7 @@ TEST_CASE("the batch sampler visits every example once per epoch and is stateles
   CHECK(b.indices(4) == std::vector<std::int64_t>(stream.begin() + 12, stream.begin() + 16));
   CHECK(b.indices(1) == std::vector<std::int64_t>(stream.begin(), stream.begin() + 4));
 
-  Split s{"x", "", {{1, 2, 3}, {4}}, {1, 0}};
+  Split s{"x", "", {{1, 2, 3}, {4}}, {1, 0}, {}};
   Batch out;
   const std::int64_t idx[] = {1, 0};
   make_batch(s, idx, 2, 3, out);

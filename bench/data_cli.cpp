@@ -1,0 +1,104 @@
+#include "bench/data_cli.hpp"
+
+#include <omp.h>
+
+#include <fmt/format.h>
+
+#include "nn/errors.hpp"
+#include "tasks/listops.hpp"
+#include "tasks/pathfinder.hpp"
+#include "tasks/png.hpp"
+#include "tasks/retrieval.hpp"
+
+namespace lsb {
+
+struct DataCli::Impl {
+  CLI::App* data = nullptr;
+  CLI::App *listops = nullptr, *pathfinder = nullptr, *retrieval = nullptr, *preview = nullptr;
+  std::string out;
+  listops::GeneratorConfig lcfg;
+  int size = 32;
+  std::string difficulty = "14";
+  std::int64_t count = 0;
+  std::uint64_t seed = 0;
+  retrieval::PairConfig rcfg;
+  std::string imdb_dir, preview_dir, preview_out;
+  int preview_count = 16;
+  int threads = 0;
+};
+
+DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
+  Impl& d = *impl_;
+  d.data = app.add_subcommand("data", "Task data: generate the tasks that cannot be downloaded here, preview them");
+  d.data->require_subcommand(1);
+  auto* generate = d.data->add_subcommand("generate", "Write a generated task in its official file layout");
+  generate->require_subcommand(1);
+
+  d.listops = generate->add_subcommand("listops", "ListOps: basic_{train,val,test}.tsv");
+  d.listops->add_option("--out", d.out, "Output directory")->required();
+  d.listops->add_option("--seed", d.lcfg.seed, "Generator seed")->capture_default_str();
+  d.listops->add_option("--train", d.lcfg.train, "Training examples")->capture_default_str()->check(CLI::PositiveNumber);
+  d.listops->add_option("--val", d.lcfg.val, "Validation examples")->capture_default_str()->check(CLI::PositiveNumber);
+  d.listops->add_option("--test", d.lcfg.test, "Test examples")->capture_default_str()->check(CLI::PositiveNumber);
+  d.listops->add_option("--min-length", d.lcfg.min_length, "Keep trees longer than this (tokens)")->capture_default_str();
+  d.listops->add_option("--max-length", d.lcfg.max_length, "Keep trees shorter than this (tokens)")->capture_default_str();
+
+  d.pathfinder = generate->add_subcommand(
+      "pathfinder", "Pathfinder (--size 32) or Path-X (--size 128): pathfinder<S>/<difficulty>/{imgs,metadata}");
+  d.pathfinder->add_option("--out", d.out, "Output directory (pathfinder<S>/ is made inside)")->required();
+  d.pathfinder->add_option("--size", d.size, "32 (Pathfinder) or 128 (Path-X)")->capture_default_str();
+  d.pathfinder->add_option("--difficulty", d.difficulty, "baseline, 9 or 14 (LRA's hard)")->capture_default_str();
+  d.pathfinder->add_option("--count", d.count, "Images")->required()->check(CLI::PositiveNumber);
+  d.pathfinder->add_option("--seed", d.seed, "Generator seed")->capture_default_str();
+  d.pathfinder->add_option("--threads", d.threads, "CPU threads (0: OpenMP's default); the files do not depend on it")
+      ->capture_default_str();
+
+  d.retrieval = generate->add_subcommand(
+      "retrieval-pairs", "The Retrieval stand-in from IMDb: new_aan_pairs.{train,eval,test}.tsv (same title = 1)");
+  d.retrieval->add_option("--from-imdb", d.imdb_dir, "The aclImdb directory (or one containing it)")->required();
+  d.retrieval->add_option("--out", d.out, "Output directory")->required();
+  d.retrieval->add_option("--seed", d.rcfg.seed, "Generator seed")->capture_default_str();
+  d.retrieval->add_option("--train", d.rcfg.train, "Training pairs")->capture_default_str()->check(CLI::PositiveNumber);
+  d.retrieval->add_option("--eval", d.rcfg.eval, "Validation pairs")->capture_default_str()->check(CLI::PositiveNumber);
+  d.retrieval->add_option("--test", d.rcfg.test, "Test pairs")->capture_default_str()->check(CLI::PositiveNumber);
+
+  auto* preview = d.data->add_subcommand("preview", "Look at generated data");
+  preview->require_subcommand(1);
+  d.preview = preview->add_subcommand("pathfinder", "A PNG grid of samples framed by label (green 1, red 0)");
+  d.preview->add_option("dir", d.preview_dir, "The data (any folder find_root accepts)")->required();
+  d.preview->add_option("-o,--out", d.preview_out, "The grid PNG")->required();
+  d.preview->add_option("--size", d.size, "32 or 128")->capture_default_str();
+  d.preview->add_option("--difficulty", d.difficulty, "baseline, 9 or 14")->capture_default_str();
+  d.preview->add_option("--count", d.preview_count, "Samples in the grid")->capture_default_str()->check(CLI::PositiveNumber);
+}
+
+DataCli::~DataCli() = default;
+
+bool DataCli::parsed() const { return impl_->data->parsed(); }
+
+int DataCli::run() const {
+  const Impl& d = *impl_;
+  if (d.listops->parsed()) {
+    const auto st = listops::generate(d.lcfg, d.out);
+    fmt::print("listops: wrote {} train, {} val, {} test expressions to {} (seed {}; {} trees drawn, {} duplicates "
+               "dropped, {:.1f} s)\n",
+               d.lcfg.train, d.lcfg.val, d.lcfg.test, d.out, d.lcfg.seed, st.drawn, st.duplicates, st.seconds);
+  } else if (d.pathfinder->parsed()) {
+    const auto p = pathfinder::params_for(d.size, d.difficulty);
+    if (d.threads > 0) omp_set_num_threads(d.threads);
+    const auto st = pathfinder::generate(p, d.difficulty, d.count, d.seed, d.out);
+    fmt::print("pathfinder{}: wrote {} images ({} with label 1) to {} (seed {}; {:.1f} s, {:.0f} images/s)\n", d.size,
+               st.count, st.positives, st.dir, d.seed, st.seconds, st.count / std::max(st.seconds, 1e-9));
+  } else if (d.retrieval->parsed()) {
+    const auto st = retrieval::generate_pairs(d.imdb_dir, d.out, d.rcfg);
+    fmt::print("retrieval-pairs: wrote {} train, {} eval, {} test pairs to {} (seed {}; from {}; {:.1f} s)\n",
+               d.rcfg.train, d.rcfg.eval, d.rcfg.test, d.out, d.rcfg.seed, st.imdb_root, st.seconds);
+  } else if (d.preview->parsed()) {
+    const std::string root = pathfinder::find_root(d.preview_dir, d.size, d.difficulty);
+    write_png(d.preview_out, pathfinder::preview_grid(root, d.size, d.preview_count));
+    fmt::print("preview: {} samples of {} in {}\n", d.preview_count, root, d.preview_out);
+  }
+  return kOk;
+}
+
+}  // namespace lsb

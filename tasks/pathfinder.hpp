@@ -1,0 +1,93 @@
+// Pathfinder and Path-X (Long Range Arena): the seeded curve generator of ../shared/spec/lra.md,
+// writing the official layout, and the loader of that layout (it reads the official release as is).
+//
+// Layout: ROOT/pathfinder<S>/<difficulty>/imgs/<k>/sample_<i>.png (8-bit grey, S x S) and
+// ROOT/pathfinder<S>/<difficulty>/metadata/<k>.npy: plain text despite the name, one line per image,
+// "imgs/<k> sample_<i>.png <i> <label> ..." (field 4 is the label). Difficulties: curv_baseline (6
+// paddles per target curve), curv_contour_length_9, curv_contour_length_14 (LRA's "hard").
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tasks/png.hpp"
+#include "tasks/split.hpp"
+
+namespace lsb::pathfinder {
+
+constexpr int kVocabSize = 256, kClasses = 2;
+constexpr std::int64_t kImagesPerFolder = 1000;
+
+// "baseline" | "6", "9", "14" -> curv_baseline, curv_contour_length_9, curv_contour_length_14; the
+// folder names themselves are accepted too. UsageError for anything else.
+std::string difficulty_folder(const std::string& difficulty);
+
+// The generator's parameters (lra.md's table; the contour length from the difficulty). Lengths are in
+// pixels of the antialiasing canvas (S x aa_scale), where curves grow before the image is downsampled.
+struct Params {
+  int size = 32;            // S
+  int contour_length = 14;  // paddles per target curve
+  double paddle_length = 2, paddle_thickness = 0.5, paddle_margin = 1, continuity = 1.0, seed_distance = 7;
+  double marker_radius = 1.5, border = 1;
+  int distractor_length = 4, distractor_count = 5;
+  double target_contrast = 2.0, paddle_contrast = 0.75;  // marker discs, paddles (before scaling to 255)
+  int aa_scale = 2;
+  int directions = 48;  // candidate directions on the circle around each paddle's start
+  nlohmann::json to_json() const;
+};
+Params params_for(int size, const std::string& difficulty);  // size 32 or 128
+
+struct Point {
+  double x = 0, y = 0;
+};
+struct Paddle {
+  Point a, b;  // a segment, image coordinates (pixels of the S x S image, y down)
+};
+struct Sample {
+  Image8 image;  // S x S grey, maximum 255
+  int label = 0;  // 1: both markers on the ends of curve A
+  std::vector<Paddle> curve_a, curve_b;
+  std::vector<std::vector<Paddle>> distractors;
+  Point marker1, marker2;  // curve A's start; curve A's end (label 1) or curve B's end (label 0)
+  int restarts = 0;        // times both target curves were grown again after one failed
+};
+
+// The distance between two paddles (0 where they cross); paddles of one image are never closer than
+// (paddle_thickness + paddle_margin) / aa_scale.
+double paddle_distance(const Paddle& s, const Paddle& t);
+
+// One image, a function of (params, seed) alone.
+Sample generate_sample(const Params& p, std::uint64_t seed);
+
+struct GenerateStats {
+  std::int64_t count = 0, positives = 0;
+  double seconds = 0;
+  std::string dir;  // the difficulty folder written
+};
+// Writes `count` images (image i from seed mix(seed, i), so any thread count gives the same files)
+// and their metadata under out/pathfinder<S>/<difficulty folder>/, plus lsbench-generator.json.
+GenerateStats generate(const Params& p, const std::string& difficulty, std::int64_t count, std::uint64_t seed,
+                       const std::string& out);
+
+// Finds the difficulty folder (the one holding metadata/ and imgs/): `dir` itself, or
+// dir/<difficulty folder>, or dir/pathfinder<S>/<difficulty folder>. InputError naming what was
+// looked for when none exists.
+std::string find_root(const std::string& dir, int size, const std::string& difficulty);
+
+struct Loaded {
+  Split all;               // every readable image, in metadata order (tokens: grey levels, row-major)
+  std::int64_t skipped = 0;
+  std::string first_skip;  // the first skipped image and why
+  std::string root;
+};
+// Reads every metadata file (<k>.npy in numeric order) and its images. A missing, corrupt or wrong-
+// size image is skipped and counted; a malformed metadata line is an InputError naming file and line.
+Loaded load(const std::string& root, int size);
+
+// A grid of the first `count` images (scaled up to at least 96 px), each framed green (label 1) or
+// red (label 0) with its label digit in the corner: for a person to look at what was generated.
+Image8 preview_grid(const std::string& root, int size, int count);
+
+}  // namespace lsb::pathfinder

@@ -1,0 +1,267 @@
+// Pathfinder / Path-X: the generator (determinism, balanced labels, both curves drawn, markers on the
+// curve ends, pixel statistics alone near chance), the official layout written and read back,
+// skipped images and malformed metadata. Retrieval: the AAN TSV parser and loader, its errors, and
+// the IMDb stand-in (where the shipped data is present).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "nn/errors.hpp"
+#include "tasks/pathfinder.hpp"
+#include "tasks/retrieval.hpp"
+#include "tasks/task.hpp"
+#include "tests/cli_helpers.hpp"
+#include "tests/data_helpers.hpp"
+#include "tests/helpers.hpp"
+
+using namespace lsb;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The brightest pixel within `radius` of a point (image coordinates).
+int brightest_near(const Image8& img, pathfinder::Point p, double radius) {
+  int best = 0;
+  for (int y = 0; y < img.height; ++y)
+    for (int x = 0; x < img.width; ++x)
+      if (std::hypot(x + 0.5 - p.x, y + 0.5 - p.y) <= radius) best = std::max<int>(best, img.at(y, x));
+  return best;
+}
+
+std::string read_bytes(const fs::path& path) {
+  std::ifstream f(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
+}
+
+}  // namespace
+
+TEST_CASE("pathfinder samples are deterministic with markers on the curve ends", "[pathfinder]") {
+  for (const int size : {32, 128}) {
+    INFO("S = " << size);
+    const auto p = pathfinder::params_for(size, "14");
+    CHECK(p.contour_length == 14);
+    CHECK(pathfinder::params_for(size, "baseline").contour_length == 6);
+    const auto a = pathfinder::generate_sample(p, 77), b = pathfinder::generate_sample(p, 77);
+    CHECK(a.image.pixels == b.image.pixels);
+    CHECK(a.label == b.label);
+    CHECK(pathfinder::generate_sample(p, 78).image.pixels != a.image.pixels);
+    int labels[2] = {0, 0};
+    for (std::uint64_t seed = 0; seed < (size == 32 ? 60u : 12u); ++seed) {
+      const auto s = pathfinder::generate_sample(p, seed);
+      ++labels[s.label];
+      REQUIRE(s.curve_a.size() == 14);
+      REQUIRE(s.curve_b.size() == 14);
+      CHECK(s.image.width == size);
+      CHECK(*std::max_element(s.image.pixels.begin(), s.image.pixels.end()) == 255);
+      // Markers: curve A's start, and the end of A (label 1) or of B (label 0); drawn bright.
+      CHECK(s.marker1.x == s.curve_a.front().a.x);
+      CHECK(s.marker1.y == s.curve_a.front().a.y);
+      const auto& end = s.label == 1 ? s.curve_a.back().b : s.curve_b.back().b;
+      CHECK(s.marker2.x == end.x);
+      CHECK(s.marker2.y == end.y);
+      CHECK(brightest_near(s.image, s.marker1, 1.0) >= 100);  // paddles: at most 0.75 / 2 of 255
+      CHECK(brightest_near(s.image, s.marker2, 1.0) >= 100);
+      // Both target curves are drawn: the middle of every paddle is lit.
+      for (const auto* curve : {&s.curve_a, &s.curve_b})
+        for (const auto& q : *curve)
+          CHECK(brightest_near(s.image, {(q.a.x + q.b.x) / 2, (q.a.y + q.b.y) / 2}, 1.0) >= 16);  // background: 0
+      // No two paddles touch (margin included): which markers a curve joins is never ambiguous.
+      std::vector<pathfinder::Paddle> all(s.curve_a.begin(), s.curve_a.end());
+      all.insert(all.end(), s.curve_b.begin(), s.curve_b.end());
+      for (const auto& d : s.distractors) all.insert(all.end(), d.begin(), d.end());
+      for (std::size_t i = 0; i < all.size(); ++i)
+        for (std::size_t j = i + 1; j < all.size(); ++j)
+          CHECK(pathfinder::paddle_distance(all[i], all[j]) >= (p.paddle_thickness + p.paddle_margin) / p.aa_scale - 1e-9);
+    }
+    CHECK(labels[0] > 0);
+    CHECK(labels[1] > 0);
+  }
+}
+
+TEST_CASE("pathfinder labels are balanced and pixel histograms alone stay near chance", "[pathfinder]") {
+  const auto p = pathfinder::params_for(32, "14");
+  const int n = 1200, bins = 16;
+  std::vector<std::vector<double>> features;
+  std::vector<int> labels;
+  for (int i = 0; i < n; ++i) {
+    const auto s = pathfinder::generate_sample(p, 1000 + static_cast<std::uint64_t>(i));
+    std::vector<double> h(bins + 1, 0.0);
+    for (const auto v : s.image.pixels) h[static_cast<std::size_t>(v * bins / 256)] += 1.0 / s.image.pixels.size();
+    for (int k = 0; k < bins; ++k) h[static_cast<std::size_t>(k)] = std::log(h[static_cast<std::size_t>(k)] + 1e-4);
+    h[bins] = 1.0;  // bias
+    features.push_back(h);
+    labels.push_back(s.label);
+  }
+  const double positives = std::count(labels.begin(), labels.end(), 1) / static_cast<double>(n);
+  CHECK(std::fabs(positives - 0.5) < 4 * 0.5 / std::sqrt(n));  // a fair coin, 4 standard deviations
+  // Logistic regression on standardised log-histograms: trained on 900, tested on 300.
+  const int train = 900;
+  std::vector<double> mean(bins + 1, 0), sd(bins + 1, 0), w(bins + 1, 0);
+  for (int i = 0; i < train; ++i)
+    for (int k = 0; k < bins; ++k) mean[k] += features[i][k] / train;
+  for (int i = 0; i < train; ++i)
+    for (int k = 0; k < bins; ++k) sd[k] += std::pow(features[i][k] - mean[k], 2) / train;
+  for (auto& f : features)
+    for (int k = 0; k < bins; ++k) f[k] = (f[k] - mean[k]) / std::sqrt(sd[k] + 1e-12);
+  for (int epoch = 0; epoch < 300; ++epoch) {
+    std::vector<double> g(bins + 1, 0);
+    for (int i = 0; i < train; ++i) {
+      double z = 0;
+      for (int k = 0; k <= bins; ++k) z += w[k] * features[i][k];
+      const double err = 1 / (1 + std::exp(-z)) - labels[i];
+      for (int k = 0; k <= bins; ++k) g[k] += err * features[i][k] / train;
+    }
+    for (int k = 0; k <= bins; ++k) w[k] -= 0.5 * g[k];
+  }
+  int right = 0;
+  for (int i = train; i < n; ++i) {
+    double z = 0;
+    for (int k = 0; k <= bins; ++k) z += w[k] * features[i][k];
+    right += (z > 0) == (labels[i] == 1);
+  }
+  const double acc = right / static_cast<double>(n - train);
+  INFO("held-out accuracy of a logistic regression on pixel histograms: " << acc);
+  CHECK(acc < 0.5 + 3 * 0.5 / std::sqrt(n - train));  // within 3 standard deviations of chance
+}
+
+TEST_CASE("pathfinder data round-trips through the official layout and bad files are named", "[pathfinder][cli]") {
+  const auto dir = test::fresh_dir("pathfinder");
+  const auto r = test::run_cli(fmt::format("data generate pathfinder --size 32 --difficulty 9 --count 1200 --seed 3 --out {}",
+                                           dir.string()));
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  const fs::path root = dir / "pathfinder32" / "curv_contour_length_9";
+  CHECK(fs::exists(root / "metadata" / "0.npy"));
+  CHECK(fs::exists(root / "metadata" / "1.npy"));
+  CHECK(fs::exists(root / "imgs" / "1" / "sample_1199.png"));
+  CHECK(pathfinder::find_root(dir.string(), 32, "9") == root.string());
+  CHECK_THROWS_AS(pathfinder::find_root(dir.string(), 32, "14"), InputError);
+  auto loaded = pathfinder::load(root.string(), 32);
+  REQUIRE(loaded.all.size() == 1200);
+  CHECK(loaded.skipped == 0);
+  // The loaded image equals the generated sample of the same index, and so does its label.
+  const Image8 img = read_png((root / "imgs" / "0" / "sample_5.png").string(), 1);
+  CHECK(std::vector<std::int32_t>(img.pixels.begin(), img.pixels.end()) == loaded.all.tokens[5]);
+  // The same command writes the same bytes (any thread count: image i has its own seed).
+  const auto again = test::fresh_dir("pathfinder_again");
+  REQUIRE(test::run_cli(fmt::format("data generate pathfinder --size 32 --difficulty 9 --count 1200 --seed 3 --out {} "
+                                    "--threads 1",
+                                    again.string()))
+              .code == 0);
+  for (const char* f : {"imgs/0/sample_5.png", "imgs/1/sample_1100.png", "metadata/1.npy"})
+    CHECK(read_bytes(root / f) == read_bytes(again / "pathfinder32" / "curv_contour_length_9" / f));
+  // The task: 80/10/10 of every image, grey levels as tokens.
+  const TaskOptions opt{.data_dir = dir.string(), .difficulty = "9"};
+  const TaskData t = load_task("pathfinder", opt);
+  CHECK(t.train.size() == 960);
+  CHECK(t.val.size() == 120);
+  CHECK(t.test.size() == 120);
+  CHECK(t.provenance["generated"] == true);
+  CHECK(t.provenance["generator"]["seed"] == 3);
+  // A missing and a corrupt image are skipped and counted; a malformed metadata line is an error.
+  fs::remove(root / "imgs" / "0" / "sample_7.png");
+  std::ofstream(root / "imgs" / "0" / "sample_8.png") << "not a png";
+  loaded = pathfinder::load(root.string(), 32);
+  CHECK(loaded.all.size() == 1198);
+  CHECK(loaded.skipped == 2);
+  CHECK(loaded.first_skip.find("sample_7.png") != std::string::npos);
+  std::ofstream(root / "metadata" / "1.npy", std::ios::app) << "imgs/1 sample_9999.png 9999\n";
+  CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("1.npy:201"));
+  // Preview: a grid image of the first samples.
+  const auto pv = test::run_cli(fmt::format("data preview pathfinder {} --difficulty 9 --count 6 -o {}", dir.string(),
+                                            (dir / "grid.png").string()));
+  CHECK(pv.code == 3);  // the malformed line above stops it, named
+  CHECK(pv.output.find("1.npy:201") != std::string::npos);
+  fs::remove(root / "metadata" / "1.npy");
+  REQUIRE(test::run_cli(fmt::format("data preview pathfinder {} --difficulty 9 --count 6 -o {}", dir.string(),
+                                    (dir / "grid.png").string()))
+              .code == 0);
+  const Image8 grid = read_png((dir / "grid.png").string(), 3);
+  CHECK(grid.width == 3 * (96 + 6 + 4) + 4);
+  CHECK(grid.height == 2 * (96 + 6 + 4) + 4);
+  CHECK(test::run_cli(fmt::format("data generate pathfinder --size 64 --count 1 --out {}", dir.string())).code == 2);
+  CHECK(test::run_cli(fmt::format("data generate pathfinder --difficulty 20 --count 1 --out {}", dir.string())).code == 2);
+}
+
+TEST_CASE("retrieval lines parse as the AAN layout says and bad ones are named", "[retrieval]") {
+  const auto p = retrieval::parse_line("1.0\ta\tb\tab\tc", 4096, "f:1");
+  CHECK(p.label == 1);
+  CHECK(p.doc1 == std::vector<std::int32_t>{'a' + 1, 'b' + 1});
+  CHECK(p.doc2 == std::vector<std::int32_t>{'c' + 1});
+  CHECK(retrieval::parse_line("0\ta\tb\t\"x,y\"\tz", 4096, "f:1").doc1.size() == 5);  // no quote handling
+  CHECK(retrieval::parse_line("0\ta\tb\tabcdef\tz", 3, "f:1").doc1.size() == 3);     // truncated
+  const std::string long_doc(20000, 'q');
+  CHECK(retrieval::parse_line("0\ta\tb\t" + long_doc + "\tz", 1 << 20, "f:1").doc1.size() == 10000);  // first 10,000 bytes
+  CHECK_THROWS_WITH(retrieval::parse_line("1\ta\tb\tc", 10, "f.tsv:7"), Catch::Contains("f.tsv:7") && Catch::Contains("got 4"));
+  CHECK_THROWS_WITH(retrieval::parse_line("2\ta\tb\tc\td", 10, "f.tsv:8"), Catch::Contains("f.tsv:8"));
+  CHECK_THROWS_WITH(retrieval::parse_line("yes\ta\tb\tc\td", 10, "f.tsv:9"), Catch::Contains("not 0 or 1"));
+  CHECK_THROWS_WITH(retrieval::parse_line("1\ta\tb\t\td", 10, "f.tsv:3"), Catch::Contains("empty document"));
+
+  const auto dir = test::fresh_dir("retrieval_layout");
+  fs::create_directories(dir / "tsv_data");
+  for (const char* split : {"train", "eval", "test"})
+    std::ofstream(dir / "tsv_data" / fmt::format("new_aan_pairs.{}.tsv", split)) << "1\tx\ty\thello\tworld\n0.0\tx\tz\tab\tcd\n";
+  TaskOptions opt;
+  opt.data_dir = dir.string();
+  const TaskData t = load_task("retrieval", opt);
+  CHECK(t.train.pairs());
+  CHECK(t.test.size() == 2);
+  CHECK(t.train.tokens2[1] == std::vector<std::int32_t>{'c' + 1, 'd' + 1});
+  CHECK(t.provenance["generated"] == false);
+  Batch batch;
+  const std::int64_t idx[2] = {1, 0};
+  make_batch(t.train, idx, 2, 6, batch);
+  CHECK(batch.tokens.size() == 4 * 6);  // two examples, two documents each
+  CHECK(batch.tokens[2 * 6] == 'c' + 1);  // the second documents follow the first ones
+  CHECK(batch.real_tokens == 2 + 2 + 5 + 5);
+  std::ofstream(dir / "tsv_data" / "new_aan_pairs.eval.tsv", std::ios::app) << "1\tonly\tfour\tfields\n";
+  CHECK_THROWS_WITH(load_task("retrieval", opt), Catch::Contains("new_aan_pairs.eval.tsv:3"));
+}
+
+TEST_CASE("the retrieval stand-in from IMDb: balanced pairs, same title = 1, disjoint splits", "[retrieval][data]") {
+  const std::string imdb = test::imdb_dir();
+  if (imdb.empty()) {
+    WARN("skipped: the IMDb archive (../shared/data/aclImdb_v1-labeled.tar.xz) is not beside the checkout");
+    return;
+  }
+  const auto dir = test::fresh_dir("retrieval_pairs");
+  const auto r = test::run_cli(fmt::format("data generate retrieval-pairs --from-imdb {} --out {} --train 400 --eval 100 "
+                                           "--test 100 --seed 5",
+                                           imdb, dir.string()));
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  TaskOptions opt;
+  opt.data_dir = dir.string();
+  const TaskData t = load_task("retrieval", opt);
+  CHECK(t.train.size() == 400);
+  CHECK(t.val.size() == 100);
+  CHECK(std::count(t.train.labels.begin(), t.train.labels.end(), 1) == 200);
+  CHECK(t.provenance["generated"] == true);
+  // Ids say where each document came from: train pairs from train, eval and test from test, and the
+  // eval and test files share no review.
+  std::ifstream train(dir / "new_aan_pairs.train.tsv"), eval(dir / "new_aan_pairs.eval.tsv"),
+      test(dir / "new_aan_pairs.test.tsv");
+  std::string line;
+  while (std::getline(train, line)) CHECK(line.find("\timdb-train-") != std::string::npos);
+  std::set<std::string> eval_ids;
+  auto ids = [](const std::string& l) {
+    const auto a = l.find('\t') + 1, b = l.find('\t', a) + 1;
+    return std::make_pair(l.substr(a, l.find('\t', a) - a), l.substr(b, l.find('\t', b) - b));
+  };
+  while (std::getline(eval, line)) {
+    const auto [x, y] = ids(line);
+    CHECK(x.rfind("imdb-test-", 0) == 0);
+    eval_ids.insert(x), eval_ids.insert(y);
+  }
+  while (std::getline(test, line)) {
+    const auto [x, y] = ids(line);
+    CHECK(eval_ids.count(x) == 0);
+    CHECK(eval_ids.count(y) == 0);
+  }
+}
