@@ -31,7 +31,15 @@ case "${1:-}" in
   main)
     install_missing
     build
-    "$BUILD/lsbench" demo --json "$BUILD/lsbench-demo.json" --data-dir "$BUILD/demo-data"
+    # The LRA suite's smoke preset on the data it can reach (ListOps, Pathfinder and Path-X generated;
+    # IMDb and CIFAR-10 from ../shared/data when it is there): every task x variant plus the efficiency
+    # sweep, ending with the accuracy (LRA Table 1) and efficiency (Table 2) tables. A report newer than
+    # the binary is resumed, so a second run with nothing changed only prints the summary again.
+    report="$BUILD/lsbench-lra-smoke.json"
+    resume=()
+    [ -f "$report" ] && [ "$report" -nt "$BUILD/lsbench" ] && resume=(--resume)
+    "$BUILD/lsbench" lra --preset smoke --data-dir "$BUILD/lra-data" --archives ../shared/data --out "$report" \
+      "${resume[@]}"
     ;;
   test)
     install_missing

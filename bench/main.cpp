@@ -15,6 +15,7 @@
 #include "bench/attention_bench.hpp"
 #include "bench/data_cli.hpp"
 #include "bench/demo.hpp"
+#include "bench/lra.hpp"
 #include "bench/machine.hpp"
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
@@ -227,6 +228,36 @@ int main(int argc, char** argv) {
   cmd_merge->add_option("reports", merge_inputs, "Reports to join")->required();
   cmd_merge->add_option("-o,--out", merge_out, "Joined report")->required();
 
+  LraOptions lra;
+  std::string lra_variants, lra_lengths;
+  auto* cmd_lra = app.add_subcommand(
+      "lra", "The LRA suite: every task x variant trained with a preset (data generated or extracted where missing), "
+             "an efficiency sweep in the shape of LRA Table 2, one report and a Markdown summary beside the published "
+             "numbers; --resume continues after a kill");
+  cmd_lra->add_option("--preset", lra.preset, "smoke (minutes on 2 cores) or lra-small (the LRA recipe)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"smoke", "lra-small"}));
+  cmd_lra->add_option("--tasks", lra.tasks, "Comma list (default: listops,text,retrieval,image,pathfinder,pathx)")
+      ->delimiter(',');
+  cmd_lra->add_option("--variants", lra_variants,
+                      "Comma list of specs (default smoke: full,linformer:k=64,sliding:R=32,ls:w=8,r=16; lra-small: "
+                      "full,linformer:k=256,sliding:R=64,ls:w=8,r=32)");
+  cmd_lra->add_option("--data-dir", lra.data_dir, "Data is generated or extracted here, official layouts read from here")
+      ->required();
+  cmd_lra->add_option("--archives", lra.archives,
+                      "Folder with aclImdb_v1-labeled.tar.xz and cifar-10-binary-from-jpeg-q75.tar.xz (e.g. ../shared/data)");
+  cmd_lra->add_option("--out", lra.out, "The suite's report (rewritten after every run)")->required();
+  cmd_lra->add_option("--summary", lra.summary, "The Markdown summary (default: OUT.md)");
+  cmd_lra->add_flag("--resume", lra.resume, "Keep the finished runs of OUT, continue an interrupted one from its checkpoint");
+  cmd_lra->add_flag("!--no-efficiency", lra.efficiency, "Skip the efficiency sweep");
+  cmd_lra->add_option("--efficiency-lengths", lra_lengths, "Lengths of the efficiency sweep (default smoke 1024,2048; "
+                                                           "lra-small 1024:4096:+1024 and 8192)");
+  cmd_lra->add_option("--efficiency-batch", lra.efficiency_batch, "Batch of the efficiency sweep (default smoke 4, lra-small 32)");
+  cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default smoke 4GiB)");
+  cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)");
+  cmd_lra->add_option("--seed", lra.seed, "Parameters, batch order and dropout of every run")->capture_default_str();
+  cmd_lra->add_flag("!--no-progress", lra.progress, "No live progress line");
+
   RenderOptions rep;
   auto* cmd_report = app.add_subcommand(
       "report", "Render reports (merged by id) for people: Markdown tables per mode and shape, the LRA accuracy "
@@ -277,6 +308,12 @@ int main(int argc, char** argv) {
       return run_train_command(o);
     }
     if (data_cli.parsed()) return data_cli.run();
+    if (*cmd_lra) {
+      if (!lra_variants.empty()) lra.variants = split_variant_list(lra_variants);
+      if (!lra_lengths.empty()) lra.efficiency_lengths = parse_length_list(lra_lengths, "--efficiency-lengths");
+      lra.command_line = cmdline;
+      return run_lra(lra);
+    }
     if (*demo) {
       demo_opt.command_line = cmdline;
       return run_demo(demo_opt);

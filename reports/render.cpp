@@ -168,6 +168,76 @@ void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
   }
 }
 
+// Train-step points on byte-level text, in the shape of LRA Table 2: steps/s and peak memory per
+// variant and length, relative to full attention, beside the published TPU figures.
+void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
+  std::vector<const nlohmann::json*> pts;
+  for (const auto& r : report["results"])
+    if (str(r, "kind") == "sweep-point" && str(r["config"], "mode") == "train-step" && str(r["config"], "task") == "text")
+      pts.push_back(&r);
+  if (pts.empty()) return;
+  std::vector<std::string> variants;
+  std::set<std::int64_t> ns;
+  std::map<std::pair<std::string, std::int64_t>, const nlohmann::json*> at;
+  for (const auto* r : pts) {
+    const std::string v = variant_label((*r)["config"]);
+    if (std::find(variants.begin(), variants.end(), v) == variants.end()) variants.push_back(v);
+    const std::int64_t n = (*r)["config"].value("n", std::int64_t{0});
+    ns.insert(n);
+    at[{v, n}] = r;
+  }
+  auto steps = [&](const std::string& v, std::int64_t n) -> double {
+    const auto it = at.find({v, n});
+    if (it == at.end() || str(*it->second, "status") != "ok") return 0;
+    return (*it->second)["throughput"].value("steps_per_s", 0.0);
+  };
+  Table t{{"model"}, "l", {}};
+  for (const auto n : ns) t.header.push_back(fmt::format("steps/s n={}", n)), t.align += 'r';
+  for (const auto n : ns) t.header.push_back(fmt::format("peak memory n={}", n)), t.align += 'r';
+  const std::string full = std::find(variants.begin(), variants.end(), "full") != variants.end() ? "full" : "";
+  for (const auto& v : variants) {
+    std::vector<std::string> row = {"lsbench " + v};
+    for (const auto n : ns) {
+      const double s = steps(v, n), f = full.empty() ? 0 : steps(full, n);
+      const auto it = at.find({v, n});
+      row.push_back(s > 0   ? fmt::format("{:.2f}{}", s, f > 0 ? fmt::format(" ({:.2f}x)", s / f) : "")
+                    : it != at.end() ? str(*it->second, "status")
+                                     : "");
+    }
+    for (const auto n : ns) {
+      const auto it = at.find({v, n});
+      row.push_back(it == at.end()                             ? ""
+                    : str(*it->second, "status") == "ok"       ? bytes_text((*it->second)["memory"].value("peak_tracked_bytes", 0.0))
+                                                               : str(*it->second, "status"));
+    }
+    t.rows.push_back(std::move(row));
+  }
+  // LRA Table 2 (byte-level text, batch 32, TPU v3, per device) at 1K / 2K / 3K / 4K.
+  const struct {
+    const char* model;
+    double steps[4], gb[4];
+  } published[] = {{"Transformer (LRA Table 2, TPU v3)", {8.1, 4.9, 2.3, 1.4}, {0.85, 2.65, 5.51, 9.48}},
+                   {"Linformer (LRA Table 2, TPU v3)", {9.3, 9.1, 8.5, 7.7}, {0.37, 0.55, 0.99, 0.99}}};
+  for (const auto& p : published) {
+    std::vector<std::string> row = {p.model};
+    for (int pass = 0; pass < 2; ++pass)
+      for (const auto n : ns) {
+        const int k = n % 1024 == 0 && n / 1024 >= 1 && n / 1024 <= 4 ? static_cast<int>(n / 1024) - 1 : -1;
+        row.push_back(k < 0 ? "" : pass == 0 ? fmt::format("{:.1f} ({:.2f}x)", p.steps[k], p.steps[k] / published[0].steps[k])
+                                             : fmt::format("{:.2f} GB", p.gb[k]));
+      }
+    t.rows.push_back(std::move(row));
+  }
+  const auto& c = (*pts.front())["config"];
+  doc.push_back(heading(2, "Efficiency (LRA Table 2 shape)"));
+  doc.push_back(paragraph(fmt::format(
+      "One training step of the model (D={}, h={}, L={}, Dmlp={}) on byte-level text, batch {}: steps per second "
+      "(in brackets: relative to full attention at the same length) and peak tracked memory. The published rows were "
+      "measured on a TPU v3 with LRA's base model and batch 32: compare the ratios, not the absolute numbers.",
+      str(c, "dim"), str(c, "heads"), str(c, "layers"), str(c, "mlp_dim"), str(c, "batch"))));
+  doc.push_back(table(std::move(t)));
+}
+
 void maxlen_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::vector<const nlohmann::json*> maxlens;
   std::int64_t full_n = 0;
@@ -260,6 +330,7 @@ std::vector<Block> build_document(const nlohmann::json& report) {
   sweep_sections(report, doc);
   maxlen_section(report, doc);
   accuracy_section(report, doc);
+  efficiency_section(report, doc);
   return doc;
 }
 

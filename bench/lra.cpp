@@ -1,0 +1,312 @@
+#include "bench/lra.hpp"
+
+#include <omp.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <optional>
+
+#include <fmt/format.h>
+
+#include "attention_impls/attention.hpp"
+#include "bench/result_fields.hpp"
+#include "bench/sweep.hpp"
+#include "bench/train.hpp"
+#include "nn/errors.hpp"
+#include "nn/files.hpp"
+#include "nn/memory.hpp"
+#include "reports/render.hpp"
+#include "reports/report.hpp"
+#include "tasks/listops.hpp"
+#include "tasks/pathfinder.hpp"
+#include "tasks/retrieval.hpp"
+
+namespace lsb {
+namespace {
+namespace fs = std::filesystem;
+
+// Where a task's data is, or why the task cannot run here.
+struct Prepared {
+  std::string dir, skip;
+};
+
+std::string quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// dir/inner, extracted from archives/archive when it is not there yet; "" when neither exists.
+std::string from_archive(const LraOptions& o, const std::string& inner, const std::string& archive) {
+  const fs::path dir = fs::path(o.data_dir) / inner;
+  if (fs::is_directory(dir)) return dir.string();
+  const fs::path arch = fs::path(o.archives) / archive;
+  if (o.archives.empty() || !fs::exists(arch)) return "";
+  fmt::print("lra: extracting {} into {}\n", arch.string(), o.data_dir);
+  std::fflush(stdout);
+  const fs::path tmp = fs::path(o.data_dir) / (inner + ".extracting");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  if (std::system(fmt::format("tar -xJf {} -C {}", quoted(arch.string()), quoted(tmp.string())).c_str()) != 0 ||
+      !fs::is_directory(tmp / inner))
+    throw InputError(fmt::format("{}: extracting it failed (expected {}/ inside)", arch.string(), inner));
+  fs::rename(tmp / inner, dir);
+  fs::remove_all(tmp);
+  return dir.string();
+}
+
+Prepared prepare(const LraOptions& o, const std::string& task) {
+  const bool smoke = o.preset == "smoke";
+  const fs::path root(o.data_dir);
+  if (task == "listops") {
+    const fs::path dir = root / "listops";
+    if (!fs::exists(dir / "basic_test.tsv")) {
+      listops::GeneratorConfig c{.seed = 1};
+      if (smoke) c.train = 5000, c.val = 500, c.test = 2000, c.min_length = 10, c.max_length = 250;  // fits length 256
+      const auto st = listops::generate(c, dir.string());
+      fmt::print("lra: generated ListOps into {} ({:.1f} s)\n", dir.string(), st.seconds);
+    }
+    return {dir.string(), ""};
+  }
+  if (task == "text" || task == "retrieval") {
+    const std::string imdb = from_archive(o, "aclImdb", "aclImdb_v1-labeled.tar.xz");
+    if (task == "text")
+      return imdb.empty() ? Prepared{"", fmt::format("no IMDb data: put aclImdb/ in {} or pass --archives with "
+                                                     "aclImdb_v1-labeled.tar.xz in it",
+                                                     o.data_dir)}
+                          : Prepared{root.string(), ""};
+    const fs::path dir = root / "retrieval";
+    if (fs::exists(dir / "new_aan_pairs.train.tsv")) return {dir.string(), ""};  // official or generated before
+    if (imdb.empty())
+      return {"", fmt::format("no Retrieval data: put the AAN files in {} or IMDb data for the stand-in (see text)",
+                              dir.string())};
+    retrieval::PairConfig c{.seed = 1};
+    if (smoke) c.train = 2000, c.eval = 300, c.test = 1000;
+    const auto st = retrieval::generate_pairs(imdb, dir.string(), c);
+    fmt::print("lra: generated the Retrieval stand-in from IMDb into {} ({:.1f} s)\n", dir.string(), st.seconds);
+    return {dir.string(), ""};
+  }
+  if (task == "image") {
+    const std::string cifar = from_archive(o, "cifar-10-batches-bin", "cifar-10-binary-from-jpeg-q75.tar.xz");
+    return cifar.empty() ? Prepared{"", fmt::format("no CIFAR-10 data: put cifar-10-batches-bin/ in {} or pass "
+                                                    "--archives with cifar-10-binary-from-jpeg-q75.tar.xz in it",
+                                                    o.data_dir)}
+                         : Prepared{cifar, ""};
+  }
+  // pathfinder, pathx: generated (LRA's hard difficulty) unless the layout is there already.
+  const int size = task == "pathx" ? 128 : 32;
+  const fs::path dir = root / task;
+  try {
+    pathfinder::find_root(dir.string(), size, "14");
+  } catch (const InputError&) {
+    const std::int64_t count = task == "pathx" ? (smoke ? 200 : 20000) : (smoke ? 2000 : 200000);
+    const auto st = pathfinder::generate(pathfinder::params_for(size, "14"), "14", count, 1, dir.string());
+    fmt::print("lra: generated {} {} images into {} ({:.1f} s)\n", count, task, st.dir, st.seconds);
+  }
+  return {dir.string(), ""};
+}
+
+// A finished run of the same task, preset and variant (every parameter the spec names equal).
+bool same_run(const nlohmann::json& c, const std::string& task, const std::string& preset, const VariantSpec& spec) {
+  if (c.value("task", "") != task || c.value("preset", "") != preset || c.value("variant", "") != spec.name) return false;
+  const auto params = c.value("variant_params", nlohmann::json::object());
+  for (const auto& [k, v] : spec.params)
+    if (!params.contains(k) || (params[k].is_string() ? params[k].get<std::string>() : params[k].dump()) != v)
+      return false;
+  return true;
+}
+
+// The result of a run that produced none (data missing, out of memory before the first evaluation).
+nlohmann::json stub_result(const std::string& task, const std::string& preset, const VariantSpec& spec,
+                           const std::string& status, const std::string& message) {
+  nlohmann::json r = {{"kind", "train-run"},
+                      {"config", {{"task", task}, {"preset", preset}, {"variant", spec.name},
+                                  {"variant_params", variant_params_json(spec.params)}, {"mode", "train"}, {"device", "cpu"},
+                                  {"precision", "fp32"}}},
+                      {"status", status},
+                      {"message", message}};
+  r["id"] = config_id(r["config"]);
+  return r;
+}
+
+std::string slug(const std::string& s) {
+  std::string out;
+  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> lra_default_variants(const std::string& preset) {
+  if (preset == "smoke") return {"full", "linformer:k=64", "sliding:R=32", "ls:w=8,r=16"};
+  return {"full", "linformer:k=256", "sliding:R=64", "ls:w=8,r=32"};
+}
+
+int run_lra(const LraOptions& given) {
+  LraOptions o = given;
+  if (o.preset != "smoke" && o.preset != "lra-small")
+    throw UsageError(fmt::format("--preset {}: expected smoke or lra-small", o.preset));
+  if (o.data_dir.empty()) throw UsageError("--data-dir: required (data is generated or extracted there)");
+  if (o.out.empty()) throw UsageError("--out: required (the suite's report)");
+  for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
+  if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
+  std::vector<VariantSpec> specs;
+  for (const auto& v : o.variants) {
+    specs.push_back(VariantSpec::parse(v));
+    make_attention(specs.back(), 32, 2, 1024);  // an unknown name or parameter fails before any work
+  }
+  const bool smoke = o.preset == "smoke";
+  if (o.memory_budget.empty() && smoke) o.memory_budget = "4GiB";
+  if (o.threads > 0) omp_set_num_threads(o.threads);
+  fs::create_directories(o.data_dir);
+  const std::string summary_path = o.summary.empty() ? o.out + ".md" : o.summary;
+  const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
+
+  // Finished results of an earlier run of this command.
+  std::vector<nlohmann::json> earlier;
+  if (o.resume && fs::exists(o.out)) {
+    const nlohmann::json old = read_report(o.out);
+    earlier.assign(old["results"].begin(), old["results"].end());
+  }
+  nlohmann::json efficiency = nlohmann::json::array();
+  std::vector<nlohmann::json> runs;  // one per task x variant, in plan order (null: not yet run)
+  auto save = [&] {
+    nlohmann::json all = efficiency;
+    for (const auto& r : runs)
+      if (!r.is_null()) all.push_back(r);
+    write_report(o.out, make_report(context, all));
+  };
+
+  // 1. Efficiency in the shape of LRA Table 2: train steps/s and peak memory of the preset's model on
+  // byte-level text over lengths (its own resumable sweep report beside the suite's).
+  int code = kOk;
+  if (o.efficiency) {
+    SweepOptions s;
+    s.variants = o.variants;
+    s.lengths = !o.efficiency_lengths.empty() ? o.efficiency_lengths
+                : smoke                       ? std::vector<std::int64_t>{1024, 2048}
+                                              : std::vector<std::int64_t>{1024, 2048, 3072, 4096, 8192};
+    s.batches = {o.efficiency_batch > 0 ? o.efficiency_batch : smoke ? 4 : 32};
+    TrainOptions model;
+    model.task = "text", model.preset = o.preset;
+    apply_train_preset(model);
+    s.dims = {model.dim}, s.heads = {model.heads}, s.layers = {model.layers}, s.mlp_dim = model.mlp_dim;
+    s.modes = {"train-step"};
+    s.task = "text";
+    s.memory_budget = o.memory_budget;
+    if (smoke) s.timing.warmup = 1, s.timing.min_reps = 2, s.timing.min_time_s = 0;
+    s.out = o.out + ".efficiency.json";
+    s.resume = o.resume;
+    s.progress = o.progress;
+    s.command_line = o.command_line;
+    fmt::print("lra: efficiency (LRA Table 2 shape): train-step on byte-level text, batch {}, n = {}\n",
+               s.batches.front(), fmt::join(s.lengths, ", "));
+    std::fflush(stdout);
+    const int sc = run_sweep(s);
+    if (sc == kInternal) code = kInternal;
+    efficiency = read_report(s.out)["results"];
+  }
+  // The sweep set the budget for its points; the training runs get the same one.
+  MemoryTracker::instance().set_budget(Device::cpu, o.memory_budget.empty() ? 0 : parse_size(o.memory_budget, "--memory-budget"));
+
+  // 2. Training runs, task by task (each task's data loaded once for all its variants).
+  int oom = 0, failed = 0, diverged = 0, skipped = 0;
+  for (const auto& task : o.tasks) {
+    std::optional<Prepared> prepared;
+    std::optional<TaskData> data;
+    std::string data_error;
+    for (const auto& spec : specs) {
+      runs.emplace_back();
+      nlohmann::json& slot = runs.back();
+      for (const auto& r : earlier)
+        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, o.preset, spec) &&
+            (r["status"] == "ok" || r["status"] == "diverged" || r["status"] == "oom"))
+          slot = r;
+      const std::string label = spec.str();
+      if (!slot.is_null()) {
+        fmt::print("lra: {} {}: finished earlier ({}), kept\n", task, label, slot["status"].get<std::string>());
+        oom += slot["status"] == "oom";
+        diverged += slot["status"] == "diverged";
+        continue;
+      }
+      if (!prepared) {
+        try {
+          prepared = prepare(o, task);
+        } catch (const InputError& e) {
+          prepared = Prepared{"", ""};
+          data_error = e.what();
+        }
+      }
+      if (!prepared->skip.empty()) {
+        slot = stub_result(task, o.preset, spec, "skipped", prepared->skip);
+        ++skipped;
+        save();
+        fmt::print("lra: {} {}: skipped: {}\n", task, label, prepared->skip);
+        continue;
+      }
+      TrainOptions t;
+      t.task = task, t.data_dir = prepared->dir, t.variant = label, t.preset = o.preset;
+      apply_train_preset(t);
+      t.seed = o.seed, t.progress = o.progress;
+      t.checkpoint_dir = (fs::path(o.data_dir) / "checkpoints" / fmt::format("{}-{}-{}", o.preset, task, slug(label))).string();
+      t.resume = o.resume && fs::exists(fs::path(t.checkpoint_dir) / "last.ckpt");
+      if (!t.resume) fs::remove_all(t.checkpoint_dir);
+      if (!data && data_error.empty()) {
+        try {
+          data = load_task(task, task_options(t));
+        } catch (const InputError& e) {
+          data_error = e.what();
+        }
+      }
+      if (!data_error.empty()) {
+        slot = stub_result(task, o.preset, spec, "error", data_error);
+        ++failed;
+        save();
+        fmt::print("lra: {} {}: error: {}\n", task, label, data_error);
+        continue;
+      }
+      fmt::print("lra: {} {} ({} preset{}): {} train / {} val / {} test examples, length {}\n", task, label, o.preset,
+                 t.resume ? ", resumed from its checkpoint" : "", data->train.size(), data->val.size(),
+                 data->test.size(), data->length);
+      std::fflush(stdout);
+      try {
+        slot = train_run(t, *data, [&](const nlohmann::json& r) {
+          slot = r;
+          save();
+        });
+        if (slot["status"] == "diverged") ++diverged;
+      } catch (const OutOfMemory& e) {
+        if (slot.is_null()) slot = stub_result(task, o.preset, spec, "oom", e.what());
+        slot["status"] = "oom";
+        slot["message"] = e.what();
+        slot["memory"]["requested_bytes"] = e.requested;
+        if (e.budget > 0) slot["memory"]["budget_bytes"] = e.budget;
+        ++oom;
+      } catch (const InputError& e) {
+        slot = stub_result(task, o.preset, spec, "error", e.what());
+        ++failed;
+      }
+      save();
+      const auto acc = slot.value("accuracy", nlohmann::json::object());
+      if (slot["status"] == "ok")
+        fmt::print("lra: {} {}: test {:.2f}% at the best validation (majority class {:.2f}%), {:.2f} steps/s\n", task,
+                   label, 100 * acc.value("test_at_best_val", 0.0), 100 * acc.value("test_majority_class", 0.0),
+                   slot["throughput"].value("steps_per_s", 0.0));
+      else
+        fmt::print("lra: {} {}: {}: {}\n", task, label, slot["status"].get<std::string>(), slot.value("message", ""));
+    }
+  }
+  save();
+  const std::string md = render_markdown(read_report(o.out));
+  write_file_atomic(summary_path, md);
+  fmt::print("\n{}", md);
+  fmt::print("lra: {} runs ({} out of memory, {} failed, {} diverged, {} skipped for missing data); report {}, summary {}\n",
+             runs.size(), oom, failed, diverged, skipped, o.out, summary_path);
+  if (failed || code == kInternal) return kInternal;
+  if (oom) return kOutOfMemory;
+  if (diverged) return kDiverged;
+  return kOk;
+}
+
+}  // namespace lsb
