@@ -13,7 +13,7 @@
 namespace lsb {
 
 struct DataCli::Impl {
-  CLI::App* data = nullptr;
+  CLI::App *data = nullptr, *generate = nullptr;
   CLI::App *listops = nullptr, *pathfinder = nullptr, *retrieval = nullptr, *preview = nullptr;
   std::string out;
   listops::GeneratorConfig lcfg;
@@ -31,8 +31,10 @@ DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   Impl& d = *impl_;
   d.data = app.add_subcommand("data", "Task data: generate the tasks that cannot be downloaded here, preview them");
   d.data->require_subcommand(1);
-  auto* generate = d.data->add_subcommand("generate", "Write a generated task in its official file layout");
-  generate->require_subcommand(1);
+  d.generate = d.data->add_subcommand("generate", "Write a generated task in its official file layout");
+  auto* generate = d.generate;
+  generate->require_subcommand(0, 1);
+  generate->allow_extras();  // an unknown task name is answered by run(), naming it and the valid ones
 
   d.listops = generate->add_subcommand("listops", "ListOps: basic_{train,val,test}.tsv");
   d.listops->add_option("--out", d.out, "Output directory")->required();
@@ -78,6 +80,11 @@ bool DataCli::parsed() const { return impl_->data->parsed(); }
 
 int DataCli::run() const {
   const Impl& d = *impl_;
+  if (d.generate->parsed() && d.generate->get_subcommands().empty()) {
+    const auto extra = d.generate->remaining();
+    throw UsageError(fmt::format("data generate {}: unknown task; expected listops, pathfinder or retrieval-pairs",
+                                 extra.empty() ? "(none given)" : extra.front()));
+  }
   if (d.listops->parsed()) {
     const auto st = listops::generate(d.lcfg, d.out);
     fmt::print("listops: wrote {} train, {} val, {} test expressions to {} (seed {}; {} trees drawn, {} duplicates "
