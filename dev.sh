@@ -38,8 +38,10 @@ case "${1:-}" in
     report="$BUILD/lsbench-lra-smoke.json"
     resume=()
     [ -f "$report" ] && [ "$report" -nt "$BUILD/lsbench" ] && resume=(--resume)
+    # Exit 4 means some run did not fit the memory budget (full attention on Path-X): a result, shown as
+    # oom in the tables, not a failure of the job.
     "$BUILD/lsbench" lra --preset smoke --data-dir "$BUILD/lra-data" --archives ../shared/data --out "$report" \
-      "${resume[@]}"
+      "${resume[@]}" || [ $? -eq 4 ]
     ;;
   test)
     install_missing

@@ -25,12 +25,13 @@ struct LraOptions {
   bool resume = false, progress = true, efficiency = true;
   std::vector<std::int64_t> efficiency_lengths;  // empty: the preset's
   std::int64_t efficiency_batch = 0;             // 0: the preset's
-  std::string memory_budget;                     // "" : the preset's (smoke: 4GiB, so Path-X full is an oom)
+  std::string memory_budget;                     // "": smoke 4GiB (Path-X full is an oom), lra-small 80% of RAM
   int threads = 0;
   std::uint64_t seed = 0;
   std::vector<std::string> command_line;
 };
 
+// The variants of a preset: the spec's defaults, full, linformer:k=256, sliding:R=64, ls:w=8,r=32.
 std::vector<std::string> lra_default_variants(const std::string& preset);
 
 // Returns the exit code: 0 when every run finished or was skipped for missing data, 4 when some ran

@@ -240,8 +240,7 @@ int main(int argc, char** argv) {
   cmd_lra->add_option("--tasks", lra.tasks, "Comma list (default: listops,text,retrieval,image,pathfinder,pathx)")
       ->delimiter(',');
   cmd_lra->add_option("--variants", lra_variants,
-                      "Comma list of specs (default smoke: full,linformer:k=64,sliding:R=32,ls:w=8,r=16; lra-small: "
-                      "full,linformer:k=256,sliding:R=64,ls:w=8,r=32)");
+                      "Comma list of specs (default: full,linformer:k=256,sliding:R=64,ls:w=8,r=32)");
   cmd_lra->add_option("--data-dir", lra.data_dir, "Data is generated or extracted here, official layouts read from here")
       ->required();
   cmd_lra->add_option("--archives", lra.archives,
@@ -253,7 +252,7 @@ int main(int argc, char** argv) {
   cmd_lra->add_option("--efficiency-lengths", lra_lengths, "Lengths of the efficiency sweep (default smoke 1024,2048; "
                                                            "lra-small 1024:4096:+1024 and 8192)");
   cmd_lra->add_option("--efficiency-batch", lra.efficiency_batch, "Batch of the efficiency sweep (default smoke 4, lra-small 32)");
-  cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default smoke 4GiB)");
+  cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default: smoke 4GiB, lra-small 80% of the memory)");
   cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)");
   cmd_lra->add_option("--seed", lra.seed, "Parameters, batch order and dropout of every run")->capture_default_str();
   cmd_lra->add_flag("!--no-progress", lra.progress, "No live progress line");

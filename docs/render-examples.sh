@@ -15,4 +15,9 @@ inputs=(docs/sweeps/cpu-2026-11-22/train-step.json docs/sweeps/cpu-2026-11-22/at
 "$lsbench" report "${inputs[@]}" --format html -o "$out/report.html"
 "$lsbench" report "${inputs[@]}" --format csv -o "$out/report.csv"
 for svg in "$out"/plots/*.svg; do rsvg-convert -o "${svg%.svg}.png" "$svg"; done
+"$lsbench" data generate pathfinder --size 32 --count 16 --seed 0 --out "$out/pathfinder-data" >/dev/null
+"$lsbench" data generate pathfinder --size 128 --count 12 --seed 0 --out "$out/pathfinder-data" >/dev/null
+"$lsbench" data preview pathfinder "$out/pathfinder-data" --size 32 --count 16 -o "$out/pathfinder32-grid.png"
+"$lsbench" data preview pathfinder "$out/pathfinder-data" --size 128 --count 12 -o "$out/pathx128-grid.png"
+rm -rf "$out/pathfinder-data"
 ls -l "$out" "$out/plots"

@@ -7,28 +7,10 @@
 #include <fmt/format.h>
 
 #include "nn/memory.hpp"
+#include "reports/text.hpp"
 
 namespace lsb {
 namespace {
-
-std::string str(const nlohmann::json& j, const char* key) {
-  if (!j.is_object() || !j.contains(key)) return "";
-  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
-}
-
-std::string xml_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
-    }
-  }
-  return out;
-}
 
 std::string slugify(const std::string& s) {
   std::string out;
@@ -119,7 +101,7 @@ Axis make_axis(std::vector<double> values, bool log, AxisUnit unit) {
 }
 
 constexpr double kWidth = 760, kHeight = 420, kLeft = 80, kRight = 230, kTop = 40, kBottom = 56;
-constexpr std::size_t kLegendChars = 30;  // longer names are cut with an ellipsis (data-name keeps them whole)
+constexpr std::size_t kLegendChars = 26;  // longer names are cut with an ellipsis (data-name keeps them whole)
 
 // The --memory-budget of the command that made the report (reports written before oom points carried
 // memory.budget_bytes); 0 when absent or unreadable.
@@ -137,7 +119,7 @@ double budget_from_command_line(const nlohmann::json& context) {
 }  // namespace
 
 std::string variant_label(const nlohmann::json& c) {
-  std::string s = c.contains("variant") ? str(c, "variant") : "?";
+  std::string s = c.contains("variant") ? field_text(c, "variant") : "?";
   char sep = ':';
   if (c.contains("variant_params"))
     for (const auto& [k, v] : c["variant_params"].items()) {
@@ -149,18 +131,18 @@ std::string variant_label(const nlohmann::json& c) {
 }
 
 std::string sweep_group(const nlohmann::json& c) {
-  std::string key = fmt::format("{}, {}, b={}, D={}, h={}", str(c, "mode"), str(c, "device"), str(c, "batch"),
-                                str(c, "dim"), str(c, "heads"));
-  if (str(c, "mode").rfind("attn-", 0) != 0) key += fmt::format(", L={}, Dmlp={}", str(c, "layers"), str(c, "mlp_dim"));
-  if (c.contains("task")) key += ", task " + str(c, "task");
+  std::string key = fmt::format("{}, {}, b={}, D={}, h={}", field_text(c, "mode"), field_text(c, "device"), field_text(c, "batch"),
+                                field_text(c, "dim"), field_text(c, "heads"));
+  if (field_text(c, "mode").rfind("attn-", 0) != 0) key += fmt::format(", L={}, Dmlp={}", field_text(c, "layers"), field_text(c, "mlp_dim"));
+  if (c.contains("task")) key += ", task " + field_text(c, "task");
   return key;
 }
 
 std::string sweep_group_slug(const nlohmann::json& c) {
-  std::string s = fmt::format("{}-{}-b{}-d{}-h{}", str(c, "mode"), str(c, "device"), str(c, "batch"), str(c, "dim"),
-                              str(c, "heads"));
-  if (str(c, "mode").rfind("attn-", 0) != 0) s += fmt::format("-l{}-mlp{}", str(c, "layers"), str(c, "mlp_dim"));
-  if (c.contains("task")) s += fmt::format("-{}", str(c, "task"));
+  std::string s = fmt::format("{}-{}-b{}-d{}-h{}", field_text(c, "mode"), field_text(c, "device"), field_text(c, "batch"), field_text(c, "dim"),
+                              field_text(c, "heads"));
+  if (field_text(c, "mode").rfind("attn-", 0) != 0) s += fmt::format("-l{}-mlp{}", field_text(c, "layers"), field_text(c, "mlp_dim"));
+  if (c.contains("task")) s += fmt::format("-{}", field_text(c, "task"));
   return slugify(s);
 }
 
@@ -225,8 +207,10 @@ std::string render_svg(const Plot& p) {
     std::string line;
     for (const auto& [x, y] : pts) line += fmt::format("{}{:.1f},{:.1f}", line.empty() ? "" : " ", px(x), py(y));
     svg += fmt::format("<polyline fill=\"none\" stroke-width=\"2\" points=\"{}\"/>\n", line);
+    const double r = pts.size() > 40 ? 1.5 : 3;  // dense curves (training logs): small markers
     for (const auto& [x, y] : pts)
-      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" data-x=\"{}\" data-y=\"{}\"/>\n", px(x), py(y), x, y);
+      svg += fmt::format("<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"{}\" data-x=\"{}\" data-y=\"{}\"/>\n", px(x), py(y), r,
+                         x, y);
     for (double x : s.oom_x)
       svg += fmt::format(
           "<path class=\"oom\" data-x=\"{2}\" d=\"M{0:.1f} {1:.1f} l8 8 m0 -8 l-8 8\" transform=\"translate(-4 -4)\" "
@@ -262,7 +246,7 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
     return p.series.back();
   };
   for (const auto& r : report["results"]) {
-    if (str(r, "kind") != "sweep-point") continue;
+    if (field_text(r, "kind") != "sweep-point") continue;
     const auto& c = r["config"];
     const std::string key = sweep_group(c);
     if (!groups.count(key)) {
@@ -275,7 +259,7 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
       groups.emplace(key, std::make_pair(t, m));
     }
     auto& [tp, mp] = groups.at(key);
-    const std::string v = variant_label(c), st = str(r, "status");
+    const std::string v = variant_label(c), st = field_text(r, "status");
     const double n = c.value("n", 0.0);
     auto& ts = series_of(tp, v);
     auto& ms = series_of(mp, v);
@@ -299,10 +283,10 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
   std::vector<std::string> tasks;
   std::map<std::string, std::pair<Plot, Plot>> curves;  // task -> (loss, val accuracy)
   for (const auto& r : report["results"]) {
-    if (str(r, "kind") != "train-run" || !r.contains("curves")) continue;
+    if (field_text(r, "kind") != "train-run" || !r.contains("curves")) continue;
     const auto& c = r["config"];
     const auto& cv = r["curves"];
-    const std::string task = str(c, "task");
+    const std::string task = field_text(c, "task");
     if (!curves.count(task)) {
       tasks.push_back(task);
       Plot l{train_curve_slug(task, "loss"), "Training loss: " + task, "optimiser step", "loss (mean since the previous point)",
@@ -313,7 +297,7 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
     }
     auto& [lp, ap] = curves.at(task);
     std::string name = variant_label(c);
-    if (c.contains("preset")) name += " [" + str(c, "preset") + "]";
+    if (c.contains("preset")) name += " [" + field_text(c, "preset") + "]";
     auto add = [&](Plot& p, const char* xs, const char* ys, double scale) {
       if (!cv.contains(xs) || !cv.contains(ys)) return;
       PlotSeries s{name, {}, {}};

@@ -18,14 +18,9 @@ namespace lsb {
 namespace fs = std::filesystem;
 namespace {
 
-std::string str(const nlohmann::json& j, const char* key, const std::string& fallback = "") {
-  if (!j.is_object() || !j.contains(key)) return fallback;
-  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
-}
-
 // The cell of one sweep point: median (spread), tokens/s, peak memory; or its status.
 std::string point_cell(const nlohmann::json& r) {
-  const std::string st = str(r, "status");
+  const std::string st = field_text(r, "status");
   if (st == "oom") {
     const auto m = r.value("memory", nlohmann::json::object());
     return m.contains("requested_bytes") ? "oom (asked " + bytes_text(m["requested_bytes"].get<double>()) + ")" : "oom";
@@ -98,25 +93,25 @@ Block plot(std::string slug) { return {Block::Kind::plot, 0, std::move(slug), {}
 Table context_table(const nlohmann::json& c) {
   Table t{{"", ""}, "ll", {}};
   const auto cpu = c.value("cpu", nlohmann::json::object());
-  t.rows.push_back({"lsbench", fmt::format("{} (commit {}, {})", str(c, "tool_version"), str(c, "git_commit"),
-                                           str(c, "build_type"))});
-  t.rows.push_back({"machine", fmt::format("{} · {}", str(c, "host"), str(c, "os"))});
-  t.rows.push_back({"CPU", fmt::format("{} · {} threads used of {}{}", str(cpu, "model"), str(cpu, "threads_used"),
-                                       str(cpu, "cores"),
+  t.rows.push_back({"lsbench", fmt::format("{} (commit {}, {})", field_text(c, "tool_version"), field_text(c, "git_commit"),
+                                           field_text(c, "build_type"))});
+  t.rows.push_back({"machine", fmt::format("{} · {}", field_text(c, "host"), field_text(c, "os"))});
+  t.rows.push_back({"CPU", fmt::format("{} · {} threads used of {}{}", field_text(cpu, "model"), field_text(cpu, "threads_used"),
+                                       field_text(cpu, "cores"),
                                        cpu.contains("peak_gflops_fp32")
                                            ? fmt::format(" · measured fp32 peak {:.0f} GFLOP/s",
                                                          cpu["peak_gflops_fp32"].get<double>())
                                            : "")});
   if (c.contains("gpu") && c["gpu"].is_object())
-    t.rows.push_back({"GPU", fmt::format("{} · {} · driver {} · CUDA runtime {}", str(c["gpu"], "name"),
-                                         bytes_text(c["gpu"].value("memory_bytes", 0.0)), str(c["gpu"], "driver"),
-                                         str(c["gpu"], "cuda_runtime"))});
+    t.rows.push_back({"GPU", fmt::format("{} · {} · driver {} · CUDA runtime {}", field_text(c["gpu"], "name"),
+                                         bytes_text(c["gpu"].value("memory_bytes", 0.0)), field_text(c["gpu"], "driver"),
+                                         field_text(c["gpu"], "cuda_runtime"))});
   std::string libs;
   const nlohmann::json libraries = c.value("libraries", nlohmann::json::object());
   for (const auto& [k, v] : libraries.items())
     libs += fmt::format("{}{} {}", libs.empty() ? "" : ", ", k, v.get<std::string>());
-  t.rows.push_back({"libraries", fmt::format("{} · {}", libs, str(c, "compiler"))});
-  t.rows.push_back({"started", str(c, "started_at")});
+  t.rows.push_back({"libraries", fmt::format("{} · {}", libs, field_text(c, "compiler"))});
+  t.rows.push_back({"started", field_text(c, "started_at")});
   std::string cmd;
   for (const auto& a : c.value("command_line", nlohmann::json::array())) {
     if (!cmd.empty()) cmd += ' ';
@@ -133,7 +128,7 @@ void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
   std::map<std::string, std::vector<const nlohmann::json*>> groups;
   std::vector<std::string> group_order;
   for (const auto& r : report["results"]) {
-    if (str(r, "kind") != "sweep-point") continue;
+    if (field_text(r, "kind") != "sweep-point") continue;
     const std::string key = sweep_group(r["config"]);
     if (!groups.count(key)) group_order.push_back(key);
     groups[key].push_back(&r);
@@ -173,7 +168,7 @@ void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
 void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::vector<const nlohmann::json*> pts;
   for (const auto& r : report["results"])
-    if (str(r, "kind") == "sweep-point" && str(r["config"], "mode") == "train-step" && str(r["config"], "task") == "text")
+    if (field_text(r, "kind") == "sweep-point" && field_text(r["config"], "mode") == "train-step" && field_text(r["config"], "task") == "text")
       pts.push_back(&r);
   if (pts.empty()) return;
   std::vector<std::string> variants;
@@ -188,7 +183,7 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
   }
   auto steps = [&](const std::string& v, std::int64_t n) -> double {
     const auto it = at.find({v, n});
-    if (it == at.end() || str(*it->second, "status") != "ok") return 0;
+    if (it == at.end() || field_text(*it->second, "status") != "ok") return 0;
     return (*it->second)["throughput"].value("steps_per_s", 0.0);
   };
   Table t{{"model"}, "l", {}};
@@ -201,14 +196,14 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
       const double s = steps(v, n), f = full.empty() ? 0 : steps(full, n);
       const auto it = at.find({v, n});
       row.push_back(s > 0   ? fmt::format("{:.2f}{}", s, f > 0 ? fmt::format(" ({:.2f}x)", s / f) : "")
-                    : it != at.end() ? str(*it->second, "status")
+                    : it != at.end() ? field_text(*it->second, "status")
                                      : "");
     }
     for (const auto n : ns) {
       const auto it = at.find({v, n});
       row.push_back(it == at.end()                             ? ""
-                    : str(*it->second, "status") == "ok"       ? bytes_text((*it->second)["memory"].value("peak_tracked_bytes", 0.0))
-                                                               : str(*it->second, "status"));
+                    : field_text(*it->second, "status") == "ok"       ? bytes_text((*it->second)["memory"].value("peak_tracked_bytes", 0.0))
+                                                               : field_text(*it->second, "status"));
     }
     t.rows.push_back(std::move(row));
   }
@@ -234,7 +229,7 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
       "One training step of the model (D={}, h={}, L={}, Dmlp={}) on byte-level text, batch {}: steps per second "
       "(in brackets: relative to full attention at the same length) and peak tracked memory. The published rows were "
       "measured on a TPU v3 with LRA's base model and batch 32: compare the ratios, not the absolute numbers.",
-      str(c, "dim"), str(c, "heads"), str(c, "layers"), str(c, "mlp_dim"), str(c, "batch"))));
+      field_text(c, "dim"), field_text(c, "heads"), field_text(c, "layers"), field_text(c, "mlp_dim"), field_text(c, "batch"))));
   doc.push_back(table(std::move(t)));
 }
 
@@ -242,18 +237,18 @@ void maxlen_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::vector<const nlohmann::json*> maxlens;
   std::int64_t full_n = 0;
   for (const auto& r : report["results"])
-    if (str(r, "kind") == "maxlen") {
+    if (field_text(r, "kind") == "maxlen") {
       maxlens.push_back(&r);
-      if (str(r["config"], "variant") == "full") full_n = r.value("max_n", std::int64_t{0});
+      if (field_text(r["config"], "variant") == "full") full_n = r.value("max_n", std::int64_t{0});
     }
   if (maxlens.empty()) return;
   Table t{{"variant", "mode", "budget", "longest n", "ratio to full", "note"}, "llrrrl", {}};
   for (const auto* r : maxlens) {
     const auto& c = (*r)["config"];
     const std::int64_t n = r->value("max_n", std::int64_t{0});
-    t.rows.push_back({variant_label(c), str(c, "mode"), bytes_text(c.value("memory_budget_bytes", 0.0)),
+    t.rows.push_back({variant_label(c), field_text(c, "mode"), bytes_text(c.value("memory_budget_bytes", 0.0)),
                       std::to_string(n), full_n > 0 ? fmt::format("{:.2f}x", static_cast<double>(n) / full_n) : "",
-                      str(*r, "message")});
+                      field_text(*r, "message")});
   }
   doc.push_back(heading(2, "Longest sequence that fits"));
   doc.push_back(table(std::move(t)));
@@ -264,19 +259,19 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::map<std::string, std::map<std::string, std::string>> acc;  // variant -> task -> cell
   std::vector<std::string> run_variants, tasks_with_curves;
   for (const auto& r : report["results"]) {
-    if (str(r, "kind") != "train-run") continue;
+    if (field_text(r, "kind") != "train-run") continue;
     const auto& c = r["config"];
-    const std::string v = variant_label(c), task = str(c, "task");
+    const std::string v = variant_label(c), task = field_text(c, "task");
     if (std::find(run_variants.begin(), run_variants.end(), v) == run_variants.end()) run_variants.push_back(v);
     if (r.contains("curves") && std::find(tasks_with_curves.begin(), tasks_with_curves.end(), task) == tasks_with_curves.end())
       tasks_with_curves.push_back(task);
     const auto a = r.value("accuracy", nlohmann::json::object());
-    std::string text = str(r, "status");
+    std::string text = field_text(r, "status");
     if (a.contains("test_at_best_val"))
       text = fmt::format("{:.2f}", 100 * a["test_at_best_val"].get<double>());
     else if (a.contains("val_best"))
-      text = fmt::format("({} val {:.2f})", str(r, "status"), 100 * a["val_best"].get<double>());
-    acc[v][task] = text + (str(c, "preset").empty() ? "" : " [" + str(c, "preset") + "]");
+      text = fmt::format("({} val {:.2f})", field_text(r, "status"), 100 * a["val_best"].get<double>());
+    acc[v][task] = text + (field_text(c, "preset").empty() ? "" : " [" + field_text(c, "preset") + "]");
   }
   if (run_variants.empty()) return;
   Table t{{"model"}, "l", {}};
@@ -334,20 +329,6 @@ std::vector<Block> build_document(const nlohmann::json& report) {
   return doc;
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    switch (ch) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
-    }
-  }
-  return out;
-}
-
 // Escaped text with `code` spans as <code>.
 std::string html_inline(const std::string& s) {
   std::string out;
@@ -355,7 +336,7 @@ std::string html_inline(const std::string& s) {
   std::size_t from = 0;
   for (std::size_t i = 0; i <= s.size(); ++i)
     if (i == s.size() || s[i] == '`') {
-      out += html_escape(s.substr(from, i - from));
+      out += xml_escape(s.substr(from, i - from));
       if (i < s.size()) out += code ? "</code>" : "<code>";
       code = !code;
       from = i + 1;
@@ -448,14 +429,14 @@ std::string render_csv(const nlohmann::json& report) {
                     "test_at_best_val,test_final,max_n,message\n";
   for (const auto& r : report["results"]) {
     const auto& c = r["config"];
-    std::vector<std::string> f = {str(r, "id"), str(r, "kind"), str(r, "status"), variant_label(c), str(c, "mode"),
-                                  str(c, "device"), str(c, "task"), str(c, "n"), str(c, "padded_n"), str(c, "batch"),
-                                  str(c, "dim"), str(c, "heads"), str(c, "layers"), str(c, "threads"),
+    std::vector<std::string> f = {field_text(r, "id"), field_text(r, "kind"), field_text(r, "status"), variant_label(c), field_text(c, "mode"),
+                                  field_text(c, "device"), field_text(c, "task"), field_text(c, "n"), field_text(c, "padded_n"), field_text(c, "batch"),
+                                  field_text(c, "dim"), field_text(c, "heads"), field_text(c, "layers"), field_text(c, "threads"),
                                   num(r, "time_s", "median"), num(r, "time_s", "stdev"), num(r, "time_s", "samples"),
                                   num(r, "throughput", "tokens_per_s"), num(r, "throughput", "steps_per_s"),
                                   num(r, "throughput", "gflops"), num(r, "memory", "peak_tracked_bytes"),
                                   num(r, "memory", "analytic_bytes"), num(r, "accuracy", "test_at_best_val"),
-                                  num(r, "accuracy", "test_final"), str(r, "max_n"), str(r, "message")};
+                                  num(r, "accuracy", "test_final"), field_text(r, "max_n"), field_text(r, "message")};
     for (std::size_t i = 0; i < f.size(); ++i) {
       if (i) csv += ',';
       csv += q(f[i]);

@@ -1,8 +1,10 @@
-// How reports write quantities and Markdown cells for people (compare and the renders share these).
+// How reports write quantities, Markdown cells and XML text for people (compare, the renders and the
+// plots share these).
 #pragma once
 #include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 namespace lsb {
 
@@ -35,6 +37,27 @@ inline std::string md_cell(const std::string& s) {
     out += ch;
   }
   return out;
+}
+
+// Text safe inside XML / HTML text and attribute values.
+inline std::string xml_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    switch (ch) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += ch;
+    }
+  }
+  return out;
+}
+
+// A report field as text: strings as they are, other values as JSON; `fallback` when absent.
+inline std::string field_text(const nlohmann::json& j, const char* key, const std::string& fallback = "") {
+  if (!j.is_object() || !j.contains(key)) return fallback;
+  return j[key].is_string() ? j[key].get<std::string>() : j[key].dump();
 }
 
 }  // namespace lsb
