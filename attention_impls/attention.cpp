@@ -110,6 +110,8 @@ const std::vector<VariantEntry>& registry() {
       {"sliding", "R=64", "each query sees the keys within R positions on each side", make_sliding},
       {"ls", "w=8, r=32", "Transformer-LS: segment window (w) plus r dynamic-projection landmarks, dual LayerNorm",
        make_ls},
+      {"performer", "features=256, seed=0",
+       "FAVOR+: softmax attention estimated with positive orthogonal random features (linear in n)", make_performer},
   };
   return r;
 }

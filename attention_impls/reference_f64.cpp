@@ -1,5 +1,7 @@
 #include "attention_impls/reference_f64.hpp"
 
+#include "attention_impls/random_features.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -156,6 +158,40 @@ std::vector<double> reference_attention(const std::string& name, const std::map<
           }
           attend(i, t, Kr, Vr, static_cast<std::int64_t>(valid.size()), valid);
         }
+    } else if (name == "performer") {
+      // phi(u)_j = exp(w_j . u - |u|^2 / 2) / sqrt(nf); queries u = q d^(1/4) (Q is q / sqrt(d) here), keys
+      // u = k d^(-1/4); C_t = sum_u phi(q_t).phi(k_u) v_u / sum_u phi(q_t).phi(k_u) over real keys.
+      const std::int64_t nf = key_int(keys, "features");
+      const std::vector<double> w = performer_features(d, nf, static_cast<std::uint64_t>(key_int(keys, "seed")));
+      auto phi = [&](const Mat& X, std::int64_t t, std::int64_t i, double s) {
+        std::vector<double> f(nf);
+        double norm2 = 0;
+        for (std::int64_t c = 0; c < d; ++c) norm2 += s * X[t * D + i * d + c] * s * X[t * D + i * d + c];
+        for (std::int64_t j = 0; j < nf; ++j) {
+          double dot = 0;
+          for (std::int64_t c = 0; c < d; ++c) dot += w[j * d + c] * s * X[t * D + i * d + c];
+          f[j] = std::exp(dot - norm2 / 2) / std::sqrt(static_cast<double>(nf));
+        }
+        return f;
+      };
+      const double s = std::pow(static_cast<double>(d), 0.25);
+      for (std::int64_t i = 0; i < h; ++i) {
+        std::vector<std::vector<double>> fk(n);
+        for (std::int64_t u = 0; u < n; ++u) fk[u] = phi(K, u, i, 1 / s);
+        for (std::int64_t t = 0; t < n; ++t) {
+          const auto fq = phi(Q, t, i, s);
+          double den = 0;
+          std::vector<double> num(d, 0.0);
+          for (std::int64_t u = 0; u < n; ++u) {
+            if (!m[u]) continue;
+            double kernel = 0;
+            for (std::int64_t j = 0; j < nf; ++j) kernel += fq[j] * fk[u][j];
+            den += kernel;
+            for (std::int64_t c = 0; c < d; ++c) num[c] += kernel * V[u * D + i * d + c];
+          }
+          for (std::int64_t c = 0; c < d; ++c) C[t * D + i * d + c] = den > 0 ? num[c] / den : 0.0;
+        }
+      }
     } else {
       throw std::invalid_argument("reference_attention: no reference for variant " + name);
     }
