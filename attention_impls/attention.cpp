@@ -110,6 +110,10 @@ const std::vector<VariantEntry>& registry() {
       {"sliding", "R=64", "each query sees the keys within R positions on each side", make_sliding},
       {"ls", "w=8, r=32", "Transformer-LS: segment window (w) plus r dynamic-projection landmarks, dual LayerNorm",
        make_ls},
+      {"lsra", "K=3 (in the encoder: 3, 7, 15, 31, 31, 31 by layer), Hc=4",
+       "Lite Transformer's long-short range attention: full attention on half the channels, dynamic convolution on "
+       "the other half",
+       make_lsra},
       {"performer", "features=256, seed=0",
        "FAVOR+: softmax attention estimated with positive orthogonal random features (linear in n)", make_performer},
   };

@@ -62,10 +62,60 @@ RefParams params_f64(Attention& a) {
   return out;
 }
 
+namespace {
+
+// lsra: full attention on the first D/2 channels (its own projections, max(h/2, 1) heads), dynamic
+// convolution on the other D/2 (../shared/spec/attention.md), written out on its own.
+std::vector<double> reference_lsra(const std::map<std::string, std::string>& keys, std::int64_t D, std::int64_t h,
+                                   std::int64_t b, std::int64_t n, const RefParams& P, const std::vector<double>& x,
+                                   const std::vector<std::uint8_t>& mask) {
+  const std::int64_t H = D / 2, ha = std::max<std::int64_t>(h / 2, 1), K = key_int(keys, "K"), Hc = key_int(keys, "Hc");
+  // The attention half is `full` on width D/2 with the a_ parameters.
+  RefParams Pa;
+  for (const char* p : {"wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"}) Pa[p] = P.at(std::string("a_") + p);
+  std::vector<double> xa(b * n * H), xc(b * n * H);
+  for (std::int64_t r = 0; r < b * n; ++r)
+    for (std::int64_t c = 0; c < H; ++c) {
+      xa[r * H + c] = x[r * D + c];
+      xc[r * H + c] = mask[r] ? x[r * D + H + c] : 0.0;
+    }
+  const std::vector<double> ya = reference_attention("full", {}, H, ha, b, n, Pa, xa, mask);
+  const Mat h1 = linear(xc, b * n, H, P.at("c_w1"), P.at("c_b1"), D);
+  Mat u(b * n * H);
+  for (std::int64_t r = 0; r < b * n; ++r)
+    for (std::int64_t c = 0; c < H; ++c)
+      u[r * H + c] = mask[r] ? h1[r * D + c] / (1.0 + std::exp(-h1[r * D + H + c])) : 0.0;
+  const Mat z = linear(u, b * n, H, P.at("c_ww"), Mat(Hc * K, 0.0), Hc * K);
+  Mat o(b * n * H, 0.0);
+  for (std::int64_t bi = 0; bi < b; ++bi)
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t g = 0; g < Hc; ++g) {
+        std::vector<double> logits(z.begin() + (bi * n + t) * Hc * K + g * K, z.begin() + (bi * n + t) * Hc * K + (g + 1) * K);
+        const auto alpha = softmax(logits, std::vector<bool>(K, true));
+        for (std::int64_t k = 0; k < K; ++k) {
+          const std::int64_t s = t + k - K / 2;
+          if (s < 0 || s >= n) continue;
+          for (std::int64_t c = g * (H / Hc); c < (g + 1) * (H / Hc); ++c)
+            o[(bi * n + t) * H + c] += alpha[k] * u[(bi * n + s) * H + c];
+        }
+      }
+  const Mat yc = linear(o, b * n, H, P.at("c_w2"), P.at("c_b2"), H);
+  std::vector<double> y(b * n * D);
+  for (std::int64_t r = 0; r < b * n; ++r)
+    for (std::int64_t c = 0; c < H; ++c) {
+      y[r * D + c] = ya[r * H + c];
+      y[r * D + H + c] = yc[r * H + c];
+    }
+  return y;
+}
+
+}  // namespace
+
 std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
                                         std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
                                         const RefParams& P, const std::vector<double>& x,
                                         const std::vector<std::uint8_t>& mask) {
+  if (name == "lsra") return reference_lsra(keys, D, h, b, n, P, x, mask);
   const std::int64_t d = D / h;
   std::vector<double> y(b * n * D);
   for (std::int64_t bi = 0; bi < b; ++bi) {

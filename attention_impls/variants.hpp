@@ -15,6 +15,7 @@ std::unique_ptr<Attention> make_linformer(const VariantSpec&, std::int64_t dim, 
 std::unique_ptr<Attention> make_sliding(const VariantSpec&, std::int64_t dim, std::int64_t heads,
                                         std::int64_t n_max);
 std::unique_ptr<Attention> make_ls(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
+std::unique_ptr<Attention> make_lsra(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
 std::unique_ptr<Attention> make_performer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
                                           std::int64_t n_max);
 

@@ -74,7 +74,13 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
     own_.push_back(make_param(pre + "fc2.weight", {D, F}));
     own_.push_back(make_param(pre + "fc2.bias", {D}));
     auto layer = std::make_unique<Layer>();
-    layer->attn = make_attention(spec, D, cfg.heads, N_max);
+    VariantSpec layer_spec = spec;
+    if (spec.name == "lsra" && !spec.params.count("K")) {
+      // Lite Transformer's kernel-size schedule: layer l uses entry l (../shared/spec/attention.md).
+      static constexpr std::int64_t kSchedule[] = {3, 7, 15, 31, 31, 31};
+      layer_spec.params["K"] = std::to_string(kSchedule[std::min<std::int64_t>(l, 5)]);
+    }
+    layer->attn = make_attention(layer_spec, D, cfg.heads, N_max);
     layers_.push_back(std::move(layer));
   }
   own_.push_back(make_param("lnf.weight", {D}));

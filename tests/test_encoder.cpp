@@ -70,7 +70,8 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
   const std::vector<Case> cases = {{"full", "mean", 0.0f},          {"full", "cls", 0.0f},
                                    {"flash", "mean", 0.0f},         {"linformer:k=3", "mean", 0.0f},
                                    {"sliding:R=1", "cls", 0.0f},    {"ls:w=2,r=2", "mean", 0.0f}, {"flash", "cls", 0.0f},
-                                   {"ls:w=2,r=2", "cls", 0.0f},     {"full", "mean", 0.2f}};
+                                   {"ls:w=2,r=2", "cls", 0.0f},     {"full", "mean", 0.2f},
+                                   {"performer:features=8", "mean", 0.0f}, {"lsra:Hc=2", "cls", 0.0f}};
   for (const auto& c : cases) {
     INFO(c.attention << " pooling " << c.pooling << " dropout " << c.dropout);
     const EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2,
@@ -134,6 +135,18 @@ TEST_CASE("two towers: gradients through the shared encoder and the [u, v, u*v, 
     CHECK(enc.logits()[0] == Approx(logits[2]).epsilon(1e-3));
     CHECK(enc.logits()[1] == Approx(logits[3]).epsilon(1e-3));
   }
+}
+
+TEST_CASE("lsra layers take their kernel size from the schedule unless the spec sets it", "[encoder]") {
+  EncoderConfig cfg{.vocab = 7, .classes = 2, .max_len = 6, .dim = 8, .heads = 2, .layers = 3, .mlp_dim = 12,
+                    .pooling = "mean", .dropout = 0.0f, .attention = "lsra:Hc=2"};
+  const Encoder scheduled(cfg);
+  CHECK(scheduled.attention(0).resolved_params().at("K") == "3");
+  CHECK(scheduled.attention(1).resolved_params().at("K") == "7");
+  CHECK(scheduled.attention(2).resolved_params().at("K") == "15");
+  cfg.attention = "lsra:K=5,Hc=2";
+  const Encoder fixed(cfg);
+  CHECK(fixed.attention(2).resolved_params().at("K") == "5");
 }
 
 TEST_CASE("encoder rejects bad tokens labels and lengths naming them", "[encoder]") {
