@@ -120,10 +120,11 @@ bool same_run(const nlohmann::json& c, const std::string& task, const std::strin
 
 // The result of a run that produced none (data missing, out of memory before the first evaluation).
 nlohmann::json stub_result(const std::string& task, const std::string& preset, const VariantSpec& spec,
-                           const std::string& status, const std::string& message) {
+                           const std::map<std::string, std::string>& resolved, const std::string& status,
+                           const std::string& message) {
   nlohmann::json r = {{"kind", "train-run"},
                       {"config", {{"task", task}, {"preset", preset}, {"variant", spec.name},
-                                  {"variant_params", variant_params_json(spec.params)}, {"mode", "train"}, {"device", "cpu"},
+                                  {"variant_params", variant_params_json(resolved)}, {"mode", "train"}, {"device", "cpu"},
                                   {"precision", "fp32"}}},
                       {"status", status},
                       {"message", message}};
@@ -153,9 +154,10 @@ int run_lra(const LraOptions& given) {
   for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
   std::vector<VariantSpec> specs;
+  std::vector<std::map<std::string, std::string>> resolved;  // defaults filled in, for runs that produce no result
   for (const auto& v : o.variants) {
     specs.push_back(VariantSpec::parse(v));
-    make_attention(specs.back(), 32, 2, 1024);  // an unknown name or parameter fails before any work
+    resolved.push_back(make_attention(specs.back(), 32, 2, 1024)->resolved_params());  // bad specs fail here
   }
   const bool smoke = o.preset == "smoke";
   // Default budgets: smoke 4 GiB (so full attention on Path-X is an oom, as in CI); lra-small 80% of the
@@ -222,7 +224,8 @@ int run_lra(const LraOptions& given) {
     std::optional<Prepared> prepared;
     std::optional<TaskData> data;
     std::string data_error;
-    for (const auto& spec : specs) {
+    for (std::size_t vi = 0; vi < specs.size(); ++vi) {
+      const VariantSpec& spec = specs[vi];
       runs.emplace_back();
       nlohmann::json& slot = runs.back();
       for (const auto& r : earlier)
@@ -245,7 +248,7 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!prepared->skip.empty()) {
-        slot = stub_result(task, o.preset, spec, "skipped", prepared->skip);
+        slot = stub_result(task, o.preset, spec, resolved[vi], "skipped", prepared->skip);
         ++skipped;
         save();
         fmt::print("lra: {} {}: skipped: {}\n", task, label, prepared->skip);
@@ -266,7 +269,7 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!data_error.empty()) {
-        slot = stub_result(task, o.preset, spec, "error", data_error);
+        slot = stub_result(task, o.preset, spec, resolved[vi], "error", data_error);
         ++failed;
         save();
         fmt::print("lra: {} {}: error: {}\n", task, label, data_error);
@@ -283,14 +286,14 @@ int run_lra(const LraOptions& given) {
         });
         if (slot["status"] == "diverged") ++diverged;
       } catch (const OutOfMemory& e) {
-        if (slot.is_null()) slot = stub_result(task, o.preset, spec, "oom", e.what());
+        if (slot.is_null()) slot = stub_result(task, o.preset, spec, resolved[vi], "oom", e.what());
         slot["status"] = "oom";
         slot["message"] = e.what();
         slot["memory"]["requested_bytes"] = e.requested;
         if (e.budget > 0) slot["memory"]["budget_bytes"] = e.budget;
         ++oom;
       } catch (const InputError& e) {
-        slot = stub_result(task, o.preset, spec, "error", e.what());
+        slot = stub_result(task, o.preset, spec, resolved[vi], "error", e.what());
         ++failed;
       }
       save();
