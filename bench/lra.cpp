@@ -179,11 +179,13 @@ int run_lra(const LraOptions& given) {
   }
   nlohmann::json efficiency = nlohmann::json::array();
   std::vector<nlohmann::json> runs;  // one per task x variant, in plan order (null: not yet run)
+  nlohmann::json report;  // as last written
   auto save = [&] {
     nlohmann::json all = efficiency;
     for (const auto& r : runs)
       if (!r.is_null()) all.push_back(r);
-    write_report(o.out, make_report(context, all));
+    report = make_report(context, all);
+    write_report(o.out, report);
   };
 
   // 1. Efficiency in the shape of LRA Table 2: train steps/s and peak memory of the preset's model on
@@ -307,7 +309,7 @@ int run_lra(const LraOptions& given) {
     }
   }
   save();
-  const std::string md = render_markdown(read_report(o.out));
+  const std::string md = render_markdown(report);
   write_file_atomic(summary_path, md);
   fmt::print("\n{}", md);
   fmt::print("lra: {} runs ({} out of memory, {} failed, {} diverged, {} skipped for missing data); report {}, summary {}\n",

@@ -123,6 +123,28 @@ Table context_table(const nlohmann::json& c) {
   return t;
 }
 
+// Sweep points as a grid: variants in order of first appearance, lengths sorted, the point at each.
+struct PointGrid {
+  std::vector<std::string> variants;
+  std::set<std::int64_t> ns;
+  std::map<std::pair<std::string, std::int64_t>, const nlohmann::json*> at;
+  const nlohmann::json* find(const std::string& v, std::int64_t n) const {
+    const auto it = at.find({v, n});
+    return it == at.end() ? nullptr : it->second;
+  }
+};
+PointGrid point_grid(const std::vector<const nlohmann::json*>& points) {
+  PointGrid g;
+  for (const auto* r : points) {
+    const std::string v = variant_label((*r)["config"]);
+    if (std::find(g.variants.begin(), g.variants.end(), v) == g.variants.end()) g.variants.push_back(v);
+    const std::int64_t n = (*r)["config"].value("n", std::int64_t{0});
+    g.ns.insert(n);
+    g.at[{v, n}] = r;
+  }
+  return g;
+}
+
 // Sweep points per group (mode, device, shape): rows n, columns variants; each group's plots after it.
 void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
   std::map<std::string, std::vector<const nlohmann::json*>> groups;
@@ -138,21 +160,12 @@ void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
   doc.push_back(paragraph("Each cell: median time ± spread (stdev / median) · tokens/s · peak tracked memory; or the "
                           "point's status."));
   for (const auto& key : group_order) {
-    std::vector<std::string> variants;
-    std::set<std::int64_t> ns;
-    std::map<std::pair<std::string, std::int64_t>, const nlohmann::json*> cell;
-    for (const auto* r : groups[key]) {
-      const std::string v = variant_label((*r)["config"]);
-      if (std::find(variants.begin(), variants.end(), v) == variants.end()) variants.push_back(v);
-      const std::int64_t n = (*r)["config"].value("n", std::int64_t{0});
-      ns.insert(n);
-      cell[{v, n}] = r;
-    }
+    const PointGrid grid = point_grid(groups[key]);
     Table t{{"n"}, "r", {}};
-    for (const auto& v : variants) t.header.push_back(v), t.align += 'l';
-    for (const auto n : ns) {
+    for (const auto& v : grid.variants) t.header.push_back(v), t.align += 'l';
+    for (const auto n : grid.ns) {
       std::vector<std::string> row = {std::to_string(n)};
-      for (const auto& v : variants) row.push_back(cell.count({v, n}) ? point_cell(*cell[{v, n}]) : "");
+      for (const auto& v : grid.variants) row.push_back(grid.find(v, n) ? point_cell(*grid.find(v, n)) : "");
       t.rows.push_back(std::move(row));
     }
     doc.push_back(heading(3, key));
@@ -171,20 +184,12 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
     if (field_text(r, "kind") == "sweep-point" && field_text(r["config"], "mode") == "train-step" && field_text(r["config"], "task") == "text")
       pts.push_back(&r);
   if (pts.empty()) return;
-  std::vector<std::string> variants;
-  std::set<std::int64_t> ns;
-  std::map<std::pair<std::string, std::int64_t>, const nlohmann::json*> at;
-  for (const auto* r : pts) {
-    const std::string v = variant_label((*r)["config"]);
-    if (std::find(variants.begin(), variants.end(), v) == variants.end()) variants.push_back(v);
-    const std::int64_t n = (*r)["config"].value("n", std::int64_t{0});
-    ns.insert(n);
-    at[{v, n}] = r;
-  }
+  const PointGrid grid = point_grid(pts);
+  const auto& variants = grid.variants;
+  const auto& ns = grid.ns;
   auto steps = [&](const std::string& v, std::int64_t n) -> double {
-    const auto it = at.find({v, n});
-    if (it == at.end() || field_text(*it->second, "status") != "ok") return 0;
-    return (*it->second)["throughput"].value("steps_per_s", 0.0);
+    const nlohmann::json* r = grid.find(v, n);
+    return r && field_text(*r, "status") == "ok" ? (*r)["throughput"].value("steps_per_s", 0.0) : 0.0;
   };
   Table t{{"model"}, "l", {}};
   for (const auto n : ns) t.header.push_back(fmt::format("steps/s n={}", n)), t.align += 'r';
@@ -194,16 +199,16 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
     std::vector<std::string> row = {"lsbench " + v};
     for (const auto n : ns) {
       const double s = steps(v, n), f = full.empty() ? 0 : steps(full, n);
-      const auto it = at.find({v, n});
-      row.push_back(s > 0   ? fmt::format("{:.2f}{}", s, f > 0 ? fmt::format(" ({:.2f}x)", s / f) : "")
-                    : it != at.end() ? field_text(*it->second, "status")
-                                     : "");
+      const nlohmann::json* r = grid.find(v, n);
+      row.push_back(s > 0 ? fmt::format("{:.2f}{}", s, f > 0 ? fmt::format(" ({:.2f}x)", s / f) : "")
+                    : r   ? field_text(*r, "status")
+                          : "");
     }
     for (const auto n : ns) {
-      const auto it = at.find({v, n});
-      row.push_back(it == at.end()                             ? ""
-                    : field_text(*it->second, "status") == "ok"       ? bytes_text((*it->second)["memory"].value("peak_tracked_bytes", 0.0))
-                                                               : field_text(*it->second, "status"));
+      const nlohmann::json* r = grid.find(v, n);
+      row.push_back(!r                                  ? ""
+                    : field_text(*r, "status") == "ok" ? bytes_text((*r)["memory"].value("peak_tracked_bytes", 0.0))
+                                                       : field_text(*r, "status"));
     }
     t.rows.push_back(std::move(row));
   }

@@ -300,7 +300,7 @@ std::string find_root(const std::string& dir, int size, const std::string& diffi
                                dir, folder, size, folder, size, difficulty, dir));
 }
 
-Loaded load(const std::string& root, int size) {
+Loaded load(const std::string& root, int size, std::int64_t limit) {
   const fs::path meta_dir = fs::path(root) / "metadata";
   std::vector<std::pair<long, fs::path>> files;
   for (const auto& e : fs::directory_iterator(meta_dir)) {
@@ -327,6 +327,7 @@ Loaded load(const std::string& root, int size) {
       entries.push_back({(fs::path(root) / f[0] / f[1]).string(), f[3] == "1" ? 1 : 0});
     }
   }
+  if (limit > 0 && static_cast<std::int64_t>(entries.size()) > limit) entries.resize(static_cast<std::size_t>(limit));
   std::vector<std::optional<std::vector<std::int32_t>>> tokens(entries.size());
   std::vector<std::string> why(entries.size());
 #pragma omp parallel for schedule(dynamic, 64)
@@ -357,7 +358,7 @@ Loaded load(const std::string& root, int size) {
 }
 
 Image8 preview_grid(const std::string& root, int size, int count) {
-  Loaded d = load(root, size);
+  Loaded d = load(root, size, count);  // the grid's images only, not the whole data set
   count = std::min<int>(count, static_cast<int>(d.all.size()));
   if (count <= 0) throw InputError(fmt::format("{}: no readable images to preview", root));
   const int scale = std::max(1, 96 / size), frame = 3, tile = size * scale + 2 * frame, gap = 4;

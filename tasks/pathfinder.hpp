@@ -82,9 +82,10 @@ struct Loaded {
   std::string first_skip;  // the first skipped image and why
   std::string root;
 };
-// Reads every metadata file (<k>.npy in numeric order) and its images. A missing, corrupt or wrong-
-// size image is skipped and counted; a malformed metadata line is an InputError naming file and line.
-Loaded load(const std::string& root, int size);
+// Reads every metadata file (<k>.npy in numeric order) and its images (only the first `limit` images
+// when limit > 0). A missing, corrupt or wrong-size image is skipped and counted; a malformed metadata
+// line is an InputError naming file and line (every line is checked, whatever the limit).
+Loaded load(const std::string& root, int size, std::int64_t limit = 0);
 
 // A grid of the first `count` images (scaled up to at least 96 px), each framed green (label 1) or
 // red (label 0) with its label digit in the corner: for a person to look at what was generated.

@@ -5,7 +5,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
@@ -17,13 +16,6 @@ using namespace lsb;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string read_text(const fs::path& p) {
-  std::ifstream f(p);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 const nlohmann::json* run_of(const nlohmann::json& report, const std::string& task, const std::string& variant) {
   for (const auto& r : report["results"])
@@ -66,7 +58,7 @@ TEST_CASE("lra runs every task x variant into one report with both summary table
       CHECK(x["config"]["task"] == "text");
     }
   CHECK(points == 2);
-  const std::string md = read_text(dir / "lra.json.md");
+  const std::string md = test::read_file(dir / "lra.json.md");
   CHECK(md.find("## Accuracy (test, %, at the best validation step)") != std::string::npos);
   CHECK(md.find("## Efficiency (LRA Table 2 shape)") != std::string::npos);
   CHECK(md.find("| lsbench ls:r=16,w=8 |") != std::string::npos);

@@ -7,7 +7,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -32,11 +31,6 @@ int brightest_near(const Image8& img, pathfinder::Point p, double radius) {
     for (int x = 0; x < img.width; ++x)
       if (std::hypot(x + 0.5 - p.x, y + 0.5 - p.y) <= radius) best = std::max<int>(best, img.at(y, x));
   return best;
-}
-
-std::string read_bytes(const fs::path& path) {
-  std::ifstream f(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>()};
 }
 
 }  // namespace
@@ -155,7 +149,7 @@ TEST_CASE("pathfinder data round-trips through the official layout and bad files
                                     again.string()))
               .code == 0);
   for (const char* f : {"imgs/0/sample_5.png", "imgs/1/sample_1100.png", "metadata/1.npy"})
-    CHECK(read_bytes(root / f) == read_bytes(again / "pathfinder32" / "curv_contour_length_9" / f));
+    CHECK(test::read_file(root / f) == test::read_file(again / "pathfinder32" / "curv_contour_length_9" / f));
   // The task: 80/10/10 of every image, grey levels as tokens.
   const TaskOptions opt{.data_dir = dir.string(), .difficulty = "9"};
   const TaskData t = load_task("pathfinder", opt);

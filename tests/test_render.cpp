@@ -127,12 +127,7 @@ const Plot& plot_named(const std::vector<Plot>& plots, const std::string& slug) 
   throw std::logic_error("unreachable");
 }
 
-std::string golden(const std::string& name) {
-  std::ifstream f(fs::path(LSBENCH_GOLDEN_DIR) / name);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+std::string golden(const std::string& name) { return test::read_file(fs::path(LSBENCH_GOLDEN_DIR) / name); }
 
 }  // namespace
 
@@ -160,10 +155,7 @@ TEST_CASE("report merges files by id and names a bad one", "[render][cli]") {
                                            (dir / "b.json").string(), (dir / "all.csv").string()));
   INFO(r.output);
   REQUIRE(r.code == 0);
-  std::ifstream f(dir / "all.csv");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  CHECK(ss.str() == render_csv(rep));  // the duplicates are dropped
+  CHECK(test::read_file(dir / "all.csv") == render_csv(rep));  // the duplicates are dropped
   std::ofstream(dir / "bad.json") << "{\"schema\": \"lsbench-report\"";
   const auto bad = test::run_cli(fmt::format("report {} {}", (dir / "a.json").string(), (dir / "bad.json").string()));
   CHECK(bad.code == 3);
@@ -253,10 +245,7 @@ TEST_CASE("report writes self-contained HTML and SVG files that Markdown links",
                                            (dir / "r.html").string()));
   INFO(r.output);
   REQUIRE(r.code == 0);
-  std::ifstream f(dir / "r.html");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  const std::string html = ss.str();
+  const std::string html = test::read_file(dir / "r.html");
   const auto tags = xml_tags(html.substr(html.find("<html")));
   CHECK(std::count(tags.begin(), tags.end(), "svg") == 6);
   CHECK(std::count(tags.begin(), tags.end(), "table") == 4);  // context, one sweep group, maxlen, accuracy
@@ -267,12 +256,10 @@ TEST_CASE("report writes self-contained HTML and SVG files that Markdown links",
   const auto md = test::run_cli(fmt::format("report {} -o {} --plots {}", (dir / "a.json").string(),
                                             (dir / "r.md").string(), (dir / "plots").string()));
   REQUIRE(md.code == 0);
-  std::ifstream g(dir / "r.md");
-  std::stringstream ms;
-  ms << g.rdbuf();
-  CHECK(ms.str().find("![train-step-cpu-b8-d64-h2-l2-mlp128-time](plots/train-step-cpu-b8-d64-h2-l2-mlp128-time.svg)") !=
+  const std::string md_text = test::read_file(dir / "r.md");
+  CHECK(md_text.find("![train-step-cpu-b8-d64-h2-l2-mlp128-time](plots/train-step-cpu-b8-d64-h2-l2-mlp128-time.svg)") !=
         std::string::npos);
-  CHECK(ms.str().find("## Training curves") != std::string::npos);
+  CHECK(md_text.find("## Training curves") != std::string::npos);
   for (const auto& p : report_plots(fixture())) CHECK(fs::exists(dir / "plots" / (p.slug + ".svg")));
 }
 
