@@ -116,6 +116,10 @@ const std::vector<VariantEntry>& registry() {
        make_lsra},
       {"performer", "features=256, seed=0",
        "FAVOR+: softmax attention estimated with positive orthogonal random features (linear in n)", make_performer},
+      {"nystromformer", "m=64, iters=6, conv=0",
+       "Nystrom approximation: m segment-mean landmarks, three softmax kernels, iterative pseudo-inverse (linear in "
+       "n); conv=K adds a depthwise convolution of V",
+       make_nystromformer},
   };
   return r;
 }
@@ -130,7 +134,7 @@ std::vector<std::string> variant_names() {
 std::string variants_help() {
   std::string out;
   for (const auto& e : registry())
-    out += fmt::format("  {:<10} {:<40} {}\n", e.name, e.keys[0] ? e.keys : "(no keys)", e.what);
+    out += fmt::format("  {:<14} {:<40} {}\n", e.name, e.keys[0] ? e.keys : "(no keys)", e.what);
   return out;
 }
 

@@ -18,6 +18,8 @@ std::unique_ptr<Attention> make_ls(const VariantSpec&, std::int64_t dim, std::in
 std::unique_ptr<Attention> make_lsra(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
 std::unique_ptr<Attention> make_performer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
                                           std::int64_t n_max);
+std::unique_ptr<Attention> make_nystromformer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
+                                              std::int64_t n_max);
 
 // Heads of a (b, rows, h*d) buffer as a (b, h) batch of (rows x d) matrices, without a copy.
 inline MatRef head_view(const float* p, std::int64_t b, std::int64_t rows, std::int64_t h, std::int64_t d) {

@@ -26,7 +26,11 @@ const std::vector<std::string> kSpecs = {"full",       "flash",       "linformer
                                          "sliding:R=2", "sliding:R=0", "ls:w=4,r=3",     "ls:w=3,r=2",
                                          "ls:w=0,r=3",  "ls:w=4,r=0",  "ls:w=1,r=2",
                                          "performer:features=16", "performer:features=5,seed=3",
-                                         "lsra:K=3,Hc=2", "lsra:K=4,Hc=4"};
+                                         "lsra:K=3,Hc=2", "lsra:K=4,Hc=4",
+                                         // m=4: the second example's last segment is all padding; m=5: an
+                                         // uneven split; m=12: one token per landmark, with an even conv.
+                                         "nystromformer:m=4", "nystromformer:m=5,conv=3",
+                                         "nystromformer:m=12,iters=3,conv=4"};
 
 std::unique_ptr<Attention> make(const std::string& spec, std::int64_t D, std::int64_t h, std::int64_t n_max,
                                 std::uint64_t seed) {
@@ -288,16 +292,73 @@ TEST_CASE("performer approaches full attention as its feature count grows", "[at
   CHECK(err[2] < 0.05);
 }
 
+TEST_CASE("nystromformer with one landmark per token equals full attention up to the pseudo-inverse's error",
+          "[attention][equivalence]") {
+  // m = n: the landmarks are Q and K themselves, so K1 = K2 = K3 = softmax(Q K^T) = P and
+  // C = P Z P V; with Z = P^-1 that is P V. Z is a Newton-Schulz iterate, so C approaches full
+  // attention as the steps add up: in float64 to rounding, in fp32 to the floor that P's condition
+  // number sets on the inverse.
+  const Problem p = make_problem(2, 16, 8, 2, 5, 14);
+  auto full = make("full", p.D, p.h, p.n, 3);
+  const auto yf = run_forward(*full, p);
+  const RefParams P = params_f64(*full);
+  const auto x64 = to_f64(p.x);
+  const auto ref_full = reference_attention("full", {}, p.D, p.h, p.b, p.n, P, x64, p.mask);
+  std::vector<double> err, err64;
+  for (const int iters : {1, 3, 6, 12, 24}) {
+    auto nys = make(fmt::format("nystromformer:m=16,iters={}", iters), p.D, p.h, p.n, 3);
+    err.push_back(max_rel_diff(run_forward(*nys, p), yf));
+    const auto ref = reference_attention("nystromformer", nys->resolved_params(), p.D, p.h, p.b, p.n, P, x64, p.mask);
+    std::vector<float> ref32(ref.begin(), ref.end());
+    err64.push_back(compare_to_reference(ref32.data(), ref_full).max_rel);
+  }
+  INFO(fmt::format("fp32 max relative deviation at 1 / 3 / 6 / 12 / 24 steps: {:.2e} / {:.2e} / {:.2e} / {:.2e} / "
+                   "{:.2e}; float64: {:.2e} / {:.2e} / {:.2e} / {:.2e} / {:.2e}",
+                   err[0], err[1], err[2], err[3], err[4], err64[0], err64[1], err64[2], err64[3], err64[4]));
+  CHECK(err64[0] > 1e-2);  // one step is far from the inverse
+  CHECK(err64[2] < err64[1]);
+  CHECK(err64[3] < err64[2]);
+  CHECK(err64[4] < 1e-6);  // the float64 iteration converges to P^-1: full attention (to fp32 output rounding)
+  CHECK(err[1] < err[0]);
+  CHECK(err[3] < err[2]);
+  CHECK(err[4] < 2e-3);  // fp32: measured 3.8e-1 / 1.0e-1 / 1.3e-2 / 3.5e-4 / 5.5e-4 here
+}
+
+TEST_CASE("nystromformer handles padding inside the sequence and whole empty segments", "[attention][padding]") {
+  // Holes in the mask: a partially padded segment, an entirely padded one (a padded landmark, left
+  // out of all three kernels), and an example with no real token at all (context 0, y = bo).
+  Problem p = make_problem(3, 12, 8, 2, 0, 51);
+  for (const std::int64_t t : {1, 4, 5})  // example 0, segments of 3 at m = 4: [3, 6) has one real token
+    p.mask[t] = 0;
+  for (std::int64_t t = 6; t < 9; ++t) p.mask[12 + t] = 0;  // example 1: segment [6, 9) all padding
+  for (std::int64_t t = 0; t < 12; ++t) p.mask[24 + t] = 0;  // example 2: nothing real
+  for (const std::string spec : {"nystromformer:m=4", "nystromformer:m=4,conv=3"}) {
+    INFO(spec);
+    auto a = make(spec, p.D, p.h, p.n, 8);
+    const auto y = run_forward(*a, p);
+    const auto ref = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*a),
+                                         to_f64(p.x), p.mask);
+    CHECK(compare_to_reference(y.data(), ref).max_rel < 2e-6);
+    for (std::int64_t c = 0; c < p.D; ++c) CHECK(y[(24 + 3) * p.D + c] == a->param("bo").value[c]);
+  }
+}
+
 TEST_CASE("appending padded tokens does not change the outputs of real tokens", "[attention][padding]") {
   for (const auto& spec : kSpecs) {
     INFO(spec);
-    const std::int64_t n = 12, extra = 12, D = 8, h = 2;
+    // nystromformer's landmarks are an even split of the whole length, so appending tokens moves them
+    // unless every token is its own landmark; with fewer landmarks only the padded tokens' contents
+    // change (extra = 0: same length, different garbage in the padded slots).
+    const auto parsed = VariantSpec::parse(spec);
+    const bool split_by_length = parsed.name == "nystromformer" && std::stoll(parsed.params.at("m")) < 24;
+    const std::int64_t n = 12, extra = split_by_length ? 0 : 12, D = 8, h = 2;
     const Problem small = make_problem(2, n, D, h, 3, 31);
     Problem big = make_problem(2, n + extra, D, h, 0, 32);  // garbage in the padded slots
     for (std::int64_t bi = 0; bi < 2; ++bi)
       for (std::int64_t t = 0; t < n + extra; ++t) {
-        big.mask[bi * (n + extra) + t] = t < n ? small.mask[bi * n + t] : 0;
-        if (t < n)
+        const bool real = t < n && small.mask[bi * n + t];
+        big.mask[bi * (n + extra) + t] = real;
+        if (real)
           for (std::int64_t c = 0; c < D; ++c) big.x[(bi * (n + extra) + t) * D + c] = small.x[(bi * n + t) * D + c];
       }
     // Same parameters in both (linformer: E sized for the longer input in both).
@@ -312,11 +373,11 @@ TEST_CASE("appending padded tokens does not change the outputs of real tokens", 
             worst = std::max(worst, static_cast<double>(std::fabs(ys[(bi * n + t) * D + c] -
                                                                    yb[(bi * (n + extra) + t) * D + c])));
     CHECK(worst <= 1e-5);
-    // Padded query rows output exactly bo (lsra: its attention half's a_bo; the convolution half is not
-    // defined there).
+    // Padded query rows (the second example's last) output exactly bo (lsra: its attention half's
+    // a_bo; the convolution half is not defined there).
     const bool lsra = a->name() == "lsra";
     for (std::int64_t c = 0; c < (lsra ? D / 2 : D); ++c)
-      CHECK(yb[((n + extra) + n + 1) * D + c] == a->param(lsra ? "a_bo" : "bo").value[c]);
+      CHECK(yb[(2 * (n + extra) - 1) * D + c] == a->param(lsra ? "a_bo" : "bo").value[c]);
   }
 }
 
@@ -369,7 +430,8 @@ TEST_CASE("nothing but full keeps an n x n buffer: memory is linear in n", "[att
     CHECK(used <= analytic * 1.01 + 4096);
     return static_cast<double>(used);
   };
-  for (const std::string spec : {"flash", "sliding:R=16", "ls:w=8,r=8", "linformer:k=32", "performer:features=32"}) {
+  for (const std::string spec :
+       {"flash", "sliding:R=16", "ls:w=8,r=8", "linformer:k=32", "performer:features=32", "nystromformer:m=16,conv=3"}) {
     INFO(spec);
     CHECK(peak_of(spec, 2048) / peak_of(spec, 1024) < 2.1);
   }
@@ -430,7 +492,8 @@ TEST_CASE("impossible variant specs are usage errors that say what is valid", "[
 TEST_CASE("the float64 reference check of the bench accepts every variant and mode", "[attention][bench]") {
   // (The same check gates `lsbench attention bench`; tested here on a wider model.)
   for (const std::string spec :
-       {"full", "flash", "linformer:k=8", "sliding:R=3", "ls:w=4,r=3", "performer:features=64", "lsra:K=7,Hc=4"}) {
+       {"full", "flash", "linformer:k=8", "sliding:R=3", "ls:w=4,r=3", "performer:features=64", "lsra:K=7,Hc=4",
+        "nystromformer:m=8,conv=5"}) {
     INFO(spec);
     const ReferenceCheck c = check_against_reference(spec, 32, 4, true, 5);
     INFO(c.message);

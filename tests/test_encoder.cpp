@@ -71,7 +71,8 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
                                    {"flash", "mean", 0.0f},         {"linformer:k=3", "mean", 0.0f},
                                    {"sliding:R=1", "cls", 0.0f},    {"ls:w=2,r=2", "mean", 0.0f}, {"flash", "cls", 0.0f},
                                    {"ls:w=2,r=2", "cls", 0.0f},     {"full", "mean", 0.2f},
-                                   {"performer:features=8", "mean", 0.0f}, {"lsra:Hc=2", "cls", 0.0f}};
+                                   {"performer:features=8", "mean", 0.0f}, {"lsra:Hc=2", "cls", 0.0f},
+                                   {"nystromformer:m=2,conv=3", "mean", 0.0f}};
   for (const auto& c : cases) {
     INFO(c.attention << " pooling " << c.pooling << " dropout " << c.dropout);
     const EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2,
