@@ -21,8 +21,10 @@
 namespace lsb {
 namespace {
 
-// The pinv scratch: slots of (b, h, me, me) matrices. The forward uses T, U and X; the backward all.
-enum PinvSlot : std::int64_t { kT, kU1, kU2, kU3, kX, kdX, kdT, kG, kGnext, kdA, kPinvSlots };
+// The pinv scratch: slots of (b, h, me, me) matrices. The forward uses T, U and X; the backward all,
+// with explicit transposes (kAt, kZt, kTt): oneDNN runs a batched product whose first operand is a
+// transposed view as one product per matrix, several times slower at these sizes.
+enum PinvSlot : std::int64_t { kT, kU1, kU2, kU3, kX, kdX, kdT, kG, kGnext, kdA, kAt, kZt, kTt, kPinvSlots };
 
 class NystromformerAttention final : public ProjectedAttention {
  public:
@@ -84,7 +86,8 @@ class NystromformerAttention final : public ProjectedAttention {
                              heads(dQ_, n), heads(dKl_, me), heads(dY_, me));
     // Y = Z W: dZ = dY W^T (into the pinv's incoming gradient), dW = Z^T dY.
     matmul(heads(dY_, me), heads(W_, me).t(), square(slot(kG)));
-    matmul(square(iterate(iters_)).t(), heads(dY_, me), heads(dW_, me));
+    transpose_squares(iterate(iters_), slot(kZt));
+    matmul(square(slot(kZt)), heads(dY_, me), heads(dW_, me));
     // W = softmax(Ql K^T) V: dQl, dK and dV written.
     dense_attention_backward(heads(Ql_, me), heads(K_, n), heads(V_, n), P3_.data(), heads(dW_, me), dP_.data(),
                              heads(dQl_, me), heads(dK_, n), heads(dV_, n));
@@ -101,7 +104,8 @@ class NystromformerAttention final : public ProjectedAttention {
         std::fill(dS2 + row * me, dS2 + (row + 1) * me, 0.0f);
     }
     matmul(square(dS2), heads(Kl_, me), heads(dQl_, me), 1.0f, 1.0f);
-    matmul(square(dS2).t(), heads(Ql_, me), heads(dKl_, me), 1.0f, 1.0f);
+    transpose_squares(dS2, slot(kTt));
+    matmul(square(slot(kTt)), heads(Ql_, me), heads(dKl_, me), 1.0f, 1.0f);
 
     landmark_means_backward(dQl_, dQ_);
     landmark_means_backward(dKl_, dK_);
@@ -116,11 +120,7 @@ class NystromformerAttention final : public ProjectedAttention {
   }
 
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
-    const std::int64_t me = std::min(m_, n), bh = b * heads_, D = dim_;
-    std::int64_t f = 4 * b * me * D + b * me + (b * me + 3) / 4 + 2 * bh * n * me + bh * me * me +
-                     (iters_ + 1) * bh * me * me + 2 * bh + kPinvSlots * bh * me * me;
-    if (with_backward) f += bh * n * me + 4 * b * me * D;
-    return f;
+    return nystromformer_core_floats(b, n, dim_, heads_, m_, iters_, with_backward);
   }
 
  private:
@@ -228,6 +228,8 @@ class NystromformerAttention final : public ProjectedAttention {
     float* dA = slot(kdA);
     std::fill(dA, dA + bh * me * me, 0.0f);
     float *G = slot(kG), *Gn = slot(kGnext);
+    transpose_squares(A, slot(kAt));
+    const MatRef At = square(slot(kAt)), Zt = square(slot(kZt)), Tt = square(slot(kTt));
     for (std::int64_t k = iters_ - 1; k >= 0; --k) {
       const MatRef Zk = square(iterate(k)), T = square(slot(kT)), X = square(slot(kX));
       matmul(square(A), Zk, T);  // recompute the step's products
@@ -236,15 +238,17 @@ class NystromformerAttention final : public ProjectedAttention {
       shifted_identity(15.0f, slot(kX), slot(kU2));
       matmul(T, square(slot(kU2)), X);
       shifted_identity(13.0f, slot(kX), slot(kU3));
+      transpose_squares(iterate(k), slot(kZt));
+      transpose_squares(slot(kT), slot(kTt));
 
       matmul(square(G), square(slot(kU3)).t(), square(Gn), 0.25f);
-      matmul(Zk.t(), square(G), square(slot(kdX)), -0.25f);
+      matmul(Zt, square(G), square(slot(kdX)), -0.25f);
       matmul(square(slot(kdX)), square(slot(kU2)).t(), square(slot(kdT)));
-      matmul(T.t(), square(slot(kdX)), X, -1.0f);
+      matmul(Tt, square(slot(kdX)), X, -1.0f);
       matmul(X, square(slot(kU1)).t(), square(slot(kdT)), 1.0f, 1.0f);
-      matmul(T.t(), X, square(slot(kdT)), -1.0f, 1.0f);
-      matmul(square(slot(kdT)), Zk.t(), square(dA), 1.0f, 1.0f);
-      matmul(square(A).t(), square(slot(kdT)), square(Gn), 1.0f, 1.0f);
+      matmul(Tt, X, square(slot(kdT)), -1.0f, 1.0f);
+      matmul(square(slot(kdT)), Zt, square(dA), 1.0f, 1.0f);
+      matmul(At, square(slot(kdT)), square(Gn), 1.0f, 1.0f);
       std::swap(G, Gn);
     }
     // Z_0 = A^T / c with c = sum_j A[j, l*]: dA += G^T / c, and dc = -sum(G * Z_0) / c on column l*.
@@ -271,10 +275,18 @@ class NystromformerAttention final : public ProjectedAttention {
   void shifted_identity(float s, const float* in, float* out) const {
     const std::int64_t me = me_, total = b_ * heads_ * me * me;
 #pragma omp parallel for simd schedule(static)
-    for (std::int64_t i = 0; i < total; ++i) {
-      const std::int64_t r = i % (me * me);
-      out[i] = (r / me == r % me ? s : 0.0f) - in[i];
-    }
+    for (std::int64_t i = 0; i < total; ++i) out[i] = -in[i];
+    for (std::int64_t start = 0; start < total; start += me * me)  // each matrix's diagonal
+      for (std::int64_t j = 0; j < me; ++j) out[start + j * (me + 1)] += s;
+  }
+
+  // out = in^T for every (b, h) matrix.
+  void transpose_squares(const float* in, float* out) const {
+    const std::int64_t me = me_;
+#pragma omp parallel for schedule(static)
+    for (std::int64_t g = 0; g < b_ * heads_; ++g)
+      for (std::int64_t j = 0; j < me; ++j)
+        for (std::int64_t l = 0; l < me; ++l) out[(g * me + l) * me + j] = in[(g * me + j) * me + l];
   }
 
   // C[t] += sum_k w[head, k] * m[s] V[s], s = t + k - K/2 inside the sequence, per head's channels.
@@ -343,6 +355,16 @@ class NystromformerAttention final : public ProjectedAttention {
 };
 
 }  // namespace
+
+std::int64_t nystromformer_core_floats(std::int64_t b, std::int64_t n, std::int64_t dim, std::int64_t heads,
+                                       std::int64_t m, std::int64_t iters, bool with_backward) {
+  const std::int64_t me = std::min(m, n), bh = b * heads;
+  // Landmarks, W and Y; counts and mask bytes; K1 and K3; K2; the iterates and the pinv scratch; the scale.
+  std::int64_t f = 4 * b * me * dim + b * me + (b * me + 3) / 4 + 2 * bh * n * me + bh * me * me +
+                   (iters + 1 + kPinvSlots) * bh * me * me + 2 * bh;
+  if (with_backward) f += bh * n * me + 4 * b * me * dim;  // dK1/dK3; dY, dW, dQl, dKl
+  return f;
+}
 
 std::unique_ptr<Attention> make_nystromformer(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
                                               std::int64_t) {

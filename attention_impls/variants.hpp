@@ -20,6 +20,9 @@ std::unique_ptr<Attention> make_performer(const VariantSpec&, std::int64_t dim, 
                                           std::int64_t n_max);
 std::unique_ptr<Attention> make_nystromformer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
                                               std::int64_t n_max);
+// nystromformer's buffer plan in floats beyond Q, K, V, C (and dQ, dK, dV, dC): the same on both devices.
+std::int64_t nystromformer_core_floats(std::int64_t b, std::int64_t n, std::int64_t dim, std::int64_t heads,
+                                       std::int64_t m, std::int64_t iters, bool with_backward);
 
 // Heads of a (b, rows, h*d) buffer as a (b, h) batch of (rows x d) matrices, without a copy.
 inline MatRef head_view(const float* p, std::int64_t b, std::int64_t rows, std::int64_t h, std::int64_t d) {
