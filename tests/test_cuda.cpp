@@ -50,7 +50,11 @@ using test::Problem;
 // multiple of every w used.
 const std::vector<std::string> kCudaSpecs = {"full",         "flash",      "linformer:k=16", "linformer:k=9,share=separate",
                                              "sliding:R=5",  "sliding:R=0", "ls:w=4,r=6",    "ls:w=8,r=32",
-                                             "ls:w=0,r=4",   "ls:w=4,r=0",  "ls:w=3,r=2"};
+                                             "ls:w=0,r=4",   "ls:w=4,r=0",  "ls:w=3,r=2",
+                                             // 168 = 8 x 21 (the last segment all padding); an uneven split
+                                             // with the convolution; an even kernel
+                                             "nystromformer:m=8", "nystromformer:m=10,conv=5",
+                                             "nystromformer:m=32,iters=4,conv=4"};
 
 // A host vector's copy on the device (freed with the tensor).
 Tensor upload(const void* src, std::size_t bytes, const char* what) {
@@ -195,7 +199,7 @@ TEST_CASE("CUDA attention allocates on the device tracker within its analytic pl
     return;
   }
   auto& mt = MemoryTracker::instance();
-  for (const std::string spec : {"full", "flash", "ls:w=8,r=32", "sliding:R=16"}) {
+  for (const std::string spec : {"full", "flash", "ls:w=8,r=32", "sliding:R=16", "nystromformer:m=64,conv=3"}) {
     INFO(spec);
     const Problem p = test::make_problem(2, 256, 64, 2, 0, 1);
     auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);
