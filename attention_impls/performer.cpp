@@ -14,6 +14,7 @@
 #include "attention_impls/projected.hpp"
 #include "attention_impls/random_features.hpp"
 #include "attention_impls/variants.hpp"
+#include "nn/ops.hpp"
 
 namespace lsb {
 namespace {
@@ -25,8 +26,11 @@ class PerformerAttention final : public ProjectedAttention {
       : ProjectedAttention("performer", std::move(resolved), dim, heads), m_(features), seed_(seed) {}
 
  protected:
+  // Every (batch, head) is independent: one thread takes a whole group, with single-threaded products
+  // (gemm_tile) on its own scratch. At LRA's short lengths a product per group per call costs more in
+  // dispatch than in arithmetic, and the feature loops need no barrier per row.
   void core_forward(bool) override {
-    const std::int64_t d = head_dim(), m = m_, n = n_;
+    const std::int64_t d = head_dim(), m = m_, n = n_, D = dim_;
     if (!omega_drawn_) {  // drawn on first use, so the analytic model sees it with the call's buffers
       omega_drawn_ = true;
       ensure(omega_, {m, d}, MemCategory::activations, "performer random features (m, d)");
@@ -38,86 +42,106 @@ class PerformerAttention final : public ProjectedAttention {
     ensure(S_, {b_, heads_, m, d}, MemCategory::activations, "performer B^T V (b, h, m, d)");
     ensure(z_, {b_, heads_, m}, MemCategory::activations, "performer B^T 1 (b, h, m)");
     ensure(den_, {b_, heads_, n}, MemCategory::activations, "performer normalisers (b, h, n)");
-    ensure(rowtmp_, {n}, MemCategory::workspace, "performer per-row scratch (n)");
+    ensure(rowtmp_, {max_threads(), n}, MemCategory::workspace, "performer per-thread row scratch (threads, n)");
     const float sq = std::pow(static_cast<float>(d), 0.25f), sk = 1.0f / sq, inv_sqrt_m = 1.0f / std::sqrt(float(m));
-    for (std::int64_t bi = 0; bi < b_; ++bi)
-      for (std::int64_t hi = 0; hi < heads_; ++hi) {
-        const std::int64_t bh = bi * heads_ + hi;
-        const std::uint8_t* mask = mask_ + bi * n;
-        float* A = A_.data() + bh * n * m;
-        float* B = B_.data() + bh * n * m;
-        float* S = S_.data() + bh * m * d;
-        float* z = z_.data() + bh * m;
-        float* den = den_.data() + bh * n;
-        matmul(head(Q_, bi, hi), omega().t(), mat(A, n, m));
-        matmul(head(K_, bi, hi), omega().t(), mat(B, n, m));
-        // Query features: exponent s w.q - s^2 |q|^2 / 2, minus its row maximum.
-        features(A, head(Q_, bi, hi), sq, nullptr, inv_sqrt_m, true);
-        features(B, head(K_, bi, hi), sk, mask, inv_sqrt_m, false);
-        matmul(mat(B, n, m).t(), head(V_, bi, hi), mat(S, m, d));
-        for (std::int64_t j = 0; j < m; ++j) z[j] = 0;
-        for (std::int64_t t = 0; t < n; ++t)
-          for (std::int64_t j = 0; j < m; ++j) z[j] += B[t * m + j];
-        const MatRef C = head(C_, bi, hi);
-        matmul(mat(A, n, m), mat(S, m, d), C);
-#pragma omp parallel for schedule(static)
-        for (std::int64_t t = 0; t < n; ++t) {
-          float s = 0;
-          for (std::int64_t j = 0; j < m; ++j) s += A[t * m + j] * z[j];
-          den[t] = s;
-          const float inv = s > 0 ? 1.0f / s : 0.0f;  // no real key: C = 0
-          for (std::int64_t c = 0; c < d; ++c) C.data[t * C.rs + c] *= inv;
-        }
+    const float* W = omega_.data();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::int64_t bh = 0; bh < b_ * heads_; ++bh) {
+      const std::int64_t bi = bh / heads_, hi = bh % heads_;
+      const std::uint8_t* mask = mask_ + bi * n;
+      const float *q = head(Q_, bi, hi), *k = head(K_, bi, hi), *v = head(V_, bi, hi);
+      float* A = A_.data() + bh * n * m;
+      float* B = B_.data() + bh * n * m;
+      float* S = S_.data() + bh * m * d;
+      float* z = z_.data() + bh * m;
+      float* den = den_.data() + bh * n;
+      float* c = C_.data() + bi * n * D + hi * d;
+      float* tmp = rowtmp_.data() + thread_id() * n;
+      gemm_tile(false, true, n, m, d, 1.0f, q, D, W, d, 0.0f, A, m);  // w . u before scaling
+      gemm_tile(false, true, n, m, d, 1.0f, k, D, W, d, 0.0f, B, m);
+      features(A, q, n, sq, nullptr, inv_sqrt_m, true, tmp);
+      features(B, k, n, sk, mask, inv_sqrt_m, false, tmp);
+      gemm_tile(true, false, m, d, n, 1.0f, B, m, v, D, 0.0f, S, d);  // S = B^T V
+      std::fill(z, z + m, 0.0f);
+      for (std::int64_t t = 0; t < n; ++t) {
+        const float* row = B + t * m;
+#pragma omp simd
+        for (std::int64_t j = 0; j < m; ++j) z[j] += row[j];
       }
+      gemm_tile(false, false, n, d, m, 1.0f, A, m, S, d, 0.0f, c, D);  // numerator A S
+      for (std::int64_t t = 0; t < n; ++t) {
+        const float* row = A + t * m;
+        float sum = 0;
+#pragma omp simd reduction(+ : sum)
+        for (std::int64_t j = 0; j < m; ++j) sum += row[j] * z[j];
+        den[t] = sum;
+        const float inv = sum > 0 ? 1.0f / sum : 0.0f;  // no real key: C = 0
+        for (std::int64_t e = 0; e < d; ++e) c[t * D + e] *= inv;
+      }
+    }
   }
 
   void core_backward() override {
-    const std::int64_t d = head_dim(), m = m_, n = n_;
+    const std::int64_t d = head_dim(), m = m_, n = n_, D = dim_;
+    const std::int64_t per_thread = n * d + m * d + 2 * n + m;  // d num, dS, d den, row sums, dz
     ensure(dA_, A_.shape(), MemCategory::workspace, "performer dA (b, h, n, m)");
     ensure(dB_, B_.shape(), MemCategory::workspace, "performer dB (b, h, n, m)");
-    ensure(dnum_, {n, d}, MemCategory::workspace, "performer d numerator (n, d)");
-    ensure(dS_, {m, d}, MemCategory::workspace, "performer dS (m, d)");
-    ensure(dden_, {n}, MemCategory::workspace, "performer d normaliser (n)");
-    ensure(dz_, {m}, MemCategory::workspace, "performer dz (m)");
+    ensure(bscratch_, {max_threads(), per_thread}, MemCategory::workspace, "performer per-thread backward scratch");
     const float sq = std::pow(static_cast<float>(d), 0.25f), sk = 1.0f / sq;
-    for (std::int64_t bi = 0; bi < b_; ++bi)
-      for (std::int64_t hi = 0; hi < heads_; ++hi) {
-        const std::int64_t bh = bi * heads_ + hi;
-        const std::uint8_t* mask = mask_ + bi * n;
-        const float* A = A_.data() + bh * n * m;
-        const float* B = B_.data() + bh * n * m;
-        const float* z = z_.data() + bh * m;
-        const float* den = den_.data() + bh * n;
-        float* dA = dA_.data() + bh * n * m;
-        float* dB = dB_.data() + bh * n * m;
-        const MatRef C = head(C_, bi, hi), dC = head(dC_, bi, hi);
-        // C = num / den: d num = dC / den, d den = -(dC . C) / den (padded queries: dC = 0).
-        for (std::int64_t t = 0; t < n; ++t) {
-          const float inv = den[t] > 0 ? 1.0f / den[t] : 0.0f;
-          float dot = 0;
-          for (std::int64_t c = 0; c < d; ++c) {
-            dnum_[t * d + c] = dC.data[t * dC.rs + c] * inv;
-            dot += dC.data[t * dC.rs + c] * C.data[t * C.rs + c];
-          }
-          dden_[t] = -dot * inv;
+    const float* W = omega_.data();
+#pragma omp parallel for schedule(dynamic, 1)
+    for (std::int64_t bh = 0; bh < b_ * heads_; ++bh) {
+      const std::int64_t bi = bh / heads_, hi = bh % heads_;
+      const std::uint8_t* mask = mask_ + bi * n;
+      const float* A = A_.data() + bh * n * m;
+      const float* B = B_.data() + bh * n * m;
+      const float* S = S_.data() + bh * m * d;
+      const float* z = z_.data() + bh * m;
+      const float* den = den_.data() + bh * n;
+      float* dA = dA_.data() + bh * n * m;
+      float* dB = dB_.data() + bh * n * m;
+      const float *c = head(C_, bi, hi), *dc = head(dC_, bi, hi), *v = head(V_, bi, hi);
+      float* scratch = bscratch_.data() + thread_id() * per_thread;
+      float *dnum = scratch, *dS = dnum + n * d, *dden = dS + m * d, *rowsum = dden + n, *dz = rowsum + n;
+      // C = num / den: d num = dC / den, d den = -(dC . C) / den (padded queries: dC = 0).
+      for (std::int64_t t = 0; t < n; ++t) {
+        const float inv = den[t] > 0 ? 1.0f / den[t] : 0.0f;
+        float dot = 0;
+        for (std::int64_t e = 0; e < d; ++e) {
+          dnum[t * d + e] = dc[t * D + e] * inv;
+          dot += dc[t * D + e] * c[t * D + e];
         }
-        // num = A S, den = A z: dA = dnum S^T + dden z^T, dS = A^T dnum, dz = A^T dden.
-        matmul(mat(dnum_.data(), n, d), mat(S_.data() + bh * m * d, m, d).t(), mat(dA, n, m));
-        matmul(mat(A, n, m).t(), mat(dnum_.data(), n, d), mat(dS_.data(), m, d));
-        for (std::int64_t j = 0; j < m; ++j) dz_[j] = 0;
-        for (std::int64_t t = 0; t < n; ++t)
-          for (std::int64_t j = 0; j < m; ++j) {
-            dA[t * m + j] += dden_[t] * z[j];
-            dz_[j] += A[t * m + j] * dden_[t];
-          }
-        // S = B^T V, z = B^T 1: dB = V dS^T + 1 dz^T (padded keys: 0), dV = B dS.
-        matmul(head(V_, bi, hi), mat(dS_.data(), m, d).t(), mat(dB, n, m));
-        for (std::int64_t t = 0; t < n; ++t)
-          for (std::int64_t j = 0; j < m; ++j) dB[t * m + j] = mask[t] ? dB[t * m + j] + dz_[j] : 0.0f;
-        matmul(mat(B, n, m), mat(dS_.data(), m, d), head(dV_, bi, hi));
-        feature_backward(dA, A, head(Q_, bi, hi), sq, head(dQ_, bi, hi));
-        feature_backward(dB, B, head(K_, bi, hi), sk, head(dK_, bi, hi));
+        dden[t] = -dot * inv;
       }
+      // num = A S, den = A z: dA = dnum S^T + dden z^T, dS = A^T dnum, dz = A^T dden.
+      gemm_tile(false, true, n, m, d, 1.0f, dnum, d, S, d, 0.0f, dA, m);
+      gemm_tile(true, false, m, d, n, 1.0f, A, m, dnum, d, 0.0f, dS, d);
+      std::fill(dz, dz + m, 0.0f);
+      for (std::int64_t t = 0; t < n; ++t) {
+        const float g = dden[t];
+        float* da = dA + t * m;
+        const float* a = A + t * m;
+#pragma omp simd
+        for (std::int64_t j = 0; j < m; ++j) {
+          da[j] += g * z[j];
+          dz[j] += a[j] * g;
+        }
+      }
+      // S = B^T V, z = B^T 1: dB = V dS^T + 1 dz^T (padded keys: 0), dV = B dS.
+      gemm_tile(false, true, n, m, d, 1.0f, v, D, dS, d, 0.0f, dB, m);
+      for (std::int64_t t = 0; t < n; ++t) {
+        float* db = dB + t * m;
+        if (!mask[t]) {
+          std::fill(db, db + m, 0.0f);
+          continue;
+        }
+#pragma omp simd
+        for (std::int64_t j = 0; j < m; ++j) db[j] += dz[j];
+      }
+      gemm_tile(false, false, n, d, m, 1.0f, B, m, dS, d, 0.0f, dV_.data() + bi * n * D + hi * d, D);
+      feature_backward(dA, A, head(Q_, bi, hi), n, sq, W, dQ_.data() + bi * n * D + hi * d, rowsum);
+      feature_backward(dB, B, head(K_, bi, hi), n, sk, W, dK_.data() + bi * n * D + hi * d, rowsum);
+    }
   }
 
   double core_flops(std::int64_t b, std::int64_t n) const override {
@@ -125,71 +149,80 @@ class PerformerAttention final : public ProjectedAttention {
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     const std::int64_t d = head_dim(), bh = b * heads_;
-    std::int64_t f = m_ * d + 2 * bh * n * m_ + bh * m_ * d + bh * m_ + bh * n + n;
-    if (with_backward) f += 2 * bh * n * m_ + n * d + m_ * d + n + m_;
+    const std::int64_t T = max_threads();
+    std::int64_t f = m_ * d + 2 * bh * n * m_ + bh * m_ * d + bh * m_ + bh * n + T * n;
+    if (with_backward) f += 2 * bh * n * m_ + T * (n * d + m_ * d + 2 * n + m_);
     return f;
   }
 
  private:
-  // P (n x m) holds w . x for the rows x of X (n x d); makes it phi(s x), rows with mask 0 set to 0.
-  // Queries (per_row): each row minus its own maximum exponent; keys: minus the maximum over all real rows.
-  void features(float* P, const MatRef& X, float s, const std::uint8_t* mask, float inv_sqrt_m, bool per_row) {
-    const std::int64_t n = X.rows, d = X.cols, m = m_;
-    float* half_norm = rowtmp_.data();
+  // P (n x m) holds w . x for the rows x of X (n x d, row stride D); makes it phi(s x), rows with mask 0
+  // set to 0. Queries (per_row): each row minus its own maximum exponent; keys: minus the maximum over
+  // all real rows. half_norm: n floats of scratch.
+  void features(float* P, const float* X, std::int64_t n, float s, const std::uint8_t* mask, float inv_sqrt_m,
+                bool per_row, float* half_norm) const {
+    const std::int64_t d = head_dim(), m = m_, D = dim_;
     for (std::int64_t t = 0; t < n; ++t) {
       float q2 = 0;
-      for (std::int64_t c = 0; c < d; ++c) q2 += X.data[t * X.rs + c] * X.data[t * X.rs + c];
+      for (std::int64_t c = 0; c < d; ++c) q2 += X[t * D + c] * X[t * D + c];
       half_norm[t] = 0.5f * s * s * q2;
     }
     float global = -std::numeric_limits<float>::infinity();
     if (!per_row)
       for (std::int64_t t = 0; t < n; ++t)
-        if (!mask || mask[t])
-          for (std::int64_t j = 0; j < m; ++j) global = std::max(global, s * P[t * m + j] - half_norm[t]);
-#pragma omp parallel for schedule(static)
+        if (!mask || mask[t]) {
+          const float* row = P + t * m;
+          float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+          for (std::int64_t j = 0; j < m; ++j) mx = std::max(mx, row[j]);
+          global = std::max(global, s * mx - half_norm[t]);
+        }
     for (std::int64_t t = 0; t < n; ++t) {
       float* row = P + t * m;
       if (mask && !mask[t]) {
-        for (std::int64_t j = 0; j < m; ++j) row[j] = 0;
+        std::fill(row, row + m, 0.0f);
         continue;
       }
       float c = global;
       if (per_row) {
-        c = -std::numeric_limits<float>::infinity();
-        for (std::int64_t j = 0; j < m; ++j) c = std::max(c, s * row[j]);
-        c -= half_norm[t];
+        float mx = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : mx)
+        for (std::int64_t j = 0; j < m; ++j) mx = std::max(mx, row[j]);
+        c = s * mx - half_norm[t];
       }
-      for (std::int64_t j = 0; j < m; ++j) row[j] = std::exp(s * row[j] - half_norm[t] - c) * inv_sqrt_m;
+      const float shift = half_norm[t] + c;
+#pragma omp simd
+      for (std::int64_t j = 0; j < m; ++j) row[j] = fast_exp(s * row[j] - shift) * inv_sqrt_m;
     }
   }
 
   // phi(u), u = s x: d x = s (G w) - s^2 rowsum(G) x with G = dP * P (dP overwritten by G).
-  void feature_backward(float* dP, const float* P, const MatRef& X, float s, const MatRef& dX) {
-    const std::int64_t n = X.rows, d = X.cols, m = m_;
-    float* rowsum = rowtmp_.data();
-#pragma omp parallel for schedule(static)
+  // X and dX: n x d with row stride D; rowsum: n floats of scratch.
+  void feature_backward(float* dP, const float* P, const float* X, std::int64_t n, float s, const float* W,
+                        float* dX, float* rowsum) const {
+    const std::int64_t d = head_dim(), m = m_, D = dim_;
     for (std::int64_t t = 0; t < n; ++t) {
       float r = 0;
-      for (std::int64_t j = 0; j < m; ++j) r += (dP[t * m + j] *= P[t * m + j]);
+      float* g = dP + t * m;
+      const float* p = P + t * m;
+#pragma omp simd reduction(+ : r)
+      for (std::int64_t j = 0; j < m; ++j) r += (g[j] *= p[j]);
       rowsum[t] = r;
     }
-    matmul(mat(dP, n, m), omega(), dX);
+    gemm_tile(false, false, n, d, m, 1.0f, dP, m, W, d, 0.0f, dX, D);
     for (std::int64_t t = 0; t < n; ++t)
-      for (std::int64_t c = 0; c < d; ++c)
-        dX.data[t * dX.rs + c] = s * dX.data[t * dX.rs + c] - s * s * rowsum[t] * X.data[t * X.rs + c];
+      for (std::int64_t c = 0; c < d; ++c) dX[t * D + c] = s * dX[t * D + c] - s * s * rowsum[t] * X[t * D + c];
   }
 
-  MatRef omega() const { return MatRef::rowmajor(omega_.data(), m_, head_dim(), head_dim()); }
-  static MatRef mat(const float* p, std::int64_t rows, std::int64_t cols) { return MatRef::rowmajor(p, rows, cols, cols); }
-  // Head hi of example bi of a (b, n, D) buffer as an (n x d) matrix.
-  MatRef head(const Tensor& t, std::int64_t bi, std::int64_t hi) const {
-    return MatRef::rowmajor(t.data() + bi * n_ * dim_ + hi * head_dim(), n_, head_dim(), dim_);
+  // Head hi of example bi of a (b, n, D) buffer: its (n x d) block, row stride D.
+  const float* head(const Tensor& t, std::int64_t bi, std::int64_t hi) const {
+    return t.data() + bi * n_ * dim_ + hi * head_dim();
   }
 
   std::int64_t m_;
   std::uint64_t seed_;
   bool omega_drawn_ = false;
-  Tensor omega_, A_, B_, S_, z_, den_, rowtmp_, dA_, dB_, dnum_, dS_, dden_, dz_;
+  Tensor omega_, A_, B_, S_, z_, den_, rowtmp_, dA_, dB_, bscratch_;
 };
 
 }  // namespace
