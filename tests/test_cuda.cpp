@@ -54,7 +54,9 @@ const std::vector<std::string> kCudaSpecs = {"full",         "flash",      "linf
                                              // 168 = 8 x 21 (the last segment all padding); an uneven split
                                              // with the convolution; an even kernel
                                              "nystromformer:m=8", "nystromformer:m=10,conv=5",
-                                             "nystromformer:m=32,iters=4,conv=4"};
+                                             "nystromformer:m=32,iters=4,conv=4",
+                                             // a partial block of orthogonal features at d = 8
+                                             "performer:features=20", "performer:features=64,seed=3"};
 
 // A host vector's copy on the device (freed with the tensor).
 Tensor upload(const void* src, std::size_t bytes, const char* what) {
@@ -199,7 +201,8 @@ TEST_CASE("CUDA attention allocates on the device tracker within its analytic pl
     return;
   }
   auto& mt = MemoryTracker::instance();
-  for (const std::string spec : {"full", "flash", "ls:w=8,r=32", "sliding:R=16", "nystromformer:m=64,conv=3"}) {
+  for (const std::string spec : {"full", "flash", "ls:w=8,r=32", "sliding:R=16", "nystromformer:m=64,conv=3",
+                                 "performer:features=128"}) {
     INFO(spec);
     const Problem p = test::make_problem(2, 256, 64, 2, 0, 1);
     auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);
