@@ -56,7 +56,8 @@ const std::vector<std::string> kCudaSpecs = {"full",         "flash",      "linf
                                              "nystromformer:m=8", "nystromformer:m=10,conv=5",
                                              "nystromformer:m=32,iters=4,conv=4",
                                              // a partial block of orthogonal features at d = 8
-                                             "performer:features=20", "performer:features=64,seed=3"};
+                                             "performer:features=20", "performer:features=64,seed=3",
+                                             "lsra:K=3,Hc=2", "lsra:K=4,Hc=4"};
 
 // A host vector's copy on the device (freed with the tensor).
 Tensor upload(const void* src, std::size_t bytes, const char* what) {
@@ -174,9 +175,11 @@ TEST_CASE("CUDA variants are deterministic and keep padded outputs at the output
     CHECK(a.y == b.y);  // bit-identical: no atomics anywhere
     CHECK(a.dx == b.dx);
     CHECK(a.grads == b.grads);
-    const auto bo = download(gpu->param("bo").value);
-    for (std::int64_t t = p.n - 40; t < p.n; ++t)  // padded queries of the second example
-      for (std::int64_t c = 0; c < p.D; ++c) REQUIRE(a.y[(p.n + t) * p.D + c] == bo[c]);
+    // Padded queries of the second example output bo (lsra: a_bo on its attention half).
+    const bool lsra = gpu->name() == "lsra";
+    const auto bo = download(gpu->param(lsra ? "a_bo" : "bo").value);
+    for (std::int64_t t = p.n - 40; t < p.n; ++t)
+      for (std::int64_t c = 0; c < (lsra ? p.D / 2 : p.D); ++c) REQUIRE(a.y[(p.n + t) * p.D + c] == bo[c]);
   }
 }
 
@@ -202,7 +205,7 @@ TEST_CASE("CUDA attention allocates on the device tracker within its analytic pl
   }
   auto& mt = MemoryTracker::instance();
   for (const std::string spec : {"full", "flash", "ls:w=8,r=32", "sliding:R=16", "nystromformer:m=64,conv=3",
-                                 "performer:features=128"}) {
+                                 "performer:features=128", "lsra:K=7,Hc=4"}) {
     INFO(spec);
     const Problem p = test::make_problem(2, 256, 64, 2, 0, 1);
     auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);

@@ -85,6 +85,7 @@ std::unique_ptr<Attention> make_cuda_attention(std::unique_ptr<Attention> twin) 
   if (name == "ls") return make_cuda_ls(std::move(twin));
   if (name == "nystromformer") return make_cuda_nystromformer(std::move(twin));
   if (name == "performer") return make_cuda_performer(std::move(twin));
+  if (name == "lsra") return make_cuda_lsra(std::move(twin));
   throw UsageError("--device cuda: variant '" + name + "' has no CUDA implementation yet");
 }
 

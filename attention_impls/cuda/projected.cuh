@@ -62,5 +62,6 @@ std::unique_ptr<Attention> make_cuda_sliding(std::unique_ptr<Attention> twin);
 std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin);
 std::unique_ptr<Attention> make_cuda_nystromformer(std::unique_ptr<Attention> twin);
 std::unique_ptr<Attention> make_cuda_performer(std::unique_ptr<Attention> twin);
+std::unique_ptr<Attention> make_cuda_lsra(std::unique_ptr<Attention> twin);
 
 }  // namespace lsb
