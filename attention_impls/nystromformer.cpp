@@ -16,6 +16,7 @@
 
 #include "attention_impls/projected.hpp"
 #include "attention_impls/variants.hpp"
+#include "nn/matmul.hpp"
 #include "nn/ops.hpp"
 
 namespace lsb {
@@ -187,7 +188,11 @@ class NystromformerAttention final : public ProjectedAttention {
   //   T = K2 Z, Z' = Z (13 I - T (15 I - T (7 I - T))) / 4.
   // Padded landmarks' rows and columns of K2 are 0 and stay 0 in every iterate, so Z is the iteration
   // on the real landmarks alone.
+  // The iteration's products stay fp32 under --precision bf16: each step feeds its rounding into the
+  // next (at bf16 the output's error grew 2.5x and the gradients' 15x), and they are (me x me) per head,
+  // a small part of the cost.
   void pinv_forward() {
+    const PrecisionScope fp32(Precision::fp32);
     const std::int64_t me = me_, bh = b_ * heads_;
     const float* A = P2_.data();
     float* Z0 = iterate(0);
@@ -223,6 +228,7 @@ class NystromformerAttention final : public ProjectedAttention {
   //   dZ = G U3^T / 4;  dX = d(T U2) = -Z^T G / 4;  dT = dX U2^T;  dX' = d(T U1) = -T^T dX;
   //   dT += dX' U1^T - T^T dX';  dA += dT Z^T;  dZ += A^T dT.
   void pinv_backward() {
+    const PrecisionScope fp32(Precision::fp32);  // as in pinv_forward
     const std::int64_t me = me_, bh = b_ * heads_;
     const float* A = P2_.data();
     float* dA = slot(kdA);

@@ -7,6 +7,7 @@
 // split or transpose heads.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <utility>
 
 namespace lsb {
@@ -44,6 +45,31 @@ struct MatRef {
   }
 };
 
+// The precision of the products matmul() computes. fp32: fp32 operands. bf16: both operands rounded
+// to bfloat16 (round to nearest even) into tracked staging buffers, products accumulated in fp32 by
+// oneDNN's bf16 kernels, c stays fp32 (so does everything outside the products). gemm_tile is always
+// fp32. The setting is process-wide; the drivers set it per run with PrecisionScope.
+enum class Precision { fp32, bf16 };
+Precision parse_precision(const std::string& name, const char* option);  // UsageError naming the option
+const char* precision_name(Precision p);
+Precision matmul_precision();
+void set_matmul_precision(Precision p);
+// Whether this CPU and oneDNN build have bf16 matmul kernels (AVX-512 or newer); the reason when not.
+bool bf16_matmul_available(std::string* why = nullptr);
+// Sets the precision for its lifetime (UsageError for bf16 where bf16_matmul_available() is false).
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(Precision p);
+  ~PrecisionScope();
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+
+ private:
+  Precision saved_;
+};
+// x rounded to the nearest bfloat16 (ties to even; NaN stays NaN), as the bf16 products round operands.
+float round_to_bf16(float x);
+
 // c = alpha * a @ b + beta * c (+ bias broadcast over rows, only without batch dims).
 // Shapes: a (B, M, K), b (B, K, N), c (B, M, N) with the same two batch dims B for all three.
 // Runs with the OpenMP threads of the caller; do not call from inside a parallel region.
@@ -58,7 +84,8 @@ void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::
 
 // Number of distinct matmul primitives created so far (tests: no new primitive after warm-up).
 std::int64_t matmul_primitives_created();
-// Bytes of the one scratchpad all matmul primitives share (tracked as workspace).
+// Bytes of the one scratchpad all matmul primitives share plus the bf16 staging buffers (all tracked
+// as workspace, grown to the largest request and kept).
 std::int64_t matmul_scratchpad_bytes();
 const char* onednn_version();
 

@@ -59,6 +59,51 @@ TEST_CASE("every variant matches the float64 reference with padding present", "[
   }
 }
 
+// The bf16 tolerance rule (docs/VARIANTS.md): with bf16 products, the forward's max error against
+// float64 and every gradient's max difference from the fp32 gradient, both relative to the largest
+// magnitude, stay within 2^-5 = 8 bf16 unit roundoffs; and the products really are bf16 (the forward's
+// error is at least 2^-10, where fp32 gives 1e-6).
+TEST_CASE("every variant in bf16 stays within the bf16 tolerance of float64, forward and backward",
+          "[attention][bf16]") {
+  std::string why;
+  if (!bf16_matmul_available(&why)) {
+    WARN("skipped: " << why);
+    return;
+  }
+  for (const auto& spec : kSpecs) {
+    INFO(spec);
+    const Problem p = make_problem(2, 48, 32, 4, 13, 11);
+    auto a = make(spec, p.D, p.h, p.n, 3);
+    Rng rng(5);
+    std::vector<float> dy(p.x.size());
+    for (auto& v : dy) v = static_cast<float>(rng.normal());
+    auto pass = [&](Precision prec) {
+      PrecisionScope scope(prec);
+      std::vector<float> y(p.x.size()), dx(p.x.size());
+      a->zero_grad();
+      a->forward(p.x.data(), p.mask.data(), p.b, p.n, y.data(), true);
+      a->backward(dy.data(), dx.data());
+      std::vector<std::vector<float>> grads{dx};
+      for (auto& prm : a->params()) grads.emplace_back(prm.grad.data(), prm.grad.data() + prm.grad.numel());
+      return std::pair{y, grads};
+    };
+    const auto [y32, g32] = pass(Precision::fp32);
+    const auto [y16, g16] = pass(Precision::bf16);
+    const auto ref = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*a),
+                                         to_f64(p.x), p.mask);
+    const double err = compare_to_reference(y16.data(), ref).max_rel;
+    CHECK(err <= 0x1p-5);
+    CHECK(err >= 0x1p-10);
+    // Gradients that are 0 in exact arithmetic (bk's) compare their round-off against dx's scale.
+    double dx_scale = 0;
+    for (float v : g32[0]) dx_scale = std::max(dx_scale, static_cast<double>(std::fabs(v)));
+    for (std::size_t i = 0; i < g32.size(); ++i) {
+      INFO((i == 0 ? std::string("dx") : a->params()[i - 1].name));
+      CHECK(max_rel_diff(g16[i], g32[i], i == 0 ? 0.0 : dx_scale) <= 0x1p-5);
+    }
+  }
+}
+
 TEST_CASE("finite differences of the float64 reference agree with every gradient", "[attention][gradient]") {
   for (const auto& spec : kSpecs) {
     INFO(spec);

@@ -2,10 +2,12 @@
 
 #include <omp.h>
 
+#include <bit>
 #include <cmath>
 #include <vector>
 
 #include "attention_impls/variants.hpp"
+#include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "nn/ops.hpp"
 #include "nn/random.hpp"
@@ -106,6 +108,95 @@ TEST_CASE("matmul reuses its primitives and rejects mismatched shapes", "[matmul
   CHECK(matmul_primitives_created() == created);
   CHECK(c[0] == 3.0f);
   CHECK_THROWS_WITH(matmul(A, A, C), Catch::Contains("shape mismatch"));
+}
+
+TEST_CASE("round_to_bf16 rounds to nearest, ties to even, and keeps NaN and infinities", "[matmul][bf16]") {
+  CHECK(round_to_bf16(1.0f) == 1.0f);
+  CHECK(round_to_bf16(1.0f + 0x1p-8f) == 1.0f);               // halfway: down to the even neighbour
+  CHECK(round_to_bf16(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f);  // halfway: up to the even neighbour
+  CHECK(round_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f);
+  CHECK(round_to_bf16(-3.0f) == -3.0f);
+  CHECK(round_to_bf16(3.4e38f) == INFINITY);  // above the largest bf16 (3.3895e38)
+  CHECK(round_to_bf16(-INFINITY) == -INFINITY);
+  CHECK(std::isnan(round_to_bf16(NAN)));
+  CHECK(std::isnan(round_to_bf16(std::bit_cast<float>(0x7f800001u))));  // a NaN whose payload would carry into inf
+}
+
+TEST_CASE("bf16 products equal the float64 product of the bf16-rounded operands on every view", "[matmul][bf16]") {
+  std::string why;
+  if (!bf16_matmul_available(&why)) {
+    WARN("skipped: " << why);
+    CHECK_THROWS_AS(PrecisionScope(Precision::bf16), UsageError);
+    return;
+  }
+  const std::int64_t b = 2, n = 37, h = 3, d = 24, D = h * d;
+  auto q = randv(b * n * D, 1), k = randv(b * n * D, 2), w = randv(D * D, 3), bias = randv(D, 4);
+  // c = f(a, b) on views; the expected value accumulates round_to_bf16 of both operands in float64.
+  auto check = [&](const MatRef& A, const MatRef& B, const MatRef& C, float alpha, float beta, const float* bia,
+                   const std::vector<float>& c_before) {
+    double worst = 0, rounding_seen = 0;
+    for (std::int64_t b0 = 0; b0 < C.batch[0]; ++b0)
+      for (std::int64_t b1 = 0; b1 < C.batch[1]; ++b1)
+        for (std::int64_t i = 0; i < C.rows; ++i)
+          for (std::int64_t j = 0; j < C.cols; ++j) {
+            double e = 0, exact = 0, mag = 0;
+            for (std::int64_t c = 0; c < A.cols; ++c) {
+              const double av = naive(A, b0, b1, i, c), bv = naive(B, b0, b1, c, j);
+              e += double(round_to_bf16(float(av))) * round_to_bf16(float(bv));
+              exact += av * bv;
+              mag += std::fabs(av * bv);
+            }
+            const std::int64_t at = b0 * C.bstride[0] + b1 * C.bstride[1] + i * C.rs + j * C.cs;
+            const double want = alpha * e + beta * c_before[at] + (bia ? bia[j] : 0.0);
+            worst = std::max(worst, std::fabs(C.data[at] - want) / (1 + mag));
+            rounding_seen = std::max(rounding_seen, std::fabs(e - exact) / (1 + mag));
+          }
+    CHECK(worst < 1e-5);          // fp32 accumulation of exactly the rounded operands
+    CHECK(rounding_seen > 1e-4);  // and the rounding is real (fp32 operands would not differ so much)
+  };
+  PrecisionScope bf16(Precision::bf16);
+  REQUIRE(matmul_precision() == Precision::bf16);
+  SECTION("heads: S = 0.5 Q K^T + 2 S, batched with a transposed B") {
+    std::vector<float> s(b * h * n * n, 1.5f);
+    const MatRef Q = head_view(q.data(), b, n, h, d), K = head_view(k.data(), b, n, h, d);
+    const MatRef S = MatRef::rowmajor(s.data(), n, n, n).batched(b, h * n * n, h, n * n);
+    const auto before = s;
+    matmul(Q, K.t(), S, 0.5f, 2.0f);
+    check(Q, K.t(), S, 0.5f, 2.0f, nullptr, before);
+  }
+  SECTION("linear: y = x W^T + bias") {
+    std::vector<float> y(b * n * D, 0.0f);
+    const MatRef X = MatRef::rowmajor(q.data(), b * n, D, D), W = MatRef::rowmajor(w.data(), D, D, D);
+    const MatRef Y = MatRef::rowmajor(y.data(), b * n, D, D);
+    matmul(X, W.t(), Y, 1.0f, 0.0f, bias.data());
+    check(X, W.t(), Y, 1.0f, 0.0f, bias.data(), std::vector<float>(y.size(), 0.0f));
+  }
+  SECTION("a transposed A, batched (the per-matrix path) and unbatched") {
+    std::vector<float> o(b * h * d * d, 0.0f);
+    const MatRef Q = head_view(q.data(), b, n, h, d), K = head_view(k.data(), b, n, h, d);
+    const MatRef O = MatRef::rowmajor(o.data(), d, d, d).batched(b, h * d * d, h, d * d);
+    matmul(Q.t(), K, O);
+    check(Q.t(), K, O, 1.0f, 0.0f, nullptr, std::vector<float>(o.size(), 0.0f));
+    std::vector<float> o2(D * D, 0.0f);
+    const MatRef X = MatRef::rowmajor(q.data(), b * n, D, D), Y = MatRef::rowmajor(k.data(), b * n, D, D);
+    const MatRef O2 = MatRef::rowmajor(o2.data(), D, D, D);
+    matmul(X.t(), Y, O2);
+    check(X.t(), Y, O2, 1.0f, 0.0f, nullptr, std::vector<float>(o2.size(), 0.0f));
+  }
+}
+
+TEST_CASE("precision names parse, and a scope restores the previous precision", "[matmul][bf16]") {
+  CHECK(parse_precision("fp32", "--precision") == Precision::fp32);
+  CHECK_THROWS_WITH(parse_precision("fp16", "--precision"),
+                    Catch::Contains("--precision") && Catch::Contains("fp16") && Catch::Contains("bf16"));
+  REQUIRE(matmul_precision() == Precision::fp32);
+  if (bf16_matmul_available()) {
+    {
+      PrecisionScope s(Precision::bf16);
+      CHECK(std::string(precision_name(matmul_precision())) == "bf16");
+    }
+    CHECK(matmul_precision() == Precision::fp32);
+  }
 }
 
 TEST_CASE("fast_exp is accurate to fp32 rounding and exact at the ends", "[ops]") {
