@@ -8,6 +8,7 @@
 
 #include "attention_impls/attention.hpp"
 #include "bench/timing.hpp"
+#include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 
 namespace lsb {
@@ -18,6 +19,7 @@ struct AttentionBenchOptions {
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
   std::string device = "cpu";  // cpu | cuda
+  std::string precision = "fp32";  // fp32 | bf16 (the products; CPU only)
   int threads = 0;           // 0 = OpenMP default
   std::string memory_budget;  // "" = none
   std::string json_path;      // "" = no report file
@@ -33,7 +35,8 @@ int run_attention_bench(const AttentionBenchOptions& opt);
 
 // Result of checking a variant on a small copy (b = 2, short n, with padding) against the float64
 // reference: forward relative error, and for fwdbwd the relative error of directional derivatives
-// (input and all parameters) against central differences of the reference.
+// (input and all parameters) against central differences of the reference. Tolerances: 1e-4 forward
+// and 1e-3 gradient in fp32; in bf16 the bf16 rule of docs/VARIANTS.md, 2^-5 for both.
 struct ReferenceCheck {
   bool ok = false;
   double forward_rel_error = 0;
@@ -42,7 +45,11 @@ struct ReferenceCheck {
 };
 // On Device::cuda the module runs on the GPU with the parameters of a CPU module of the same seed.
 ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim, std::int64_t heads,
-                                       bool with_backward, std::uint64_t seed, Device device = Device::cpu);
+                                       bool with_backward, std::uint64_t seed, Device device = Device::cpu,
+                                       Precision precision = Precision::fp32);
+// UsageError when `precision` cannot run on `device` here (bf16: CPU only, and only where oneDNN
+// has bf16 kernels).
+void require_precision(Precision precision, Device device);
 
 // One point of the attention module alone (modes attn-fwd, attn-fwdbwd).
 struct AttentionPoint {
@@ -52,6 +59,7 @@ struct AttentionPoint {
   Device device = Device::cpu;
   int threads = 1;  // recorded in the config (the caller sets OpenMP's)
   std::uint64_t seed = 1;
+  Precision precision = Precision::fp32;
 };
 // The point's config block (module: the made module, for resolved parameters and padded_n; null
 // when it could not be made).

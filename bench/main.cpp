@@ -108,6 +108,9 @@ int main(int argc, char** argv) {
   cmd_bench->add_option("--memory-budget", bench.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
   cmd_bench->add_option("--json", bench.json_path, "Write the report here (atomically, after every point)");
   cmd_bench->add_option("--device", bench.device, "cpu or cuda")->capture_default_str();
+  cmd_bench->add_option("--precision", bench.precision,
+                        "fp32, or bf16: products on bf16-rounded operands with fp32 accumulation (CPU)")
+      ->capture_default_str();
   cmd_bench->add_option("--seed", bench.seed, "Seed of parameters and inputs")->capture_default_str();
   add_timing_options(cmd_bench, bench.timing);
 

@@ -265,7 +265,15 @@ PrecisionScope::PrecisionScope(Precision p) : saved_(g_precision) {
   if (p == Precision::bf16 && !bf16_matmul_available(&why)) throw UsageError("--precision bf16: " + why);
   g_precision = p;
 }
-PrecisionScope::~PrecisionScope() { g_precision = saved_; }
+// Leaving bf16 frees the staging buffers, so that a measurement's peak never holds another's copies.
+PrecisionScope::~PrecisionScope() {
+  if (g_precision == Precision::bf16 && saved_ == Precision::fp32) {
+    std::lock_guard<std::mutex> lock(cache_mu);
+    staging(0) = Tensor();
+    staging(1) = Tensor();
+  }
+  g_precision = saved_;
+}
 
 const char* onednn_version() {
   static std::string v = [] {
