@@ -46,12 +46,6 @@ class DeviceBuffers {
 
 }  // namespace
 
-void require_precision(Precision precision, Device device) {
-  if (precision == Precision::fp32) return;
-  if (device == Device::cuda) throw UsageError("--precision bf16: CPU only so far (the CUDA kernels are fp32)");
-  const PrecisionScope probe(precision);  // UsageError where this CPU has no bf16 kernels
-}
-
 ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_t D, std::int64_t h,
                                        bool with_backward, std::uint64_t seed, Device device, Precision precision) {
   const PrecisionScope scope(precision);

@@ -47,9 +47,6 @@ struct ReferenceCheck {
 ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim, std::int64_t heads,
                                        bool with_backward, std::uint64_t seed, Device device = Device::cpu,
                                        Precision precision = Precision::fp32);
-// UsageError when `precision` cannot run on `device` here (bf16: CPU only, and only where oneDNN
-// has bf16 kernels).
-void require_precision(Precision precision, Device device);
 
 // One point of the attention module alone (modes attn-fwd, attn-fwdbwd).
 struct AttentionPoint {

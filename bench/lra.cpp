@@ -15,6 +15,7 @@
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
 #include "nn/errors.hpp"
+#include "nn/matmul.hpp"
 #include "nn/files.hpp"
 #include "nn/memory.hpp"
 #include "reports/render.hpp"
@@ -109,8 +110,11 @@ Prepared prepare(const LraOptions& o, const std::string& task) {
 }
 
 // A finished run of the same task, preset and variant (every parameter the spec names equal).
-bool same_run(const nlohmann::json& c, const std::string& task, const std::string& preset, const VariantSpec& spec) {
-  if (c.value("task", "") != task || c.value("preset", "") != preset || c.value("variant", "") != spec.name) return false;
+bool same_run(const nlohmann::json& c, const std::string& task, const std::string& preset, const VariantSpec& spec,
+              const std::string& precision) {
+  if (c.value("task", "") != task || c.value("preset", "") != preset || c.value("variant", "") != spec.name ||
+      c.value("precision", "fp32") != precision)
+    return false;
   const auto params = c.value("variant_params", nlohmann::json::object());
   for (const auto& [k, v] : spec.params)
     if (!params.contains(k) || (params[k].is_string() ? params[k].get<std::string>() : params[k].dump()) != v)
@@ -119,13 +123,13 @@ bool same_run(const nlohmann::json& c, const std::string& task, const std::strin
 }
 
 // The result of a run that produced none (data missing, out of memory before the first evaluation).
-nlohmann::json stub_result(const std::string& task, const std::string& preset, const VariantSpec& spec,
-                           const std::map<std::string, std::string>& resolved, const std::string& status,
-                           const std::string& message) {
+nlohmann::json stub_result(const std::string& task, const std::string& preset, const std::string& precision,
+                           const VariantSpec& spec, const std::map<std::string, std::string>& resolved,
+                           const std::string& status, const std::string& message) {
   nlohmann::json r = {{"kind", "train-run"},
                       {"config", {{"task", task}, {"preset", preset}, {"variant", spec.name},
                                   {"variant_params", variant_params_json(resolved)}, {"mode", "train"}, {"device", "cpu"},
-                                  {"precision", "fp32"}}},
+                                  {"precision", precision}}},
                       {"status", status},
                       {"message", message}};
   r["id"] = config_id(r["config"]);
@@ -152,6 +156,7 @@ int run_lra(const LraOptions& given) {
   if (o.data_dir.empty()) throw UsageError("--data-dir: required (data is generated or extracted there)");
   if (o.out.empty()) throw UsageError("--out: required (the suite's report)");
   for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
+  require_precision(parse_precision(o.precision, "--precision"), Device::cpu);
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
   std::vector<VariantSpec> specs;
   std::vector<std::map<std::string, std::string>> resolved;  // defaults filled in, for runs that produce no result
@@ -203,6 +208,7 @@ int run_lra(const LraOptions& given) {
     apply_train_preset(model);
     s.dims = {model.dim}, s.heads = {model.heads}, s.layers = {model.layers}, s.mlp_dim = model.mlp_dim;
     s.modes = {"train-step"};
+    s.precisions = {o.precision};
     s.task = "text";
     s.memory_budget = o.memory_budget;
     if (smoke) s.timing.warmup = 1, s.timing.min_reps = 2, s.timing.min_time_s = 0;
@@ -231,7 +237,7 @@ int run_lra(const LraOptions& given) {
       runs.emplace_back();
       nlohmann::json& slot = runs.back();
       for (const auto& r : earlier)
-        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, o.preset, spec) &&
+        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, o.preset, spec, o.precision) &&
             (r["status"] == "ok" || r["status"] == "diverged" || r["status"] == "oom"))
           slot = r;
       const std::string label = spec.str();
@@ -250,7 +256,7 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!prepared->skip.empty()) {
-        slot = stub_result(task, o.preset, spec, resolved[vi], "skipped", prepared->skip);
+        slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "skipped", prepared->skip);
         ++skipped;
         save();
         fmt::print("lra: {} {}: skipped: {}\n", task, label, prepared->skip);
@@ -259,8 +265,11 @@ int run_lra(const LraOptions& given) {
       TrainOptions t;
       t.task = task, t.data_dir = prepared->dir, t.variant = label, t.preset = o.preset;
       apply_train_preset(t);
-      t.seed = o.seed, t.progress = o.progress;
-      t.checkpoint_dir = (fs::path(o.data_dir) / "checkpoints" / fmt::format("{}-{}-{}", o.preset, task, slug(label))).string();
+      t.seed = o.seed, t.progress = o.progress, t.precision = o.precision;
+      t.checkpoint_dir = (fs::path(o.data_dir) / "checkpoints" /
+                          fmt::format("{}-{}-{}{}", o.preset, task, slug(label),
+                                      o.precision == "fp32" ? "" : "-" + o.precision))
+                             .string();
       t.resume = o.resume && fs::exists(fs::path(t.checkpoint_dir) / "last.ckpt");
       if (!t.resume) fs::remove_all(t.checkpoint_dir);
       if (!data && data_error.empty()) {
@@ -271,7 +280,7 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!data_error.empty()) {
-        slot = stub_result(task, o.preset, spec, resolved[vi], "error", data_error);
+        slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "error", data_error);
         ++failed;
         save();
         fmt::print("lra: {} {}: error: {}\n", task, label, data_error);
@@ -288,14 +297,14 @@ int run_lra(const LraOptions& given) {
         });
         if (slot["status"] == "diverged") ++diverged;
       } catch (const OutOfMemory& e) {
-        if (slot.is_null()) slot = stub_result(task, o.preset, spec, resolved[vi], "oom", e.what());
+        if (slot.is_null()) slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "oom", e.what());
         slot["status"] = "oom";
         slot["message"] = e.what();
         slot["memory"]["requested_bytes"] = e.requested;
         if (e.budget > 0) slot["memory"]["budget_bytes"] = e.budget;
         ++oom;
       } catch (const InputError& e) {
-        slot = stub_result(task, o.preset, spec, resolved[vi], "error", e.what());
+        slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "error", e.what());
         ++failed;
       }
       save();

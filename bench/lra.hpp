@@ -27,6 +27,7 @@ struct LraOptions {
   std::int64_t efficiency_batch = 0;             // 0: the preset's
   std::string memory_budget;                     // "": smoke 4GiB (Path-X full is an oom), lra-small 80% of RAM
   int threads = 0;
+  std::string precision = "fp32";  // of every run and of the efficiency sweep
   std::uint64_t seed = 0;
   std::vector<std::string> command_line;
 };

@@ -143,6 +143,8 @@ int main(int argc, char** argv) {
   cmd_train->add_option("--checkpoint-dir", tg.checkpoint_dir, "Keep last.ckpt and best.ckpt here");
   cmd_train->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
   cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)");
+  cmd_train->add_option("--precision", tg.precision, "fp32, or bf16 products with fp32 accumulation (CPU)")
+      ->capture_default_str();
   cmd_train->add_option("--memory-budget", tg.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
   cmd_train->add_option("--difficulty", tg.difficulty, "pathfinder, pathx: baseline, 9 or 14 (LRA's)")
       ->capture_default_str();
@@ -181,7 +183,8 @@ int main(int argc, char** argv) {
   // ---- sweep, maxlen, merge ----
   SweepOptions sw;
   std::string sw_variants, sw_lengths = "1024:4096:x2", sw_batches = "8", sw_dims = "64", sw_heads = "2",
-                           sw_layers = "2", sw_modes = "attn-fwdbwd", sw_devices = "cpu", sw_threads = "0", sw_shard;
+                           sw_layers = "2", sw_modes = "attn-fwdbwd", sw_devices = "cpu", sw_threads = "0", sw_shard,
+              sw_precisions = "fp32";
   auto* cmd_sweep = app.add_subcommand(
       "sweep", "Measure time and memory over the cartesian product of the axes (comma lists); one report, written "
                "after every point, resumable, shardable across machines");
@@ -196,6 +199,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cmd_sweep->add_option("--task", sw.task, "listops, text, retrieval, image, pathfinder or pathx: vocabulary, classes (and two towers) of the model modes");
   cmd_sweep->add_option("--device", sw_devices, "cpu, cuda (a list)")->capture_default_str();
+  cmd_sweep->add_option("--precision", sw_precisions, "fp32, bf16 (a list; bf16 on the CPU only)")->capture_default_str();
   cmd_sweep->add_option("--threads", sw_threads, "CPU thread counts (0: OpenMP's default)")->capture_default_str();
   cmd_sweep->add_option("--memory-budget", sw.memory_budget, "Points above it are recorded as oom (e.g. 16GiB)");
   cmd_sweep->add_option("--out", sw.out, "Report path (journal beside it while running)");
@@ -257,6 +261,8 @@ int main(int argc, char** argv) {
   cmd_lra->add_option("--efficiency-batch", lra.efficiency_batch, "Batch of the efficiency sweep (default smoke 4, lra-small 32)");
   cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default: smoke 4GiB, lra-small 80% of the memory)");
   cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)");
+  cmd_lra->add_option("--precision", lra.precision, "fp32, or bf16 products with fp32 accumulation (CPU)")
+      ->capture_default_str();
   cmd_lra->add_option("--seed", lra.seed, "Parameters, batch order and dropout of every run")->capture_default_str();
   cmd_lra->add_flag("!--no-progress", lra.progress, "No live progress line");
 
@@ -330,6 +336,7 @@ int main(int argc, char** argv) {
       sw.layers = ints(sw_layers, "--layers");
       sw.modes = split_variant_list(sw_modes);
       sw.devices = split_variant_list(sw_devices);
+      sw.precisions = split_variant_list(sw_precisions);
       sw.threads.clear();
       for (const auto& t : split_variant_list(sw_threads)) {
         if (t == "0") sw.threads.push_back(0);

@@ -145,7 +145,7 @@ nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
   nlohmann::json c = {{"variant", spec.name},      {"variant_params", spec.params}, {"n", p.n},
                       {"batch", p.batch},          {"heads", p.heads},              {"dim", p.dim},
                       {"layers", is_attention_mode(p.mode) ? 1 : p.layers},
-                      {"mode", p.mode},            {"device", p.device},            {"precision", "fp32"},
+                      {"mode", p.mode},            {"device", p.device},            {"precision", p.precision},
                       {"threads", p.threads}};
   if (!p.task.empty()) c["task"] = p.task;
   if (!is_attention_mode(p.mode)) {
@@ -268,6 +268,13 @@ class PointRunner {
   nlohmann::json run(const SweepPoint& p, const ResolvedPoint& resolved) {
     const nlohmann::json& config = resolved.config;
     if (!resolved.why_not.empty()) return skipped(config, resolved.why_not);
+    const Device dev = p.device == "cuda" ? Device::cuda : Device::cpu;
+    const Precision precision = parse_precision(p.precision, "--precision");
+    try {
+      require_precision(precision, dev);
+    } catch (const UsageError& e) {
+      return skipped(config, e.what());
+    }
     if (p.device == "cuda") {
       if (cuda::device_count() == 0) return skipped(config, "no CUDA device: " + cuda::unavailable_reason());
       if (!is_attention_mode(p.mode))
@@ -275,13 +282,16 @@ class PointRunner {
     }
     omp_set_num_threads(p.threads > 0 ? p.threads : default_threads_);
     try {
-      if (!is_attention_mode(p.mode)) return measure_model_point(p, config, timing_, cpu_peak(), seed_);
-      const Device dev = p.device == "cuda" ? Device::cuda : Device::cpu;
+      if (!is_attention_mode(p.mode)) {
+        const PrecisionScope scope(precision);
+        return measure_model_point(p, config, timing_, cpu_peak(), seed_);
+      }
       const bool bwd = p.mode == "attn-fwdbwd";
-      const std::string key = fmt::format("{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, p.device);
-      if (!checks_.count(key)) checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev);
+      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, p.device, p.precision);
+      if (!checks_.count(key))
+        checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
       const AttentionPoint pt{VariantSpec::parse(p.variant), p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
-                              seed_};
+                              seed_, precision};
       const double peak = dev == Device::cpu ? cpu_peak() : 1e3 * gpu_peak(cuda::query(0).name).fp32_tflops;
       nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak);
       res["config"] = config;  // the sweep's config (threads as asked, task) names the point
@@ -312,6 +322,7 @@ std::vector<std::string> check_axes(const SweepOptions& o) {
       throw UsageError(fmt::format("--mode {}: expected attn-fwd, attn-fwdbwd, model-fwd or train-step", m));
   for (const auto& d : o.devices)
     if (d != "cpu" && d != "cuda") throw UsageError(fmt::format("--device {}: expected cpu or cuda", d));
+  for (const auto& p : o.precisions) parse_precision(p, "--precision");
   task_shape(o.task);
   auto positive = [](const std::vector<std::int64_t>& v, const char* opt) {
     for (auto x : v)
@@ -342,7 +353,8 @@ std::string point_line(const nlohmann::json& r) {
                                  c["mode"].get<std::string>().rfind("attn-", 0) == 0
                                      ? ""
                                      : fmt::format(" L={}", c["layers"].get<std::int64_t>()),
-                                 c["device"].get<std::string>());
+                                 c["device"].get<std::string>()) +
+                     (c.value("precision", "fp32") == "fp32" ? "" : " " + c["precision"].get<std::string>());
   const std::string st = r["status"].get<std::string>();
   if (st != "ok") return fmt::format("{}: {}: {}", what, st, r.value("message", ""));
   return fmt::format("{}: {:.3f} ms, {:.0f} tok/s, {:.1f} GFLOP/s, peak {}", what,
@@ -384,6 +396,7 @@ std::string SweepPoint::command() const {
   if (!is_attention_mode(mode)) cmd += fmt::format(" --layers {} --mlp-dim {}", layers, mlp_dim);
   if (!task.empty()) cmd += " --task " + task;
   cmd += fmt::format(" --mode {} --device {}", mode, device);
+  if (precision != "fp32") cmd += " --precision " + precision;
   if (threads > 0) cmd += fmt::format(" --threads {}", threads);
   return cmd;
 }
@@ -393,14 +406,16 @@ std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
   std::vector<SweepPoint> pts;
   for (const auto& mode : o.modes)
     for (const auto& device : o.devices)
-      for (int threads : o.threads)
-        for (const auto& v : variants)
-          for (auto b : o.batches)
-            for (auto d : o.dims)
-              for (auto h : o.heads)
-                for (auto l : is_attention_mode(mode) ? std::vector<std::int64_t>{1} : o.layers)
-                  for (auto n : o.lengths)
-                    pts.push_back({v, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device, threads});
+      for (const auto& precision : o.precisions)
+        for (int threads : o.threads)
+          for (const auto& v : variants)
+            for (auto b : o.batches)
+              for (auto d : o.dims)
+                for (auto h : o.heads)
+                  for (auto l : is_attention_mode(mode) ? std::vector<std::int64_t>{1} : o.layers)
+                    for (auto n : o.lengths)
+                      pts.push_back({v, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
+                                     threads, precision});
   return pts;
 }
 

@@ -21,6 +21,7 @@ struct SweepOptions {
   std::vector<std::string> modes{"attn-fwdbwd"};  // attn-fwd | attn-fwdbwd | model-fwd | train-step
   std::string task;                                // "" or listops | text | image (vocab, classes, length)
   std::vector<std::string> devices{"cpu"};         // cpu | cuda
+  std::vector<std::string> precisions{"fp32"};     // fp32 | bf16
   std::vector<int> threads{0};                     // 0 = OpenMP's default
   std::string memory_budget;                       // "" = none
   TimingPolicy timing;
@@ -47,12 +48,13 @@ struct SweepPoint {
   std::int64_t n = 0, batch = 0, dim = 0, heads = 0, layers = 0, mlp_dim = 0;
   std::string mode, task, device;
   int threads = 0;
+  std::string precision = "fp32";
   // The command that reruns just this point.
   std::string command() const;
 };
 
-// Every point of the sweep in canonical order (mode, device, threads, variant, batch, dim, heads,
-// layers, n), before sharding.
+// Every point of the sweep in canonical order (mode, device, precision, threads, variant, batch, dim,
+// heads, layers, n), before sharding.
 std::vector<SweepPoint> sweep_points(const SweepOptions& o);
 
 // Runs the sweep (or lists it); returns the exit code: 0 all ok or skipped, 4 some point out of

@@ -15,6 +15,7 @@
 #include "nn/checkpoint.hpp"
 #include "nn/encoder.hpp"
 #include "nn/errors.hpp"
+#include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 #include "nn/optim.hpp"
 #include "reports/report.hpp"
@@ -45,7 +46,7 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"dropout", o.dropout},
           {"mode", "train"},
           {"device", "cpu"},
-          {"precision", "fp32"},
+          {"precision", o.precision},
           {"threads", omp_get_max_threads()},
           {"steps", o.steps},
           {"warmup", o.warmup},
@@ -197,6 +198,9 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   if (!(o.lr > 0) || o.weight_decay < 0 || o.clip_norm < 0)
     throw UsageError(fmt::format("--lr {} must be positive, --weight-decay {} and --clip-norm {} not negative", o.lr,
                                  o.weight_decay, o.clip_norm));
+  const Precision precision = parse_precision(o.precision, "--precision");
+  require_precision(precision, Device::cpu);
+  const PrecisionScope precision_scope(precision);
   auto& tracker = MemoryTracker::instance();
   tracker.reset_peak(Device::cpu);
   const auto wall0 = Clock::now();
@@ -367,11 +371,12 @@ int run_train_command(const TrainOptions& opts) {
     MemoryTracker::instance().set_budget(Device::cpu, parse_size(o.memory_budget, "--memory-budget"));
   const VariantSpec spec = VariantSpec::parse(o.variant);
   make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1));  // unknown names fail before loading
+  require_precision(parse_precision(o.precision, "--precision"), Device::cpu);  // so do impossible precisions
   const TaskData task = load_task(o.task, task_options(o));
   fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
-             "{} threads\n",
+             "{} threads, {}\n",
              task.name, o.variant, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
-             o.steps, omp_get_max_threads());
+             o.steps, omp_get_max_threads(), o.precision);
   std::fflush(stdout);  // before the progress display on stderr
   const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
   nlohmann::json last;  // the latest result, so that an out-of-memory stop keeps what was finished

@@ -260,6 +260,13 @@ bool bf16_matmul_available(std::string* why) {
   return reason.empty();
 }
 
+void require_precision(Precision p, Device device) {
+  if (p == Precision::fp32) return;
+  if (device == Device::cuda) throw UsageError("--precision bf16: CPU only so far (the CUDA kernels are fp32)");
+  std::string why;
+  if (!bf16_matmul_available(&why)) throw UsageError("--precision bf16: " + why);
+}
+
 PrecisionScope::PrecisionScope(Precision p) : saved_(g_precision) {
   std::string why;
   if (p == Precision::bf16 && !bf16_matmul_available(&why)) throw UsageError("--precision bf16: " + why);

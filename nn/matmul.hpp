@@ -10,6 +10,8 @@
 #include <string>
 #include <utility>
 
+#include "nn/memory.hpp"
+
 namespace lsb {
 
 struct MatRef {
@@ -54,6 +56,9 @@ Precision parse_precision(const std::string& name, const char* option);  // Usag
 const char* precision_name(Precision p);
 Precision matmul_precision();
 void set_matmul_precision(Precision p);
+// UsageError naming --precision when `p` cannot run on `device` here (bf16: CPU only, and only where
+// bf16_matmul_available()).
+void require_precision(Precision p, Device device);
 // Whether this CPU and oneDNN build have bf16 matmul kernels (AVX-512 or newer); the reason when not.
 bool bf16_matmul_available(std::string* why = nullptr);
 // Sets the precision for its lifetime (UsageError for bf16 where bf16_matmul_available() is false).

@@ -56,6 +56,7 @@ std::string label(const nlohmann::json& r) {
     if (c.contains(key) && !(key == "layers" && c.value("mode", "").rfind("attn-", 0) == 0))
       s += fmt::format(" {}={}", tag, c[key].dump());
   s += " " + c.value("device", "?");
+  if (c.value("precision", "fp32") != "fp32") s += " " + c["precision"].get<std::string>();
   if (r.value("kind", "") != "sweep-point") s += " [" + r.value("kind", "") + "]";
   return s;
 }

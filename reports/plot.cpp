@@ -135,6 +135,7 @@ std::string sweep_group(const nlohmann::json& c) {
                                 field_text(c, "dim"), field_text(c, "heads"));
   if (field_text(c, "mode").rfind("attn-", 0) != 0) key += fmt::format(", L={}, Dmlp={}", field_text(c, "layers"), field_text(c, "mlp_dim"));
   if (c.contains("task")) key += ", task " + field_text(c, "task");
+  if (c.value("precision", "fp32") != "fp32") key += ", " + field_text(c, "precision");
   return key;
 }
 
@@ -143,6 +144,7 @@ std::string sweep_group_slug(const nlohmann::json& c) {
                               field_text(c, "heads"));
   if (field_text(c, "mode").rfind("attn-", 0) != 0) s += fmt::format("-l{}-mlp{}", field_text(c, "layers"), field_text(c, "mlp_dim"));
   if (c.contains("task")) s += fmt::format("-{}", field_text(c, "task"));
+  if (c.value("precision", "fp32") != "fp32") s += "-" + field_text(c, "precision");
   return slugify(s);
 }
 

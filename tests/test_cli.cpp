@@ -8,6 +8,7 @@
 
 #include "attention_impls/attention.hpp"
 #include "attention_impls/reference_f64.hpp"
+#include "nn/matmul.hpp"
 #include "nn/npy.hpp"
 #include "reports/report.hpp"
 #include "tests/cli_helpers.hpp"
@@ -29,6 +30,7 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
       {"attention bench --variant full --n 64 --mode sideways" + kQuick, {"--mode sideways"}},
       {"attention bench --variant full --n 64 --memory-budget lots" + kQuick, {"--memory-budget: 'lots' is not a size"}},
       {"attention bench --variant full --n 64 --device cuda" + kQuick, {"--device cuda"}},
+      {"attention bench --variant full --n 64 --precision fp16" + kQuick, {"--precision", "'fp16'", "bf16"}},
       {"attention bench --n 64", {"--variant"}},
       {"data generate pathx --out /tmp/x", {"pathx"}},
   };
@@ -70,6 +72,33 @@ TEST_CASE("bench writes a valid report where a point over budget is oom and the 
     CHECK(x["memory"]["peak_tracked_bytes"].get<double>() > 0);
     CHECK(x["memory"]["tracked_allocations_while_timing"] == 0);
     CHECK(x["check"]["grad_rel_error"].get<double>() < 1e-3);
+  }
+}
+
+TEST_CASE("bench --precision bf16 checks against float64 with the bf16 tolerance and says so in the report",
+          "[cli][bf16]") {
+  if (!bf16_matmul_available()) {
+    const auto r = run_cli("attention bench --variant full --n 64 --precision bf16" + kQuick);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.output, Catch::Contains("--precision bf16"));
+    return;
+  }
+  const auto dir = fresh_dir("bench_bf16");
+  const auto json = (dir / "r.json").string();
+  const auto r = run_cli("attention bench --variant ls:w=8,r=4 --variant linformer:k=16 --n 128 --mode fwdbwd "
+                         "--precision bf16 --json " + json + kQuick);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  const auto rep = nlohmann::json::parse(std::ifstream(json));
+  CHECK(validate_report(rep).empty());
+  REQUIRE(rep["results"].size() == 2);
+  for (const auto& x : rep["results"]) {
+    CHECK(x["config"]["precision"] == "bf16");
+    CHECK(x["status"] == "ok");
+    // bf16 products: errors far above fp32's 1e-6, within the 2^-5 rule.
+    const double e = x["check"]["forward_rel_error"].get<double>();
+    CHECK(e > 1e-4);
+    CHECK(e <= 0x1p-5);
   }
 }
 

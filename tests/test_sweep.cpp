@@ -21,6 +21,7 @@
 #include "bench/sweep.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
+#include "nn/matmul.hpp"
 #include "reports/report.hpp"
 #include "tests/cli_helpers.hpp"
 #include "tests/helpers.hpp"
@@ -110,6 +111,41 @@ TEST_CASE("sweep points are the cartesian product in one order and each listed c
     for (const auto& l : lines_of(part.output)) joined.push_back(l);
   }
   CHECK(std::multiset<std::string>(joined.begin(), joined.end()) == std::multiset<std::string>(cmds.begin(), cmds.end()));
+}
+
+TEST_CASE("precision is a sweep axis: bf16 points name it, and bf16 on CUDA is skipped with the reason",
+          "[sweep][cli][bf16]") {
+  SweepOptions o;
+  o.variants = {"ls:w=8,r=4"};
+  o.lengths = {64};
+  o.precisions = {"fp32", "bf16"};
+  const auto pts = sweep_points(o);
+  REQUIRE(pts.size() == 2);
+  CHECK(pts[0].command().find("--precision") == std::string::npos);  // fp32 is the default
+  CHECK(pts[1].command().find("--precision bf16") != std::string::npos);
+  o.precisions = {"fp8"};
+  CHECK_THROWS_WITH(sweep_points(o), Catch::Contains("--precision") && Catch::Contains("fp8"));
+
+  const auto dir = test::fresh_dir("sweep_bf16");
+  const std::string out = (dir / "s.json").string();
+  const auto r = test::run_cli("sweep --variants ls:w=8,r=4 --n 64 --batch 1 --dim 16 --heads 2 --mode attn-fwdbwd,train-step "
+                               "--layers 1 --task listops --precision fp32,bf16 --device cpu,cuda --out " + out + kQuick);
+  INFO(r.output);
+  const auto rep = read_report(out);
+  REQUIRE(rep["results"].size() == 8);
+  std::set<std::string> ids;
+  for (const auto& x : rep["results"]) {
+    const auto& c = x["config"];
+    INFO(c.dump());
+    ids.insert(x["id"].get<std::string>());
+    if (c["precision"] == "bf16" && c["device"] == "cuda") {
+      CHECK(x["status"] == "skipped");
+      CHECK_THAT(x["message"].get<std::string>(), Catch::Contains("CPU only"));
+    } else if (c["device"] == "cpu") {
+      CHECK(x["status"] == (c["precision"] == "fp32" || bf16_matmul_available() ? "ok" : "skipped"));
+    }
+  }
+  CHECK(ids.size() == 8);  // the precision is part of every point's id
 }
 
 TEST_CASE("a sweep records oom and skipped points with reasons and goes on", "[sweep][cli]") {

@@ -20,6 +20,7 @@
 #include "bench/train.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/errors.hpp"
+#include "nn/matmul.hpp"
 #include "reports/report.hpp"
 #include "tasks/listops.hpp"
 #include "tasks/task.hpp"
@@ -187,6 +188,31 @@ TEST_CASE("a run resumed from its checkpoint continues bit-identically", "[train
     q.lr *= 2;
     CHECK_THROWS_WITH(train_run(q, task), Catch::Contains("another configuration"));
   }
+}
+
+TEST_CASE("a bf16 run trains, records its precision and refuses an fp32 checkpoint", "[train][bf16]") {
+  TrainOptions o = tiny_options("ls:w=8,r=32");
+  const TaskData task = load(o);
+  o.checkpoint_dir = fresh_dir("bf16_run").string();
+  const nlohmann::json fp32 = train_run(o, task);
+  o.precision = "bf16";
+  if (!bf16_matmul_available()) {
+    CHECK_THROWS_AS(train_run(o, task), UsageError);
+    return;
+  }
+  o.checkpoint_dir = fresh_dir("bf16_run").string();
+  const nlohmann::json bf16 = train_run(o, task);
+  REQUIRE(bf16["status"] == "ok");
+  CHECK(bf16["config"]["precision"] == "bf16");
+  CHECK(bf16["id"] != fp32["id"]);
+  // The same run in bf16 products: the first loss agrees to bf16 rounding, the curves are not identical.
+  const double l32 = fp32["curves"]["loss"][0].get<double>(), l16 = bf16["curves"]["loss"][0].get<double>();
+  CHECK(std::fabs(l16 - l32) <= 0x1p-5 * std::fabs(l32));
+  CHECK(bf16["curves"]["loss"] != fp32["curves"]["loss"]);
+  // Resuming the bf16 checkpoint in fp32 is another configuration.
+  o.precision = "fp32";
+  o.resume = true;
+  CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("another configuration"));
 }
 
 TEST_CASE("the protocol keeps the best validation parameters and reports both test accuracies", "[train]") {
