@@ -187,6 +187,7 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
     res["id"] = config_id(res["config"]);
   };
   try {
+    mt.release_cached(dev);  // the driver's view starts without an earlier point's cached blocks
     const cuda::DriverMemory driver_before = dev == Device::cuda ? cuda::driver_memory() : cuda::DriverMemory{};
     auto a = make_attention(pt.spec, pt.dim, pt.heads, pt.n, dev);
     set_config(a.get());
@@ -273,6 +274,8 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
       const cuda::DriverMemory after = cuda::driver_memory();
       res["memory"]["driver_used_bytes_before"] = driver_before.total - driver_before.free;
       res["memory"]["driver_used_bytes_after"] = after.total - after.free;
+      // What the caching allocator held from the driver at most while timing (in use and cached).
+      res["memory"]["reserved_bytes_peak"] = ms.peak_reserved;
     }
   } catch (const OutOfMemory& e) {
     if (!res.contains("config")) set_config(nullptr);  // ran out while creating the module

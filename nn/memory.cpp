@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "nn/caching_allocator.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 
@@ -17,6 +18,15 @@ const char* category_name(MemCategory c) {
   static const char* names[] = {"parameters", "gradients", "optimizer", "activations", "workspace", "data"};
   return names[static_cast<int>(c)];
 }
+
+namespace {
+// Never destroyed: tensors with static storage may release into it during exit.
+CachingAllocator& cuda_cache() {
+  static auto* cache = new CachingAllocator([](std::size_t bytes) { return cuda::device_malloc(bytes); },
+                                            [](void* p) { cuda::device_free(p); });
+  return *cache;
+}
+}  // namespace
 
 MemoryTracker& MemoryTracker::instance() {
   static MemoryTracker t;
@@ -41,7 +51,7 @@ void* MemoryTracker::allocate(std::size_t bytes, Device dev, MemCategory cat, co
       // 64-byte alignment: one cache line, one AVX-512 register.
       p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
     } else {
-      p = cuda::device_malloc(bytes);
+      p = cuda_cache().allocate(bytes);
     }
     if (!p)
       throw OutOfMemory(fmt::format("out of memory: {} ({}, {}) asked for {}, refused by the system", what,
@@ -65,7 +75,7 @@ void MemoryTracker::release(void* p, std::size_t bytes, Device dev, MemCategory 
     if (dev == Device::cpu)
       std::free(p);
     else
-      cuda::device_free(p);
+      cuda_cache().release(p);
   }
   std::lock_guard<std::mutex> lock(mu_);
   auto& s = stats_[static_cast<int>(dev)];
@@ -84,8 +94,20 @@ std::int64_t MemoryTracker::budget(Device dev) const {
 }
 
 MemoryStats MemoryTracker::stats(Device dev) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return stats_[static_cast<int>(dev)];
+  MemoryStats s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = stats_[static_cast<int>(dev)];
+  }
+  if (dev == Device::cuda) {
+    const auto c = cuda_cache().stats();
+    s.reserved = c.reserved, s.peak_reserved = c.peak_reserved, s.driver_allocations = c.raw_allocations;
+  }
+  return s;
+}
+
+void MemoryTracker::release_cached(Device dev) {
+  if (dev == Device::cuda) cuda_cache().empty_cache();
 }
 
 void MemoryTracker::reset_peak(Device dev) {
@@ -94,6 +116,7 @@ void MemoryTracker::reset_peak(Device dev) {
   s.peak = s.live;
   s.at_peak_by_category = s.live_by_category;
   s.allocations = 0;
+  if (dev == Device::cuda) cuda_cache().reset_peak();
 }
 
 std::int64_t parse_size(const std::string& text, const std::string& option) {

@@ -1,6 +1,8 @@
 // The one tracking allocator. Every buffer the project allocates comes from here, so memory figures
 // in reports are counted, not estimated: live and peak bytes per device and per category, and an
-// optional budget above which an allocation fails with OutOfMemory naming the request.
+// optional budget above which an allocation fails with OutOfMemory naming the request. On the GPU the
+// bytes come from a caching allocator (nn/caching_allocator.hpp): live and peak still count exactly the
+// bytes asked for, as on the CPU, and `reserved` says what the cache holds from the driver.
 #pragma once
 #include <array>
 #include <cstddef>
@@ -26,6 +28,9 @@ struct MemoryStats {
   // Live bytes of each category at the moment the overall peak was reached.
   std::array<std::int64_t, kNumCategories> at_peak_by_category{};
   std::int64_t allocations = 0;  // number of allocate() calls since the last reset
+  // CUDA only (0 on the CPU): bytes the caching allocator holds from the driver (in use, rounded up,
+  // and cached), now and at most since the last reset; and how many blocks it took from the driver.
+  std::int64_t reserved = 0, peak_reserved = 0, driver_allocations = 0;
 };
 
 class MemoryTracker {
@@ -42,6 +47,9 @@ class MemoryTracker {
   MemoryStats stats(Device dev) const;
   // Peak := live; allocation count := 0. Call between measured points.
   void reset_peak(Device dev);
+  // Returns the blocks the CUDA cache holds but nobody uses to the driver (no-op on the CPU), so
+  // that the driver's view of one measurement does not include another's cache.
+  void release_cached(Device dev);
 
  private:
   MemoryTracker() = default;

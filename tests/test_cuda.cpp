@@ -214,8 +214,12 @@ TEST_CASE("CUDA attention allocates on the device tracker within its analytic pl
     run_pass(*gpu, p, dy);  // warm-up: the module's buffers are allocated once
     mt.reset_peak(Device::cuda);
     const auto live_before = mt.stats(Device::cuda).live;
+    const auto driver_before = mt.stats(Device::cuda).driver_allocations;
     run_pass(*gpu, p, dy);
     const auto st = mt.stats(Device::cuda);
+    // The pass's inputs and outputs are new tensors, but their blocks come from the cache.
+    CHECK(st.driver_allocations == driver_before);
+    CHECK(st.reserved >= st.live);
     // Nothing new is kept by the module after warm-up; the peak above it is the pass's inputs and
     // outputs (x, mask, dy, y, dx), never a hidden host copy.
     CHECK(st.live == live_before);
