@@ -1,0 +1,80 @@
+// The GPU counterparts of the encoder's steps outside attention, linear layers and LayerNorm
+// (nn/encoder.cpp) and of AdamW (nn/optim.cpp): the pieces a training step on the GPU is made of.
+// Same formulas and shapes as the CPU loops; device pointers; the default stream. Deterministic: every
+// output element is written by one thread, sums run in a fixed order (the embedding gradient takes the
+// rows grouped by token id, an order the host computes: see embedding_backward).
+// Not yet assembled into an encoder (the GPU training step is still to come); tests/test_cuda_train.cpp
+// checks each against the CPU formulas where a GPU is present.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace lsb::cuda {
+
+// Host side of embedding_backward: the rows grouped by token id (cls rows, id -1, first; then ids 0..
+// vocab-1, each group in row order) and where each group starts (vocab + 2 entries). Counting sort.
+inline void make_rows_by_id(const std::int32_t* ids, std::int64_t rows, std::int64_t vocab,
+                            std::vector<std::int32_t>& rows_by_id, std::vector<std::int64_t>& starts) {
+  starts.assign(static_cast<std::size_t>(vocab + 2), 0);
+  for (std::int64_t r = 0; r < rows; ++r) ++starts[static_cast<std::size_t>(ids[r] + 2)];
+  for (std::int64_t g = 1; g < vocab + 2; ++g) starts[g] += starts[g - 1];
+  std::vector<std::int64_t> next(starts.begin(), starts.end() - 1);
+  rows_by_id.resize(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) rows_by_id[next[ids[r] + 1]++] = static_cast<std::int32_t>(r);
+}
+
+// x (rows, D) = (id >= 0 ? tok_emb[id] : cls) + pos_emb[r % N]; ids (rows), -1 marks the cls token.
+void embedding_forward(const std::int32_t* ids, const float* tok_emb, const float* pos_emb, const float* cls,
+                       std::int64_t rows, std::int64_t N, std::int64_t D, float* x);
+// dtok[v] += sum of dx over the rows with id v, dcls += sum over the rows with id -1 (when dcls is not
+// null), dpos[t] += sum over sequences of dx at position t. `rows_by_id` lists the rows grouped by id
+// (the cls rows first, then id 0, 1, ...), `starts` (vocab + 2) where each group begins: group g holds
+// id g - 1, so starts[0] = 0 and starts[vocab + 1] = rows (make_rows_by_id builds both on the host).
+void embedding_backward(const float* dx, const std::int32_t* rows_by_id, const std::int64_t* starts,
+                        std::int64_t vocab, std::int64_t rows, std::int64_t N, std::int64_t D, float* dtok,
+                        float* dpos, float* dcls);
+
+// g = GELU(m) (erf form), elementwise.
+void gelu_forward(const float* m, std::int64_t count, float* g);
+// d <- d * GELU'(m), in place.
+void gelu_backward(const float* m, std::int64_t count, float* d);
+// out = a + b.
+void add(const float* a, const float* b, std::int64_t count, float* out);
+// v <- v * mask (the mask holds 0 or 1 / keep, drawn on the host as the CPU draws it).
+void multiply(float* v, const float* mask, std::int64_t count);
+// out = d * mask (dropout backward into another buffer).
+void multiply_into(const float* d, const float* mask, std::int64_t count, float* out);
+
+// pooled (seqs, D) = mean over the rows t with mask 1 of xf (seqs, N, D); counts (seqs) gets how many
+// (an example with none gets 0 and a zero row: the host refuses it first, as the CPU does).
+void mean_pool_forward(const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N, std::int64_t D,
+                       float* pooled, float* counts);
+// dxf (seqs, N, D) = dpooled / count at real rows, 0 elsewhere.
+void mean_pool_backward(const float* dpooled, const std::uint8_t* mask, const float* counts, std::int64_t seqs,
+                        std::int64_t N, std::int64_t D, float* dxf);
+// cls pooling: pooled[s] = xf[s, 0]; backward: dxf = 0 except dxf[s, 0] = dpooled[s].
+void cls_pool_forward(const float* xf, std::int64_t seqs, std::int64_t N, std::int64_t D, float* pooled);
+void cls_pool_backward(const float* dpooled, std::int64_t seqs, std::int64_t N, std::int64_t D, float* dxf);
+// Two towers: f[i] = [u, v, u*v, u-v] with u = pooled[i], v = pooled[b + i]; and its backward.
+void pair_features_forward(const float* pooled, std::int64_t b, std::int64_t D, float* features);
+void pair_features_backward(const float* pooled, const float* dfeatures, std::int64_t b, std::int64_t D,
+                            float* dpooled);
+
+// h = max(pre, 0); backward: d <- 0 where pre <= 0.
+void relu_forward(const float* pre, std::int64_t count, float* h);
+void relu_backward(const float* pre, std::int64_t count, float* d);
+
+// Per example (b, C): probs = softmax(logits) (sums in double, as the CPU), loss[i] = log sum exp - z[label].
+void softmax_cross_entropy(const float* logits, const int* labels, std::int64_t b, std::int64_t C, float* probs,
+                           double* loss);
+// dlogits = (probs - onehot(label)) / b.
+void cross_entropy_backward(const float* probs, const int* labels, std::int64_t b, std::int64_t C, float* dlogits);
+
+// One AdamW step on one tensor, as AdamW::step: m, v updated, p -= decay p + step_size m / (sqrt(v) /
+// sqrt(c2) + eps) with step_size = lr / c1, decay = lr * weight_decay.
+void adamw_update(float* p, const float* g, float* m, float* v, std::int64_t count, float beta1, float beta2,
+                  float decay, float step_size, float inv_sqrt_c2, float eps);
+// The sum of squares of x in double, in a fixed order (for gradient-norm clipping).
+double sum_of_squares(const float* x, std::int64_t count);
+
+}  // namespace lsb::cuda
