@@ -238,7 +238,6 @@ Precision parse_precision(const std::string& name, const char* option) {
 
 const char* precision_name(Precision p) { return p == Precision::bf16 ? "bf16" : "fp32"; }
 Precision matmul_precision() { return g_precision; }
-void set_matmul_precision(Precision p) { g_precision = p; }
 
 bool bf16_matmul_available(std::string* why) {
   static const std::string reason = [] {
@@ -268,8 +267,7 @@ void require_precision(Precision p, Device device) {
 }
 
 PrecisionScope::PrecisionScope(Precision p) : saved_(g_precision) {
-  std::string why;
-  if (p == Precision::bf16 && !bf16_matmul_available(&why)) throw UsageError("--precision bf16: " + why);
+  require_precision(p, Device::cpu);
   g_precision = p;
 }
 // Leaving bf16 frees the staging buffers, so that a measurement's peak never holds another's copies.

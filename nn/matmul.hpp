@@ -55,7 +55,6 @@ enum class Precision { fp32, bf16 };
 Precision parse_precision(const std::string& name, const char* option);  // UsageError naming the option
 const char* precision_name(Precision p);
 Precision matmul_precision();
-void set_matmul_precision(Precision p);
 // UsageError naming --precision when `p` cannot run on `device` here (bf16: CPU only, and only where
 // bf16_matmul_available()).
 void require_precision(Precision p, Device device);
