@@ -225,6 +225,7 @@ int main(int argc, char** argv) {
   cmd_maxlen->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
   cmd_maxlen->add_option("--task", ml.task, "a task's vocabulary and classes (model modes)");
   cmd_maxlen->add_option("--device", ml.device, "cpu or cuda")->capture_default_str();
+  cmd_maxlen->add_option("--precision", ml.precision, "fp32 or bf16 (CPU)")->capture_default_str();
   cmd_maxlen->add_option("--threads", ml.threads, "CPU threads (0: OpenMP's default)");
   cmd_maxlen->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
   cmd_maxlen->add_option("--out", ml.out, "Report path");

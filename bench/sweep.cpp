@@ -507,6 +507,7 @@ int run_maxlen(const MaxlenOptions& o) {
   SweepOptions so;
   so.modes = {o.mode};
   so.devices = {o.device};
+  so.precisions = {o.precision};
   so.task = o.task;
   so.variants = o.variants;
   so.batches = {o.batch};
@@ -525,7 +526,7 @@ int run_maxlen(const MaxlenOptions& o) {
   std::map<std::string, std::int64_t> best;
   for (const auto& v : o.variants) {
     SweepPoint p{v, o.granule, o.batch, o.dim, o.heads, o.layers, o.mlp_dim > 0 ? o.mlp_dim : 2 * o.dim,
-                 o.mode, o.task, o.device, o.threads};
+                 o.mode, o.task, o.device, o.threads, o.precision};
     nlohmann::json attempts = nlohmann::json::array();
     std::string stop_reason;
     auto fits = [&](std::int64_t n) {

@@ -63,7 +63,7 @@ int run_sweep(const SweepOptions& o);
 
 struct MaxlenOptions {
   std::vector<std::string> variants;
-  std::string mode = "train-step", task, device = "cpu", memory_budget;
+  std::string mode = "train-step", task, device = "cpu", memory_budget, precision = "fp32";
   std::int64_t batch = 8, dim = 64, heads = 2, layers = 2, mlp_dim = 0, granule = 256;
   std::int64_t n_limit = std::int64_t(1) << 24;  // stop doubling here
   int threads = 0;

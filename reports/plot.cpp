@@ -118,6 +118,11 @@ double budget_from_command_line(const nlohmann::json& context) {
 
 }  // namespace
 
+std::string run_label(const nlohmann::json& c) {
+  const std::string precision = c.value("precision", "fp32");
+  return variant_label(c) + (precision == "fp32" ? "" : " " + precision);
+}
+
 std::string variant_label(const nlohmann::json& c) {
   std::string s = c.contains("variant") ? field_text(c, "variant") : "?";
   char sep = ':';
@@ -298,7 +303,7 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
       curves.emplace(task, std::make_pair(l, a));
     }
     auto& [lp, ap] = curves.at(task);
-    std::string name = variant_label(c);
+    std::string name = run_label(c);
     if (c.contains("preset")) name += " [" + field_text(c, "preset") + "]";
     auto add = [&](Plot& p, const char* xs, const char* ys, double scale) {
       if (!cv.contains(xs) || !cv.contains(ys)) return;

@@ -266,7 +266,7 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
   for (const auto& r : report["results"]) {
     if (field_text(r, "kind") != "train-run") continue;
     const auto& c = r["config"];
-    const std::string v = variant_label(c), task = field_text(c, "task");
+    const std::string v = run_label(c), task = field_text(c, "task");
     if (std::find(run_variants.begin(), run_variants.end(), v) == run_variants.end()) run_variants.push_back(v);
     if (r.contains("curves") && std::find(tasks_with_curves.begin(), tasks_with_curves.end(), task) == tasks_with_curves.end())
       tasks_with_curves.push_back(task);
@@ -429,13 +429,13 @@ std::string render_csv(const nlohmann::json& report) {
     if (j.contains(a) && j[a].is_object() && j[a].contains(b) && j[a][b].is_number()) return j[a][b].dump();
     return "";
   };
-  std::string csv = "id,kind,status,variant,mode,device,task,n,padded_n,batch,dim,heads,layers,threads,median_s,"
+  std::string csv = "id,kind,status,variant,mode,device,precision,task,n,padded_n,batch,dim,heads,layers,threads,median_s,"
                     "stdev_s,samples,tokens_per_s,steps_per_s,gflops,peak_tracked_bytes,analytic_bytes,"
                     "test_at_best_val,test_final,max_n,message\n";
   for (const auto& r : report["results"]) {
     const auto& c = r["config"];
     std::vector<std::string> f = {field_text(r, "id"), field_text(r, "kind"), field_text(r, "status"), variant_label(c), field_text(c, "mode"),
-                                  field_text(c, "device"), field_text(c, "task"), field_text(c, "n"), field_text(c, "padded_n"), field_text(c, "batch"),
+                                  field_text(c, "device"), c.value("precision", "fp32"), field_text(c, "task"), field_text(c, "n"), field_text(c, "padded_n"), field_text(c, "batch"),
                                   field_text(c, "dim"), field_text(c, "heads"), field_text(c, "layers"), field_text(c, "threads"),
                                   num(r, "time_s", "median"), num(r, "time_s", "stdev"), num(r, "time_s", "samples"),
                                   num(r, "throughput", "tokens_per_s"), num(r, "throughput", "steps_per_s"),

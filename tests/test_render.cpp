@@ -144,6 +144,18 @@ TEST_CASE("report renders Markdown and CSV equal to the golden files", "[render]
   CHECK(csv == golden("report.csv"));
 }
 
+TEST_CASE("fp32 and bf16 runs of one variant stay apart in the tables, plots and CSV", "[render][bf16]") {
+  nlohmann::json rep = fixture();
+  nlohmann::json bf16_run = run("ls", {{"w", 8}, {"r", 32}}, "listops", 0.31);
+  bf16_run["config"]["precision"] = "bf16";
+  rep["results"].push_back(with_id(bf16_run));
+  REQUIRE(validate_report(rep).empty());
+  const std::string md = render_markdown(rep), csv = render_csv(rep);
+  CHECK_THAT(md, Catch::Contains("| lsbench ls:r=32,w=8 bf16 |"));
+  CHECK_THAT(md, Catch::Contains("| lsbench ls:r=32,w=8 |"));  // the fp32 run keeps its own row
+  CHECK_THAT(csv, Catch::Contains(",train,cpu,bf16,listops,"));
+}
+
 TEST_CASE("report merges files by id and names a bad one", "[render][cli]") {
   const auto dir = test::fresh_dir("render");
   auto rep = fixture();
