@@ -274,8 +274,6 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
       const cuda::DriverMemory after = cuda::driver_memory();
       res["memory"]["driver_used_bytes_before"] = driver_before.total - driver_before.free;
       res["memory"]["driver_used_bytes_after"] = after.total - after.free;
-      // What the caching allocator held from the driver at most while timing (in use and cached).
-      res["memory"]["reserved_bytes_peak"] = ms.peak_reserved;
     }
   } catch (const OutOfMemory& e) {
     if (!res.contains("config")) set_config(nullptr);  // ran out while creating the module
@@ -330,9 +328,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   if (opt.batch <= 0) throw UsageError(fmt::format("--batch {}: must be positive", opt.batch));
   for (auto n : opt.lengths)
     if (n <= 0) throw UsageError(fmt::format("--n {}: must be positive", n));
-  if (opt.device != "cpu" && opt.device != "cuda")
-    throw UsageError(fmt::format("--device {}: expected cpu or cuda", opt.device));
-  const Device dev = opt.device == "cuda" ? Device::cuda : Device::cpu;
+  const Device dev = parse_device(opt.device, "--device");
   const Precision precision = parse_precision(opt.precision, "--precision");
   require_precision(precision, dev);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);

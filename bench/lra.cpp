@@ -14,6 +14,7 @@
 #include "bench/result_fields.hpp"
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
+#include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "nn/files.hpp"
@@ -110,10 +111,9 @@ Prepared prepare(const LraOptions& o, const std::string& task) {
 }
 
 // A finished run of the same task, preset and variant (every parameter the spec names equal).
-bool same_run(const nlohmann::json& c, const std::string& task, const std::string& preset, const VariantSpec& spec,
-              const std::string& precision) {
-  if (c.value("task", "") != task || c.value("preset", "") != preset || c.value("variant", "") != spec.name ||
-      c.value("precision", "fp32") != precision)
+bool same_run(const nlohmann::json& c, const std::string& task, const LraOptions& o, const VariantSpec& spec) {
+  if (c.value("task", "") != task || c.value("preset", "") != o.preset || c.value("variant", "") != spec.name ||
+      c.value("device", "cpu") != o.device || c.value("precision", "fp32") != o.precision)
     return false;
   const auto params = c.value("variant_params", nlohmann::json::object());
   for (const auto& [k, v] : spec.params)
@@ -123,13 +123,13 @@ bool same_run(const nlohmann::json& c, const std::string& task, const std::strin
 }
 
 // The result of a run that produced none (data missing, out of memory before the first evaluation).
-nlohmann::json stub_result(const std::string& task, const std::string& preset, const std::string& precision,
-                           const VariantSpec& spec, const std::map<std::string, std::string>& resolved,
-                           const std::string& status, const std::string& message) {
+nlohmann::json stub_result(const std::string& task, const LraOptions& o, const VariantSpec& spec,
+                           const std::map<std::string, std::string>& resolved, const std::string& status,
+                           const std::string& message) {
   nlohmann::json r = {{"kind", "train-run"},
-                      {"config", {{"task", task}, {"preset", preset}, {"variant", spec.name},
-                                  {"variant_params", variant_params_json(resolved)}, {"mode", "train"}, {"device", "cpu"},
-                                  {"precision", precision}}},
+                      {"config", {{"task", task}, {"preset", o.preset}, {"variant", spec.name},
+                                  {"variant_params", variant_params_json(resolved)}, {"mode", "train"},
+                                  {"device", o.device}, {"precision", o.precision}}},
                       {"status", status},
                       {"message", message}};
   r["id"] = config_id(r["config"]);
@@ -156,7 +156,10 @@ int run_lra(const LraOptions& given) {
   if (o.data_dir.empty()) throw UsageError("--data-dir: required (data is generated or extracted there)");
   if (o.out.empty()) throw UsageError("--out: required (the suite's report)");
   for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
-  require_precision(parse_precision(o.precision, "--precision"), Device::cpu);
+  const Device dev = parse_device(o.device, "--device");
+  require_precision(parse_precision(o.precision, "--precision"), dev);
+  if (dev == Device::cuda && cuda::device_count() == 0)
+    throw UsageError("--device cuda: " + cuda::unavailable_reason());
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
   std::vector<VariantSpec> specs;
   std::vector<std::map<std::string, std::string>> resolved;  // defaults filled in, for runs that produce no result
@@ -165,9 +168,10 @@ int run_lra(const LraOptions& given) {
     resolved.push_back(make_attention(specs.back(), 32, 2, 1024)->resolved_params());  // bad specs fail here
   }
   const bool smoke = o.preset == "smoke";
-  // Default budgets: smoke 4 GiB (so full attention on Path-X is an oom, as in CI); lra-small 80% of the
-  // machine's memory, so a point that cannot fit is recorded as oom instead of the process being killed.
-  if (o.memory_budget.empty())
+  // Default budgets: smoke 4 GiB (so full attention on Path-X is an oom, as in CI); lra-small on the CPU
+  // 80% of the machine's memory, so a point that cannot fit is recorded as oom instead of the process
+  // being killed (on the GPU the driver's refusal is recorded as oom without one).
+  if (o.memory_budget.empty() && (smoke || dev == Device::cpu))
     o.memory_budget = smoke ? std::string("4GiB")
                             : fmt::format("{}", static_cast<std::int64_t>(0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
                                                                           static_cast<double>(sysconf(_SC_PAGE_SIZE))));
@@ -208,6 +212,7 @@ int run_lra(const LraOptions& given) {
     apply_train_preset(model);
     s.dims = {model.dim}, s.heads = {model.heads}, s.layers = {model.layers}, s.mlp_dim = model.mlp_dim;
     s.modes = {"train-step"};
+    s.devices = {o.device};
     s.precisions = {o.precision};
     s.task = "text";
     s.memory_budget = o.memory_budget;
@@ -224,7 +229,7 @@ int run_lra(const LraOptions& given) {
     efficiency = read_report(s.out)["results"];
   }
   // The sweep set the budget for its points; the training runs get the same one.
-  MemoryTracker::instance().set_budget(Device::cpu, o.memory_budget.empty() ? 0 : parse_size(o.memory_budget, "--memory-budget"));
+  MemoryTracker::instance().set_budget(dev, o.memory_budget.empty() ? 0 : parse_size(o.memory_budget, "--memory-budget"));
 
   // 2. Training runs, task by task (each task's data loaded once for all its variants).
   int oom = 0, failed = 0, diverged = 0, skipped = 0;
@@ -237,7 +242,7 @@ int run_lra(const LraOptions& given) {
       runs.emplace_back();
       nlohmann::json& slot = runs.back();
       for (const auto& r : earlier)
-        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, o.preset, spec, o.precision) &&
+        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, o, spec) &&
             (r["status"] == "ok" || r["status"] == "diverged" || r["status"] == "oom"))
           slot = r;
       const std::string label = spec.str();
@@ -256,7 +261,7 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!prepared->skip.empty()) {
-        slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "skipped", prepared->skip);
+        slot = stub_result(task, o, spec, resolved[vi], "skipped", prepared->skip);
         ++skipped;
         save();
         fmt::print("lra: {} {}: skipped: {}\n", task, label, prepared->skip);
@@ -265,9 +270,10 @@ int run_lra(const LraOptions& given) {
       TrainOptions t;
       t.task = task, t.data_dir = prepared->dir, t.variant = label, t.preset = o.preset;
       apply_train_preset(t);
-      t.seed = o.seed, t.progress = o.progress, t.precision = o.precision;
+      t.seed = o.seed, t.progress = o.progress, t.device = o.device, t.precision = o.precision;
       t.checkpoint_dir = (fs::path(o.data_dir) / "checkpoints" /
-                          fmt::format("{}-{}-{}{}", o.preset, task, slug(label),
+                          fmt::format("{}-{}-{}{}{}", o.preset, task, slug(label),
+                                      o.device == "cpu" ? "" : "-" + o.device,
                                       o.precision == "fp32" ? "" : "-" + o.precision))
                              .string();
       t.resume = o.resume && fs::exists(fs::path(t.checkpoint_dir) / "last.ckpt");
@@ -280,7 +286,7 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!data_error.empty()) {
-        slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "error", data_error);
+        slot = stub_result(task, o, spec, resolved[vi], "error", data_error);
         ++failed;
         save();
         fmt::print("lra: {} {}: error: {}\n", task, label, data_error);
@@ -297,14 +303,14 @@ int run_lra(const LraOptions& given) {
         });
         if (slot["status"] == "diverged") ++diverged;
       } catch (const OutOfMemory& e) {
-        if (slot.is_null()) slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "oom", e.what());
+        if (slot.is_null()) slot = stub_result(task, o, spec, resolved[vi], "oom", e.what());
         slot["status"] = "oom";
         slot["message"] = e.what();
         slot["memory"]["requested_bytes"] = e.requested;
         if (e.budget > 0) slot["memory"]["budget_bytes"] = e.budget;
         ++oom;
       } catch (const InputError& e) {
-        slot = stub_result(task, o.preset, o.precision, spec, resolved[vi], "error", e.what());
+        slot = stub_result(task, o, spec, resolved[vi], "error", e.what());
         ++failed;
       }
       save();

@@ -143,6 +143,7 @@ int main(int argc, char** argv) {
   cmd_train->add_option("--checkpoint-dir", tg.checkpoint_dir, "Keep last.ckpt and best.ckpt here");
   cmd_train->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
   cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)");
+  cmd_train->add_option("--device", tg.device, "cpu or cuda (the whole training step)")->capture_default_str();
   cmd_train->add_option("--precision", tg.precision, "fp32, or bf16 products with fp32 accumulation (CPU)")
       ->capture_default_str();
   cmd_train->add_option("--memory-budget", tg.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
@@ -262,6 +263,7 @@ int main(int argc, char** argv) {
   cmd_lra->add_option("--efficiency-batch", lra.efficiency_batch, "Batch of the efficiency sweep (default smoke 4, lra-small 32)");
   cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default: smoke 4GiB, lra-small 80% of the memory)");
   cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)");
+  cmd_lra->add_option("--device", lra.device, "cpu or cuda (every run and the efficiency sweep)")->capture_default_str();
   cmd_lra->add_option("--precision", lra.precision, "fp32, or bf16 products with fp32 accumulation (CPU)")
       ->capture_default_str();
   cmd_lra->add_option("--seed", lra.seed, "Parameters, batch order and dropout of every run")->capture_default_str();

@@ -18,7 +18,10 @@ nlohmann::json tracked_memory_json(const MemoryStats& stats) {
   nlohmann::json cats = nlohmann::json::object();
   for (int c = 0; c < kNumCategories; ++c)
     if (stats.at_peak_by_category[c]) cats[category_name(static_cast<MemCategory>(c))] = stats.at_peak_by_category[c];
-  return {{"peak_tracked_bytes", stats.peak}, {"by_category", cats}};
+  nlohmann::json j = {{"peak_tracked_bytes", stats.peak}, {"by_category", cats}};
+  // CUDA: what the caching allocator held from the driver at most (in use and cached).
+  if (stats.peak_reserved > 0) j["reserved_bytes_peak"] = stats.peak_reserved;
+  return j;
 }
 
 }  // namespace lsb

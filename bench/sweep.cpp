@@ -187,17 +187,21 @@ nlohmann::json skipped(const nlohmann::json& config, const std::string& why) {
   return with_id({{"kind", "sweep-point"}, {"config", config}, {"status", "skipped"}, {"message", why}});
 }
 
-// One inference step (model-fwd) or optimiser step (train-step) of the LRA encoder.
+// One inference step (model-fwd) or optimiser step (train-step) of the LRA encoder, on either device.
+// A step is timed from the host and ends with a device synchronisation on CUDA: it includes building
+// the batch's host arrays and copying them over, as a training step does.
 nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& config, const TimingPolicy& timing,
                                    double peak_gflops, std::uint64_t seed) {
   auto& mt = MemoryTracker::instance();
+  const Device dev = parse_device(p.device, "--device");
   nlohmann::json res = with_id({{"kind", "sweep-point"}, {"config", config}});
+  mt.release_cached(dev);  // the reserved figure starts without an earlier point's cached blocks
   const TaskShape ts = task_shape(p.task);
   const bool train = p.mode == "train-step";
   try {
     Encoder enc({.vocab = ts.vocab, .classes = ts.classes, .max_len = p.n, .dim = p.dim, .heads = p.heads,
                  .layers = p.layers, .mlp_dim = p.mlp_dim, .pooling = "mean", .dropout = 0.0f,
-                 .attention = p.variant, .pair = ts.pair});
+                 .attention = p.variant, .pair = ts.pair, .device = dev});
     enc.init_params(seed);
     std::unique_ptr<AdamW> opt;
     if (train) opt = std::make_unique<AdamW>(enc.parameters(), AdamWConfig{});
@@ -219,12 +223,13 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
       enc.forward(tokens.data(), mask.data(), labels.data(), b, n, true, ++dropout_seed);
       enc.backward();
       opt->step(1e-4);
+      if (dev == Device::cuda) cuda::synchronize();
     };
     step();  // first call: everything the model keeps is allocated
     const bool rss_reset = reset_peak_rss();
-    mt.reset_peak(Device::cpu);
+    mt.reset_peak(dev);
     const TimeStats t = time_it(step, timing);
-    const MemoryStats ms = mt.stats(Device::cpu);
+    const MemoryStats ms = mt.stats(dev);
     // Cost model: every layer's attention (its own model) plus the MLP (2 products of D x Dmlp),
     // the head; train-step counted as 3x forward.
     const std::int64_t pn = enc.internal_length(n);
@@ -275,16 +280,13 @@ class PointRunner {
     } catch (const UsageError& e) {
       return skipped(config, e.what());
     }
-    if (p.device == "cuda") {
-      if (cuda::device_count() == 0) return skipped(config, "no CUDA device: " + cuda::unavailable_reason());
-      if (!is_attention_mode(p.mode))
-        return skipped(config, "model modes run on the CPU only in this version (no CUDA encoder yet)");
-    }
+    if (dev == Device::cuda && cuda::device_count() == 0)
+      return skipped(config, cuda::unavailable_reason());
     omp_set_num_threads(p.threads > 0 ? p.threads : default_threads_);
     try {
       if (!is_attention_mode(p.mode)) {
         const PrecisionScope scope(precision);
-        return measure_model_point(p, config, timing_, cpu_peak(), seed_);
+        return measure_model_point(p, config, timing_, peak(dev), seed_);
       }
       const bool bwd = p.mode == "attn-fwdbwd";
       const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, p.device, p.precision);
@@ -292,8 +294,7 @@ class PointRunner {
         checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
       const AttentionPoint pt{VariantSpec::parse(p.variant), p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
                               seed_, precision};
-      const double peak = dev == Device::cpu ? cpu_peak() : 1e3 * gpu_peak(cuda::query(0).name).fp32_tflops;
-      nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak);
+      nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev));
       res["config"] = config;  // the sweep's config (threads as asked, task) names the point
       return with_id(res);
     } catch (const UsageError& e) {  // e.g. linformer past its n_max
@@ -301,7 +302,11 @@ class PointRunner {
     }
   }
 
-  // The measured fp32 peak for the current thread count (measured once per count).
+  // The fp32 peak in GFLOP/s: on the CPU measured for the current thread count (once per count), on
+  // the GPU its datasheet figure.
+  double peak(Device dev) {
+    return dev == Device::cpu ? cpu_peak() : 1e3 * gpu_peak(cuda::query(0).name).fp32_tflops;
+  }
   double cpu_peak() {
     const int t = omp_get_max_threads();
     if (!peaks_.count(t)) peaks_[t] = measure_peak_gflops(t);
@@ -320,8 +325,7 @@ std::vector<std::string> check_axes(const SweepOptions& o) {
   for (const auto& m : o.modes)
     if (std::find(kModes.begin(), kModes.end(), m) == kModes.end())
       throw UsageError(fmt::format("--mode {}: expected attn-fwd, attn-fwdbwd, model-fwd or train-step", m));
-  for (const auto& d : o.devices)
-    if (d != "cpu" && d != "cuda") throw UsageError(fmt::format("--device {}: expected cpu or cuda", d));
+  for (const auto& d : o.devices) parse_device(d, "--device");
   for (const auto& p : o.precisions) parse_precision(p, "--precision");
   task_shape(o.task);
   auto positive = [](const std::vector<std::int64_t>& v, const char* opt) {

@@ -13,6 +13,7 @@
 #include "bench/progress.hpp"
 #include "bench/result_fields.hpp"
 #include "nn/checkpoint.hpp"
+#include "nn/cuda/device.hpp"
 #include "nn/encoder.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
@@ -45,7 +46,7 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"pooling", o.pooling},
           {"dropout", o.dropout},
           {"mode", "train"},
-          {"device", "cpu"},
+          {"device", o.device},
           {"precision", o.precision},
           {"threads", omp_get_max_threads()},
           {"steps", o.steps},
@@ -198,27 +199,30 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   if (!(o.lr > 0) || o.weight_decay < 0 || o.clip_norm < 0)
     throw UsageError(fmt::format("--lr {} must be positive, --weight-decay {} and --clip-norm {} not negative", o.lr,
                                  o.weight_decay, o.clip_norm));
+  const Device dev = parse_device(o.device, "--device");
   const Precision precision = parse_precision(o.precision, "--precision");
-  require_precision(precision, Device::cpu);
+  require_precision(precision, dev);
   const PrecisionScope precision_scope(precision);
   auto& tracker = MemoryTracker::instance();
-  tracker.reset_peak(Device::cpu);
+  tracker.release_cached(dev);
+  tracker.reset_peak(dev);
   const auto wall0 = Clock::now();
 
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs()});
+               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs(),
+               .device = dev});
   enc.init_params(o.seed);
   const auto params = enc.parameters();
   AdamW opt(params, {.weight_decay = o.weight_decay});
   // The best-validation parameters, kept in memory (and in best.ckpt when checkpointing).
   std::vector<Tensor> best;
-  for (const auto& [name, p] : params) best.emplace_back(p->value.shape(), MemCategory::parameters, "best-validation copy");
+  for (const auto& [name, p] : params)
+    best.emplace_back(p->value.shape(), MemCategory::parameters, "best-validation copy", dev);
   std::vector<CheckpointEntry> best_entries;
   for (std::size_t k = 0; k < params.size(); ++k) best_entries.push_back({params[k].first, &best[k]});
   auto keep_best = [&] {
-    for (std::size_t k = 0; k < params.size(); ++k)
-      std::copy_n(params[k].second->value.data(), params[k].second->value.numel(), best[k].data());
+    for (std::size_t k = 0; k < params.size(); ++k) copy_elements(params[k].second->value, best[k]);
   };
   keep_best();
 
@@ -274,7 +278,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       result["throughput"] = {{"tokens_per_s", static_cast<double>(st.tokens) / st.train_seconds},
                               {"steps_per_s", static_cast<double>(st.step) / st.train_seconds},
                               {"scope", "training steps only (evaluation and checkpoints excluded); real tokens"}};
-    result["memory"] = tracked_memory_json(tracker.stats(Device::cpu));
+    result["memory"] = tracked_memory_json(tracker.stats(dev));
     result["memory"]["peak_rss_bytes"] = peak_rss_bytes();
     result["curves"] = st.curves;
     if (st.best_val >= 0) result["accuracy"] = {{"val_best", st.best_val}, {"val_best_step", st.best_step}};
@@ -304,6 +308,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
     enc.backward();
     const double gnorm = clip_grad_norm(params, o.clip_norm);
     opt.step(lr);
+    if (dev == Device::cuda) cuda::synchronize();  // the step's time is its work's, not its queueing's
     const double dt = seconds_since(t0);
     st.step = step;
     st.train_seconds += dt;
@@ -349,8 +354,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
     const EvalResult final_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
     EvalResult best_test = final_test;
     if (st.best_step != st.step) {  // otherwise the best-validation parameters are the final ones
-      for (std::size_t k = 0; k < params.size(); ++k)
-        std::copy_n(best[k].data(), best[k].numel(), params[k].second->value.data());
+      for (std::size_t k = 0; k < params.size(); ++k) copy_elements(best[k], params[k].second->value);
       best_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
     }
     fill("ok");
@@ -367,16 +371,19 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 int run_train_command(const TrainOptions& opts) {
   TrainOptions o = opts;
   if (o.threads > 0) omp_set_num_threads(o.threads);
+  const Device dev = parse_device(o.device, "--device");
   if (!o.memory_budget.empty())
-    MemoryTracker::instance().set_budget(Device::cpu, parse_size(o.memory_budget, "--memory-budget"));
+    MemoryTracker::instance().set_budget(dev, parse_size(o.memory_budget, "--memory-budget"));
   const VariantSpec spec = VariantSpec::parse(o.variant);
-  make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1));  // unknown names fail before loading
-  require_precision(parse_precision(o.precision, "--precision"), Device::cpu);  // so do impossible precisions
+  // Unknown names, a missing GPU and impossible precisions fail before the data is loaded.
+  make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);
+  require_precision(parse_precision(o.precision, "--precision"), dev);
   const TaskData task = load_task(o.task, task_options(o));
   fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
-             "{} threads, {}\n",
+             "{}, {}\n",
              task.name, o.variant, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
-             o.steps, omp_get_max_threads(), o.precision);
+             o.steps, dev == Device::cpu ? fmt::format("{} threads", omp_get_max_threads()) : cuda::query(0).name,
+             o.precision);
   std::fflush(stdout);  // before the progress display on stderr
   const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
   nlohmann::json last;  // the latest result, so that an out-of-memory stop keeps what was finished

@@ -32,6 +32,7 @@ struct TrainOptions {
   std::uint64_t seed = 0;  // parameters, batch order and dropout masks
   // Execution.
   int threads = 0;  // 0 = OpenMP's default
+  std::string device = "cpu";      // cpu | cuda: where the model and every step live
   std::string precision = "fp32";  // fp32 | bf16 (the products; CPU only)
   std::string memory_budget;  // "" = none
   std::string out, checkpoint_dir;

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 
 namespace lsb {
@@ -109,7 +110,13 @@ void save_checkpoint(const std::string& path, const std::string& metadata, const
     w.str(name);
     w.u64(static_cast<std::uint64_t>(t->rank()));
     for (const auto d : t->shape()) w.u64(static_cast<std::uint64_t>(d));
-    w.bytes(t->data(), static_cast<std::size_t>(t->bytes()));
+    if (t->device() == Device::cpu) {
+      w.bytes(t->data(), static_cast<std::size_t>(t->bytes()));
+    } else {  // through the host
+      std::vector<char> host(static_cast<std::size_t>(t->bytes()));
+      cuda::copy(host.data(), t->data(), host.size());
+      w.bytes(host.data(), host.size());
+    }
   }
   w.u64(fnv1a(w.buf.data(), w.buf.size()));
   const std::string tmp = path + ".tmp";
@@ -146,7 +153,10 @@ std::string load_checkpoint(const std::string& path, const std::vector<Checkpoin
     if (it->second.shape != t->shape())
       throw InputError(fmt::format("{}: tensor '{}' has shape {}, the model has {}", path, name,
                                    shape_str(it->second.shape), shape_str(t->shape())));
-    std::memcpy(t->data(), it->second.data, static_cast<std::size_t>(t->bytes()));
+    if (t->device() == Device::cpu)
+      std::memcpy(t->data(), it->second.data, static_cast<std::size_t>(t->bytes()));
+    else
+      cuda::copy(t->data(), it->second.data, static_cast<std::size_t>(t->bytes()));
   }
   return p.metadata;
 }

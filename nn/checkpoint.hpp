@@ -5,7 +5,7 @@
 // Layout (little-endian): "LSBCKPT1", u64 metadata bytes, metadata, u64 tensor count, then per
 // tensor: u64 name bytes, name, u64 rank, rank x i64 dims, the floats; last a u64 FNV-1a checksum
 // of everything before it. A bad magic, a short file or a wrong checksum is an InputError naming
-// the file.
+// the file. Tensors on the GPU go through the host.
 #pragma once
 #include <cstdint>
 #include <string>

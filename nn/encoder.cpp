@@ -5,24 +5,34 @@
 
 #include <fmt/format.h>
 
+#include "nn/cuda/device.hpp"
+#include "nn/device_ops.hpp"
 #include "nn/errors.hpp"
-#include "nn/ops.hpp"
 #include "nn/random.hpp"
 
 namespace lsb {
+namespace ops = device_ops;
 namespace {
 
-float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678f)); }
-float gelu_grad(float x) {
-  return 0.5f * (1.0f + std::erf(x * 0.70710678f)) + x * 0.39894228f * std::exp(-0.5f * x * x);
-}
-
-Param make_param(const std::string& name, Shape shape) {
+Param make_param(const std::string& name, Shape shape, Device dev) {
   Param p;
   p.name = name;
-  p.value = Tensor::zeros(shape, MemCategory::parameters, name.c_str());
-  p.grad = Tensor::zeros(shape, MemCategory::gradients, name.c_str());
+  p.value = Tensor::zeros(shape, MemCategory::parameters, name.c_str(), dev);
+  p.grad = Tensor::zeros(shape, MemCategory::gradients, name.c_str(), dev);
   return p;
+}
+
+// Bytes a host array takes as a device copy (a float tensor, so rounded up to 4).
+std::int64_t upload_bytes(std::int64_t bytes) { return (bytes + 3) / 4 * 4; }
+
+// The host array on `dev`: the host pointer itself on the CPU, else a copy kept in `keep`.
+template <typename T>
+const T* on_device(Device dev, const std::vector<T>& host, Tensor& keep, const char* what) {
+  if (dev == Device::cpu) return host.data();
+  const std::int64_t bytes = static_cast<std::int64_t>(host.size() * sizeof(T));
+  ensure(keep, {upload_bytes(bytes) / 4}, MemCategory::data, what, dev);
+  cuda::copy(keep.data(), host.data(), static_cast<std::size_t>(bytes));
+  return reinterpret_cast<const T*>(keep.data());
 }
 
 }  // namespace
@@ -37,10 +47,22 @@ struct Encoder::Layer {
 
 struct Encoder::State {
   std::int64_t b = 0, seqs = 0, n = 0, N = 0;  // examples, sequences (2b with two towers)
-  std::vector<std::int32_t> ids;      // (b, N) token ids of the internal sequence (-1: the cls token)
-  std::vector<std::uint8_t> mask;     // (b, N)
+  // Host side of the batch, built and checked on the host whatever the device.
+  std::vector<std::int32_t> ids;      // (seqs, N) token ids of the internal sequence (-1: the cls token)
+  std::vector<std::uint8_t> mask;     // (seqs, N)
   std::vector<int> labels;            // (b)
-  Tensor x_final, xf, lnf_stats, pooled, features, hpre, hrelu, logits, probs;  // pooled (seqs, D); features (b, 4D)
+  std::vector<std::int32_t> rows_by_id;  // the rows grouped by id, for the embedding gradient
+  std::vector<std::int64_t> id_starts;   // (vocab + 2) where each group starts
+  std::vector<double> loss;              // (b) per-example cross-entropy
+  std::vector<float> logits_host;        // (b, C): the device's logits, copied back (CUDA only)
+  std::vector<float> dropout_host;       // (rows, D): a dropout mask drawn on the host (CUDA only)
+  // The same arrays on the device: the host vectors themselves on the CPU, else copies in these tensors.
+  const std::int32_t *ids_on = nullptr, *rows_by_id_on = nullptr;
+  const std::int64_t* id_starts_on = nullptr;
+  const std::uint8_t* mask_on = nullptr;
+  const int* labels_on = nullptr;
+  Tensor ids_dev, mask_dev, labels_dev, rows_by_id_dev, id_starts_dev, loss_dev;
+  Tensor x_final, xf, lnf_stats, pooled, counts, features, hpre, hrelu, logits, probs;  // pooled (seqs, D); counts (seqs)
   bool dropped = false;               // dropout masks were applied in the last forward
   Tensor work_d, work_d2, work_da, work_mlp;    // (rows, D) x 3, (rows, Dmlp): transient
   Tensor dlogits, dh, dpooled, dfeatures;       // (b, C), (b, Dmlp), (seqs, D), (b, 4D): transient
@@ -51,6 +73,8 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
     throw UsageError(fmt::format("encoder: vocab {}, classes {}, max_len {}, layers {}, mlp_dim {} must be positive "
                                  "(classes at least 2)",
                                  cfg.vocab, cfg.classes, cfg.max_len, cfg.layers, cfg.mlp_dim));
+  if (cfg.device == Device::cuda && cuda::device_count() == 0)  // before anything is allocated there
+    throw UsageError("--device cuda: " + cuda::unavailable_reason());
   if (cfg.pooling != "mean" && cfg.pooling != "cls")
     throw UsageError(fmt::format("--pooling {}: expected mean or cls", cfg.pooling));
   if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f))
@@ -60,19 +84,19 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
   // The attention's own padding rule decides the longest internal sequence.
   const std::int64_t n_cls = cfg.max_len + (cfg.pooling == "cls" ? 1 : 0);
   const std::int64_t N_max = make_attention(spec, D, cfg.heads, n_cls)->padded_length(n_cls);
-  own_.push_back(make_param("tok_emb", {cfg.vocab, D}));
-  own_.push_back(make_param("pos_emb", {N_max, D}));
-  if (cfg.pooling == "cls") own_.push_back(make_param("cls", {D}));
+  own_.push_back(make_param("tok_emb", {cfg.vocab, D}, cfg.device));
+  own_.push_back(make_param("pos_emb", {N_max, D}, cfg.device));
+  if (cfg.pooling == "cls") own_.push_back(make_param("cls", {D}, cfg.device));
   for (std::int64_t l = 0; l < cfg.layers; ++l) {
     const std::string pre = fmt::format("l{}.", l);
     for (const char* ln : {"ln1", "ln2"}) {
-      own_.push_back(make_param(pre + ln + ".weight", {D}));
-      own_.push_back(make_param(pre + ln + ".bias", {D}));
+      own_.push_back(make_param(pre + ln + ".weight", {D}, cfg.device));
+      own_.push_back(make_param(pre + ln + ".bias", {D}, cfg.device));
     }
-    own_.push_back(make_param(pre + "fc1.weight", {F, D}));
-    own_.push_back(make_param(pre + "fc1.bias", {F}));
-    own_.push_back(make_param(pre + "fc2.weight", {D, F}));
-    own_.push_back(make_param(pre + "fc2.bias", {D}));
+    own_.push_back(make_param(pre + "fc1.weight", {F, D}, cfg.device));
+    own_.push_back(make_param(pre + "fc1.bias", {F}, cfg.device));
+    own_.push_back(make_param(pre + "fc2.weight", {D, F}, cfg.device));
+    own_.push_back(make_param(pre + "fc2.bias", {D}, cfg.device));
     auto layer = std::make_unique<Layer>();
     VariantSpec layer_spec = spec;
     if (spec.name == "lsra" && !spec.params.count("K")) {
@@ -80,15 +104,15 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
       static constexpr std::int64_t kSchedule[] = {3, 7, 15, 31, 31, 31};
       layer_spec.params["K"] = std::to_string(kSchedule[std::min<std::int64_t>(l, 5)]);
     }
-    layer->attn = make_attention(layer_spec, D, cfg.heads, N_max);
+    layer->attn = make_attention(layer_spec, D, cfg.heads, N_max, cfg.device);
     layers_.push_back(std::move(layer));
   }
-  own_.push_back(make_param("lnf.weight", {D}));
-  own_.push_back(make_param("lnf.bias", {D}));
-  own_.push_back(make_param("head.fc1.weight", {F, cfg.pair ? 4 * D : D}));
-  own_.push_back(make_param("head.fc1.bias", {F}));
-  own_.push_back(make_param("head.fc2.weight", {cfg.classes, F}));
-  own_.push_back(make_param("head.fc2.bias", {cfg.classes}));
+  own_.push_back(make_param("lnf.weight", {D}, cfg.device));
+  own_.push_back(make_param("lnf.bias", {D}, cfg.device));
+  own_.push_back(make_param("head.fc1.weight", {F, cfg.pair ? 4 * D : D}, cfg.device));
+  own_.push_back(make_param("head.fc1.bias", {F}, cfg.device));
+  own_.push_back(make_param("head.fc2.weight", {cfg.classes, F}, cfg.device));
+  own_.push_back(make_param("head.fc2.bias", {cfg.classes}, cfg.device));
   // own_ is complete: its addresses are stable from here on.
   top_ = {&p("tok_emb"), &p("pos_emb"), cfg.pooling == "cls" ? &p("cls") : nullptr, &p("lnf.weight"),
           &p("lnf.bias"), &p("head.fc1.weight"), &p("head.fc1.bias"), &p("head.fc2.weight"), &p("head.fc2.bias")};
@@ -117,6 +141,7 @@ std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train)
   // the pooled rows, the head's two hidden layers, logits and probabilities.
   floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows + seqs * D + 2 * b * F + 2 * b * C;
   if (cfg_.pair) floats += b * 4 * D;  // the head's features
+  if (cfg_.pooling == "mean") floats += seqs;  // real-token counts
   for (const auto& L : layers_) {
     // h1, x_mid, h2 and the next layer's input (rows, D); two LN stats (2, rows); m, g (rows, Dmlp);
     // dropout masks (rows, D) x 2 when they are drawn.
@@ -125,6 +150,10 @@ std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train)
   }
   if (train) floats += b * C + b * F + seqs * D + (cfg_.pair ? b * 4 * D : 0);  // dlogits, dh, dpooled, dfeatures
   std::int64_t bytes = floats * static_cast<std::int64_t>(sizeof(float));
+  if (cfg_.device == Device::cuda)  // the batch's host arrays copied over: ids, mask, labels, the
+    // embedding gradient's grouping, the per-example losses
+    bytes += upload_bytes(4 * rows) + upload_bytes(rows) + upload_bytes(4 * b) + upload_bytes(4 * rows) +
+             upload_bytes(8 * (cfg_.vocab + 2)) + upload_bytes(8 * b);
   for (const auto& L : layers_) bytes += L->attn->analytic_bytes(seqs, internal_length(n), train);
   return bytes;
 }
@@ -144,7 +173,7 @@ std::int64_t Encoder::internal_length(std::int64_t n) const {
 void Encoder::init_params(std::uint64_t seed) {
   Rng rng(seed);
   for (auto& q : own_) {
-    Tensor& v = q.value;
+    Tensor v(q.value.shape(), MemCategory::workspace, "encoder initial values");  // drawn on the host
     const bool is_ln = q.name.find("ln") != std::string::npos;
     if (q.name == "tok_emb" || q.name == "pos_emb" || q.name == "cls") {
       for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(0.02 * rng.normal());
@@ -155,6 +184,7 @@ void Encoder::init_params(std::uint64_t seed) {
       const double bound = 1.0 / std::sqrt(static_cast<double>(p(w).value.dim(1)));
       for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(rng.uniform(-bound, bound));
     }
+    copy_elements(v, q.value);
   }
   for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l]->attn->init_params(seed + 1000 + l);
 }
@@ -171,11 +201,14 @@ void Encoder::zero_grad() {
   for (auto& [name, q] : parameters()) q->grad.zero();
 }
 
-const float* Encoder::logits() const { return st_->logits.data(); }
+const float* Encoder::logits() const {
+  return cfg_.device == Device::cpu ? st_->logits.data() : st_->logits_host.data();
+}
 
 double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, const int* labels, std::int64_t b,
                        std::int64_t n, bool train, std::uint64_t dropout_seed) {
   State& s = *st_;
+  const Device dev = cfg_.device;
   const std::int64_t D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes;
   const bool cls = cfg_.pooling == "cls";
   if (n > cfg_.max_len) throw UsageError(fmt::format("encoder: sequence of {} tokens exceeds max_len {}", n, cfg_.max_len));
@@ -184,7 +217,7 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   s.seqs = seqs;
   s.n = n;
   s.N = N;
-  // Internal sequence: [cls] tokens..., padded with masked tokens up to N.
+  // Internal sequence: [cls] tokens..., padded with masked tokens up to N. Checked on the host.
   s.ids.assign(rows, 0);
   s.mask.assign(rows, 0);
   s.labels.assign(labels, labels + b);
@@ -192,6 +225,7 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
     if (labels[bi] < 0 || labels[bi] >= C)
       throw InputError(fmt::format("encoder: label {} of example {} is outside 0..{}", labels[bi], bi, C - 1));
   for (std::int64_t bi = 0; bi < seqs; ++bi) {
+    std::int64_t real = 0;
     for (std::int64_t t = 0; t < N; ++t) {
       const std::int64_t src = t - (cls ? 1 : 0);
       if (cls && t == 0) {
@@ -205,208 +239,169 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
         s.ids[bi * N + t] = id;
         s.mask[bi * N + t] = mask[bi * n + src];
       }
+      real += s.mask[bi * N + t];
     }
+    if (real == 0) throw InputError(fmt::format("encoder: example {} has no real token", bi));
   }
-  ensure(s.work_d, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace");
-  ensure(s.work_d2, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace");
-  ensure(s.work_da, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace");
-  ensure(s.work_mlp, {rows, F}, MemCategory::workspace, "encoder (rows, Dmlp) workspace");
+  ops::make_rows_by_id(s.ids.data(), rows, cfg_.vocab, s.rows_by_id, s.id_starts);
+  s.ids_on = on_device(dev, s.ids, s.ids_dev, "encoder token ids");
+  s.mask_on = on_device(dev, s.mask, s.mask_dev, "encoder mask");
+  s.labels_on = on_device(dev, s.labels, s.labels_dev, "encoder labels");
+  s.rows_by_id_on = on_device(dev, s.rows_by_id, s.rows_by_id_dev, "encoder rows by token id");
+  s.id_starts_on = on_device(dev, s.id_starts, s.id_starts_dev, "encoder token id group starts");
+  ensure(s.work_d, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace", dev);
+  ensure(s.work_d2, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace", dev);
+  ensure(s.work_da, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace", dev);
+  ensure(s.work_mlp, {rows, F}, MemCategory::workspace, "encoder (rows, Dmlp) workspace", dev);
 
   // Embeddings into the first layer's input.
-  Tensor* x = &layers_.front()->x_in;
-  ensure(*x, {rows, D}, MemCategory::activations, "encoder residual stream");
-  const float* tok = top_.tok_emb->value.data();
-  const float* pos = top_.pos_emb->value.data();
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int32_t id = s.ids[r];
-    const float* e = id < 0 ? top_.cls->value.data() : tok + id * D;
-    const float* pe = pos + (r % N) * D;
-    for (std::int64_t c = 0; c < D; ++c) (*x)[r * D + c] = e[c] + pe[c];
-  }
+  Tensor& x0 = layers_.front()->x_in;
+  ensure(x0, {rows, D}, MemCategory::activations, "encoder residual stream", dev);
+  ops::embedding_forward(dev, s.ids_on, top_.tok_emb->value.data(), top_.pos_emb->value.data(),
+                         cls ? top_.cls->value.data() : nullptr, rows, N, D, x0.data());
 
   const float keep = 1.0f - cfg_.dropout;
   const bool drop = train && cfg_.dropout > 0.0f;
   s.dropped = drop;
+  // v *= a mask of 0 and 1/keep drawn on the host from `seed` (the same draws on every device).
   auto dropout = [&](Tensor& mask_t, float* v, std::uint64_t seed) {
-    ensure(mask_t, {rows, D}, MemCategory::activations, "encoder dropout mask");
+    ensure(mask_t, {rows, D}, MemCategory::activations, "encoder dropout mask", dev);
+    if (dev != Device::cpu) s.dropout_host.resize(static_cast<std::size_t>(rows * D));
+    float* draw = dev == Device::cpu ? mask_t.data() : s.dropout_host.data();
     Rng rng(seed);
-    for (std::int64_t i = 0; i < rows * D; ++i) {
-      mask_t[i] = rng.uniform() < keep ? 1.0f / keep : 0.0f;
-      v[i] *= mask_t[i];
-    }
+    for (std::int64_t i = 0; i < rows * D; ++i) draw[i] = rng.uniform() < keep ? 1.0f / keep : 0.0f;
+    if (dev != Device::cpu) cuda::copy(mask_t.data(), draw, sizeof(float) * static_cast<std::size_t>(rows * D));
+    ops::multiply(dev, v, mask_t.data(), rows * D);
   };
   for (std::int64_t l = 0; l < cfg_.layers; ++l) {
     Layer& L = *layers_[l];
-    ensure(L.h1, {rows, D}, MemCategory::activations, "encoder LN1 output");
-    ensure(L.ln1_stats, {2, rows}, MemCategory::activations, "encoder LN1 stats");
-    ensure(L.x_mid, {rows, D}, MemCategory::activations, "encoder residual stream");
-    ensure(L.h2, {rows, D}, MemCategory::activations, "encoder LN2 output");
-    ensure(L.ln2_stats, {2, rows}, MemCategory::activations, "encoder LN2 stats");
-    ensure(L.m, {rows, F}, MemCategory::activations, "encoder MLP pre-activation");
-    ensure(L.g, {rows, F}, MemCategory::activations, "encoder MLP GELU output");
-    layernorm_forward(L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_b->value.data(),
-                      L.h1.data(), L.ln1_stats.data(), L.ln1_stats.data() + rows);
-    L.attn->forward(L.h1.data(), s.mask.data(), seqs, N, s.work_d.data(), true);
+    ensure(L.h1, {rows, D}, MemCategory::activations, "encoder LN1 output", dev);
+    ensure(L.ln1_stats, {2, rows}, MemCategory::activations, "encoder LN1 stats", dev);
+    ensure(L.x_mid, {rows, D}, MemCategory::activations, "encoder residual stream", dev);
+    ensure(L.h2, {rows, D}, MemCategory::activations, "encoder LN2 output", dev);
+    ensure(L.ln2_stats, {2, rows}, MemCategory::activations, "encoder LN2 stats", dev);
+    ensure(L.m, {rows, F}, MemCategory::activations, "encoder MLP pre-activation", dev);
+    ensure(L.g, {rows, F}, MemCategory::activations, "encoder MLP GELU output", dev);
+    ops::layernorm_forward(dev, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_b->value.data(), L.h1.data(),
+                           L.ln1_stats.data(), L.ln1_stats.data() + rows);
+    L.attn->forward(L.h1.data(), s.mask_on, seqs, N, s.work_d.data(), true);
     if (drop) dropout(L.drop1, s.work_d.data(), dropout_seed * 1000003 + 2 * l);
-    for (std::int64_t i = 0; i < rows * D; ++i) L.x_mid[i] = L.x_in[i] + s.work_d[i];
-    layernorm_forward(L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_b->value.data(),
-                      L.h2.data(), L.ln2_stats.data(), L.ln2_stats.data() + rows);
-    linear_forward(L.h2.data(), rows, D, L.fc1_w->value.data(), L.fc1_b->value.data(), F,
-                   L.m.data());
-    for (std::int64_t i = 0; i < rows * F; ++i) L.g[i] = gelu(L.m[i]);
-    linear_forward(L.g.data(), rows, F, L.fc2_w->value.data(), L.fc2_b->value.data(), D,
-                   s.work_d.data());
+    ops::add(dev, L.x_in.data(), s.work_d.data(), rows * D, L.x_mid.data());
+    ops::layernorm_forward(dev, L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_b->value.data(), L.h2.data(),
+                           L.ln2_stats.data(), L.ln2_stats.data() + rows);
+    ops::linear_forward(dev, L.h2.data(), rows, D, L.fc1_w->value.data(), L.fc1_b->value.data(), F, L.m.data());
+    ops::gelu_forward(dev, L.m.data(), rows * F, L.g.data());
+    ops::linear_forward(dev, L.g.data(), rows, F, L.fc2_w->value.data(), L.fc2_b->value.data(), D, s.work_d.data());
     if (drop) dropout(L.drop2, s.work_d.data(), dropout_seed * 1000003 + 2 * l + 1);
     Tensor& next = l + 1 < cfg_.layers ? layers_[l + 1]->x_in : s.x_final;
-    ensure(next, {rows, D}, MemCategory::activations, "encoder residual stream");
-    for (std::int64_t i = 0; i < rows * D; ++i) next[i] = L.x_mid[i] + s.work_d[i];
+    ensure(next, {rows, D}, MemCategory::activations, "encoder residual stream", dev);
+    ops::add(dev, L.x_mid.data(), s.work_d.data(), rows * D, next.data());
   }
 
-  ensure(s.xf, {rows, D}, MemCategory::activations, "encoder final LN output");
-  ensure(s.lnf_stats, {2, rows}, MemCategory::activations, "encoder final LN stats");
-  layernorm_forward(s.x_final.data(), rows, D, top_.lnf_w->value.data(), top_.lnf_b->value.data(), s.xf.data(),
-                    s.lnf_stats.data(), s.lnf_stats.data() + rows);
+  ensure(s.xf, {rows, D}, MemCategory::activations, "encoder final LN output", dev);
+  ensure(s.lnf_stats, {2, rows}, MemCategory::activations, "encoder final LN stats", dev);
+  ops::layernorm_forward(dev, s.x_final.data(), rows, D, top_.lnf_w->value.data(), top_.lnf_b->value.data(),
+                         s.xf.data(), s.lnf_stats.data(), s.lnf_stats.data() + rows);
   // Pooling: the mean over real tokens, or (cls pooling) the cls row alone.
-  ensure(s.pooled, {seqs, D}, MemCategory::activations, "encoder pooled");
-  s.pooled.zero();
-  for (std::int64_t bi = 0; bi < seqs; ++bi) {
-    if (cls) {
-      std::memcpy(s.pooled.data() + bi * D, s.xf.data() + bi * N * D, sizeof(float) * D);
-      continue;
-    }
-    std::int64_t count = 0;
-    for (std::int64_t t = 0; t < N; ++t)
-      if (s.mask[bi * N + t]) {
-        ++count;
-        for (std::int64_t c = 0; c < D; ++c) s.pooled[bi * D + c] += s.xf[(bi * N + t) * D + c];
-      }
-    if (count == 0) throw InputError(fmt::format("encoder: example {} has no real token", bi));
-    for (std::int64_t c = 0; c < D; ++c) s.pooled[bi * D + c] /= static_cast<float>(count);
+  ensure(s.pooled, {seqs, D}, MemCategory::activations, "encoder pooled", dev);
+  if (cls) {
+    ops::cls_pool_forward(dev, s.xf.data(), seqs, N, D, s.pooled.data());
+  } else {
+    ensure(s.counts, {seqs}, MemCategory::activations, "encoder real-token counts", dev);
+    ops::mean_pool_forward(dev, s.xf.data(), s.mask_on, seqs, N, D, s.pooled.data(), s.counts.data());
   }
-  ensure(s.hpre, {b, F}, MemCategory::activations, "encoder head hidden");
-  ensure(s.hrelu, {b, F}, MemCategory::activations, "encoder head ReLU");
-  ensure(s.logits, {b, C}, MemCategory::activations, "encoder logits");
-  ensure(s.probs, {b, C}, MemCategory::activations, "encoder probabilities");
+  ensure(s.hpre, {b, F}, MemCategory::activations, "encoder head hidden", dev);
+  ensure(s.hrelu, {b, F}, MemCategory::activations, "encoder head ReLU", dev);
+  ensure(s.logits, {b, C}, MemCategory::activations, "encoder logits", dev);
+  ensure(s.probs, {b, C}, MemCategory::activations, "encoder probabilities", dev);
   // Two towers: u = pooled[i], v = pooled[b + i]; the head sees [u, v, u*v, u-v].
   const std::int64_t Din = cfg_.pair ? 4 * D : D;
   if (cfg_.pair) {
-    ensure(s.features, {b, 4 * D}, MemCategory::activations, "encoder two-tower features");
-    for (std::int64_t i = 0; i < b; ++i) {
-      const float* u = s.pooled.data() + i * D;
-      const float* v = s.pooled.data() + (b + i) * D;
-      float* f = s.features.data() + i * 4 * D;
-      for (std::int64_t c = 0; c < D; ++c) {
-        f[c] = u[c];
-        f[D + c] = v[c];
-        f[2 * D + c] = u[c] * v[c];
-        f[3 * D + c] = u[c] - v[c];
-      }
-    }
+    ensure(s.features, {b, 4 * D}, MemCategory::activations, "encoder two-tower features", dev);
+    ops::pair_features_forward(dev, s.pooled.data(), b, D, s.features.data());
   }
-  linear_forward(cfg_.pair ? s.features.data() : s.pooled.data(), b, Din, top_.head1_w->value.data(),
-                 top_.head1_b->value.data(), F, s.hpre.data());
-  for (std::int64_t i = 0; i < b * F; ++i) s.hrelu[i] = std::max(s.hpre[i], 0.0f);
-  linear_forward(s.hrelu.data(), b, F, top_.head2_w->value.data(), top_.head2_b->value.data(), C,
-                 s.logits.data());
+  ops::linear_forward(dev, cfg_.pair ? s.features.data() : s.pooled.data(), b, Din, top_.head1_w->value.data(),
+                      top_.head1_b->value.data(), F, s.hpre.data());
+  ops::relu_forward(dev, s.hpre.data(), b * F, s.hrelu.data());
+  ops::linear_forward(dev, s.hrelu.data(), b, F, top_.head2_w->value.data(), top_.head2_b->value.data(), C,
+                      s.logits.data());
+  s.loss.resize(static_cast<std::size_t>(b));
+  if (dev == Device::cpu) {
+    ops::softmax_cross_entropy(dev, s.logits.data(), s.labels_on, b, C, s.probs.data(), s.loss.data());
+  } else {
+    ensure(s.loss_dev, {upload_bytes(8 * b) / 4}, MemCategory::data, "encoder per-example losses", dev);
+    auto* loss_on = reinterpret_cast<double*>(s.loss_dev.data());
+    ops::softmax_cross_entropy(dev, s.logits.data(), s.labels_on, b, C, s.probs.data(), loss_on);
+    cuda::copy(s.loss.data(), loss_on, sizeof(double) * static_cast<std::size_t>(b));
+    s.logits_host.resize(static_cast<std::size_t>(b * C));
+    cuda::copy(s.logits_host.data(), s.logits.data(), sizeof(float) * static_cast<std::size_t>(b * C));
+  }
   double loss = 0;
-  for (std::int64_t bi = 0; bi < b; ++bi) {
-    const float* z = s.logits.data() + bi * C;
-    float mx = z[0];
-    for (std::int64_t k = 1; k < C; ++k) mx = std::max(mx, z[k]);
-    double sum = 0;
-    for (std::int64_t k = 0; k < C; ++k) sum += std::exp(static_cast<double>(z[k] - mx));
-    for (std::int64_t k = 0; k < C; ++k) s.probs[bi * C + k] = static_cast<float>(std::exp(double(z[k] - mx)) / sum);
-    loss += std::log(sum) + mx - z[labels[bi]];
-  }
+  for (const double l : s.loss) loss += l;
   return loss / b;
 }
 
 void Encoder::backward() {
   State& s = *st_;
+  const Device dev = cfg_.device;
   const std::int64_t b = s.b, seqs = s.seqs, N = s.N, rows = seqs * N, D = cfg_.dim, F = cfg_.mlp_dim,
                      C = cfg_.classes, Din = cfg_.pair ? 4 * D : D;
   const bool cls = cfg_.pooling == "cls";
-  // d loss / d logits = (softmax - onehot) / b.
-  ensure(s.dlogits, {b, C}, MemCategory::workspace, "encoder dlogits");
-  ensure(s.dh, {b, F}, MemCategory::workspace, "encoder head gradient");
-  ensure(s.dpooled, {seqs, D}, MemCategory::workspace, "encoder pooled gradient");
-  if (cfg_.pair) ensure(s.dfeatures, {b, 4 * D}, MemCategory::workspace, "encoder two-tower features gradient");
+  ensure(s.dlogits, {b, C}, MemCategory::workspace, "encoder dlogits", dev);
+  ensure(s.dh, {b, F}, MemCategory::workspace, "encoder head gradient", dev);
+  ensure(s.dpooled, {seqs, D}, MemCategory::workspace, "encoder pooled gradient", dev);
+  if (cfg_.pair) ensure(s.dfeatures, {b, 4 * D}, MemCategory::workspace, "encoder two-tower features gradient", dev);
   Tensor &dlogits = s.dlogits, &dh = s.dh, &dpooled = s.dpooled;
-  std::memcpy(dlogits.data(), s.probs.data(), sizeof(float) * b * C);
-  for (std::int64_t bi = 0; bi < b; ++bi) {
-    dlogits[bi * C + s.labels[bi]] -= 1.0f;
-    for (std::int64_t k = 0; k < C; ++k) dlogits[bi * C + k] /= static_cast<float>(b);
-  }
-  linear_backward(dlogits.data(), s.hrelu.data(), b, F, top_.head2_w->value.data(), C,
-                  top_.head2_w->grad.data(), top_.head2_b->grad.data(), dh.data(), false);
-  for (std::int64_t i = 0; i < b * F; ++i)
-    if (s.hpre[i] <= 0.0f) dh[i] = 0.0f;
-  linear_backward(dh.data(), cfg_.pair ? s.features.data() : s.pooled.data(), b, Din, top_.head1_w->value.data(), F,
-                  top_.head1_w->grad.data(), top_.head1_b->grad.data(),
-                  cfg_.pair ? s.dfeatures.data() : dpooled.data(), false);
-  if (cfg_.pair)  // d[u, v, u*v, u-v] -> du = dA + v dC + dD, dv = dB + u dC - dD
-    for (std::int64_t i = 0; i < b; ++i) {
-      const float* u = s.pooled.data() + i * D;
-      const float* v = s.pooled.data() + (b + i) * D;
-      const float* df = s.dfeatures.data() + i * 4 * D;
-      for (std::int64_t c = 0; c < D; ++c) {
-        dpooled[i * D + c] = df[c] + v[c] * df[2 * D + c] + df[3 * D + c];
-        dpooled[(b + i) * D + c] = df[D + c] + u[c] * df[2 * D + c] - df[3 * D + c];
-      }
-    }
+  // d loss / d logits = (softmax - onehot) / b.
+  ops::cross_entropy_backward(dev, s.probs.data(), s.labels_on, b, C, dlogits.data());
+  ops::linear_backward(dev, dlogits.data(), s.hrelu.data(), b, F, top_.head2_w->value.data(), C,
+                       top_.head2_w->grad.data(), top_.head2_b->grad.data(), dh.data(), false);
+  ops::relu_backward(dev, s.hpre.data(), b * F, dh.data());
+  ops::linear_backward(dev, dh.data(), cfg_.pair ? s.features.data() : s.pooled.data(), b, Din,
+                       top_.head1_w->value.data(), F, top_.head1_w->grad.data(), top_.head1_b->grad.data(),
+                       cfg_.pair ? s.dfeatures.data() : dpooled.data(), false);
+  if (cfg_.pair) ops::pair_features_backward(dev, s.pooled.data(), s.dfeatures.data(), b, D, dpooled.data());
   // Pooling backward into d xf (work_d2), then the final LayerNorm into dx (work_d).
   Tensor& dxf = s.work_d2;
   Tensor& dx = s.work_d;
-  dxf.zero();
-  for (std::int64_t bi = 0; bi < seqs; ++bi) {
-    if (cls) {
-      std::memcpy(dxf.data() + bi * N * D, dpooled.data() + bi * D, sizeof(float) * D);
-      continue;
-    }
-    std::int64_t count = 0;
-    for (std::int64_t t = 0; t < N; ++t) count += s.mask[bi * N + t];
-    for (std::int64_t t = 0; t < N; ++t)
-      if (s.mask[bi * N + t])
-        for (std::int64_t c = 0; c < D; ++c) dxf[(bi * N + t) * D + c] = dpooled[bi * D + c] / static_cast<float>(count);
-  }
-  layernorm_backward(dxf.data(), s.x_final.data(), rows, D, top_.lnf_w->value.data(), s.lnf_stats.data(),
-                     s.lnf_stats.data() + rows, dx.data(), top_.lnf_w->grad.data(), top_.lnf_b->grad.data(),
-                     false);
+  if (cls)
+    ops::cls_pool_backward(dev, dpooled.data(), seqs, N, D, dxf.data());
+  else
+    ops::mean_pool_backward(dev, dpooled.data(), s.mask_on, s.counts.data(), seqs, N, D, dxf.data());
+  ops::layernorm_backward(dev, dxf.data(), s.x_final.data(), rows, D, top_.lnf_w->value.data(), s.lnf_stats.data(),
+                          s.lnf_stats.data() + rows, dx.data(), top_.lnf_w->grad.data(), top_.lnf_b->grad.data(),
+                          false);
   const bool drop = s.dropped;
   Tensor& dmlp = s.work_mlp;
+  // d (block output) through a dropout mask, or as it is, into `out`.
+  auto through_dropout = [&](const Tensor& mask_t, float* out) {
+    if (drop)
+      ops::multiply_into(dev, dx.data(), mask_t.data(), rows * D, out);
+    else
+      ops::copy(dev, dx.data(), rows * D, out);
+  };
   for (std::int64_t l = cfg_.layers - 1; l >= 0; --l) {
     Layer& L = *layers_[l];
     // x_next = x_mid + drop2(fc2(GELU(fc1(LN2(x_mid))))): dx is d x_next.
     float* dout = dxf.data();  // reused as (rows, D) scratch
-    for (std::int64_t i = 0; i < rows * D; ++i) dout[i] = drop ? dx[i] * L.drop2[i] : dx[i];
-    linear_backward(dout, L.g.data(), rows, F, L.fc2_w->value.data(), D, L.fc2_w->grad.data(),
-                    L.fc2_b->grad.data(), dmlp.data(), false);
-    for (std::int64_t i = 0; i < rows * F; ++i) dmlp[i] *= gelu_grad(L.m[i]);
-    linear_backward(dmlp.data(), L.h2.data(), rows, D, L.fc1_w->value.data(), F,
-                    L.fc1_w->grad.data(), L.fc1_b->grad.data(), dout, false);
-    layernorm_backward(dout, L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_stats.data(),
-                       L.ln2_stats.data() + rows, dx.data(), L.ln2_w->grad.data(),
-                       L.ln2_b->grad.data(), true);
+    through_dropout(L.drop2, dout);
+    ops::linear_backward(dev, dout, L.g.data(), rows, F, L.fc2_w->value.data(), D, L.fc2_w->grad.data(),
+                         L.fc2_b->grad.data(), dmlp.data(), false);
+    ops::gelu_backward(dev, L.m.data(), rows * F, dmlp.data());
+    ops::linear_backward(dev, dmlp.data(), L.h2.data(), rows, D, L.fc1_w->value.data(), F, L.fc1_w->grad.data(),
+                         L.fc1_b->grad.data(), dout, false);
+    ops::layernorm_backward(dev, dout, L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_stats.data(),
+                            L.ln2_stats.data() + rows, dx.data(), L.ln2_w->grad.data(), L.ln2_b->grad.data(), true);
     // x_mid = x_in + drop1(Attn(LN1(x_in))): dx is now d x_mid.
     Tensor& da = s.work_da;
-    for (std::int64_t i = 0; i < rows * D; ++i) da[i] = drop ? dx[i] * L.drop1[i] : dx[i];
+    through_dropout(L.drop1, da.data());
     L.attn->backward(da.data(), dout);
-    layernorm_backward(dout, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_stats.data(),
-                       L.ln1_stats.data() + rows, dx.data(), L.ln1_w->grad.data(),
-                       L.ln1_b->grad.data(), true);
+    ops::layernorm_backward(dev, dout, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_stats.data(),
+                            L.ln1_stats.data() + rows, dx.data(), L.ln1_w->grad.data(), L.ln1_b->grad.data(), true);
   }
-  // Embeddings: scatter-add by token id and position.
-  float* dtok = top_.tok_emb->grad.data();
-  float* dpos = top_.pos_emb->grad.data();
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int32_t id = s.ids[r];
-    float* de = id < 0 ? top_.cls->grad.data() : dtok + id * D;
-    float* dp = dpos + (r % N) * D;
-    for (std::int64_t c = 0; c < D; ++c) {
-      de[c] += dx[r * D + c];
-      dp[c] += dx[r * D + c];
-    }
-  }
+  // Embeddings: summed by token id and by position.
+  ops::embedding_backward(dev, dx.data(), s.rows_by_id_on, s.id_starts_on, cfg_.vocab, rows, N, D,
+                          top_.tok_emb->grad.data(), top_.pos_emb->grad.data(), cls ? top_.cls->grad.data() : nullptr);
 }
 
 }  // namespace lsb

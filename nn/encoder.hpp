@@ -6,6 +6,9 @@
 // Two towers (Retrieval, `pair`): each example is two sequences through the one encoder, pooled to
 // u and v; the head sees [u, v, u*v, u-v] (fc(4D -> Dmlp)).
 // Forward and exact backward; gradients accumulate (+=) into each Param's grad.
+// One body for both devices: every step goes through nn/device_ops.hpp, so a CUDA encoder runs the CPU
+// encoder's formulas in the same order. Batches arrive on the host (tokens, mask, labels), are checked
+// there and copied over; logits() and the loss come back to the host.
 // Not yet here: dropout on attention probabilities (the attention interface has no hook for it).
 #pragma once
 #include <cstdint>
@@ -24,6 +27,7 @@ struct EncoderConfig {
   float dropout = 0.0f;          // on block outputs
   std::string attention = "full";
   bool pair = false;  // two towers: tokens hold 2b sequences, the b first documents then the b second ones
+  Device device = Device::cpu;  // where parameters, activations and every step live
 };
 
 class Encoder {
@@ -43,7 +47,7 @@ class Encoder {
                 std::int64_t n, bool train, std::uint64_t dropout_seed);
   // Gradients of the last forward's loss, accumulated into every parameter's grad.
   void backward();
-  const float* logits() const;  // (b, classes) of the last forward
+  const float* logits() const;  // (b, classes) of the last forward, on the host
 
   // Every parameter with a unique name: the encoder's own ("tok_emb", "l0.fc1.weight", ...), then
   // each layer's attention parameters ("l0.attn.wq", ...).

@@ -14,6 +14,12 @@ namespace lsb {
 
 const char* device_name(Device d) { return d == Device::cpu ? "cpu" : "cuda"; }
 
+Device parse_device(const std::string& text, const std::string& option) {
+  if (text == "cpu") return Device::cpu;
+  if (text == "cuda") return Device::cuda;
+  throw UsageError(fmt::format("{} {}: expected cpu or cuda", option, text));
+}
+
 const char* category_name(MemCategory c) {
   static const char* names[] = {"parameters", "gradients", "optimizer", "activations", "workspace", "data"};
   return names[static_cast<int>(c)];

@@ -15,6 +15,8 @@ namespace lsb {
 enum class Device : int { cpu = 0, cuda = 1 };
 constexpr int kNumDevices = 2;
 const char* device_name(Device d);
+// "cpu" or "cuda"; UsageError naming `option` otherwise. Says nothing of whether a GPU is present.
+Device parse_device(const std::string& text, const std::string& option);
 
 // What a buffer is for; reports split peak memory by these.
 enum class MemCategory : int { parameters, gradients, optimizer, activations, workspace, data, count };

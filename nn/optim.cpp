@@ -3,14 +3,16 @@
 #include <algorithm>
 #include <cmath>
 
+#include "nn/device_ops.hpp"
+
 namespace lsb {
 
 AdamW::AdamW(std::vector<std::pair<std::string, Param*>> params, AdamWConfig cfg)
     : params_(std::move(params)), cfg_(cfg) {
   for (auto& [name, p] : params_) {
     const std::string what = "AdamW moments of " + name;
-    m_.push_back(Tensor::zeros(p->value.shape(), MemCategory::optimizer, what.c_str()));
-    v_.push_back(Tensor::zeros(p->value.shape(), MemCategory::optimizer, what.c_str()));
+    m_.push_back(Tensor::zeros(p->value.shape(), MemCategory::optimizer, what.c_str(), p->value.device()));
+    v_.push_back(Tensor::zeros(p->value.shape(), MemCategory::optimizer, what.c_str(), p->value.device()));
   }
 }
 
@@ -22,18 +24,9 @@ void AdamW::step(double lr) {
   const float step_size = static_cast<float>(lr / c1), inv_sqrt_c2 = static_cast<float>(1.0 / std::sqrt(c2));
   const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), eps = static_cast<float>(cfg_.eps);
   for (std::size_t k = 0; k < params_.size(); ++k) {
-    float* p = params_[k].second->value.data();
-    const float* g = params_[k].second->grad.data();
-    float* m = m_[k].data();
-    float* v = v_[k].data();
-    const std::int64_t n = params_[k].second->value.numel();
-#pragma omp parallel for simd schedule(static) if (n > 65536)
-    for (std::int64_t i = 0; i < n; ++i) {
-      m[i] = fb1 * m[i] + (1.0f - fb1) * g[i];
-      v[i] = fb2 * v[i] + (1.0f - fb2) * g[i] * g[i];
-      // Decay uses the parameter before this step's update, as torch.optim.AdamW.
-      p[i] -= decay * p[i] + step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + eps);
-    }
+    Param& p = *params_[k].second;
+    device_ops::adamw_update(p.value.device(), p.value.data(), p.grad.data(), m_[k].data(), v_[k].data(),
+                             p.value.numel(), fb1, fb2, decay, step_size, inv_sqrt_c2, eps);
   }
 }
 
@@ -54,13 +47,11 @@ double warmup_linear_lr(double peak, std::int64_t step, std::int64_t warmup, std
 
 double clip_grad_norm(const std::vector<std::pair<std::string, Param*>>& params, double max_norm) {
   double ss = 0;
-  for (const auto& [name, p] : params)
-    for (std::int64_t i = 0; i < p->grad.numel(); ++i) ss += static_cast<double>(p->grad[i]) * p->grad[i];
+  for (const auto& [name, p] : params) ss += device_ops::sum_of_squares(p->grad.device(), p->grad.data(), p->grad.numel());
   const double norm = std::sqrt(ss);
   if (max_norm > 0 && norm > max_norm) {
     const float scale = static_cast<float>(max_norm / norm);
-    for (const auto& [name, p] : params)
-      for (std::int64_t i = 0; i < p->grad.numel(); ++i) p->grad[i] *= scale;
+    for (const auto& [name, p] : params) device_ops::scale(p->grad.device(), p->grad.data(), p->grad.numel(), scale);
   }
   return norm;
 }

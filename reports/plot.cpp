@@ -119,8 +119,8 @@ double budget_from_command_line(const nlohmann::json& context) {
 }  // namespace
 
 std::string run_label(const nlohmann::json& c) {
-  const std::string precision = c.value("precision", "fp32");
-  return variant_label(c) + (precision == "fp32" ? "" : " " + precision);
+  const std::string device = c.value("device", "cpu"), precision = c.value("precision", "fp32");
+  return variant_label(c) + (device == "cpu" ? "" : " " + device) + (precision == "fp32" ? "" : " " + precision);
 }
 
 std::string variant_label(const nlohmann::json& c) {
@@ -149,7 +149,7 @@ std::string sweep_group_slug(const nlohmann::json& c) {
                               field_text(c, "heads"));
   if (field_text(c, "mode").rfind("attn-", 0) != 0) s += fmt::format("-l{}-mlp{}", field_text(c, "layers"), field_text(c, "mlp_dim"));
   if (c.contains("task")) s += fmt::format("-{}", field_text(c, "task"));
-  if (c.value("precision", "fp32") != "fp32") s += "-" + field_text(c, "precision");
+  if (c.value("precision", "fp32") != "fp32") s += fmt::format("-{}", field_text(c, "precision"));
   return slugify(s);
 }
 

@@ -49,7 +49,8 @@ std::string train_curve_slug(const std::string& task, const std::string& curve);
 
 // "ls:r=32,w=8": a result's variant as a spec (linformer's n_max left out where it is the length).
 std::string variant_label(const nlohmann::json& config);
-// A training run's label: the variant, and its precision where it is not fp32 ("ls:r=32,w=8 bf16").
+// A training run's label: the variant, its device where not cpu, its precision where not fp32
+// ("ls:r=32,w=8 cuda", "full bf16").
 std::string run_label(const nlohmann::json& config);
 
 }  // namespace lsb

@@ -9,6 +9,7 @@
 
 #include "nn/cuda/device.hpp"
 #include "nn/cuda/train_kernels.hpp"
+#include "nn/device_ops.hpp"
 #include "nn/memory.hpp"
 #include "nn/optim.hpp"
 #include "nn/random.hpp"
@@ -20,7 +21,7 @@ TEST_CASE("rows grouped by token id: cls rows first, then each id in row order",
   const std::vector<std::int32_t> ids = {2, -1, 0, 2, 3, -1, 0, 2};
   std::vector<std::int32_t> rows;
   std::vector<std::int64_t> starts;
-  cuda::make_rows_by_id(ids.data(), 8, 4, rows, starts);
+  device_ops::make_rows_by_id(ids.data(), 8, 4, rows, starts);
   CHECK(starts == std::vector<std::int64_t>{0, 2, 4, 4, 7, 8});  // groups: cls, 0, 1, 2, 3
   CHECK(rows == std::vector<std::int32_t>{1, 5, 2, 6, 0, 3, 7, 4});
 }
@@ -83,7 +84,7 @@ TEST_CASE("embedding forward and backward on the GPU equal the encoder's loops",
     }
   std::vector<std::int32_t> by_id;
   std::vector<std::int64_t> starts;
-  cuda::make_rows_by_id(ids.data(), rows, V, by_id, starts);
+  device_ops::make_rows_by_id(ids.data(), rows, V, by_id, starts);
   Tensor d_ids = on_device(ids), d_tok = on_device(tok), d_pos = on_device(pos), d_cls = on_device(cls),
          d_dx = on_device(dx), d_by = on_device(by_id), d_starts = on_device(starts), d_dtok = on_device(gdtok),
          d_dpos = on_device(gdpos), d_dcls = on_device(gdcls);

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "nn/cuda/device.hpp"
 #include "reports/report.hpp"
 #include "tests/cli_helpers.hpp"
 #include "tests/helpers.hpp"
@@ -87,5 +88,15 @@ TEST_CASE("lra names bad options", "[lra][cli]") {
                                                  (dir / "r.json").string()));
   CHECK(variant.code == 2);
   CHECK(variant.output.find("nope") != std::string::npos);
+  const auto device = test::run_cli(fmt::format("lra --device tpu --data-dir {} --out {}", dir.string(),
+                                                (dir / "r.json").string()));
+  CHECK(device.code == 2);
+  CHECK(device.output.find("--device tpu: expected cpu or cuda") != std::string::npos);
+  if (cuda::device_count() == 0) {  // a missing GPU is found before anything runs
+    const auto gpu = test::run_cli(fmt::format("lra --device cuda --data-dir {} --out {}", dir.string(),
+                                               (dir / "r.json").string()));
+    CHECK(gpu.code == 2);
+    CHECK(gpu.output.find("--device cuda: " + cuda::unavailable_reason()) != std::string::npos);
+  }
   CHECK(!fs::exists(dir / "r.json"));  // nothing ran
 }

@@ -19,6 +19,7 @@
 
 #include "bench/train.hpp"
 #include "nn/checkpoint.hpp"
+#include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "reports/report.hpp"
@@ -222,6 +223,58 @@ TEST_CASE("a bf16 run trains, records its precision and refuses an fp32 checkpoi
   CHECK(bf16["curves"]["loss"] != fp32["curves"]["loss"]);
   // Resuming the bf16 checkpoint in fp32 is another configuration.
   o.precision = "fp32";
+  o.resume = true;
+  CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("another configuration"));
+}
+
+TEST_CASE("a run on CUDA follows the CPU run, resumes bit-identically and is its own configuration", "[train][cuda]") {
+  TrainOptions o = tiny_options("ls:w=8,r=32");
+  const TaskData task = load(o);
+  o.checkpoint_dir = fresh_dir("cuda_run_cpu").string();
+  o.device = "cuda";
+  if (cuda::device_count() == 0) {
+    WARN("GPU run skipped: " << cuda::unavailable_reason());
+    CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("--device cuda"));
+    const auto r = test::run_cli(fmt::format("train --task listops --data-dir {} --preset smoke --device cuda",
+                                             smoke_listops_dir()));
+    CHECK(r.code == kUsage);
+    CHECK_THAT(r.output, Catch::Contains("--device cuda"));
+    return;
+  }
+  o.device = "cpu";
+  const nlohmann::json cpu = train_run(o, task);
+  o.device = "cuda";
+  o.checkpoint_dir = fresh_dir("cuda_run_whole").string();
+  const nlohmann::json whole = train_run(o, task);
+  REQUIRE(whole["status"] == "ok");
+  CHECK(whole["config"]["device"] == "cuda");
+  CHECK(whole["id"] != cpu["id"]);
+  CHECK(whole["memory"]["peak_tracked_bytes"].get<std::int64_t>() > 0);
+  CHECK(whole["memory"].contains("reserved_bytes_peak"));
+  // The same run: the first steps' losses agree to fp32 rounding (later ones drift apart slowly).
+  for (int s = 0; s < 4; ++s) {
+    const double lc = cpu["curves"]["loss"][s].get<double>(), lg = whole["curves"]["loss"][s].get<double>();
+    CHECK(std::fabs(lg - lc) <= 1e-3 * std::fabs(lc));
+  }
+  // Interrupted after the second evaluation, resumed through the host-side checkpoint: exact.
+  TrainOptions p = o;
+  p.checkpoint_dir = fresh_dir("cuda_run_parts").string();
+  int evals = 0;
+  CHECK_THROWS_AS(train_run(p, task,
+                            [&](const nlohmann::json&) {
+                              if (++evals == 2) throw Interrupt{};
+                            }),
+                  Interrupt);
+  p.resume = true;
+  const nlohmann::json resumed = train_run(p, task);
+  REQUIRE(resumed["status"] == "ok");
+  CHECK(resumed["curves"]["loss"] == whole["curves"]["loss"]);
+  CHECK(resumed["accuracy"] == whole["accuracy"]);
+  // The CPU's checkpoint is another configuration.
+  o.checkpoint_dir = fresh_dir("cuda_run_cpu").string();
+  o.device = "cpu";
+  train_run(o, task);
+  o.device = "cuda";
   o.resume = true;
   CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("another configuration"));
 }

@@ -3,25 +3,12 @@
 // Same formulas and shapes as the CPU loops; device pointers; the default stream. Deterministic: every
 // output element is written by one thread, sums run in a fixed order (the embedding gradient takes the
 // rows grouped by token id, an order the host computes: see embedding_backward).
-// Not yet assembled into an encoder (the GPU training step is still to come); tests/test_cuda_train.cpp
-// checks each against the CPU formulas where a GPU is present.
+// nn/device_ops.hpp dispatches to these; tests/test_cuda_train.cpp checks each against the CPU
+// formulas where a GPU is present.
 #pragma once
 #include <cstdint>
-#include <vector>
 
 namespace lsb::cuda {
-
-// Host side of embedding_backward: the rows grouped by token id (cls rows, id -1, first; then ids 0..
-// vocab-1, each group in row order) and where each group starts (vocab + 2 entries). Counting sort.
-inline void make_rows_by_id(const std::int32_t* ids, std::int64_t rows, std::int64_t vocab,
-                            std::vector<std::int32_t>& rows_by_id, std::vector<std::int64_t>& starts) {
-  starts.assign(static_cast<std::size_t>(vocab + 2), 0);
-  for (std::int64_t r = 0; r < rows; ++r) ++starts[static_cast<std::size_t>(ids[r] + 2)];
-  for (std::int64_t g = 1; g < vocab + 2; ++g) starts[g] += starts[g - 1];
-  std::vector<std::int64_t> next(starts.begin(), starts.end() - 1);
-  rows_by_id.resize(static_cast<std::size_t>(rows));
-  for (std::int64_t r = 0; r < rows; ++r) rows_by_id[next[ids[r] + 1]++] = static_cast<std::int32_t>(r);
-}
 
 // x (rows, D) = (id >= 0 ? tok_emb[id] : cls) + pos_emb[r % N]; ids (rows), -1 marks the cls token.
 void embedding_forward(const std::int32_t* ids, const float* tok_emb, const float* pos_emb, const float* cls,
@@ -29,7 +16,7 @@ void embedding_forward(const std::int32_t* ids, const float* tok_emb, const floa
 // dtok[v] += sum of dx over the rows with id v, dcls += sum over the rows with id -1 (when dcls is not
 // null), dpos[t] += sum over sequences of dx at position t. `rows_by_id` lists the rows grouped by id
 // (the cls rows first, then id 0, 1, ...), `starts` (vocab + 2) where each group begins: group g holds
-// id g - 1, so starts[0] = 0 and starts[vocab + 1] = rows (make_rows_by_id builds both on the host).
+// id g - 1, so starts[0] = 0 and starts[vocab + 1] = rows (device_ops::make_rows_by_id, nn/device_ops.hpp, builds both on the host).
 void embedding_backward(const float* dx, const std::int32_t* rows_by_id, const std::int64_t* starts,
                         std::int64_t vocab, std::int64_t rows, std::int64_t N, std::int64_t D, float* dtok,
                         float* dpos, float* dcls);
