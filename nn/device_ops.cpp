@@ -7,6 +7,7 @@
 
 #include "nn/cuda/device.hpp"
 #include "nn/ops.hpp"
+#include "nn/random.hpp"
 
 #if LSBENCH_HAVE_CUDA
 #include "nn/cuda/kernels.hpp"
@@ -116,6 +117,15 @@ void multiply_into(Device dev, const float* d, const float* mask, std::int64_t c
 void scale(Device dev, float* p, std::int64_t count, float factor) {
   LSB_ON_CUDA(dev, scale(p, count, factor));
   for (std::int64_t i = 0; i < count; ++i) p[i] *= factor;
+}
+
+void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count) {
+  LSB_ON_CUDA(dev, dropout_forward(seed, keep, v, mask, count));
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+  for (std::int64_t i = 0; i < count; ++i) {
+    mask[i] = dropout_factor(seed, static_cast<std::uint64_t>(i), keep);
+    v[i] *= mask[i];
+  }
 }
 
 void copy(Device dev, const float* from, std::int64_t count, float* to) {

@@ -48,6 +48,9 @@ void add(Device dev, const float* a, const float* b, std::int64_t count, float* 
 void multiply(Device dev, float* v, const float* mask, std::int64_t count);
 void multiply_into(Device dev, const float* d, const float* mask, std::int64_t count, float* out);
 void scale(Device dev, float* p, std::int64_t count, float factor);
+// Inverted dropout: mask[i] = dropout_factor(seed, i, keep) (nn/random.hpp: the same mask on every
+// device), v[i] *= mask[i].
+void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count);
 void copy(Device dev, const float* from, std::int64_t count, float* to);
 
 // pooled (seqs, D) = mean of xf (seqs, N, D) over the rows with mask 1; counts (seqs) how many. The

@@ -55,7 +55,6 @@ struct Encoder::State {
   std::vector<std::int64_t> id_starts;   // (vocab + 2) where each group starts
   std::vector<double> loss;              // (b) per-example cross-entropy
   std::vector<float> logits_host;        // (b, C): the device's logits, copied back (CUDA only)
-  std::vector<float> dropout_host;       // (rows, D): a dropout mask drawn on the host (CUDA only)
   // The same arrays on the device: the host vectors themselves on the CPU, else copies in these tensors.
   const std::int32_t *ids_on = nullptr, *rows_by_id_on = nullptr;
   const std::int64_t* id_starts_on = nullptr;
@@ -263,15 +262,9 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   const float keep = 1.0f - cfg_.dropout;
   const bool drop = train && cfg_.dropout > 0.0f;
   s.dropped = drop;
-  // v *= a mask of 0 and 1/keep drawn on the host from `seed` (the same draws on every device).
   auto dropout = [&](Tensor& mask_t, float* v, std::uint64_t seed) {
     ensure(mask_t, {rows, D}, MemCategory::activations, "encoder dropout mask", dev);
-    if (dev != Device::cpu) s.dropout_host.resize(static_cast<std::size_t>(rows * D));
-    float* draw = dev == Device::cpu ? mask_t.data() : s.dropout_host.data();
-    Rng rng(seed);
-    for (std::int64_t i = 0; i < rows * D; ++i) draw[i] = rng.uniform() < keep ? 1.0f / keep : 0.0f;
-    if (dev != Device::cpu) cuda::copy(mask_t.data(), draw, sizeof(float) * static_cast<std::size_t>(rows * D));
-    ops::multiply(dev, v, mask_t.data(), rows * D);
+    ops::dropout_forward(dev, seed, keep, v, mask_t.data(), rows * D);
   };
   for (std::int64_t l = 0; l < cfg_.layers; ++l) {
     Layer& L = *layers_[l];

@@ -4,7 +4,31 @@
 #include <cmath>
 #include <cstdint>
 
+#if defined(__CUDACC__)
+#define LSB_HOST_DEVICE __host__ __device__
+#else
+#define LSB_HOST_DEVICE
+#endif
+
 namespace lsb {
+
+// Number i of the stream `seed`, independent of every other i: drawn in any order, in parallel, on
+// either device, with the same result. It is Rng(seed)'s (i+1)-th next() (splitmix64 is a Weyl sequence
+// through a finaliser), so what was drawn in sequence before is drawn in parallel now, unchanged.
+LSB_HOST_DEVICE inline std::uint64_t counter_random(std::uint64_t seed, std::uint64_t i) {
+  std::uint64_t z = (seed ^ 0x9E3779B97F4A7C15ULL) + (i + 1) * 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+// Inverted dropout's factor for element i of the stream `seed`: 1/keep with probability keep, else 0
+// (a uniform of 24 bits, exact in float, so both devices draw the same mask; for a keep that is a float
+// it is the same decision as Rng::uniform() < keep on the same number, so masks equal the sequential ones).
+LSB_HOST_DEVICE inline float dropout_factor(std::uint64_t seed, std::uint64_t i, float keep) {
+  const float u = static_cast<float>(counter_random(seed, i) >> 40) * 0x1.0p-24f;
+  return u < keep ? 1.0f / keep : 0.0f;
+}
 
 class Rng {
  public:

@@ -136,6 +136,13 @@ TEST_CASE("GELU, ReLU, residual and dropout products on the GPU equal the CPU fo
   cuda::copy(out.data(), d.data(), n * sizeof(float));
   cuda::relu_backward(dm.data(), n, out.data());
   CHECK(to_host(out, n) == drelu);
+  // Dropout masks drawn on the device: the CPU's, bit for bit (the counter-based stream of nn/random.hpp).
+  std::vector<float> v_cpu = d, mask_cpu(n);
+  device_ops::dropout_forward(Device::cpu, 77, 0.9f, v_cpu.data(), mask_cpu.data(), n);
+  cuda::copy(out.data(), d.data(), n * sizeof(float));
+  cuda::dropout_forward(77, 0.9f, out.data(), dmask.data(), n);
+  CHECK(to_host(out, n) == v_cpu);
+  CHECK(to_host(dmask, n) == mask_cpu);
 }
 
 TEST_CASE("pooling, two-tower features and the loss on the GPU equal the encoder's loops", "[cuda][train]") {

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "nn/device_ops.hpp"
 #include "nn/encoder.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
@@ -148,6 +149,26 @@ TEST_CASE("lsra layers take their kernel size from the schedule unless the spec 
   cfg.attention = "lsra:K=5,Hc=2";
   const Encoder fixed(cfg);
   CHECK(fixed.attention(2).resolved_params().at("K") == "5");
+}
+
+TEST_CASE("dropout masks are a counter-based stream: the keep rate, the scale, one mask per seed", "[encoder]") {
+  const std::int64_t n = 200000;
+  std::vector<float> v(n, 2.0f), mask(n), v2(n, 2.0f), mask2(n), v3(n, 2.0f), mask3(n);
+  device_ops::dropout_forward(Device::cpu, 5, 0.9f, v.data(), mask.data(), n);
+  device_ops::dropout_forward(Device::cpu, 5, 0.9f, v2.data(), mask2.data(), n);
+  device_ops::dropout_forward(Device::cpu, 6, 0.9f, v3.data(), mask3.data(), n);
+  std::int64_t kept = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    REQUIRE((mask[i] == 0.0f || mask[i] == 1.0f / 0.9f));
+    REQUIRE(v[i] == 2.0f * mask[i]);
+    kept += mask[i] != 0.0f;
+    // Element i depends on (seed, i) only: the same whatever else is drawn, or in which order.
+    REQUIRE(mask[i] == dropout_factor(5, static_cast<std::uint64_t>(i), 0.9f));
+  }
+  CHECK(mask2 == mask);
+  CHECK(mask3 != mask);
+  // Binomial(n, 0.9): standard deviation 134; 5 of them either side.
+  CHECK(std::abs(kept - 180000) < 5 * 134);
 }
 
 TEST_CASE("encoder rejects bad tokens labels and lengths naming them", "[encoder]") {

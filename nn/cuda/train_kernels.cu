@@ -6,6 +6,7 @@
 #include "nn/cuda/check.cuh"
 #include "nn/cuda/device.hpp"
 #include "nn/memory.hpp"
+#include "nn/random.hpp"
 #include "nn/tensor.hpp"
 
 namespace lsb::cuda {
@@ -50,6 +51,12 @@ __global__ void embedding_position_grad_kernel(const float* dx, std::int64_t seq
   float s = 0;
   for (std::int64_t q = 0; q < seqs; ++q) s += dx[(q * N + t) * D + c];
   dpos[i] += s;
+}
+
+__global__ void dropout_forward_kernel(std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count) {
+  LSB_ELEMENT_INDEX(count);
+  mask[i] = dropout_factor(seed, static_cast<std::uint64_t>(i), keep);
+  v[i] *= mask[i];
 }
 
 __device__ __forceinline__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678f)); }
@@ -220,6 +227,11 @@ void add(const float* a, const float* b, std::int64_t count, float* out) {
   LSB_CUDA_LAUNCHED();
 }
 void multiply(float* v, const float* mask, std::int64_t count) { multiply_into(v, mask, count, v); }
+void dropout_forward(std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count) {
+  if (count == 0) return;
+  dropout_forward_kernel<<<blocks(count), kThreads>>>(seed, keep, v, mask, count);
+  LSB_CUDA_LAUNCHED();
+}
 void multiply_into(const float* d, const float* mask, std::int64_t count, float* out) {
   if (count == 0) return;
   multiply_into_kernel<<<blocks(count), kThreads>>>(d, mask, count, out);

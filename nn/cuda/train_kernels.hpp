@@ -27,8 +27,10 @@ void gelu_forward(const float* m, std::int64_t count, float* g);
 void gelu_backward(const float* m, std::int64_t count, float* d);
 // out = a + b.
 void add(const float* a, const float* b, std::int64_t count, float* out);
-// v <- v * mask (the mask holds 0 or 1 / keep, drawn on the host as the CPU draws it).
+// v <- v * mask (the mask holds 0 or 1 / keep).
 void multiply(float* v, const float* mask, std::int64_t count);
+// Inverted dropout: mask[i] = dropout_factor(seed, i, keep) (nn/random.hpp, as the CPU draws it), v[i] *= mask[i].
+void dropout_forward(std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count);
 // out = d * mask (dropout backward into another buffer).
 void multiply_into(const float* d, const float* mask, std::int64_t count, float* out);
 
