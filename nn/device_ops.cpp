@@ -246,10 +246,11 @@ void adamw_update(Device dev, float* p, const float* g, float* m, float* v, std:
   }
 }
 
-double sum_of_squares(Device dev, const float* x, std::int64_t count) {
-  LSB_ON_CUDA(dev, sum_of_squares(x, count));
+double sum_of_squares(Device dev, const std::vector<std::pair<const float*, std::int64_t>>& tensors) {
+  LSB_ON_CUDA(dev, sum_of_squares(tensors));
   double ss = 0;
-  for (std::int64_t i = 0; i < count; ++i) ss += static_cast<double>(x[i]) * x[i];
+  for (const auto& [x, count] : tensors)
+    for (std::int64_t i = 0; i < count; ++i) ss += static_cast<double>(x[i]) * x[i];
   return ss;
 }
 

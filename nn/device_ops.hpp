@@ -5,6 +5,7 @@
 // Device::cuda in a build without CUDA throws std::logic_error (the tensors could not exist).
 #pragma once
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "nn/memory.hpp"
@@ -83,7 +84,8 @@ void cross_entropy_backward(Device dev, const float* probs, const int* labels, s
 // (sqrt(v) inv_sqrt_c2 + eps).
 void adamw_update(Device dev, float* p, const float* g, float* m, float* v, std::int64_t count, float beta1,
                   float beta2, float decay, float step_size, float inv_sqrt_c2, float eps);
-// The sum of squares of x in double (a fixed order on each device).
-double sum_of_squares(Device dev, const float* x, std::int64_t count);
+// The sum of squares of every element of the tensors (pointer, count) in double, in a fixed order on each
+// device (on the GPU one copy back for all of them).
+double sum_of_squares(Device dev, const std::vector<std::pair<const float*, std::int64_t>>& tensors);
 
 }  // namespace lsb::device_ops

@@ -46,8 +46,14 @@ double warmup_linear_lr(double peak, std::int64_t step, std::int64_t warmup, std
 }
 
 double clip_grad_norm(const std::vector<std::pair<std::string, Param*>>& params, double max_norm) {
+  // One sum per device the gradients are on (in practice one), in parameter order.
   double ss = 0;
-  for (const auto& [name, p] : params) ss += device_ops::sum_of_squares(p->grad.device(), p->grad.data(), p->grad.numel());
+  for (const Device dev : {Device::cpu, Device::cuda}) {
+    std::vector<std::pair<const float*, std::int64_t>> grads;
+    for (const auto& [name, p] : params)
+      if (p->grad.device() == dev) grads.emplace_back(p->grad.data(), p->grad.numel());
+    if (!grads.empty()) ss += device_ops::sum_of_squares(dev, grads);
+  }
   const double norm = std::sqrt(ss);
   if (max_norm > 0 && norm > max_norm) {
     const float scale = static_cast<float>(max_norm / norm);

@@ -259,7 +259,13 @@ TEST_CASE("AdamW and the gradient norm on the GPU follow the CPU optimiser", "[c
   CHECK(max_abs_diff(to_host(dp, n), cpu_p) < 2e-6);  // nvcc may fuse multiply-adds the CPU rounds twice
   double ss = 0;
   for (float v : g) ss += static_cast<double>(v) * v;
-  CHECK(cuda::sum_of_squares(dg.data(), n) == Approx(ss).epsilon(1e-12));
-  CHECK(cuda::sum_of_squares(dg.data(), 0) == 0.0);
+  CHECK(cuda::sum_of_squares({{dg.data(), n}}) == Approx(ss).epsilon(1e-12));
+  CHECK(cuda::sum_of_squares({{dg.data(), 0}}) == 0.0);
+  // Several tensors (one of them empty, one spanning several partial sums) in one call.
+  const auto big = randv(10000, 8);
+  Tensor dbig = on_device(big);
+  double ss_big = ss;
+  for (float v : big) ss_big += static_cast<double>(v) * v;
+  CHECK(cuda::sum_of_squares({{dg.data(), n}, {dg.data(), 0}, {dbig.data(), 10000}}) == Approx(ss_big).epsilon(1e-12));
 }
 #endif

@@ -302,14 +302,21 @@ void adamw_update(float* p, const float* g, float* m, float* v, std::int64_t cou
   LSB_CUDA_LAUNCHED();
 }
 
-double sum_of_squares(const float* x, std::int64_t count) {
-  if (count == 0) return 0.0;
-  const std::int64_t threads = (count + kChunk - 1) / kChunk;
-  Tensor partial({2 * threads}, MemCategory::workspace, "sum-of-squares partials (double)", Device::cuda);
+double sum_of_squares(const std::vector<std::pair<const float*, std::int64_t>>& tensors) {
+  const std::size_t count = tensors.size();
+  std::vector<std::int64_t> first(count + 1, 0);  // where each tensor's partial sums start
+  for (std::size_t k = 0; k < count; ++k) first[k + 1] = first[k] + (tensors[k].second + kChunk - 1) / kChunk;
+  if (first[count] == 0) return 0.0;
+  Tensor partial({2 * first[count]}, MemCategory::workspace, "sum-of-squares partials (double)", Device::cuda);
   auto* dp = reinterpret_cast<double*>(partial.data());
-  sum_of_squares_partial_kernel<<<blocks(threads), kThreads>>>(x, count, threads, dp);
-  LSB_CUDA_LAUNCHED();
-  std::vector<double> host(static_cast<std::size_t>(threads));
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::int64_t parts = first[k + 1] - first[k];
+    if (parts == 0) continue;
+    sum_of_squares_partial_kernel<<<blocks(parts), kThreads>>>(tensors[k].first, tensors[k].second, parts,
+                                                               dp + first[k]);
+    LSB_CUDA_LAUNCHED();
+  }
+  std::vector<double> host(static_cast<std::size_t>(first[count]));
   copy(host.data(), dp, host.size() * sizeof(double));
   double s = 0;
   for (double v : host) s += v;

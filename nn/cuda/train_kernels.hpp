@@ -7,6 +7,8 @@
 // formulas where a GPU is present.
 #pragma once
 #include <cstdint>
+#include <utility>
+#include <vector>
 
 namespace lsb::cuda {
 
@@ -63,7 +65,8 @@ void cross_entropy_backward(const float* probs, const int* labels, std::int64_t 
 // sqrt(c2) + eps) with step_size = lr / c1, decay = lr * weight_decay.
 void adamw_update(float* p, const float* g, float* m, float* v, std::int64_t count, float beta1, float beta2,
                   float decay, float step_size, float inv_sqrt_c2, float eps);
-// The sum of squares of x in double, in a fixed order (for gradient-norm clipping).
-double sum_of_squares(const float* x, std::int64_t count);
+// The sum of squares of every element of the tensors (pointer, count) in double, in a fixed order (for
+// gradient-norm clipping): one launch per tensor into one buffer, one copy back.
+double sum_of_squares(const std::vector<std::pair<const float*, std::int64_t>>& tensors);
 
 }  // namespace lsb::cuda
