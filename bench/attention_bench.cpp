@@ -48,7 +48,7 @@ class DeviceBuffers {
 
 ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_t D, std::int64_t h,
                                        bool with_backward, std::uint64_t seed, Device device, Precision precision) {
-  const PrecisionScope scope(precision);
+  const PrecisionScope scope(precision, device);
   const double tolerance_fwd = precision == Precision::bf16 ? 0x1p-5 : 1e-4;
   const double tolerance_grad = precision == Precision::bf16 ? 0x1p-5 : 1e-3;
   const VariantSpec spec = VariantSpec::parse(spec_text);
@@ -180,7 +180,7 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
                                        const TimingPolicy& timing, double peak_gflops) {
   auto& mt = MemoryTracker::instance();
   const Device dev = pt.device;
-  const PrecisionScope precision(pt.precision);
+  const PrecisionScope precision(pt.precision, pt.device);
   nlohmann::json res = {{"kind", "sweep-point"}};
   auto set_config = [&](const Attention* a) {
     res["config"] = attention_point_config(pt, a);

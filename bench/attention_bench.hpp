@@ -19,7 +19,7 @@ struct AttentionBenchOptions {
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
   std::string device = "cpu";  // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 (the products; CPU only)
+  std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
   int threads = 0;           // 0 = OpenMP default
   std::string memory_budget;  // "" = none
   std::string json_path;      // "" = no report file

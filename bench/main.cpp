@@ -109,7 +109,7 @@ int main(int argc, char** argv) {
   cmd_bench->add_option("--json", bench.json_path, "Write the report here (atomically, after every point)");
   cmd_bench->add_option("--device", bench.device, "cpu or cuda")->capture_default_str();
   cmd_bench->add_option("--precision", bench.precision,
-                        "fp32, or bf16: products on bf16-rounded operands with fp32 accumulation (CPU)")
+                        "fp32, or bf16: products on bf16-rounded operands with fp32 accumulation")
       ->capture_default_str();
   cmd_bench->add_option("--seed", bench.seed, "Seed of parameters and inputs")->capture_default_str();
   add_timing_options(cmd_bench, bench.timing);
@@ -144,7 +144,7 @@ int main(int argc, char** argv) {
   cmd_train->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
   cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)");
   cmd_train->add_option("--device", tg.device, "cpu or cuda (the whole training step)")->capture_default_str();
-  cmd_train->add_option("--precision", tg.precision, "fp32, or bf16 products with fp32 accumulation (CPU)")
+  cmd_train->add_option("--precision", tg.precision, "fp32, or bf16 products with fp32 accumulation")
       ->capture_default_str();
   cmd_train->add_option("--memory-budget", tg.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
   cmd_train->add_option("--difficulty", tg.difficulty, "pathfinder, pathx: baseline, 9 or 14 (LRA's)")
@@ -200,7 +200,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   cmd_sweep->add_option("--task", sw.task, "listops, text, retrieval, image, pathfinder or pathx: vocabulary, classes (and two towers) of the model modes");
   cmd_sweep->add_option("--device", sw_devices, "cpu, cuda (a list)")->capture_default_str();
-  cmd_sweep->add_option("--precision", sw_precisions, "fp32, bf16 (a list; bf16 on the CPU only)")->capture_default_str();
+  cmd_sweep->add_option("--precision", sw_precisions, "fp32, bf16 (a list; bf16: the products)")->capture_default_str();
   cmd_sweep->add_option("--threads", sw_threads, "CPU thread counts (0: OpenMP's default)")->capture_default_str();
   cmd_sweep->add_option("--memory-budget", sw.memory_budget, "Points above it are recorded as oom (e.g. 16GiB)");
   cmd_sweep->add_option("--out", sw.out, "Report path (journal beside it while running)");
@@ -226,7 +226,7 @@ int main(int argc, char** argv) {
   cmd_maxlen->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
   cmd_maxlen->add_option("--task", ml.task, "a task's vocabulary and classes (model modes)");
   cmd_maxlen->add_option("--device", ml.device, "cpu or cuda")->capture_default_str();
-  cmd_maxlen->add_option("--precision", ml.precision, "fp32 or bf16 (CPU)")->capture_default_str();
+  cmd_maxlen->add_option("--precision", ml.precision, "fp32 or bf16 (the products)")->capture_default_str();
   cmd_maxlen->add_option("--threads", ml.threads, "CPU threads (0: OpenMP's default)");
   cmd_maxlen->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
   cmd_maxlen->add_option("--out", ml.out, "Report path");
@@ -264,7 +264,7 @@ int main(int argc, char** argv) {
   cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default: smoke 4GiB, lra-small 80% of the memory)");
   cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)");
   cmd_lra->add_option("--device", lra.device, "cpu or cuda (every run and the efficiency sweep)")->capture_default_str();
-  cmd_lra->add_option("--precision", lra.precision, "fp32, or bf16 products with fp32 accumulation (CPU)")
+  cmd_lra->add_option("--precision", lra.precision, "fp32, or bf16 products with fp32 accumulation")
       ->capture_default_str();
   cmd_lra->add_option("--seed", lra.seed, "Parameters, batch order and dropout of every run")->capture_default_str();
   cmd_lra->add_flag("!--no-progress", lra.progress, "No live progress line");

@@ -285,7 +285,7 @@ class PointRunner {
     omp_set_num_threads(p.threads > 0 ? p.threads : default_threads_);
     try {
       if (!is_attention_mode(p.mode)) {
-        const PrecisionScope scope(precision);
+        const PrecisionScope scope(precision, dev);
         return measure_model_point(p, config, timing_, peak(dev), seed_);
       }
       const bool bwd = p.mode == "attn-fwdbwd";

@@ -202,7 +202,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   const Device dev = parse_device(o.device, "--device");
   const Precision precision = parse_precision(o.precision, "--precision");
   require_precision(precision, dev);
-  const PrecisionScope precision_scope(precision);
+  const PrecisionScope precision_scope(precision, dev);
   auto& tracker = MemoryTracker::instance();
   tracker.release_cached(dev);
   tracker.reset_peak(dev);

@@ -33,7 +33,7 @@ struct TrainOptions {
   // Execution.
   int threads = 0;  // 0 = OpenMP's default
   std::string device = "cpu";      // cpu | cuda: where the model and every step live
-  std::string precision = "fp32";  // fp32 | bf16 (the products; CPU only)
+  std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
   std::string memory_budget;  // "" = none
   std::string out, checkpoint_dir;
   bool resume = false, progress = true;

@@ -11,8 +11,12 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/tensor.hpp"
+#if LSBENCH_HAVE_CUDA
+#include "nn/cuda/blas.hpp"
+#endif
 
 namespace lsb {
 namespace {
@@ -261,13 +265,21 @@ bool bf16_matmul_available(std::string* why) {
 
 void require_precision(Precision p, Device device) {
   if (p == Precision::fp32) return;
-  if (device == Device::cuda) throw UsageError("--precision bf16: CPU only so far (the CUDA kernels are fp32)");
+  if (device == Device::cuda) {
+    if (cuda::device_count() == 0) return;  // the device's own error says why
+    const cuda::DeviceInfo gpu = cuda::query(0);
+    if (gpu.sm_major < 8)
+      throw UsageError(fmt::format("--precision bf16: {} (compute capability {}.{}) has no bf16 tensor cores; "
+                                   "8.0 or newer is needed",
+                                   gpu.name, gpu.sm_major, gpu.sm_minor));
+    return;
+  }
   std::string why;
   if (!bf16_matmul_available(&why)) throw UsageError("--precision bf16: " + why);
 }
 
-PrecisionScope::PrecisionScope(Precision p) : saved_(g_precision) {
-  require_precision(p, Device::cpu);
+PrecisionScope::PrecisionScope(Precision p, Device device) : saved_(g_precision) {
+  require_precision(p, device);
   g_precision = p;
 }
 // Leaving bf16 frees the staging buffers, so that a measurement's peak never holds another's copies.
@@ -276,6 +288,9 @@ PrecisionScope::~PrecisionScope() {
     std::lock_guard<std::mutex> lock(cache_mu);
     staging(0) = Tensor();
     staging(1) = Tensor();
+#if LSBENCH_HAVE_CUDA
+    cuda::release_bf16_staging();
+#endif
   }
   g_precision = saved_;
 }

@@ -47,23 +47,26 @@ struct MatRef {
   }
 };
 
-// The precision of the products matmul() computes. fp32: fp32 operands. bf16: both operands rounded
-// to bfloat16 (round to nearest even) into tracked staging buffers, products accumulated in fp32 by
-// oneDNN's bf16 kernels, c stays fp32 (so does everything outside the products). gemm_tile is always
-// fp32. The setting is process-wide; the drivers set it per run with PrecisionScope.
+// The precision of the products matmul() (and, on the GPU, cuda::gemm) computes. fp32: fp32 operands.
+// bf16: both operands rounded to bfloat16 (round to nearest even) into tracked staging buffers, products
+// accumulated in fp32 by oneDNN's bf16 kernels (cuBLAS on tensor cores on the GPU), c stays fp32 (so
+// does everything outside the products). gemm_tile and the GPU's own attention kernels (flash, the
+// windows) are always fp32. The setting is process-wide; the drivers set it per run with PrecisionScope.
 enum class Precision { fp32, bf16 };
 Precision parse_precision(const std::string& name, const char* option);  // UsageError naming the option
 const char* precision_name(Precision p);
 Precision matmul_precision();
-// UsageError naming --precision when `p` cannot run on `device` here (bf16: CPU only, and only where
-// bf16_matmul_available()).
+// UsageError naming --precision when `p` cannot run on `device` here (bf16: on the CPU where
+// bf16_matmul_available(), on a GPU of compute capability 8.0 or newer; a missing GPU is left to the
+// device's own error).
 void require_precision(Precision p, Device device);
 // Whether this CPU and oneDNN build have bf16 matmul kernels (AVX-512 or newer); the reason when not.
 bool bf16_matmul_available(std::string* why = nullptr);
-// Sets the precision for its lifetime (UsageError for bf16 where bf16_matmul_available() is false).
+// Sets the precision for its lifetime (require_precision(p, device) first). Leaving bf16 frees the
+// staging buffers of both devices.
 class PrecisionScope {
  public:
-  explicit PrecisionScope(Precision p);
+  explicit PrecisionScope(Precision p, Device device = Device::cpu);
   ~PrecisionScope();
   PrecisionScope(const PrecisionScope&) = delete;
   PrecisionScope& operator=(const PrecisionScope&) = delete;

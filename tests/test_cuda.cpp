@@ -302,4 +302,83 @@ TEST_CASE("cuda::gemm equals the CPU matmul on strided, transposed and batched v
     CHECK(rel_diff(std::vector<float>(got.begin(), got.begin() + expect.size()), expect, 0) <= 1e-5);
   }
 }
+
+TEST_CASE("cuda::gemm in bf16 is the fp32-accumulated product of the rounded operands", "[cuda][matmul][bf16]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  struct Case {
+    std::int64_t M, N, K;
+    bool ta, tb;
+  };
+  // cuBLAS on staged operands (plain, transposed, a column-major output), then the split-K path.
+  for (const Case cs : {Case{37, 19, 23, false, false}, Case{8, 33, 65, true, false}, Case{16, 16, 40, false, true},
+                        Case{1, 40, 24, false, true}, Case{32, 64, 4096, true, false}}) {
+    INFO("M=" << cs.M << " N=" << cs.N << " K=" << cs.K << " ta=" << cs.ta << " tb=" << cs.tb);
+    const std::int64_t b0 = 2, b1 = 3;
+    std::vector<float> A(b0 * b1 * cs.M * cs.K), B(b0 * b1 * cs.K * cs.N), C(b0 * b1 * cs.M * cs.N);
+    Rng rng(12);
+    for (auto& v : A) v = static_cast<float>(rng.normal());
+    for (auto& v : B) v = static_cast<float>(rng.normal());
+    std::vector<float> Ar(A), Br(B);
+    for (auto& v : Ar) v = round_to_bf16(v);
+    for (auto& v : Br) v = round_to_bf16(v);
+    auto view = [&](const float* p, std::int64_t rows, std::int64_t cols, bool t) {
+      const MatRef m = t ? MatRef::rowmajor(p, cols, rows, rows).t() : MatRef::rowmajor(p, rows, cols, cols);
+      return m.batched(b0, b1 * rows * cols, b1, rows * cols);
+    };
+    std::vector<float> expect(C.size()), unrounded(C.size());
+    matmul(view(Ar.data(), cs.M, cs.K, cs.ta), view(Br.data(), cs.K, cs.N, cs.tb), view(expect.data(), cs.M, cs.N, false));
+    matmul(view(A.data(), cs.M, cs.K, cs.ta), view(B.data(), cs.K, cs.N, cs.tb), view(unrounded.data(), cs.M, cs.N, false));
+    Tensor dA = upload(A.data(), A.size() * 4, "A"), dB = upload(B.data(), B.size() * 4, "B"),
+           dC = upload(C.data(), C.size() * 4, "C");
+    {
+      const PrecisionScope bf16(Precision::bf16, Device::cuda);
+      cuda::gemm(view(dA.data(), cs.M, cs.K, cs.ta), view(dB.data(), cs.K, cs.N, cs.tb),
+                 view(dC.data(), cs.M, cs.N, false));
+    }
+    const auto got = download(dC);
+    CHECK(rel_diff(got, expect, 0) <= 1e-5);
+    CHECK(rel_diff(got, unrounded, 0) >= 1e-4);  // the operands really were rounded
+  }
+}
+
+// The bf16 rule of docs/VARIANTS.md on the GPU, as tests/test_attention.cpp checks it on the CPU.
+TEST_CASE("every CUDA variant in bf16 stays within the bf16 tolerance of float64", "[cuda][attention][bf16]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  for (const auto& spec : kCudaSpecs) {
+    INFO(spec);
+    const Problem p = test::make_problem(2, 48, 32, 4, 13, 11);
+    auto cpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n);
+    test::randomize(*cpu, 3);
+    auto gpu = make_attention(VariantSpec::parse(spec), p.D, p.h, p.n, Device::cuda);
+    copy_param_values(*cpu, *gpu);
+    std::vector<float> dy(p.x.size());
+    Rng rng(5);
+    for (auto& v : dy) v = static_cast<float>(rng.normal());
+    const Pass f32 = run_pass(*gpu, p, dy);  // the module's buffers exist from here on
+    const auto live = MemoryTracker::instance().stats(Device::cuda).live;
+    Pass b16;
+    {
+      const PrecisionScope bf16(Precision::bf16, Device::cuda);
+      b16 = run_pass(*gpu, p, dy);
+    }
+    CHECK(MemoryTracker::instance().stats(Device::cuda).live == live);  // leaving bf16 freed the staging
+    const auto ref = reference_attention(cpu->name(), cpu->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*cpu),
+                                         test::to_f64(p.x), p.mask);
+    const double err = compare_to_reference(b16.y.data(), ref).max_rel;
+    CHECK(err <= 0x1p-5);
+    CHECK(err >= 0x1p-10);
+    const double dx_scale = max_abs(f32.dx);
+    CHECK(rel_diff(b16.dx, f32.dx, 0) <= 0x1p-5);
+    for (std::size_t i = 0; i < f32.grads.size(); ++i) {
+      INFO("gradient of " << gpu->params()[i].name);
+      CHECK(rel_diff(b16.grads[i], f32.grads[i], dx_scale) <= 0x1p-5);
+    }
+  }
+}
 #endif

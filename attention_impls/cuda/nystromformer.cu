@@ -278,7 +278,9 @@ class CudaNystromformer final : public CudaProjectedAttention {
   }
 
  private:
+  // The iteration's products stay fp32 under --precision bf16, as on the CPU (nystromformer.cpp says why).
   void pinv_forward() {
+    const PrecisionScope fp32(Precision::fp32);
     const std::int64_t me = me_, bh = b_ * heads_, total = bh * me * me;
     const float* A = P2_.data();
     float* sums = slot(kU1);  // (bh, me) column sums, before the slot is needed
@@ -301,6 +303,7 @@ class CudaNystromformer final : public CudaProjectedAttention {
 
   // As NystromformerAttention::pinv_backward: dZ in slot kG, dK2 out in slot kdA.
   void pinv_backward() {
+    const PrecisionScope fp32(Precision::fp32);  // as in pinv_forward
     const std::int64_t me = me_, bh = b_ * heads_;
     const float* A = P2_.data();
     float* dA = slot(kdA);

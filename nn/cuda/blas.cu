@@ -1,5 +1,8 @@
 #include "nn/cuda/blas.hpp"
 
+#include <cuda_bf16.h>
+
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -19,6 +22,20 @@ cublasHandle_t handle() {
   }();
   return h;
 }
+
+// bf16 products: the default math mode, so that cuBLAS may use tensor cores (bf16 x bf16 products are
+// exact in fp32; accumulation stays fp32 with CUBLAS_COMPUTE_32F).
+cublasHandle_t bf16_handle() {
+  static cublasHandle_t h = [] {
+    cublasHandle_t created = nullptr;
+    LSB_CUBLAS_CHECK(cublasCreate(&created));
+    LSB_CUBLAS_CHECK(cublasSetMathMode(created, CUBLAS_DEFAULT_MATH));
+    return created;
+  }();
+  return h;
+}
+
+__device__ __forceinline__ float bf16_rounded(float x) { return __bfloat162float(__float2bfloat16_rn(x)); }
 
 // cuBLAS is column-major: the row-major product C = A B is computed as C^T = B^T A^T, where the
 // memory of a row-major view (unit column stride) is its transpose in column-major form.
@@ -43,7 +60,7 @@ constexpr std::int64_t kSplitMaxOutput = 8192;  // M * N floats of the accumulat
 constexpr int kSplitThreads = 256;
 
 __global__ void splitk_partial_kernel(MatRef a, MatRef b, std::int64_t M, std::int64_t N, std::int64_t K, int T,
-                                      float* partial) {
+                                      bool bf16, float* partial) {
   extern __shared__ float smem[];
   float* acc = smem;            // (M, N)
   float* As = acc + M * N;      // (T, M): As[t][i] = a(i, k0 + t)
@@ -56,11 +73,13 @@ __global__ void splitk_partial_kernel(MatRef a, MatRef b, std::int64_t M, std::i
     __syncthreads();
     for (std::int64_t idx = threadIdx.x; idx < T * M; idx += blockDim.x) {
       const std::int64_t t = idx / M, i = idx % M, k = k0 + t;
-      As[idx] = k < K ? pa[i * a.rs + k * a.cs] : 0.0f;
+      const float v = k < K ? pa[i * a.rs + k * a.cs] : 0.0f;
+      As[idx] = bf16 ? bf16_rounded(v) : v;
     }
     for (std::int64_t idx = threadIdx.x; idx < T * N; idx += blockDim.x) {
       const std::int64_t t = idx / N, j = idx % N, k = k0 + t;
-      Bs[idx] = k < K ? pb[k * b.rs + j * b.cs] : 0.0f;
+      const float v = k < K ? pb[k * b.rs + j * b.cs] : 0.0f;
+      Bs[idx] = bf16 ? bf16_rounded(v) : v;
     }
     __syncthreads();
     for (std::int64_t idx = threadIdx.x; idx < M * N; idx += blockDim.x) {  // each thread owns its outputs
@@ -89,7 +108,7 @@ bool use_split_k(std::int64_t M, std::int64_t N, std::int64_t K) {
   return M * N <= kSplitMaxOutput && K >= 1024 && K >= 16 * std::max(M, N);
 }
 
-void gemm_split_k(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, float beta) {
+void gemm_split_k(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, float beta, bool bf16) {
   const std::int64_t M = c.rows, N = c.cols, K = a.cols, batch = c.batch[0] * c.batch[1];
   const int T = static_cast<int>(std::min<std::int64_t>(64, std::max<std::int64_t>(8, (12288 - M * N) / (M + N))));
   const int blocks = static_cast<int>(
@@ -102,14 +121,91 @@ void gemm_split_k(const MatRef& a, const MatRef& b, const MatRef& c, float alpha
   }
   const std::size_t smem = static_cast<std::size_t>(M * N + T * (M + N)) * sizeof(float);
   splitk_partial_kernel<<<dim3(blocks, static_cast<unsigned>(batch)), kSplitThreads, smem>>>(a, b, M, N, K, T,
-                                                                                            scratch.data());
+                                                                                            bf16, scratch.data());
   LSB_CUDA_LAUNCHED();
   splitk_reduce_kernel<<<dim3(LSB_BLOCKS(M * N, kSplitThreads), static_cast<unsigned>(batch)), kSplitThreads>>>(
       scratch.data(), blocks, c, M, N, alpha, beta);
   LSB_CUDA_LAUNCHED();
 }
 
+// The bf16 staging buffers of the two operands (tracked, grown to the largest request, kept until the
+// run leaves bf16).
+std::mutex staging_mu;
+Tensor& staging(int which) {
+  static Tensor buffers[2];
+  return buffers[which];
+}
+
+// One operand rounded to bf16 and packed: its distinct matrices (a batch dimension of stride 0 is
+// staged once) one after another, each row-major when the view has a unit column stride, else
+// column-major. `view` describes the packed copy as a MatRef over it (strides in elements; data unused),
+// `stride[s]` the packed stride of batch dimension s (0 where the view's is 0).
+struct StagedOperand {
+  const __nv_bfloat16* data = nullptr;
+  MatRef view;
+  long long stride[2] = {0, 0};
+};
+
+__global__ void stage_bf16_kernel(MatRef m, std::int64_t n0, std::int64_t n1, bool row_major, __nv_bfloat16* out) {
+  const std::int64_t per = m.rows * m.cols;
+  const std::int64_t idx = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
+  if (idx >= n0 * n1 * per) return;
+  const std::int64_t e = idx % per, bb = idx / per, b0 = bb / n1, b1 = bb % n1;
+  const std::int64_t i = row_major ? e / m.cols : e % m.rows, j = row_major ? e % m.cols : e / m.rows;
+  out[idx] = __float2bfloat16_rn(m.data[b0 * m.bstride[0] + b1 * m.bstride[1] + i * m.rs + j * m.cs]);
+}
+
+StagedOperand stage_bf16(int which, const MatRef& m) {
+  const std::int64_t n0 = m.bstride[0] == 0 ? 1 : m.batch[0], n1 = m.bstride[1] == 0 ? 1 : m.batch[1];
+  const std::int64_t per = m.rows * m.cols, count = n0 * n1 * per;
+  const bool row_major = m.cs == 1 || m.rs != 1 || m.rows == 1;
+  Tensor& buf = staging(which);
+  if (buf.numel() * 2 < count) {
+    buf = Tensor();
+    buf = Tensor({(count + 1) / 2}, MemCategory::workspace, "bf16 staging of a product's operand", Device::cuda);
+  }
+  auto* out = reinterpret_cast<__nv_bfloat16*>(buf.data());
+  stage_bf16_kernel<<<LSB_BLOCKS(count, kSplitThreads), kSplitThreads>>>(m, n0, n1, row_major, out);
+  LSB_CUDA_LAUNCHED();
+  StagedOperand s;
+  s.data = out;
+  s.view = m;
+  s.view.rs = row_major ? m.cols : 1;
+  s.view.cs = row_major ? 1 : m.rows;
+  s.stride[1] = n1 > 1 ? per : 0;
+  s.stride[0] = n0 > 1 ? n1 * per : 0;
+  return s;
+}
+
+// As the fp32 path of gemm below, on staged operands: cublasGemmStridedBatchedEx, bf16 in, fp32 out.
+void gemm_bf16(const MatRef& a_in, const MatRef& b_in, const MatRef& c, float alpha, float beta) {
+  const std::lock_guard<std::mutex> lock(staging_mu);
+  const StagedOperand a = stage_bf16(0, a_in), b = stage_bf16(1, b_in);
+  const long long M = c.rows, N = c.cols, K = a.view.cols;
+  const ColMajorOperand A = transposed_operand(a.view), B = transposed_operand(b.view);
+  const long long ldc = c.rows == 1 ? std::max<long long>(c.rs, N) : c.rs;
+  const bool inner = c.batch[1] > 1;
+  const int count = static_cast<int>(inner ? c.batch[1] : c.batch[0]);
+  const int outer = static_cast<int>(inner ? c.batch[0] : 1);
+  const int s = inner ? 1 : 0;
+  for (int i = 0; i < outer; ++i) {
+    const __nv_bfloat16* pa = a.data + i * a.stride[0];
+    const __nv_bfloat16* pb = b.data + i * b.stride[0];
+    float* pc = c.data + i * c.bstride[0];
+    LSB_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+        bf16_handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, pb,
+        CUDA_R_16BF, static_cast<int>(B.ld), b.stride[s], pa, CUDA_R_16BF, static_cast<int>(A.ld), a.stride[s], &beta,
+        pc, CUDA_R_32F, static_cast<int>(ldc), c.bstride[s], count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  }
+}
+
 }  // namespace
+
+void release_bf16_staging() {
+  const std::lock_guard<std::mutex> lock(staging_mu);
+  staging(0) = Tensor();
+  staging(1) = Tensor();
+}
 
 void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alpha, float beta) {
   MatRef a = a_in, b = b_in, c = c_in;
@@ -122,7 +218,9 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
     throw std::logic_error("cuda::gemm: shapes do not match");
   const long long M = c.rows, N = c.cols, K = a.cols;
   if (M == 0 || N == 0) return;
-  if (use_split_k(M, N, K)) return gemm_split_k(a, b, c, alpha, beta);
+  const bool bf16 = matmul_precision() == Precision::bf16;
+  if (use_split_k(M, N, K)) return gemm_split_k(a, b, c, alpha, beta, bf16);
+  if (bf16) return gemm_bf16(a, b, c, alpha, beta);
   const ColMajorOperand A = transposed_operand(a), B = transposed_operand(b);
   const long long ldc = c.rows == 1 ? std::max<long long>(c.rs, N) : c.rs;
   // Batch: strided over the inner batch dimension, a loop over the outer one (b is small).

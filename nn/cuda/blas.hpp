@@ -7,6 +7,11 @@
 namespace lsb::cuda {
 
 // c = alpha * a @ b + beta * c on the default stream. Every view needs a unit row or column stride.
+// Under --precision bf16 (matmul_precision()) both operands are rounded to bfloat16 (nearest even) into
+// compact staging buffers and multiplied on tensor cores with fp32 accumulation into the fp32 c, as the
+// CPU does with oneDNN; the split-K kernel rounds its operands as it loads them.
 void gemm(const MatRef& a, const MatRef& b, const MatRef& c, float alpha = 1.0f, float beta = 0.0f);
+// Frees the bf16 staging buffers (PrecisionScope calls it when a run leaves bf16).
+void release_bf16_staging();
 
 }  // namespace lsb::cuda
