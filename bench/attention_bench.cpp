@@ -9,6 +9,7 @@
 
 #include "attention_impls/attention.hpp"
 #include "attention_impls/reference_f64.hpp"
+#include "bench/device_buffers.hpp"
 #include "bench/machine.hpp"
 #include "bench/result_fields.hpp"
 #include "nn/cuda/device.hpp"
@@ -17,34 +18,6 @@
 #include "reports/report.hpp"
 
 namespace lsb {
-
-namespace {
-
-// Host vectors on the module's device for one call (plain pointers on the CPU, device copies on CUDA).
-class DeviceBuffers {
- public:
-  explicit DeviceBuffers(Device dev) : dev_(dev) {}
-  // A device copy of host data (or the host pointer itself on the CPU).
-  template <typename T>
-  T* on_device(std::vector<T>& host, const char* what) {
-    if (dev_ == Device::cpu) return host.data();
-    const auto bytes = static_cast<std::int64_t>(host.size() * sizeof(T));
-    keep_.emplace_back(Shape{(bytes + 3) / 4}, MemCategory::data, what, Device::cuda);
-    cuda::copy(keep_.back().data(), host.data(), static_cast<std::size_t>(bytes));
-    return reinterpret_cast<T*>(keep_.back().data());
-  }
-  // Copies device results back into `host` (no-op on the CPU).
-  template <typename T>
-  void to_host(const T* device_ptr, std::vector<T>& host) {
-    if (dev_ == Device::cuda) cuda::copy(host.data(), device_ptr, host.size() * sizeof(T));
-  }
-
- private:
-  Device dev_;
-  std::vector<Tensor> keep_;
-};
-
-}  // namespace
 
 ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_t D, std::int64_t h,
                                        bool with_backward, std::uint64_t seed, Device device, Precision precision) {

@@ -69,6 +69,7 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
 
 struct AttentionRunOptions {
   std::string variant, weights_dir, input, mask, output, grad_output, grads_dir;
+  std::string device = "cpu", precision = "fp32";
   std::int64_t heads = 0;
   int threads = 0;
 };

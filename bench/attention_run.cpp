@@ -9,7 +9,9 @@
 
 #include "attention_impls/attention.hpp"
 #include "bench/attention_bench.hpp"
+#include "bench/device_buffers.hpp"
 #include "nn/errors.hpp"
+#include "nn/matmul.hpp"
 #include "nn/npy.hpp"
 
 namespace lsb {
@@ -17,6 +19,9 @@ namespace lsb {
 int run_attention_interop(const AttentionRunOptions& opt) {
   namespace fs = std::filesystem;
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  const Device dev = parse_device(opt.device, "--device");
+  const Precision precision = parse_precision(opt.precision, "--precision");
+  require_precision(precision, dev);
   VariantSpec spec = VariantSpec::parse(opt.variant);
   const NpyArray xa = read_npy(opt.input);
   if (xa.shape.size() != 3)
@@ -32,15 +37,20 @@ int run_attention_interop(const AttentionRunOptions& opt) {
     if (e.shape.size() != 2) throw InputError(fmt::format("{}: e must be (k, n_max), found {}", weight_path("e"), shape_str(e.shape)));
     spec.params["n_max"] = std::to_string(e.shape[1]);
   }
-  auto a = make_attention(spec, D, opt.heads, n);
-  for (auto& p : a->params()) {
+  auto host = make_attention(spec, D, opt.heads, n);  // the weights are read into this one
+  for (auto& p : host->params()) {
     const std::string path = weight_path(p.name);
     if (!fs::exists(path))
       throw InputError(fmt::format("{}: missing weight '{}' of shape {} for {}", path, p.name,
-                                   shape_str(p.value.shape()), a->spec_string()));
+                                   shape_str(p.value.shape()), host->spec_string()));
     const auto w = load_npy_f32(path, p.value.shape(), "weight " + p.name);
     std::copy(w.begin(), w.end(), p.value.data());
   }
+  auto on_gpu = dev == Device::cpu ? nullptr : make_attention(spec, D, opt.heads, n, dev);
+  if (on_gpu) copy_param_values(*host, *on_gpu);
+  Attention* a = on_gpu ? on_gpu.get() : host.get();
+  const PrecisionScope scope(precision, dev);
+  DeviceBuffers buffers(dev);
   std::vector<std::uint8_t> mask(b * n, 1);
   if (!opt.mask.empty()) mask = load_npy_mask(opt.mask, {b, n});
 
@@ -59,23 +69,31 @@ int run_attention_interop(const AttentionRunOptions& opt) {
   };
   std::vector<std::uint8_t> pmask(b * pn, 0);
   for (std::int64_t bi = 0; bi < b; ++bi) std::copy(&mask[bi * n], &mask[bi * n] + n, &pmask[bi * pn]);
-  const std::vector<float> px = pad(x.data());
+  std::vector<float> px = pad(x.data());
   std::vector<float> y(b * pn * D);
   const bool bwd = !opt.grad_output.empty();
-  a->forward(px.data(), pmask.data(), b, pn, y.data(), bwd);
+  float* y_on = buffers.on_device(y, "attention run y");
+  a->forward(buffers.on_device(px, "attention run x"), buffers.on_device(pmask, "attention run mask"), b, pn, y_on,
+             bwd);
+  buffers.to_host(y_on, y);
   write_npy_f32(opt.output, {b, n, D}, crop(y).data());
   if (pn != n) fmt::print("padded n {} -> {} (multiple required by {})\n", n, pn, a->spec_string());
   fmt::print("wrote {} {}\n", opt.output, shape_str({b, n, D}));
   if (!bwd) return kOk;
   const std::vector<float> dy = load_npy_f32(opt.grad_output, {b, n, D}, "output gradient dy");
-  const std::vector<float> pdy = pad(dy.data());
+  std::vector<float> pdy = pad(dy.data());
   std::vector<float> dx(b * pn * D);
   a->zero_grad();
-  a->backward(pdy.data(), dx.data());
+  float* dx_on = buffers.on_device(dx, "attention run dx");
+  a->backward(buffers.on_device(pdy, "attention run dy"), dx_on);
+  buffers.to_host(dx_on, dx);
   fs::create_directories(opt.grads_dir);
   write_npy_f32((fs::path(opt.grads_dir) / "dx.npy").string(), {b, n, D}, crop(dx).data());
-  for (auto& p : a->params())
-    write_npy_f32((fs::path(opt.grads_dir) / ("d" + p.name + ".npy")).string(), p.grad.shape(), p.grad.data());
+  for (auto& p : a->params()) {
+    Tensor grad(p.grad.shape(), MemCategory::workspace, "attention run gradient copy");  // on the host
+    copy_elements(p.grad, grad);
+    write_npy_f32((fs::path(opt.grads_dir) / ("d" + p.name + ".npy")).string(), grad.shape(), grad.data());
+  }
   fmt::print("wrote dx and {} parameter gradients to {}\n", a->params().size(), opt.grads_dir);
   return kOk;
 }

@@ -121,6 +121,9 @@ int main(int argc, char** argv) {
   cmd_run->add_option("--weights", run.weights_dir, "Directory with one .npy per parameter")->required();
   cmd_run->add_option("--input", run.input, "x.npy, float32 (b, n, D)")->required();
   cmd_run->add_option("--mask", run.mask, "mask.npy (b, n), 1 = real token; bool/uint8/int32/int64/float");
+  cmd_run->add_option("--device", run.device, "cpu or cuda")->capture_default_str();
+  cmd_run->add_option("--precision", run.precision, "fp32, or bf16 products with fp32 accumulation")
+      ->capture_default_str();
   cmd_run->add_option("--output", run.output, "Write y.npy here")->required();
   auto* go = cmd_run->add_option("--grad-output", run.grad_output, "dy.npy (b, n, D): also run the backward");
   cmd_run->add_option("--grads", run.grads_dir, "Directory for dx.npy and d<name>.npy")->needs(go);

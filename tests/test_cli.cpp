@@ -8,6 +8,7 @@
 
 #include "attention_impls/attention.hpp"
 #include "attention_impls/reference_f64.hpp"
+#include "nn/cuda/device.hpp"
 #include "nn/matmul.hpp"
 #include "nn/npy.hpp"
 #include "reports/report.hpp"
@@ -129,6 +130,27 @@ TEST_CASE("attention run reproduces the float64 reference from .npy weights and 
   CHECK(compare_to_reference(y.data(), ref).max_rel < 2e-6);
   CHECK(load_npy_f32((dir / "g" / "dx.npy").string(), {b, n, D}, "dx").size() == std::size_t(b * n * D));
   for (auto& p : a->params()) CHECK(fs::exists(dir / "g" / ("d" + p.name + ".npy")));
+
+  // bf16 products: within the bf16 rule of float64 and visibly not fp32 (docs/VARIANTS.md).
+  r = run_cli(base + " --precision bf16");
+  if (bf16_matmul_available()) {
+    REQUIRE(r.code == 0);
+    const double err = compare_to_reference(load_npy_f32((dir / "y.npy").string(), {b, n, D}, "y").data(), ref).max_rel;
+    CHECK(err <= 0x1p-5);
+    CHECK(err >= 0x1p-10);
+  } else {
+    CHECK(r.code == 2);
+  }
+  // On the GPU: the same outputs (the CUDA rule: within twice the CPU's error, floor 2e-6); without one, a
+  // usage error naming the reason.
+  r = run_cli(base + " --device cuda --grad-output " + (dir / "dy.npy").string() + " --grads " + (dir / "g").string());
+  if (cuda::device_count() > 0) {
+    REQUIRE(r.code == 0);
+    CHECK(compare_to_reference(load_npy_f32((dir / "y.npy").string(), {b, n, D}, "y").data(), ref).max_rel < 4e-6);
+  } else {
+    CHECK(r.code == 2);
+    CHECK_THAT(r.output, Catch::Contains("--device cuda"));
+  }
 
   // A missing weight, and a misshapen one, are input errors naming the file and the shape.
   fs::remove(dir / "w" / "wp.npy");
