@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -108,18 +109,27 @@ TEST_CASE("the encoder on CUDA computes the CPU's loss, logits and every gradien
     gpu.backward();
     auto pc = cpu.parameters(), pg = gpu.parameters();
     REQUIRE(pc.size() == pg.size());
+    // Relative to the tensor's largest gradient, but never below a tenth of the largest gradient of the
+    // model: some gradients are 0 in exact arithmetic (bk's: softmax ignores a key bias; unused tokens')
+    // and hold round-off only.
+    double largest = 0;
+    for (auto& [name, prm] : pc)
+      for (const float v : host_values(prm->grad)) largest = std::max(largest, static_cast<double>(std::fabs(v)));
     for (std::size_t i = 0; i < pc.size(); ++i) {
       INFO("gradient of " << pc[i].first);
       REQUIRE(pg[i].first == pc[i].first);
       REQUIRE(pg[i].second->grad.device() == Device::cuda);
-      // Relative to the tensor's largest gradient (at least 1e-6: some are zero, e.g. unused tokens').
-      CHECK(rel_diff(host_values(pg[i].second->grad), host_values(pc[i].second->grad), 1e-6) <= 2e-4);
+      CHECK(rel_diff(host_values(pg[i].second->grad), host_values(pc[i].second->grad), 0.1 * largest) <= 2e-4);
     }
   }
 }
 
 TEST_CASE("training steps on CUDA follow the CPU's, and repeat bit for bit", "[cuda][encoder][train]") {
   if (skip_without_gpu()) return;
+  // The loss before each of three AdamW steps (with clipping) and after the last, and each step's
+  // gradient norm. Parameters are not compared element by element: AdamW turns the round-off of
+  // gradients that are 0 in exact arithmetic into full-size steps of either sign, which the loss
+  // does not see.
   auto run = [](Device dev) {
     EncoderConfig cfg{.vocab = 13, .classes = 3, .max_len = 40, .dim = 32, .heads = 2, .layers = 2, .mlp_dim = 48,
                       .dropout = 0.1f, .attention = "ls:w=8,r=4", .device = dev};
@@ -127,28 +137,32 @@ TEST_CASE("training steps on CUDA follow the CPU's, and repeat bit for bit", "[c
     enc.init_params(4);
     AdamW opt(enc.parameters(), {.weight_decay = 0.01});
     const Inputs x = make_inputs(37, cfg.vocab, false);
-    std::vector<double> norms;
+    std::vector<double> losses, norms;
     for (int step = 1; step <= 3; ++step) {
       enc.zero_grad();
-      enc.forward(x.tokens.data(), x.mask.data(), x.labels.data(), x.b, x.n, true, step);
+      losses.push_back(enc.forward(x.tokens.data(), x.mask.data(), x.labels.data(), x.b, x.n, true, step));
       enc.backward();
       norms.push_back(clip_grad_norm(enc.parameters(), 0.5));
       opt.step(1e-3);
     }
+    losses.push_back(enc.forward(x.tokens.data(), x.mask.data(), x.labels.data(), x.b, x.n, true, 1));  // step 1's masks
     std::vector<std::vector<float>> values;
     for (auto& [name, p] : enc.parameters()) values.push_back(host_values(p->value));
-    return std::pair{norms, values};
+    return std::tuple{losses, norms, values};
   };
-  const auto [norms_cpu, cpu] = run(Device::cpu);
-  const auto [norms_gpu, gpu] = run(Device::cuda);
-  const auto [norms_gpu2, gpu2] = run(Device::cuda);
-  for (std::size_t s = 0; s < norms_cpu.size(); ++s) CHECK(std::fabs(norms_gpu[s] - norms_cpu[s]) <= 1e-4 * norms_cpu[s]);
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    INFO("parameter tensor " << i);
-    CHECK(rel_diff(gpu[i], cpu[i], 1e-3) <= 1e-4);
-    CHECK(gpu2[i] == gpu[i]);  // deterministic: every kernel sums in a fixed order
+  const auto [losses_cpu, norms_cpu, cpu] = run(Device::cpu);
+  const auto [losses_gpu, norms_gpu, gpu] = run(Device::cuda);
+  const auto [losses_gpu2, norms_gpu2, gpu2] = run(Device::cuda);
+  for (std::size_t s = 0; s < losses_cpu.size(); ++s) {
+    INFO("loss " << s);
+    CHECK(std::fabs(losses_gpu[s] - losses_cpu[s]) <= 1e-4 * losses_cpu[s]);
   }
+  CHECK(losses_cpu.back() < losses_cpu.front());  // the steps did train
+  for (std::size_t s = 0; s < norms_cpu.size(); ++s) CHECK(std::fabs(norms_gpu[s] - norms_cpu[s]) <= 1e-4 * norms_cpu[s]);
+  // Deterministic: every kernel sums in a fixed order.
+  CHECK(losses_gpu2 == losses_gpu);
   CHECK(norms_gpu2 == norms_gpu);
+  CHECK(gpu2 == gpu);
 }
 
 TEST_CASE("the encoder on CUDA allocates its analytic plan on the device", "[cuda][encoder][memory]") {
