@@ -23,9 +23,13 @@
 namespace lsb::device_ops {
 namespace {
 
-float gelu(float x) { return 0.5f * x * (1.0f + std::erf(x * 0.70710678f)); }
+// Element loops shorter than this stay on one thread (the fork would cost more than the loop).
+constexpr std::int64_t kParallelFrom = 65536;
+
+// GELU (erf form) and its derivative with the vectorisable erf and exp of nn/ops.hpp.
+float gelu(float x) { return 0.5f * x * (1.0f + fast_erf(x * 0.70710678f)); }
 float gelu_grad(float x) {
-  return 0.5f * (1.0f + std::erf(x * 0.70710678f)) + x * 0.39894228f * std::exp(-0.5f * x * x);
+  return 0.5f * (1.0f + fast_erf(x * 0.70710678f)) + x * 0.39894228f * fast_exp(-0.5f * x * x);
 }
 
 }  // namespace
@@ -91,26 +95,31 @@ void embedding_backward(Device dev, const float* dx, const std::int32_t* rows_by
 
 void gelu_forward(Device dev, const float* m, std::int64_t count, float* g) {
   LSB_ON_CUDA(dev, gelu_forward(m, count, g));
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) g[i] = gelu(m[i]);
 }
 
 void gelu_backward(Device dev, const float* m, std::int64_t count, float* d) {
   LSB_ON_CUDA(dev, gelu_backward(m, count, d));
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) d[i] *= gelu_grad(m[i]);
 }
 
 void add(Device dev, const float* a, const float* b, std::int64_t count, float* out) {
   LSB_ON_CUDA(dev, add(a, b, count, out));
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
 }
 
 void multiply(Device dev, float* v, const float* mask, std::int64_t count) {
   LSB_ON_CUDA(dev, multiply(v, mask, count));
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) v[i] *= mask[i];
 }
 
 void multiply_into(Device dev, const float* d, const float* mask, std::int64_t count, float* out) {
   LSB_ON_CUDA(dev, multiply_into(d, mask, count, out));
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) out[i] = d[i] * mask[i];
 }
 
@@ -121,7 +130,7 @@ void scale(Device dev, float* p, std::int64_t count, float factor) {
 
 void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count) {
   LSB_ON_CUDA(dev, dropout_forward(seed, keep, v, mask, count));
-#pragma omp parallel for simd schedule(static) if (count > 65536)
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) {
     mask[i] = dropout_factor(seed, static_cast<std::uint64_t>(i), keep);
     v[i] *= mask[i];
@@ -237,7 +246,7 @@ void cross_entropy_backward(Device dev, const float* probs, const int* labels, s
 void adamw_update(Device dev, float* p, const float* g, float* m, float* v, std::int64_t count, float beta1,
                   float beta2, float decay, float step_size, float inv_sqrt_c2, float eps) {
   LSB_ON_CUDA(dev, adamw_update(p, g, m, v, count, beta1, beta2, decay, step_size, inv_sqrt_c2, eps));
-#pragma omp parallel for simd schedule(static) if (count > 65536)
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) {
     m[i] = beta1 * m[i] + (1.0f - beta1) * g[i];
     v[i] = beta2 * v[i] + (1.0f - beta2) * g[i] * g[i];

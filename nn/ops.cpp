@@ -32,10 +32,13 @@ void layernorm_forward(const float* x, std::int64_t rows, std::int64_t width, co
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * width;
     float* yr = y + r * width;
+    // Sums in double, vectorised (lanes summed at the end: the order is fixed for a given build).
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (std::int64_t j = 0; j < width; ++j) s += xr[j];
     const float mu = static_cast<float>(s / width);
     double v = 0;
+#pragma omp simd reduction(+ : v)
     for (std::int64_t j = 0; j < width; ++j) v += double(xr[j] - mu) * double(xr[j] - mu);
     const float rs = static_cast<float>(1.0 / std::sqrt(v / width + kLayerNormEps));
 #pragma omp simd

@@ -209,6 +209,18 @@ TEST_CASE("fast_exp is accurate to fp32 rounding and exact at the ends", "[ops]"
   CHECK(fast_exp(0.0f) == 1.0f);
 }
 
+TEST_CASE("fast_erf is within 4e-7 of erf everywhere and odd", "[ops]") {
+  double worst = 0;
+  for (double x = -9; x <= 9; x += 1.3e-4) {
+    const float xf = static_cast<float>(x);
+    worst = std::max(worst, std::fabs(fast_erf(xf) - std::erf(static_cast<double>(xf))));
+    REQUIRE(fast_erf(-xf) == -fast_erf(xf));
+  }
+  CHECK(worst <= 4e-7);
+  CHECK(fast_erf(0.0f) == 0.0f);
+  CHECK(fast_erf(100.0f) == Approx(1.0).epsilon(1e-7));
+}
+
 TEST_CASE("layernorm backward matches finite differences", "[ops]") {
   const std::int64_t rows = 3, D = 6;
   auto x = randv(rows * D, 7), g = randv(D, 8), be = randv(D, 9), dy = randv(rows * D, 10);
