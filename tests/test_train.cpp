@@ -78,6 +78,21 @@ TrainOptions tiny_options(const std::string& variant) {
 
 struct Interrupt {};
 
+// The run `o` interrupted after its second evaluation (the callback runs after each evaluation's
+// checkpoint) in a fresh checkpoint directory, then resumed by a fresh process-like run; the resumed
+// run's result. `o` is left with that directory and resume set.
+nlohmann::json interrupted_and_resumed(TrainOptions& o, const TaskData& task, const std::string& dir_name) {
+  o.checkpoint_dir = fresh_dir(dir_name).string();
+  int evals = 0;
+  CHECK_THROWS_AS(train_run(o, task,
+                            [&](const nlohmann::json&) {
+                              if (++evals == 2) throw Interrupt{};
+                            }),
+                  Interrupt);
+  o.resume = true;
+  return train_run(o, task);
+}
+
 }  // namespace
 
 TEST_CASE("tasks load through one interface with provenance and seeded subsets", "[task]") {
@@ -176,18 +191,9 @@ TEST_CASE("a run resumed from its checkpoint continues bit-identically", "[train
     REQUIRE(whole["status"] == "ok");
     CHECK(fs::exists(fs::path(o.checkpoint_dir) / "best.ckpt"));
 
-    // Interrupted after the checkpoint of step 16 (the callback runs after each evaluation's
-    // checkpoint), then resumed by a fresh process-like run.
+    // Interrupted after the checkpoint of step 16, then resumed.
     TrainOptions p = base;
-    p.checkpoint_dir = fresh_dir("resume_b").string();
-    int evals = 0;
-    CHECK_THROWS_AS(train_run(p, task,
-                              [&](const nlohmann::json&) {
-                                if (++evals == 2) throw Interrupt{};
-                              }),
-                    Interrupt);
-    p.resume = true;
-    const nlohmann::json resumed = train_run(p, task);
+    const nlohmann::json resumed = interrupted_and_resumed(p, task, "resume_b");
     REQUIRE(resumed["status"] == "ok");
     CHECK(resumed["resumed_from_step"] == 16);
     CHECK(resumed["curves"]["step"] == whole["curves"]["step"]);
@@ -258,15 +264,7 @@ TEST_CASE("a run on CUDA follows the CPU run, resumes bit-identically and is its
   }
   // Interrupted after the second evaluation, resumed through the host-side checkpoint: exact.
   TrainOptions p = o;
-  p.checkpoint_dir = fresh_dir("cuda_run_parts").string();
-  int evals = 0;
-  CHECK_THROWS_AS(train_run(p, task,
-                            [&](const nlohmann::json&) {
-                              if (++evals == 2) throw Interrupt{};
-                            }),
-                  Interrupt);
-  p.resume = true;
-  const nlohmann::json resumed = train_run(p, task);
+  const nlohmann::json resumed = interrupted_and_resumed(p, task, "cuda_run_parts");
   REQUIRE(resumed["status"] == "ok");
   CHECK(resumed["curves"]["loss"] == whole["curves"]["loss"]);
   CHECK(resumed["accuracy"] == whole["accuracy"]);

@@ -52,6 +52,19 @@ ColMajorOperand transposed_operand(const MatRef& m) {
   throw std::logic_error("cuda::gemm: a view needs a unit row or column stride");
 }
 
+// How a (possibly batched) product is issued: `count` strided products per cuBLAS call over batch
+// dimension `s` (the inner one when it is used), in `outer` calls over dimension 0 (b is small); ldc
+// the output's leading dimension (a single row may have any row stride).
+struct BatchPlan {
+  int count, outer, s;
+  long long ldc;
+};
+BatchPlan batch_plan(const MatRef& c) {
+  const bool inner = c.batch[1] > 1;
+  return {static_cast<int>(inner ? c.batch[1] : c.batch[0]), static_cast<int>(inner ? c.batch[0] : 1), inner ? 1 : 0,
+          c.rows == 1 ? std::max<long long>(c.rs, c.cols) : c.rs};
+}
+
 // Small outputs with a long contraction (ls landmarks: (r x n)(n x d) per head) leave cuBLAS with a
 // handful of blocks each walking all of K. Split K instead: block (c, batch) accumulates chunks
 // c, c + gridDim.x, ... of T rows into its own partial (M x N) product in shared memory; a second
@@ -183,19 +196,16 @@ void gemm_bf16(const MatRef& a_in, const MatRef& b_in, const MatRef& c, float al
   const StagedOperand a = stage_bf16(0, a_in), b = stage_bf16(1, b_in);
   const long long M = c.rows, N = c.cols, K = a.view.cols;
   const ColMajorOperand A = transposed_operand(a.view), B = transposed_operand(b.view);
-  const long long ldc = c.rows == 1 ? std::max<long long>(c.rs, N) : c.rs;
-  const bool inner = c.batch[1] > 1;
-  const int count = static_cast<int>(inner ? c.batch[1] : c.batch[0]);
-  const int outer = static_cast<int>(inner ? c.batch[0] : 1);
-  const int s = inner ? 1 : 0;
-  for (int i = 0; i < outer; ++i) {
+  const BatchPlan plan = batch_plan(c);
+  for (int i = 0; i < plan.outer; ++i) {
     const __nv_bfloat16* pa = a.data + i * a.stride[0];
     const __nv_bfloat16* pb = b.data + i * b.stride[0];
     float* pc = c.data + i * c.bstride[0];
     LSB_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
         bf16_handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, pb,
-        CUDA_R_16BF, static_cast<int>(B.ld), b.stride[s], pa, CUDA_R_16BF, static_cast<int>(A.ld), a.stride[s], &beta,
-        pc, CUDA_R_32F, static_cast<int>(ldc), c.bstride[s], count, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        CUDA_R_16BF, static_cast<int>(B.ld), b.stride[plan.s], pa, CUDA_R_16BF, static_cast<int>(A.ld),
+        a.stride[plan.s], &beta, pc, CUDA_R_32F, static_cast<int>(plan.ldc), c.bstride[plan.s], plan.count,
+        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   }
 }
 
@@ -222,20 +232,15 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
   if (use_split_k(M, N, K)) return gemm_split_k(a, b, c, alpha, beta, bf16);
   if (bf16) return gemm_bf16(a, b, c, alpha, beta);
   const ColMajorOperand A = transposed_operand(a), B = transposed_operand(b);
-  const long long ldc = c.rows == 1 ? std::max<long long>(c.rs, N) : c.rs;
-  // Batch: strided over the inner batch dimension, a loop over the outer one (b is small).
-  const bool inner = c.batch[1] > 1;
-  const int count = static_cast<int>(inner ? c.batch[1] : c.batch[0]);
-  const int outer = static_cast<int>(inner ? c.batch[0] : 1);
-  const int s = inner ? 1 : 0;
-  for (int i = 0; i < outer; ++i) {
+  const BatchPlan plan = batch_plan(c);
+  for (int i = 0; i < plan.outer; ++i) {
     const float* pa = a.data + i * a.bstride[0];
     const float* pb = b.data + i * b.bstride[0];
     float* pc = c.data + i * c.bstride[0];
     LSB_CUBLAS_CHECK(cublasSgemmStridedBatched(handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M),
-                                               static_cast<int>(K), &alpha, pb, static_cast<int>(B.ld), b.bstride[s],
-                                               pa, static_cast<int>(A.ld), a.bstride[s], &beta, pc,
-                                               static_cast<int>(ldc), c.bstride[s], count));
+                                               static_cast<int>(K), &alpha, pb, static_cast<int>(B.ld),
+                                               b.bstride[plan.s], pa, static_cast<int>(A.ld), a.bstride[plan.s], &beta,
+                                               pc, static_cast<int>(plan.ldc), c.bstride[plan.s], plan.count));
   }
 }
 
