@@ -232,7 +232,10 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
     const double gflops = flops / ts.median / 1e9;
     res["throughput"] = {{"tokens_per_s", b * pt.n / ts.median}, {"steps_per_s", 1.0 / ts.median},
                          {"gflops", gflops}, {"flop_convention", "cost model; fwd+bwd = 3x forward"}};
-    if (peak_gflops > 0) res["throughput"]["peak_fraction"] = gflops / peak_gflops;
+    if (peak_gflops > 0) {
+      res["throughput"]["peak_fraction"] = gflops / peak_gflops;
+      res["throughput"]["peak_basis"] = peak_basis(pt.device == Device::cuda, pt.precision == Precision::bf16);
+    }
     const auto analytic = res["memory"]["analytic_bytes"];
     res["memory"] = tracked_memory_json(ms);
     res["memory"]["analytic_bytes"] = analytic;
@@ -312,9 +315,9 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   if (!opt.memory_budget.empty()) mt.set_budget(dev, parse_size(opt.memory_budget, "--memory-budget"));
 
   const bool bwd = opt.mode == "fwdbwd";
-  // GFLOP/s against the CPU's measured FMA peak, or the GPU's published fp32 peak.
+  // GFLOP/s against the CPU's measured FMA peak, or the GPU's published peak for the precision.
   const double peak = dev == Device::cpu ? measure_peak_gflops(omp_get_max_threads())
-                                         : 1e3 * gpu_peak(cuda::query(0).name).fp32_tflops;
+                                         : gpu_peak_gflops(cuda::query(0).name, precision == Precision::bf16);
   nlohmann::json results = nlohmann::json::array();
   std::vector<Row> rows;
   int exit_code = kOk;

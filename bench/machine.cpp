@@ -127,4 +127,14 @@ GpuPeak gpu_peak(const std::string& name) {
   return {};
 }
 
+double gpu_peak_gflops(const std::string& name, bool bf16) {
+  const GpuPeak p = gpu_peak(name);
+  return 1e3 * (bf16 ? p.bf16_tflops : p.fp32_tflops);
+}
+
+const char* peak_basis(bool gpu, bool bf16) {
+  if (!gpu) return "fp32 FMA peak, measured";
+  return bf16 ? "bf16 tensor-core peak, published" : "fp32 peak, published";
+}
+
 }  // namespace lsb

@@ -24,6 +24,12 @@ struct GpuPeak {
   std::string source;
 };
 GpuPeak gpu_peak(const std::string& name);
+// What a GPU result's peak_fraction is taken against: the published fp32 peak, or for bf16 products the
+// bf16 tensor-core peak (GFLOP/s; 0 for a GPU not in the table). On the CPU the measured fp32 FMA peak
+// serves both precisions (oneDNN's bf16 kernels have no separately measured peak).
+double gpu_peak_gflops(const std::string& name, bool bf16);
+// How that peak was obtained, for the report ("fp32 FMA peak, measured", ...).
+const char* peak_basis(bool gpu, bool bf16);
 
 std::string host_name();
 std::string os_name();

@@ -244,7 +244,10 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
     const double gflops = flops / t.median / 1e9;
     res["throughput"] = {{"tokens_per_s", seqs * n / t.median}, {"steps_per_s", 1.0 / t.median},
                          {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
-    if (peak_gflops > 0) res["throughput"]["peak_fraction"] = gflops / peak_gflops;
+    if (peak_gflops > 0) {
+      res["throughput"]["peak_fraction"] = gflops / peak_gflops;
+      res["throughput"]["peak_basis"] = peak_basis(dev == Device::cuda, p.precision == "bf16");
+    }
     res["memory"] = tracked_memory_json(ms);
     // The model's buffer plan, plus AdamW's two moments per parameter (oneDNN's shared scratchpad,
     // tracked as workspace, is not in it).
@@ -286,7 +289,7 @@ class PointRunner {
     try {
       if (!is_attention_mode(p.mode)) {
         const PrecisionScope scope(precision, dev);
-        return measure_model_point(p, config, timing_, peak(dev), seed_);
+        return measure_model_point(p, config, timing_, peak(dev, precision), seed_);
       }
       const bool bwd = p.mode == "attn-fwdbwd";
       const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, p.device, p.precision);
@@ -294,7 +297,7 @@ class PointRunner {
         checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
       const AttentionPoint pt{VariantSpec::parse(p.variant), p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
                               seed_, precision};
-      nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev));
+      nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev, precision));
       res["config"] = config;  // the sweep's config (threads as asked, task) names the point
       return with_id(res);
     } catch (const UsageError& e) {  // e.g. linformer past its n_max
@@ -302,10 +305,10 @@ class PointRunner {
     }
   }
 
-  // The fp32 peak in GFLOP/s: on the CPU measured for the current thread count (once per count), on
-  // the GPU its datasheet figure.
-  double peak(Device dev) {
-    return dev == Device::cpu ? cpu_peak() : 1e3 * gpu_peak(cuda::query(0).name).fp32_tflops;
+  // The peak in GFLOP/s: on the CPU the fp32 FMA peak measured for the current thread count (once per
+  // count), on the GPU its published figure for the precision.
+  double peak(Device dev, Precision precision) {
+    return dev == Device::cpu ? cpu_peak() : gpu_peak_gflops(cuda::query(0).name, precision == Precision::bf16);
   }
   double cpu_peak() {
     const int t = omp_get_max_threads();

@@ -100,6 +100,9 @@ TEST_CASE("bench --precision bf16 checks against float64 with the bf16 tolerance
     const double e = x["check"]["forward_rel_error"].get<double>();
     CHECK(e > 1e-4);
     CHECK(e <= 0x1p-5);
+    // GFLOP/s are compared with the measured fp32 peak, and the report says so.
+    CHECK(x["throughput"]["peak_basis"] == "fp32 FMA peak, measured");
+    CHECK(x["throughput"]["peak_fraction"].get<double>() > 0);
   }
 }
 
