@@ -76,6 +76,18 @@ int print_info() {
     fmt::print("cuda: {} | {} | sm_{}{} | driver {} runtime {}\n", g.name, format_bytes(g.memory_bytes), g.sm_major,
                g.sm_minor, g.driver, g.runtime);
   }
+  // Where --precision bf16 can run.
+  std::string why;
+  std::string bf16 = bf16_matmul_available(&why) ? "cpu yes" : "cpu no (" + why + ")";
+  if (cuda::device_count() > 0) {
+    try {
+      require_precision(Precision::bf16, Device::cuda);
+      bf16 += "; cuda yes (tensor cores)";
+    } catch (const UsageError& e) {
+      bf16 += fmt::format("; cuda no ({})", e.what());
+    }
+  }
+  fmt::print("bf16 products: {}\n", bf16);
   fmt::print("variants:\n{}", variants_help());
   return kOk;
 }

@@ -37,11 +37,22 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
   };
   for (const auto& [args, expected] : cases) {
     INFO(args);
+    if (args.find("--device cuda") != std::string::npos && cuda::device_count() > 0) continue;  // it runs there
     const auto r = run_cli(args);
     CHECK(r.code == 2);
     for (const auto& e : expected) CHECK_THAT(r.output, Catch::Contains(e));
   }
   CHECK(run_cli("--help").code == 0);
+}
+
+TEST_CASE("info names the machine, the CUDA status and where bf16 products can run", "[cli]") {
+  const auto r = run_cli("info");
+  INFO(r.output);
+  CHECK(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("measured fp32 peak"));
+  CHECK_THAT(r.output, Catch::Contains(std::string("bf16 products: cpu ") + (bf16_matmul_available() ? "yes" : "no")));
+  if (cuda::device_count() == 0) CHECK_THAT(r.output, Catch::Contains("cuda: " + cuda::unavailable_reason()) ||
+                                                          Catch::Contains("cuda: compiled in; " + cuda::unavailable_reason()));
 }
 
 TEST_CASE("bench writes a valid report where a point over budget is oom and the others still run", "[cli][report]") {
