@@ -201,8 +201,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
                                  o.weight_decay, o.clip_norm));
   const Device dev = parse_device(o.device, "--device");
   const Precision precision = parse_precision(o.precision, "--precision");
-  require_precision(precision, dev);
-  const PrecisionScope precision_scope(precision, dev);
+  const PrecisionScope precision_scope(precision, dev);  // refuses a precision this device cannot run
   auto& tracker = MemoryTracker::instance();
   tracker.release_cached(dev);
   tracker.reset_peak(dev);
