@@ -158,8 +158,7 @@ int run_lra(const LraOptions& given) {
   for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
   const Device dev = parse_device(o.device, "--device");
   require_precision(parse_precision(o.precision, "--precision"), dev);
-  if (dev == Device::cuda && cuda::device_count() == 0)
-    throw UsageError("--device cuda: " + cuda::unavailable_reason());
+  if (dev == Device::cuda) cuda::require_device();
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
   std::vector<VariantSpec> specs;
   std::vector<std::map<std::string, std::string>> resolved;  // defaults filled in, for runs that produce no result

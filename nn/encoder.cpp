@@ -51,13 +51,12 @@ struct Encoder::State {
   std::vector<std::int32_t> ids;      // (seqs, N) token ids of the internal sequence (-1: the cls token)
   std::vector<std::uint8_t> mask;     // (seqs, N)
   std::vector<int> labels;            // (b)
-  std::vector<std::int32_t> rows_by_id;  // the rows grouped by id, for the embedding gradient
-  std::vector<std::int64_t> id_starts;   // (vocab + 2) where each group starts
+  std::vector<std::int32_t> rows_by_id;  // backward: the rows grouped by id, for the embedding gradient
+  std::vector<std::int64_t> id_starts;   // backward: (vocab + 2) where each group starts
   std::vector<double> loss;              // (b) per-example cross-entropy
   std::vector<float> logits_host;        // (b, C): the device's logits, copied back (CUDA only)
   // The same arrays on the device: the host vectors themselves on the CPU, else copies in these tensors.
-  const std::int32_t *ids_on = nullptr, *rows_by_id_on = nullptr;
-  const std::int64_t* id_starts_on = nullptr;
+  const std::int32_t* ids_on = nullptr;
   const std::uint8_t* mask_on = nullptr;
   const int* labels_on = nullptr;
   Tensor ids_dev, mask_dev, labels_dev, rows_by_id_dev, id_starts_dev, loss_dev;
@@ -72,8 +71,7 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
     throw UsageError(fmt::format("encoder: vocab {}, classes {}, max_len {}, layers {}, mlp_dim {} must be positive "
                                  "(classes at least 2)",
                                  cfg.vocab, cfg.classes, cfg.max_len, cfg.layers, cfg.mlp_dim));
-  if (cfg.device == Device::cuda && cuda::device_count() == 0)  // before anything is allocated there
-    throw UsageError("--device cuda: " + cuda::unavailable_reason());
+  if (cfg.device == Device::cuda) cuda::require_device();  // before anything is allocated there
   if (cfg.pooling != "mean" && cfg.pooling != "cls")
     throw UsageError(fmt::format("--pooling {}: expected mean or cls", cfg.pooling));
   if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f))
@@ -149,10 +147,11 @@ std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train)
   }
   if (train) floats += b * C + b * F + seqs * D + (cfg_.pair ? b * 4 * D : 0);  // dlogits, dh, dpooled, dfeatures
   std::int64_t bytes = floats * static_cast<std::int64_t>(sizeof(float));
-  if (cfg_.device == Device::cuda)  // the batch's host arrays copied over: ids, mask, labels, the
-    // embedding gradient's grouping, the per-example losses
-    bytes += upload_bytes(4 * rows) + upload_bytes(rows) + upload_bytes(4 * b) + upload_bytes(4 * rows) +
-             upload_bytes(8 * (cfg_.vocab + 2)) + upload_bytes(8 * b);
+  if (cfg_.device == Device::cuda) {  // the batch's host arrays copied over: ids, mask, labels, the
+    // per-example losses; with a backward, the embedding gradient's grouping of rows by id
+    bytes += upload_bytes(4 * rows) + upload_bytes(rows) + upload_bytes(4 * b) + upload_bytes(8 * b);
+    if (train) bytes += upload_bytes(4 * rows) + upload_bytes(8 * (cfg_.vocab + 2));
+  }
   for (const auto& L : layers_) bytes += L->attn->analytic_bytes(seqs, internal_length(n), train);
   return bytes;
 }
@@ -172,7 +171,9 @@ std::int64_t Encoder::internal_length(std::int64_t n) const {
 void Encoder::init_params(std::uint64_t seed) {
   Rng rng(seed);
   for (auto& q : own_) {
-    Tensor v(q.value.shape(), MemCategory::workspace, "encoder initial values");  // drawn on the host
+    // Drawn on the host: into the parameter itself on the CPU, else into a copy sent over below.
+    Tensor v = q.value.device() == Device::cpu ? q.value
+                                               : Tensor(q.value.shape(), MemCategory::workspace, "encoder initial values");
     const bool is_ln = q.name.find("ln") != std::string::npos;
     if (q.name == "tok_emb" || q.name == "pos_emb" || q.name == "cls") {
       for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(0.02 * rng.normal());
@@ -183,7 +184,7 @@ void Encoder::init_params(std::uint64_t seed) {
       const double bound = 1.0 / std::sqrt(static_cast<double>(p(w).value.dim(1)));
       for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(rng.uniform(-bound, bound));
     }
-    copy_elements(v, q.value);
+    if (q.value.device() != Device::cpu) copy_elements(v, q.value);
   }
   for (std::size_t l = 0; l < layers_.size(); ++l) layers_[l]->attn->init_params(seed + 1000 + l);
 }
@@ -242,12 +243,9 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
     }
     if (real == 0) throw InputError(fmt::format("encoder: example {} has no real token", bi));
   }
-  ops::make_rows_by_id(s.ids.data(), rows, cfg_.vocab, s.rows_by_id, s.id_starts);
   s.ids_on = on_device(dev, s.ids, s.ids_dev, "encoder token ids");
   s.mask_on = on_device(dev, s.mask, s.mask_dev, "encoder mask");
   s.labels_on = on_device(dev, s.labels, s.labels_dev, "encoder labels");
-  s.rows_by_id_on = on_device(dev, s.rows_by_id, s.rows_by_id_dev, "encoder rows by token id");
-  s.id_starts_on = on_device(dev, s.id_starts, s.id_starts_dev, "encoder token id group starts");
   ensure(s.work_d, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace", dev);
   ensure(s.work_d2, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace", dev);
   ensure(s.work_da, {rows, D}, MemCategory::workspace, "encoder (rows, D) workspace", dev);
@@ -392,8 +390,11 @@ void Encoder::backward() {
     ops::layernorm_backward(dev, dout, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_stats.data(),
                             L.ln1_stats.data() + rows, dx.data(), L.ln1_w->grad.data(), L.ln1_b->grad.data(), true);
   }
-  // Embeddings: summed by token id and by position.
-  ops::embedding_backward(dev, dx.data(), s.rows_by_id_on, s.id_starts_on, cfg_.vocab, rows, N, D,
+  // Embeddings: summed by token id (the rows grouped by id on the host) and by position.
+  ops::make_rows_by_id(s.ids.data(), rows, cfg_.vocab, s.rows_by_id, s.id_starts);
+  const std::int32_t* rows_by_id = on_device(dev, s.rows_by_id, s.rows_by_id_dev, "encoder rows by token id");
+  const std::int64_t* id_starts = on_device(dev, s.id_starts, s.id_starts_dev, "encoder token id group starts");
+  ops::embedding_backward(dev, dx.data(), rows_by_id, id_starts, cfg_.vocab, rows, N, D,
                           top_.tok_emb->grad.data(), top_.pos_emb->grad.data(), cls ? top_.cls->grad.data() : nullptr);
 }
 

@@ -261,19 +261,27 @@ TEST_CASE("long sequences on CUDA: split-K landmark products and windows too wid
 #include "nn/cuda/blas.hpp"
 #include "nn/matmul.hpp"
 
+namespace {
+// One product c (M x N) = a (M x K) b (K x N), with a and b given transposed where ta / tb.
+struct GemmCase {
+  std::int64_t M, N, K;
+  bool ta, tb;
+};
+std::ostream& operator<<(std::ostream& o, const GemmCase& c) {
+  return o << "M=" << c.M << " N=" << c.N << " K=" << c.K << " ta=" << c.ta << " tb=" << c.tb;
+}
+}  // namespace
+
 TEST_CASE("cuda::gemm equals the CPU matmul on strided, transposed and batched views", "[cuda][matmul]") {
   if (cuda::device_count() == 0) {
     WARN("skipped: " << cuda::unavailable_reason());
     return;
   }
-  struct Case {
-    std::int64_t M, N, K;
-    bool ta, tb;
-  };
   // The last two take the split-K path (small output, long contraction), one with beta = 1.
-  for (const Case cs : {Case{37, 19, 23, false, false}, Case{8, 33, 65, true, false}, Case{16, 16, 40, false, true},
-                        Case{32, 64, 4096, true, false}, Case{12, 20, 3000, true, true}}) {
-    INFO("M=" << cs.M << " N=" << cs.N << " K=" << cs.K << " ta=" << cs.ta << " tb=" << cs.tb);
+  for (const GemmCase cs : {GemmCase{37, 19, 23, false, false}, GemmCase{8, 33, 65, true, false},
+                            GemmCase{16, 16, 40, false, true}, GemmCase{32, 64, 4096, true, false},
+                            GemmCase{12, 20, 3000, true, true}}) {
+    INFO(cs);
     const std::int64_t b0 = 2, b1 = 3, pad = 5;
     // a: (b0, b1, M, K) stored with padded rows (or as its transpose), likewise b; c row-major padded.
     const std::int64_t lda = (cs.ta ? cs.M : cs.K) + pad, ldb = (cs.tb ? cs.K : cs.N) + pad, ldc = cs.N + pad;
@@ -308,14 +316,11 @@ TEST_CASE("cuda::gemm in bf16 is the fp32-accumulated product of the rounded ope
     WARN("skipped: " << cuda::unavailable_reason());
     return;
   }
-  struct Case {
-    std::int64_t M, N, K;
-    bool ta, tb;
-  };
-  // cuBLAS on staged operands (plain, transposed, a column-major output), then the split-K path.
-  for (const Case cs : {Case{37, 19, 23, false, false}, Case{8, 33, 65, true, false}, Case{16, 16, 40, false, true},
-                        Case{1, 40, 24, false, true}, Case{32, 64, 4096, true, false}}) {
-    INFO("M=" << cs.M << " N=" << cs.N << " K=" << cs.K << " ta=" << cs.ta << " tb=" << cs.tb);
+  // cuBLAS on staged operands (plain and transposed ones, a single-row output), then the split-K path.
+  for (const GemmCase cs : {GemmCase{37, 19, 23, false, false}, GemmCase{8, 33, 65, true, false},
+                            GemmCase{16, 16, 40, false, true}, GemmCase{1, 40, 24, false, true},
+                            GemmCase{32, 64, 4096, true, false}}) {
+    INFO(cs);
     const std::int64_t b0 = 2, b1 = 3;
     std::vector<float> A(b0 * b1 * cs.M * cs.K), B(b0 * b1 * cs.K * cs.N), C(b0 * b1 * cs.M * cs.N);
     Rng rng(12);

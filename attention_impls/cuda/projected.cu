@@ -76,7 +76,7 @@ std::int64_t CudaProjectedAttention::analytic_bytes(std::int64_t b, std::int64_t
 }
 
 std::unique_ptr<Attention> make_cuda_attention(std::unique_ptr<Attention> twin) {
-  if (cuda::device_count() == 0) throw UsageError("--device cuda: " + cuda::unavailable_reason());
+  cuda::require_device();
   const std::string name = twin->name();
   if (name == "full") return make_cuda_full(std::move(twin));
   if (name == "flash") return make_cuda_flash(std::move(twin));

@@ -12,26 +12,24 @@
 namespace lsb::cuda {
 namespace {
 
+cublasHandle_t make_handle(cublasMath_t mode) {
+  cublasHandle_t created = nullptr;
+  LSB_CUBLAS_CHECK(cublasCreate(&created));
+  LSB_CUBLAS_CHECK(cublasSetMathMode(created, mode));
+  return created;
+}
+
+// fp32 products: plain fp32 arithmetic (TF32 tensor cores would change the results the CPU comparison
+// checks).
 cublasHandle_t handle() {
-  static cublasHandle_t h = [] {
-    cublasHandle_t created = nullptr;
-    LSB_CUBLAS_CHECK(cublasCreate(&created));
-    // Plain fp32 arithmetic: TF32 tensor cores would change the results the CPU comparison checks.
-    LSB_CUBLAS_CHECK(cublasSetMathMode(created, CUBLAS_PEDANTIC_MATH));
-    return created;
-  }();
+  static const cublasHandle_t h = make_handle(CUBLAS_PEDANTIC_MATH);
   return h;
 }
 
 // bf16 products: the default math mode, so that cuBLAS may use tensor cores (bf16 x bf16 products are
 // exact in fp32; accumulation stays fp32 with CUBLAS_COMPUTE_32F).
 cublasHandle_t bf16_handle() {
-  static cublasHandle_t h = [] {
-    cublasHandle_t created = nullptr;
-    LSB_CUBLAS_CHECK(cublasCreate(&created));
-    LSB_CUBLAS_CHECK(cublasSetMathMode(created, CUBLAS_DEFAULT_MATH));
-    return created;
-  }();
+  static const cublasHandle_t h = make_handle(CUBLAS_DEFAULT_MATH);
   return h;
 }
 

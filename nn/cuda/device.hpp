@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "nn/errors.hpp"
+
 namespace lsb::cuda {
 
 struct DeviceInfo {
@@ -21,6 +23,11 @@ int device_count();      // 0 when not compiled or no device/driver
 DeviceInfo query(int index = 0);
 // Why device_count() is 0 ("built without CUDA", "no CUDA device: <driver message>").
 std::string unavailable_reason();
+// UsageError "--device cuda: <why>" when no device can be used (a build without CUDA included): the
+// one check every command makes before it allocates or loads anything for the GPU.
+inline void require_device() {
+  if (device_count() == 0) throw UsageError("--device cuda: " + unavailable_reason());
+}
 // cuBLAS's version ("13.0.2"), "" when not built with CUDA.
 std::string cublas_version();
 void* device_malloc(std::size_t bytes);  // nullptr on failure
