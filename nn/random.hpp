@@ -4,11 +4,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define LSB_HOST_DEVICE __host__ __device__
-#else
-#define LSB_HOST_DEVICE
-#endif
+#include "nn/host_device.hpp"
 
 namespace lsb {
 

@@ -258,6 +258,7 @@ TEST_CASE("long sequences on CUDA: split-K landmark products and windows too wid
 }
 
 #if LSBENCH_HAVE_CUDA
+#include "attention_impls/cuda/flash.hpp"
 #include "nn/cuda/blas.hpp"
 #include "nn/matmul.hpp"
 
@@ -271,6 +272,137 @@ std::ostream& operator<<(std::ostream& o, const GemmCase& c) {
   return o << "M=" << c.M << " N=" << c.N << " K=" << c.K << " ta=" << c.ta << " tb=" << c.tb;
 }
 }  // namespace
+
+namespace {
+// Softmax attention per (batch, head) of (b, n, D) buffers in float64, forward and backward (delta =
+// rowsum(dO * O) taken from the reference O); a row with no valid key gives O = 0 and lse = -inf.
+struct FlashReference {
+  std::vector<double> O, lse, delta, dQ, dK, dV;
+};
+FlashReference flash_reference(const std::vector<float>& Q, const std::vector<float>& K, const std::vector<float>& V,
+                               const std::vector<float>& dO, const std::vector<std::uint8_t>& mask, std::int64_t b,
+                               std::int64_t n, int h, int d) {
+  const std::int64_t D = std::int64_t(h) * d;
+  FlashReference r{std::vector<double>(Q.size()), std::vector<double>(b * h * n), std::vector<double>(b * h * n),
+                   std::vector<double>(Q.size()), std::vector<double>(Q.size()), std::vector<double>(Q.size())};
+  std::vector<double> P(n * n), dS(n * n);
+  for (std::int64_t bi = 0; bi < b; ++bi)
+    for (int hi = 0; hi < h; ++hi) {
+      auto at = [&](std::int64_t t, int k) { return (bi * n + t) * D + hi * d + k; };
+      const std::int64_t row0 = (bi * h + hi) * n;
+      for (std::int64_t t = 0; t < n; ++t) {
+        double mx = -INFINITY;
+        for (std::int64_t u = 0; u < n; ++u) {
+          double s = 0;
+          for (int k = 0; k < d; ++k) s += double(Q[at(t, k)]) * K[at(u, k)];
+          P[t * n + u] = mask[bi * n + u] ? s : -INFINITY;
+          mx = std::max(mx, P[t * n + u]);
+        }
+        double sum = 0;
+        for (std::int64_t u = 0; u < n; ++u) sum += P[t * n + u] = mx == -INFINITY ? 0.0 : std::exp(P[t * n + u] - mx);
+        for (std::int64_t u = 0; u < n; ++u) P[t * n + u] = sum > 0 ? P[t * n + u] / sum : 0.0;
+        r.lse[row0 + t] = sum > 0 ? mx + std::log(sum) : -INFINITY;
+        for (int k = 0; k < d; ++k) {
+          double o = 0;
+          for (std::int64_t u = 0; u < n; ++u) o += P[t * n + u] * V[at(u, k)];
+          r.O[at(t, k)] = o;
+          r.delta[row0 + t] += o * dO[at(t, k)];
+        }
+        for (std::int64_t u = 0; u < n; ++u) {
+          double dp = 0;
+          for (int k = 0; k < d; ++k) dp += double(dO[at(t, k)]) * V[at(u, k)];
+          dS[t * n + u] = P[t * n + u] * (dp - r.delta[row0 + t]);
+        }
+      }
+      for (std::int64_t t = 0; t < n; ++t)
+        for (std::int64_t u = 0; u < n; ++u)
+          for (int k = 0; k < d; ++k) {
+            r.dQ[at(t, k)] += dS[t * n + u] * K[at(u, k)];
+            r.dK[at(u, k)] += dS[t * n + u] * Q[at(t, k)];
+            r.dV[at(u, k)] += P[t * n + u] * dO[at(t, k)];
+          }
+    }
+  return r;
+}
+
+// max |got - want| over max |want| (over finite entries of want; an infinite want must be matched).
+double rel_err(const std::vector<float>& got, const std::vector<double>& want) {
+  double err = 0, scale = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (std::isinf(want[i])) {
+      if (got[i] != want[i]) return INFINITY;
+      continue;
+    }
+    err = std::max(err, std::fabs(got[i] - want[i]));
+    scale = std::max(scale, std::fabs(want[i]));
+  }
+  return err / std::max(scale, 1e-30);
+}
+}  // namespace
+
+// The tensor-core kernels behind flash under --precision bf16, against float64 on the bf16-rounded
+// inputs: what is left is the rounding of P and dS to bf16 and fp32 accumulation. Every head-dim
+// padding class (d = 8, 24, 64, 128: 1, 2, 4, 8 blocks of 16), one row, one whole tile, a tile cut
+// short, a padded sequence and a sequence with no valid key.
+TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded inputs", "[cuda][attention][bf16]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  if (cuda::query(0).sm_major < 8) {
+    WARN("skipped: bf16 tensor cores need compute capability 8.0");
+    return;
+  }
+  const std::int64_t b = 3;
+  const int h = 2;
+  for (const int d : {8, 24, 64, 128})
+    for (const std::int64_t n : {std::int64_t(1), std::int64_t(64), std::int64_t(130)}) {
+      INFO("d = " << d << ", n = " << n);
+      const std::int64_t D = h * d, size = b * n * D;
+      std::vector<float> Q(size), K(size), V(size), dO(size);
+      Rng rng(17 + d + n);
+      // Scores of order 1 (q.k over d dims), so the softmax is neither flat nor one-hot.
+      const double qk_scale = 1.0 / std::sqrt(std::sqrt(double(d)));
+      for (auto* buf : {&Q, &K})
+        for (auto& v : *buf) v = round_to_bf16(static_cast<float>(rng.normal() * qk_scale));
+      for (auto* buf : {&V, &dO})
+        for (auto& v : *buf) v = round_to_bf16(static_cast<float>(rng.normal()));
+      std::vector<std::uint8_t> mask(b * n, 1);
+      for (std::int64_t t = n - n / 3; t < n; ++t) mask[n + t] = 0;  // batch 1: the last third padding
+      for (std::int64_t t = 0; t < n; ++t) mask[2 * n + t] = 0;      // batch 2: no valid key at all
+      const auto ref = flash_reference(Q, K, V, dO, mask, b, n, h, d);
+
+      const HeadLayout L{n, D, h, d};
+      const int bh = static_cast<int>(b * h);
+      Tensor dQin = upload(Q.data(), size * 4, "Q"), dKin = upload(K.data(), size * 4, "K"),
+             dVin = upload(V.data(), size * 4, "V"), ddO = upload(dO.data(), size * 4, "dO"),
+             dmask = upload(mask.data(), mask.size(), "mask");
+      std::vector<float> delta(ref.delta.begin(), ref.delta.end());
+      Tensor ddelta = upload(delta.data(), delta.size() * 4, "delta");
+      Tensor O({size}, MemCategory::data, "O", Device::cuda), lse({b * h * n}, MemCategory::data, "lse", Device::cuda),
+          dQ({size}, MemCategory::data, "dQ", Device::cuda), dK({size}, MemCategory::data, "dK", Device::cuda),
+          dV({size}, MemCategory::data, "dV", Device::cuda);
+      const auto* m = reinterpret_cast<const std::uint8_t*>(dmask.data());
+      auto run = [&] {
+        flash_bf16_forward(dQin.data(), dKin.data(), dVin.data(), m, L, bh, O.data(), lse.data());
+        // The backward gets the reference's lse, so that its check does not inherit the forward's.
+        std::vector<float> ref_lse(ref.lse.begin(), ref.lse.end());
+        Tensor dlse = upload(ref_lse.data(), ref_lse.size() * 4, "reference lse");
+        flash_bf16_backward(dQin.data(), dKin.data(), dVin.data(), ddO.data(), m, L, bh, dlse.data(), ddelta.data(),
+                            dQ.data(), dK.data(), dV.data());
+        cuda::synchronize();
+        return std::vector<std::vector<float>>{download(O), download(lse), download(dQ), download(dK), download(dV)};
+      };
+      const auto got = run();
+      CHECK(rel_err(got[0], ref.O) <= 0x1p-7);
+      CHECK(rel_err(got[1], ref.lse) <= 1e-5);
+      CHECK(rel_err(got[2], ref.dQ) <= 0x1p-7);
+      CHECK(rel_err(got[3], ref.dK) <= 0x1p-7);
+      CHECK(rel_err(got[4], ref.dV) <= 0x1p-7);
+      for (std::int64_t t = 0; t < n * D; ++t) REQUIRE(got[0][2 * n * D + t] == 0.0f);  // no valid key: O = 0
+      CHECK(got == run());  // no atomics: a repeat is bit-identical
+    }
+}
 
 TEST_CASE("cuda::gemm equals the CPU matmul on strided, transposed and batched views", "[cuda][matmul]") {
   if (cuda::device_count() == 0) {

@@ -6,23 +6,19 @@
 // so a dot product is 4 partial sums and two shuffles, and the other side's tile (32 rows of d
 // floats) is staged in shared memory, read without bank conflicts. fp32 on the CUDA cores.
 // Deterministic: dQ and dK/dV come from two kernels (query- and key-centric), with no atomics.
+// Under --precision bf16 the module runs the tensor-core kernels of flash_bf16.cu instead.
 #include <string>
 
+#include "attention_impls/cuda/flash.hpp"
 #include "attention_impls/cuda/projected.cuh"
 #include "nn/cuda/check.cuh"
 #include "nn/errors.hpp"
+#include "nn/matmul.hpp"
 
 namespace lsb {
 namespace {
 
 constexpr int kRows = 64, kTile = 32, kThreads = 256;
-
-struct HeadLayout {
-  std::int64_t n, D;
-  int h, d;
-  // Element (t, k) of head bh = bi * h + hi of a (b, n, D) buffer.
-  __device__ std::int64_t at(int bh, std::int64_t t, int k) const { return (bh / h * n + t) * D + (bh % h) * d + k; }
-};
 
 // Sum of the 4 partial sums of a row's threads (lanes 4r .. 4r+3).
 __device__ float row_sum4(float v) {
@@ -225,6 +221,7 @@ void with_kpt(int d, F&& f) {
 class CudaFlash final : public CudaProjectedAttention {
  public:
   explicit CudaFlash(std::unique_ptr<Attention> twin) : CudaProjectedAttention(std::move(twin)) {
+    static_assert(kFlashBf16MaxHeadDim == 128, "one head-dim limit for both kernels");
     if (head_dim() > 128)
       throw UsageError(spec_string() + " on CUDA: head dim " + std::to_string(head_dim()) +
                        " is over the kernel's limit of 128");
@@ -234,6 +231,11 @@ class CudaFlash final : public CudaProjectedAttention {
   void core_forward() override {
     dev_ensure(lse_, {b_, heads_, n_}, MemCategory::activations, "flash log-sum-exp (b, h, n)");
     const HeadLayout L = layout();
+    // bf16 runs on tensor cores (require_precision has checked compute capability 8.0); the choice is
+    // kept for the backward, which must match the forward's lse.
+    tensor_cores_ = matmul_precision() == Precision::bf16;
+    if (tensor_cores_) return flash_bf16_forward(Q_.data(), K_.data(), V_.data(), mask_, L, batch_heads(), C_.data(),
+                                                 lse_.data());
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       flash_forward_kernel<decltype(kpt)::value>
@@ -247,6 +249,9 @@ class CudaFlash final : public CudaProjectedAttention {
     const std::int64_t rows = b_ * heads_ * n_;
     flash_delta_kernel<<<LSB_BLOCKS(rows, kThreads / 32), kThreads>>>(C_.data(), dC_.data(), L, rows, delta_.data());
     LSB_CUDA_LAUNCHED();
+    if (tensor_cores_)
+      return flash_bf16_backward(Q_.data(), K_.data(), V_.data(), dC_.data(), mask_, L, batch_heads(), lse_.data(),
+                                 delta_.data(), dQ_.data(), dK_.data(), dV_.data());
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       constexpr int K = decltype(kpt)::value;
@@ -266,7 +271,9 @@ class CudaFlash final : public CudaProjectedAttention {
   HeadLayout layout() const {
     return {n_, dim_, static_cast<int>(heads_), static_cast<int>(head_dim())};
   }
+  int batch_heads() const { return static_cast<int>(b_ * heads_); }
   Tensor lse_, delta_;
+  bool tensor_cores_ = false;
 };
 
 }  // namespace
