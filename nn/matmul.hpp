@@ -50,8 +50,9 @@ struct MatRef {
 // The precision of the products matmul() (and, on the GPU, cuda::gemm) computes. fp32: fp32 operands.
 // bf16: both operands rounded to bfloat16 (round to nearest even) into tracked staging buffers, products
 // accumulated in fp32 by oneDNN's bf16 kernels (cuBLAS on tensor cores on the GPU), c stays fp32 (so
-// does everything outside the products). gemm_tile and the GPU's own attention kernels (flash, the
-// windows) are always fp32. The setting is process-wide; the drivers set it per run with PrecisionScope.
+// does everything outside the products). gemm_tile and the GPU's window kernels are always fp32; flash
+// on the GPU runs its tensor-core kernels in bf16 (attention_impls/cuda/flash_bf16.cu). The setting is
+// process-wide; the drivers set it per run with PrecisionScope.
 enum class Precision { fp32, bf16 };
 Precision parse_precision(const std::string& name, const char* option);  // UsageError naming the option
 const char* precision_name(Precision p);
