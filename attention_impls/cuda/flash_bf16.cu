@@ -97,6 +97,23 @@ __device__ void stage(const float* src, const HeadLayout& L, int bh, std::int64_
   }
 }
 
+// The block's own rows [r0, r0 + kRows) of src, staged through `buf` (free again after the caller's
+// next __syncthreads), as the A fragments of this warp's 16 rows.
+template <int KC>
+__device__ void own_rows(const float* src, const HeadLayout& L, int bh, std::int64_t r0, __nv_bfloat16* buf,
+                         std::uint32_t (&a)[KC][4]) {
+  stage<16 * KC>(src, L, bh, r0, buf, nullptr);
+  __syncthreads();
+  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
+#pragma unroll
+  for (int c = 0; c < KC; ++c) load_a(a[c], buf, 16 * KC + 8, 16 * warp, 16 * c, g, t);
+}
+
+// bias[j] = 0 for a valid key u0 + j of sequence mask m, -inf for a masked one or one past n.
+__device__ void stage_key_bias(float* bias, const std::uint8_t* m, std::int64_t n, std::int64_t u0) {
+  if (threadIdx.x < kTile) bias[threadIdx.x] = (u0 + threadIdx.x < n && m[u0 + threadIdx.x]) ? 0.0f : -INFINITY;
+}
+
 // The max and the sum over the 4 lanes of a row group.
 __device__ __forceinline__ float group_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
@@ -175,11 +192,8 @@ __global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const floa
   const std::int64_t q0 = std::int64_t(blockIdx.x) * kRows;
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
 
-  stage<DP>(Q, L, bh, q0, Ks, nullptr);
-  __syncthreads();
   std::uint32_t qa[KC][4];
-#pragma unroll
-  for (int c = 0; c < KC; ++c) load_a(qa[c], Ks, RS, 16 * warp, 16 * c, g, t);
+  own_rows<KC>(Q, L, bh, q0, Ks, qa);
 
   float o[2 * KC][4];
 #pragma unroll
@@ -189,10 +203,7 @@ __global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const floa
     __syncthreads();  // the previous tile (or the query rows) is no longer read
     stage<DP>(K, L, bh, u0, Ks, nullptr);
     stage<DP>(V, L, bh, u0, nullptr, Vt);
-    if (threadIdx.x < kTile) {
-      const std::int64_t u = u0 + threadIdx.x;
-      key_bias[threadIdx.x] = (u < L.n && m[u]) ? 0.0f : -INFINITY;
-    }
+    stage_key_bias(key_bias, m, L.n, u0);
     __syncthreads();
     float s[kNT][4];
     scores<KC>(s, qa, Ks, g, t);
@@ -264,15 +275,9 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t q0 = std::int64_t(blockIdx.x) * kRows, r0 = q0 + 16 * warp;
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
 
-  stage<DP>(Q, L, bh, q0, Ks, nullptr);
-  stage<DP>(dO, L, bh, q0, Vs, nullptr);
-  __syncthreads();
   std::uint32_t qa[KC][4], da[KC][4];
-#pragma unroll
-  for (int c = 0; c < KC; ++c) {
-    load_a(qa[c], Ks, RS, 16 * warp, 16 * c, g, t);
-    load_a(da[c], Vs, RS, 16 * warp, 16 * c, g, t);
-  }
+  own_rows<KC>(Q, L, bh, q0, Ks, qa);
+  own_rows<KC>(dO, L, bh, q0, Vs, da);
   float row_lse[2], row_delta[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
@@ -287,10 +292,7 @@ __global__ void __launch_bounds__(kThreads)
     __syncthreads();
     stage<DP>(K, L, bh, u0, Ks, Kt);
     stage<DP>(V, L, bh, u0, Vs, nullptr);
-    if (threadIdx.x < kTile) {
-      const std::int64_t u = u0 + threadIdx.x;
-      key_bias[threadIdx.x] = (u < L.n && m[u]) ? 0.0f : -INFINITY;
-    }
+    stage_key_bias(key_bias, m, L.n, u0);
     __syncthreads();
     float s[kNT][4], dp[kNT][4];
     scores<KC>(s, qa, Ks, g, t);
@@ -332,15 +334,9 @@ __global__ void __launch_bounds__(kThreads)
   const std::int64_t k0 = std::int64_t(blockIdx.x) * kRows, r0 = k0 + 16 * warp;
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
 
-  stage<DP>(K, L, bh, k0, Qs, nullptr);
-  stage<DP>(V, L, bh, k0, dOs, nullptr);
-  __syncthreads();
   std::uint32_t ka[KC][4], va[KC][4];
-#pragma unroll
-  for (int c = 0; c < KC; ++c) {
-    load_a(ka[c], Qs, RS, 16 * warp, 16 * c, g, t);
-    load_a(va[c], dOs, RS, 16 * warp, 16 * c, g, t);
-  }
+  own_rows<KC>(K, L, bh, k0, Qs, ka);
+  own_rows<KC>(V, L, bh, k0, dOs, va);
   bool key_valid[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
