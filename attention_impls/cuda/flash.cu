@@ -207,24 +207,24 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const float* Q, co
     }
 }
 
-// Calls f with the smallest supported dims-per-thread count for head dim d (d <= 128).
+// Calls f with the smallest supported dims-per-thread count for head dim d (d <= kFlashMaxHeadDim).
 template <typename F>
 void with_kpt(int d, F&& f) {
   if (d <= 8) return f(std::integral_constant<int, 2>{});
   if (d <= 16) return f(std::integral_constant<int, 4>{});
   if (d <= 32) return f(std::integral_constant<int, 8>{});
   if (d <= 64) return f(std::integral_constant<int, 16>{});
-  if (d <= 128) return f(std::integral_constant<int, 32>{});
-  throw UsageError("flash on CUDA: head dim " + std::to_string(d) + " is over the kernel's limit of 128");
+  static_assert(kFlashMaxHeadDim == 4 * 32, "the largest dims-per-thread count covers the limit");
+  if (d <= kFlashMaxHeadDim) return f(std::integral_constant<int, 32>{});
+  throw std::logic_error("flash on CUDA: head dim over kFlashMaxHeadDim");  // the constructor refuses these
 }
 
 class CudaFlash final : public CudaProjectedAttention {
  public:
   explicit CudaFlash(std::unique_ptr<Attention> twin) : CudaProjectedAttention(std::move(twin)) {
-    static_assert(kFlashBf16MaxHeadDim == 128, "one head-dim limit for both kernels");
-    if (head_dim() > 128)
+    if (head_dim() > kFlashMaxHeadDim)
       throw UsageError(spec_string() + " on CUDA: head dim " + std::to_string(head_dim()) +
-                       " is over the kernel's limit of 128");
+                       " is over the kernel's limit of " + std::to_string(kFlashMaxHeadDim));
   }
 
  protected:

@@ -17,8 +17,8 @@ struct HeadLayout {
   }
 };
 
-// The tensor-core kernels take head dims up to this (padded to a multiple of 16 in shared memory).
-constexpr int kFlashBf16MaxHeadDim = 128;
+// Both kernel families take head dims up to this (the bf16 ones pad d to a multiple of 16).
+constexpr int kFlashMaxHeadDim = 128;
 
 // O = softmax(Q K^T + mask) V and lse (b*h, n) as the fp32 kernel computes them, with bf16 operands
 // (Q, K, V and the probabilities rounded to nearest even) and fp32 accumulation on tensor cores.

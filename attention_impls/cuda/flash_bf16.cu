@@ -377,7 +377,7 @@ __global__ void __launch_bounds__(kThreads)
   store_rows<KC>(dV, dv, L, bh, r0, g, t);
 }
 
-// Calls f with KC = ceil(d / 16) (d <= kFlashBf16MaxHeadDim).
+// Calls f with KC = ceil(d / 16) (d <= kFlashMaxHeadDim).
 template <typename F>
 void with_kc(int d, F&& f) {
   switch ((d + 15) / 16) {
@@ -389,7 +389,7 @@ void with_kc(int d, F&& f) {
     case 6: return f(std::integral_constant<int, 6>{});
     case 7: return f(std::integral_constant<int, 7>{});
     case 8: return f(std::integral_constant<int, 8>{});
-    default: throw std::logic_error("flash_bf16: head dim over kFlashBf16MaxHeadDim");
+    default: throw std::logic_error("flash_bf16: head dim over kFlashMaxHeadDim");
   }
 }
 
