@@ -393,12 +393,17 @@ void with_kc(int d, F&& f) {
   }
 }
 
-// Launches `kernel` with `smem` bytes of dynamic shared memory (over 48 KiB needs the opt-in).
-template <typename Kernel, typename... Args>
-void launch(Kernel kernel, const HeadLayout& L, int batch_heads, int smem, Args... args) {
-  LSB_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+// Launches Kernel with Smem bytes of dynamic shared memory; the opt-in that sizes over 48 KiB need is
+// made once per kernel, not on every launch.
+template <auto Kernel, int Smem, typename... Args>
+void launch(const HeadLayout& L, int batch_heads, Args... args) {
+  static const bool opted_in = [] {
+    LSB_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem));
+    return true;
+  }();
+  (void)opted_in;
   const dim3 grid(LSB_BLOCKS(L.n, kRows), static_cast<unsigned>(batch_heads));
-  kernel<<<grid, kThreads, smem>>>(args...);
+  Kernel<<<grid, kThreads, Smem>>>(args...);
   LSB_CUDA_LAUNCHED();
 }
 
@@ -408,7 +413,7 @@ void flash_bf16_forward(const float* Q, const float* K, const float* V, const st
                         int batch_heads, float* O, float* lse) {
   with_kc(L.d, [&](auto kc) {
     constexpr int KC = decltype(kc)::value;
-    launch(flash_bf16_forward_kernel<KC>, L, batch_heads, forward_smem<KC>(), Q, K, V, mask, L, O, lse);
+    launch<flash_bf16_forward_kernel<KC>, forward_smem<KC>()>(L, batch_heads, Q, K, V, mask, L, O, lse);
   });
 }
 
@@ -417,8 +422,8 @@ void flash_bf16_backward(const float* Q, const float* K, const float* V, const f
                          float* dK, float* dV) {
   with_kc(L.d, [&](auto kc) {
     constexpr int KC = decltype(kc)::value;
-    launch(flash_bf16_dq_kernel<KC>, L, batch_heads, dq_smem<KC>(), Q, K, V, dO, mask, L, lse, delta, dQ);
-    launch(flash_bf16_dkdv_kernel<KC>, L, batch_heads, dkdv_smem<KC>(), Q, K, V, dO, mask, L, lse, delta, dK, dV);
+    launch<flash_bf16_dq_kernel<KC>, dq_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dQ);
+    launch<flash_bf16_dkdv_kernel<KC>, dkdv_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dK, dV);
   });
 }
 
