@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(cmake ninja-build g++ git libdnnl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev librsvg2-bin)
+# ocl-icd-opencl-dev: Debian's oneDNN is built with the OpenCL GPU runtime, so its CMake config needs
+# OpenCL's headers and library (a Recommends of libdnnl-dev, which --no-install-recommends skips).
+PACKAGES=(cmake ninja-build g++ git libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev librsvg2-bin)
 BUILD=build/release
 
 install_missing() {
@@ -23,7 +25,8 @@ install_missing() {
 }
 
 build() {
-  [ -f "$BUILD/CMakeCache.txt" ] || cmake --preset release -DBUILD_TESTING=ON >/dev/null
+  # build.ninja, not CMakeCache.txt: a configure that failed half-way leaves a cache but no build files.
+  [ -f "$BUILD/build.ninja" ] || cmake --preset release -DBUILD_TESTING=ON >/dev/null
   cmake --build "$BUILD" -j "$(nproc)"
 }
 
