@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_impls/prob_dropout.hpp"
 #include "nn/tensor.hpp"
 
 namespace lsb {
@@ -59,6 +60,13 @@ class Attention {
   // gradients excluded), from its own buffer plan: the analytic memory model.
   virtual std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const = 0;
 
+  // Dropout on the attention probabilities of the following forward calls and their backward
+  // (attention_impls/prob_dropout.hpp); p = 0 turns it off, and is the state a module starts in. A variant
+  // without a probability matrix (performer, nystromformer) or without the kernels for it (CUDA so far)
+  // refuses p > 0 with a UsageError: supports_prob_dropout() says which.
+  void set_prob_dropout(const ProbDropout& drop);
+  virtual bool supports_prob_dropout() const { return false; }
+
   // For tests and diagnostics: the probabilities kept for backward, or nullptr where the variant
   // keeps none. Layout: full (b, h, n, n); linformer (b, h, n, k); sliding (b, h, n, 2R+1) band;
   // ls (b, h, n, r + w + 2e), landmarks first, then the window keys start(t) .. start(t)+w+2e-1.
@@ -82,6 +90,7 @@ class Attention {
   std::int64_t dim_, heads_;
   Device device_;
   std::vector<Param> params_;
+  ProbDropout drop_;
 };
 
 // Registry. n_max is the longest sequence the module will see (linformer sizes E with it when the

@@ -27,6 +27,7 @@ constexpr std::int64_t kBkBwd = 128;   // backward: keys per tile
 class FlashAttention final : public ProjectedAttention {
  public:
   FlashAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("flash", {}, dim, heads) {}
+  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void core_forward(bool) override {
@@ -78,6 +79,10 @@ class FlashAttention final : public ProjectedAttention {
               float* o = O + i * d;
 #pragma omp simd
               for (std::int64_t c = 0; c < d; ++c) o[c] *= alpha;
+              // The row sum above is of P itself; only the product with V sees the mask.
+              if (drop_.active())
+                drop_probabilities_row(drop_, (bi * h + hi) * n + q0 + i, n, s, cols,
+                                       [k0](std::int64_t u) { return k0 + u; });
             }
             gemm_tile(false, false, rows, d, cols, 1.0f, S, kBk, v, D, 1.0f, O, d);
           }
@@ -129,15 +134,24 @@ class FlashAttention final : public ProjectedAttention {
 #pragma omp simd
               for (std::int64_t u = 0; u < cols; ++u) p[u] = m[k0 + u] ? fast_exp(p[u] - l) : 0.0f;
             }
-            gemm_tile(true, false, cols, d, rows, 1.0f, P, kBkBwd, dc + q0 * D, D, 1.0f, dv + k0 * D, D);
             gemm_tile(false, true, rows, cols, d, 1.0f, dc + q0 * D, D, v + k0 * D, D, 0.0f, dS, kBkBwd);
             for (std::int64_t i = 0; i < rows; ++i) {
-              const float* p = P + i * kBkBwd;
+              float* p = P + i * kBkBwd;
               float* g = dS + i * kBkBwd;
               const float dl = delta[q0 + i];
+              if (drop_.active()) {  // dS = P * (M G - delta); then P becomes P * M for dV
+                const std::int64_t row = (bi * h + hi) * n + q0 + i;
+                auto key_of = [k0](std::int64_t u) { return k0 + u; };
+                drop_probabilities_row(drop_, row, n, g, cols, key_of);
 #pragma omp simd
-              for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);
+                for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);
+                drop_probabilities_row(drop_, row, n, p, cols, key_of);
+              } else {
+#pragma omp simd
+                for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);
+              }
             }
+            gemm_tile(true, false, cols, d, rows, 1.0f, P, kBkBwd, dc + q0 * D, D, 1.0f, dv + k0 * D, D);
             gemm_tile(true, false, cols, d, rows, 1.0f, dS, kBkBwd, q + q0 * D, D, 1.0f, dk + k0 * D, D);
             gemm_tile(false, false, rows, d, cols, 1.0f, dS, kBkBwd, k + k0 * D, D, 1.0f, dq + q0 * D, D);
           }

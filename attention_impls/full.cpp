@@ -12,16 +12,19 @@ class FullAttention final : public ProjectedAttention {
 
  public:
   const Tensor* saved_probabilities() const override { return &P_; }
+  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void core_forward(bool) override {
     ensure(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");
-    dense_attention_forward(view(Q_), view(K_), view(V_), mask_, P_.data(), view(C_));
+    // With dropout, P * M goes to dP's buffer (the backward's workspace, so training's peak is unchanged).
+    if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
+    dense_attention_forward(view(Q_), view(K_), view(V_), mask_, P_.data(), view(C_), drop_, dP_.data());
   }
   void core_backward() override {
     ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
     dense_attention_backward(view(Q_), view(K_), view(V_), P_.data(), view(dC_), dP_.data(), view(dQ_), view(dK_),
-                             view(dV_));
+                             view(dV_), drop_);
   }
   double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {

@@ -20,6 +20,7 @@ class LinformerAttention final : public ProjectedAttention {
   }
 
   const Tensor* saved_probabilities() const override { return &P_; }
+  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void check_length(std::int64_t n) const override {
@@ -39,7 +40,9 @@ class LinformerAttention final : public ProjectedAttention {
       matmul(proj("e"), rows(K_, bi, n_), rows(Kp_, bi, k_));
       matmul(proj(separate_ ? "f" : "e"), rows(V_, bi, n_), rows(Vp_, bi, k_));
     }
-    dense_attention_forward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), nullptr, P_.data(), heads(C_, n_));
+    if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
+    dense_attention_forward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), nullptr, P_.data(), heads(C_, n_), drop_,
+                            dP_.data());
   }
 
   void core_backward() override {
@@ -47,7 +50,7 @@ class LinformerAttention final : public ProjectedAttention {
     ensure(dVp_, Vp_.shape(), MemCategory::workspace, "linformer dV'");
     ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
     dense_attention_backward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), P_.data(), heads(dC_, n_), dP_.data(),
-                             heads(dQ_, n_), heads(dKp_, k_), heads(dVp_, k_));
+                             heads(dQ_, n_), heads(dKp_, k_), heads(dVp_, k_), drop_);
     // dE[:, :n] += sum over batch of dK'_b (k x D) @ (K_b * m)^T (D x n); likewise for values.
     // dK_b = m * E^T dK'_b, dV_b = m * E^T dV'_b (or F^T).
     auto grad = [&](const char* name) { return MatRef::rowmajor(param(name).grad.data(), k_, n_, n_max_); };

@@ -28,6 +28,11 @@ Range key_range(const LocalWindow& w, std::int64_t t0, std::int64_t t1, std::int
   return {std::clamp<std::int64_t>(w.start(t0), 0, n), std::clamp<std::int64_t>(w.start(t1 - 1) + w.span, 0, n)};
 }
 
+// The key of tile column j (prob_dropout.hpp): extra key j is j, the key at position u is extra + u.
+auto key_of(const LocalWindow& w, const Range& r) {
+  return [extra = w.extra, lo = r.lo](std::int64_t j) { return j < extra ? j : j + lo; };
+}
+
 }  // namespace
 
 std::int64_t LocalWindow::block_rows() const {
@@ -42,7 +47,7 @@ std::int64_t LocalWindow::tile_floats() const {
 
 void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                              const float* Q, const float* K, const float* V, const float* KX, const float* VX,
-                             const std::uint8_t* mask, float* P, float* C, float* scratch) {
+                             const std::uint8_t* mask, float* P, float* C, float* scratch, const ProbDropout& drop) {
   const std::int64_t D = h * d, W = w.width(), B = w.block_rows();
   const float neg_inf = -std::numeric_limits<float>::infinity();
 #pragma omp parallel for collapse(2) schedule(static)
@@ -86,6 +91,7 @@ void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t 
             const std::int64_t u = u0 + o;
             p[w.extra + o] = (u >= r.lo && u < r.hi) ? s[w.extra + u - r.lo] : 0.0f;
           }
+          if (drop.active()) drop_probabilities_row(drop, (bi * h + hi) * n + t, w.extra + n, s, cols, key_of(w, r));
         }
         // C_blk = T [VX ; V[lo:hi]]
         float* c = C + off + t0 * D;
@@ -99,7 +105,7 @@ void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t 
 void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                               const float* Q, const float* K, const float* V, const float* KX, const float* VX,
                               const float* P, const float* dC, float* dQ, float* dK, float* dV, float* dKX,
-                              float* dVX, float* scratch) {
+                              float* dVX, float* scratch, const ProbDropout& drop) {
   const std::int64_t D = h * d, W = w.width(), B = w.block_rows();
 #pragma omp parallel for collapse(2) schedule(static)
   for (std::int64_t bi = 0; bi < b; ++bi)
@@ -137,13 +143,21 @@ void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t
         }
         const float* q = Q + off + t0 * D;
         const float* dc = dC + off + t0 * D;
+        // G = dC [VX ; V[lo:hi]]^T, then dS = T * (M G - rowsum(T * M G)) (M = 1 without dropout)
+        gemm_tile(false, true, rows, w.extra, d, 1.0f, dc, D, vx, D, 0.0f, G, cols);
+        gemm_tile(false, true, rows, nk, d, 1.0f, dc, D, V + off + r.lo * D, D, 0.0f, G + w.extra, cols);
+        for (std::int64_t i = 0; i < rows; ++i) {
+          if (!drop.active()) {
+            softmax_backward_row(T + i * cols, G + i * cols, cols);
+            continue;
+          }
+          const std::int64_t row = (bi * h + hi) * n + t0 + i;
+          dropped_softmax_backward_row(drop, row, w.extra + n, T + i * cols, G + i * cols, cols, key_of(w, r));
+          drop_probabilities_row(drop, row, w.extra + n, T + i * cols, cols, key_of(w, r));  // T * M for dV
+        }
         // dVX += T_x^T dC, dV[lo:hi] += T_k^T dC
         gemm_tile(true, false, w.extra, d, rows, 1.0f, T, cols, dc, D, 1.0f, dvx, D);
         gemm_tile(true, false, nk, d, rows, 1.0f, T + w.extra, cols, dc, D, 1.0f, dV + off + r.lo * D, D);
-        // G = dC [VX ; V[lo:hi]]^T, then dS = T * (G - rowsum(T * G))
-        gemm_tile(false, true, rows, w.extra, d, 1.0f, dc, D, vx, D, 0.0f, G, cols);
-        gemm_tile(false, true, rows, nk, d, 1.0f, dc, D, V + off + r.lo * D, D, 0.0f, G + w.extra, cols);
-        for (std::int64_t i = 0; i < rows; ++i) softmax_backward_row(T + i * cols, G + i * cols, cols);
         // dQ_blk = dS [KX ; K[lo:hi]]; dKX += dS_x^T Q_blk; dK[lo:hi] += dS_k^T Q_blk
         float* dq = dQ + off + t0 * D;
         gemm_tile(false, false, rows, d, w.extra, 1.0f, G, cols, kx, D, 0.0f, dq, D);

@@ -7,10 +7,13 @@
 // softmax over [extra | window]; invalid window keys get probability exactly 0.
 //
 // Shapes: Q, K, V, C: (b, n, D) with heads as column slices; KX, VX: (b, extra, D);
-// P: (b, h, n, extra + span), kept for the backward.
+// P: (b, h, n, extra + span), kept for the backward (without the dropout mask, which both functions draw:
+// the key space is extra + n, extra key j being key j and the key at position u key extra + u).
 #pragma once
 #include <algorithm>
 #include <cstdint>
+
+#include "attention_impls/prob_dropout.hpp"
 
 namespace lsb {
 
@@ -34,12 +37,13 @@ inline LocalWindow ls_window(std::int64_t w, std::int64_t r) {
 
 void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                              const float* Q, const float* K, const float* V, const float* KX, const float* VX,
-                             const std::uint8_t* mask, float* P, float* C, float* scratch);
+                             const std::uint8_t* mask, float* P, float* C, float* scratch,
+                             const ProbDropout& drop = {});
 // dQ, dK, dV, dKX, dVX written (not accumulated). The mask is implied by P (invalid keys have
 // probability 0). scratch: scratch_floats(max_threads()) floats, for both functions.
 void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t d,
                               const float* Q, const float* K, const float* V, const float* KX, const float* VX,
                               const float* P, const float* dC, float* dQ, float* dK, float* dV, float* dKX,
-                              float* dVX, float* scratch);
+                              float* dVX, float* scratch, const ProbDropout& drop = {});
 
 }  // namespace lsb

@@ -37,6 +37,7 @@ class LongShortAttention final : public ProjectedAttention {
     win_ = ls_window(w, r);
   }
   const Tensor* saved_probabilities() const override { return &P_; }
+  bool supports_prob_dropout() const override { return true; }
   std::int64_t padded_length(std::int64_t n) const override { return w_ > 0 ? (n + w_ - 1) / w_ * w_ : n; }
 
  protected:
@@ -64,7 +65,7 @@ class LongShortAttention final : public ProjectedAttention {
     ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
     ensure(scratch_, {win_.scratch_floats(max_threads())}, MemCategory::workspace, "ls per-thread tiles");
     local_attention_forward(win_, b_, n_, heads_, d, Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
-                            r_ ? landmark(3) : nullptr, mask_, P_.data(), C_.data(), scratch_.data());
+                            r_ ? landmark(3) : nullptr, mask_, P_.data(), C_.data(), scratch_.data(), drop_);
   }
 
   void core_backward() override {
@@ -77,7 +78,7 @@ class LongShortAttention final : public ProjectedAttention {
     }
     local_attention_backward(win_, b_, n_, heads_, d, Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
                              r_ ? landmark(3) : nullptr, P_.data(), dC_.data(), dQ_.data(), dKt_.data(), dVt_.data(),
-                             r_ ? dlandmark(2) : nullptr, r_ ? dlandmark(3) : nullptr, scratch_.data());
+                             r_ ? dlandmark(2) : nullptr, r_ ? dlandmark(3) : nullptr, scratch_.data(), drop_);
     if (r_ > 0) {
       const std::int64_t lr = b_ * r_;
       const float* gs = ln_g_stats_.data();

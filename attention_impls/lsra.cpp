@@ -48,6 +48,8 @@ class LsraAttention final : public Attention {
   }
 
   const Tensor* saved_probabilities() const override { return &P_; }
+  // On the attention branch's probabilities (key = position, as full).
+  bool supports_prob_dropout() const override { return true; }
 
   void forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,
                bool /*keep_for_backward*/) override {
@@ -74,7 +76,8 @@ class LsraAttention final : public Attention {
     linear_forward(xa_.data(), rows, H, p("a_wv"), p("a_bv"), H, V_.data());
     const float scale = 1.0f / std::sqrt(static_cast<float>(H / ha_));
     for (std::int64_t i = 0; i < rows * H; ++i) Q_[i] *= scale;
-    dense_attention_forward(view(Q_), view(Kt_), view(V_), keys_.data(), P_.data(), view(C_));
+    if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "lsra attention dP (b, h/2, n, n)");
+    dense_attention_forward(view(Q_), view(Kt_), view(V_), keys_.data(), P_.data(), view(C_), drop_, dP_.data());
     zero_padded(C_);
     linear_forward(C_.data(), rows, H, p("a_wo"), p("a_bo"), H, out_.data());
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(y + r * D, out_.data() + r * H, sizeof(float) * H);
@@ -124,7 +127,7 @@ class LsraAttention final : public Attention {
     linear_backward(out_.data(), C_.data(), rows, H, p("a_wo"), H, g("a_wo"), g("a_bo"), dC_.data(), false);
     zero_padded(dC_);
     dense_attention_backward(view(Q_), view(Kt_), view(V_), P_.data(), view(dC_), dP_.data(), view(dQ_), view(dK_),
-                             view(dV_));
+                             view(dV_), drop_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(H / ha_));
     for (std::int64_t i = 0; i < rows * H; ++i) dQ_[i] *= scale;
     linear_backward(dQ_.data(), xa_.data(), rows, H, p("a_wq"), H, g("a_wq"), g("a_bq"), dxh_.data(), false);

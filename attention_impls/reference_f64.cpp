@@ -68,7 +68,7 @@ namespace {
 // convolution on the other D/2 (../shared/spec/attention.md), written out on its own.
 std::vector<double> reference_lsra(const std::map<std::string, std::string>& keys, std::int64_t D, std::int64_t h,
                                    std::int64_t b, std::int64_t n, const RefParams& P, const std::vector<double>& x,
-                                   const std::vector<std::uint8_t>& mask) {
+                                   const std::vector<std::uint8_t>& mask, const ProbDropout& drop) {
   const std::int64_t H = D / 2, ha = std::max<std::int64_t>(h / 2, 1), K = key_int(keys, "K"), Hc = key_int(keys, "Hc");
   // The attention half is `full` on width D/2 with the a_ parameters.
   RefParams Pa;
@@ -79,7 +79,7 @@ std::vector<double> reference_lsra(const std::map<std::string, std::string>& key
       xa[r * H + c] = x[r * D + c];
       xc[r * H + c] = mask[r] ? x[r * D + H + c] : 0.0;
     }
-  const std::vector<double> ya = reference_attention("full", {}, H, ha, b, n, Pa, xa, mask);
+  const std::vector<double> ya = reference_attention("full", {}, H, ha, b, n, Pa, xa, mask, drop);
   const Mat h1 = linear(xc, b * n, H, P.at("c_w1"), P.at("c_b1"), D);
   Mat u(b * n * H);
   for (std::int64_t r = 0; r < b * n; ++r)
@@ -114,8 +114,10 @@ std::vector<double> reference_lsra(const std::map<std::string, std::string>& key
 std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
                                         std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
                                         const RefParams& P, const std::vector<double>& x,
-                                        const std::vector<std::uint8_t>& mask) {
-  if (name == "lsra") return reference_lsra(keys, D, h, b, n, P, x, mask);
+                                        const std::vector<std::uint8_t>& mask, const ProbDropout& drop) {
+  if (name == "lsra") return reference_lsra(keys, D, h, b, n, P, x, mask, drop);
+  if (drop.active() && (name == "performer" || name == "nystromformer"))
+    throw std::invalid_argument(name + " has no attention dropout");
   const std::int64_t d = D / h;
   std::vector<double> y(b * n * D);
   for (std::int64_t bi = 0; bi < b; ++bi) {
@@ -126,16 +128,19 @@ std::vector<double> reference_attention(const std::string& name, const std::map<
     Mat K = linear(X, n, D, P.at("wk"), P.at("bk"), D);
     Mat V = linear(X, n, D, P.at("wv"), P.at("bv"), D);
     Mat C(n * D, 0.0);
-    // keys(i): the key and value rows head i attends to, with validity per query given by visible(t, u).
+    // Query t of head i attends to the nk rows of Kr, Vr (valid ones only); with dropout, probability u is
+    // multiplied by the factor of key key_id(u) in a key space of `space` keys (prob_dropout.hpp).
     auto attend = [&](std::int64_t i, std::int64_t t, const Mat& Kr, const Mat& Vr, std::int64_t nk,
-                      const std::vector<bool>& valid) {
+                      const std::vector<bool>& valid, std::int64_t space, auto key_id) {
       std::vector<double> s(nk);
       for (std::int64_t u = 0; u < nk; ++u) {
         double acc = 0;
         for (std::int64_t c = 0; c < d; ++c) acc += Q[t * D + i * d + c] * Kr[u * D + i * d + c];
         s[u] = acc;
       }
-      const auto p = softmax(s, valid);
+      auto p = softmax(s, valid);
+      if (drop.active())
+        for (std::int64_t u = 0; u < nk; ++u) p[u] *= drop.factor((bi * h + i) * n + t, space, key_id(u));
       for (std::int64_t u = 0; u < nk; ++u)
         for (std::int64_t c = 0; c < d; ++c) C[t * D + i * d + c] += p[u] * Vr[u * D + i * d + c];
     };
@@ -145,7 +150,7 @@ std::vector<double> reference_attention(const std::string& name, const std::map<
         for (std::int64_t t = 0; t < n; ++t) {
           std::vector<bool> valid(n);
           for (std::int64_t u = 0; u < n; ++u) valid[u] = m[u] && std::llabs(t - u) <= R;
-          attend(i, t, K, V, n, valid);
+          attend(i, t, K, V, n, valid, n, [](std::int64_t u) { return u; });
         }
     } else if (name == "linformer") {
       const std::int64_t k = key_int(keys, "k"), n_max = key_int(keys, "n_max");
@@ -160,7 +165,8 @@ std::vector<double> reference_attention(const std::string& name, const std::map<
               Vp[j * D + c] += F[j * n_max + t] * V[t * D + c];
             }
       for (std::int64_t i = 0; i < h; ++i)
-        for (std::int64_t t = 0; t < n; ++t) attend(i, t, Kp, Vp, k, std::vector<bool>(k, true));
+        for (std::int64_t t = 0; t < n; ++t)
+          attend(i, t, Kp, Vp, k, std::vector<bool>(k, true), k, [](std::int64_t j) { return j; });
     } else if (name == "ls") {
       const std::int64_t w = key_int(keys, "w"), r = key_int(keys, "r");
       const Mat Kt = layernorm(K, n, D, P.at("ln_l_weight"), P.at("ln_l_bias"));
@@ -206,7 +212,10 @@ std::vector<double> reference_attention(const std::string& name, const std::map<
               }
             }
           }
-          attend(i, t, Kr, Vr, static_cast<std::int64_t>(valid.size()), valid);
+          // Landmark j is key j; window entry o (position s*w - e + o) is key r + position.
+          const std::int64_t first = w > 0 ? (t / w) * w - e : 0;
+          attend(i, t, Kr, Vr, static_cast<std::int64_t>(valid.size()), valid, r + n,
+                 [&](std::int64_t u) { return u < r ? u : r + first + (u - r); });
         }
     } else if (name == "performer") {
       // phi(u)_j = exp(w_j . u - |u|^2 / 2) / sqrt(nf); queries u = q d^(1/4) (Q is q / sqrt(d) here), keys

@@ -16,11 +16,12 @@ using RefParams = std::map<std::string, std::vector<double>>;
 // The module's parameters as float64 copies.
 RefParams params_f64(Attention& a);
 
-// y (b, n, D) in float64 for variant `name` with resolved spec keys `keys`; mask (b, n), 1 = real.
+// y (b, n, D) in float64 for variant `name` with resolved spec keys `keys`; mask (b, n), 1 = real; with
+// dropout on the attention probabilities where the variant has it (not performer, nystromformer).
 std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
                                         std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
                                         const RefParams& params, const std::vector<double>& x,
-                                        const std::vector<std::uint8_t>& mask);
+                                        const std::vector<std::uint8_t>& mask, const ProbDropout& drop = {});
 
 struct ErrorStats {
   double max_abs = 0, max_rel = 0;  // max |a - r| and max |a - r| / (|r| + scale), scale = rms(r)

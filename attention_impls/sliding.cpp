@@ -16,18 +16,19 @@ class SlidingAttention final : public ProjectedAttention {
 
  public:
   const Tensor* saved_probabilities() const override { return &P_; }
+  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void core_forward(bool) override {
     ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "sliding band probabilities (b, h, n, 2R+1)");
     ensure(scratch_, {win_.scratch_floats(max_threads())}, MemCategory::workspace, "sliding per-thread tiles");
     local_attention_forward(win_, b_, n_, heads_, head_dim(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr,
-                            mask_, P_.data(), C_.data(), scratch_.data());
+                            mask_, P_.data(), C_.data(), scratch_.data(), drop_);
   }
   void core_backward() override {
     local_attention_backward(win_, b_, n_, heads_, head_dim(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr,
                              P_.data(), dC_.data(), dQ_.data(), dK_.data(), dV_.data(), nullptr, nullptr,
-                             scratch_.data());
+                             scratch_.data(), drop_);
   }
   double core_flops(std::int64_t b, std::int64_t n) const override {
     return 4.0 * b * heads_ * n * win_.span * head_dim();

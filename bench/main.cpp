@@ -175,7 +175,10 @@ int main(int argc, char** argv) {
   train.add(cmd_train, "--lr", &TrainOptions::lr, "Peak learning rate");
   train.add(cmd_train, "--warmup", &TrainOptions::warmup, "Linear warm-up steps");
   train.add(cmd_train, "--weight-decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay");
-  train.add(cmd_train, "--dropout", &TrainOptions::dropout, "Dropout on block outputs");
+  train.add(cmd_train, "--dropout", &TrainOptions::dropout,
+            "Dropout on block outputs, and on attention probabilities unless --attention-dropout is given");
+  train.add(cmd_train, "--attention-dropout", &TrainOptions::attention_dropout,
+            "Dropout on attention probabilities (default: --dropout where the variant has them, else 0)");
   train.add(cmd_train, "--clip-norm", &TrainOptions::clip_norm, "Clip the global gradient norm (0: off)");
   train.add(cmd_train, "--eval-every", &TrainOptions::eval_every, "Validate every E steps");
   train.add(cmd_train, "--log-every", &TrainOptions::log_every, "Curve point every K steps");

@@ -28,6 +28,13 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
+// The attention dropout a run applies: --attention-dropout when given (the encoder refuses it where the
+// variant cannot drop its probabilities), else --dropout where the variant can, else 0.
+float attention_dropout(const TrainOptions& o, const Attention& a) {
+  if (o.attention_dropout >= 0) return static_cast<float>(o.attention_dropout);
+  return a.supports_prob_dropout() ? static_cast<float>(o.dropout) : 0.0f;
+}
+
 // The config block of the result: everything that decides the numbers, not where files go. The
 // thread count is part of it because CPU results are bit-identical only for the same count. Its id
 // is the key `compare` pairs on, and what a resumed run must match.
@@ -45,6 +52,7 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"mlp_dim", o.mlp_dim},
           {"pooling", o.pooling},
           {"dropout", o.dropout},
+          {"attention_dropout", attention_dropout(o, a)},
           {"mode", "train"},
           {"device", o.device},
           {"precision", o.precision},
@@ -199,6 +207,8 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   if (!(o.lr > 0) || o.weight_decay < 0 || o.clip_norm < 0)
     throw UsageError(fmt::format("--lr {} must be positive, --weight-decay {} and --clip-norm {} not negative", o.lr,
                                  o.weight_decay, o.clip_norm));
+  if (!(o.attention_dropout < 1) || (o.attention_dropout < 0 && o.attention_dropout != -1))
+    throw UsageError(fmt::format("--attention-dropout {}: expected a value in [0, 1)", o.attention_dropout));
   const Device dev = parse_device(o.device, "--device");
   const Precision precision = parse_precision(o.precision, "--precision");
   const PrecisionScope precision_scope(precision, dev);  // refuses a precision this device cannot run
@@ -207,10 +217,12 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   tracker.reset_peak(dev);
   const auto wall0 = Clock::now();
 
+  const float attn_dropout =
+      attention_dropout(o, *make_attention(VariantSpec::parse(o.variant), o.dim, o.heads, task.length, dev));
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs(),
-               .device = dev});
+               .dropout = static_cast<float>(o.dropout), .attention_dropout = attn_dropout, .attention = o.variant,
+               .pair = task.train.pairs(), .device = dev});
   enc.init_params(o.seed);
   const auto params = enc.parameters();
   AdamW opt(params, {.weight_decay = o.weight_decay});

@@ -19,7 +19,8 @@ struct TrainOptions {
   // Model (../shared/spec/lra.md "Models"); the preset fills these, the command line overrides.
   std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
   std::string pooling = "mean";
-  double dropout = 0;
+  double dropout = 0;            // on block outputs
+  double attention_dropout = -1;  // on attention probabilities; < 0: as dropout where the variant has them, else 0
   // Data.
   std::int64_t length = 0;  // 0 = the task's
   std::int64_t max_train = 0, max_val = 0, max_test = 0;  // seeded subsets; 0 = whole split

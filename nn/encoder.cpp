@@ -102,6 +102,9 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
       layer_spec.params["K"] = std::to_string(kSchedule[std::min<std::int64_t>(l, 5)]);
     }
     layer->attn = make_attention(layer_spec, D, cfg.heads, N_max, cfg.device);
+    // Refused here, before training starts, where the variant cannot drop its probabilities.
+    layer->attn->set_prob_dropout({cfg.attention_dropout, 0});
+    layer->attn->set_prob_dropout({});
     layers_.push_back(std::move(layer));
   }
   own_.push_back(make_param("lnf.weight", {D}, cfg.device));
@@ -275,6 +278,8 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
     ensure(L.g, {rows, F}, MemCategory::activations, "encoder MLP GELU output", dev);
     ops::layernorm_forward(dev, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_b->value.data(), L.h1.data(),
                            L.ln1_stats.data(), L.ln1_stats.data() + rows);
+    // Attention dropout: a stream per (step, layer), apart from the block-output masks' streams.
+    L.attn->set_prob_dropout({train ? cfg_.attention_dropout : 0.0f, counter_random(dropout_seed, 1000000 + l)});
     L.attn->forward(L.h1.data(), s.mask_on, seqs, N, s.work_d.data(), true);
     if (drop) dropout(L.drop1, s.work_d.data(), dropout_seed * 1000003 + 2 * l);
     ops::add(dev, L.x_in.data(), s.work_d.data(), rows * D, L.x_mid.data());

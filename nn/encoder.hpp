@@ -1,6 +1,7 @@
 // The classifier of ../shared/spec/lra.md ("Models"), the same for every attention variant:
 //   x = tok_emb[token] + pos_emb[t]                                  (b, n, D)
 //   L pre-LN blocks: x += drop(Attn(LN1(x))); x += drop(fc2(GELU(fc1(LN2(x)))))
+//   (Attn with its own dropout on the attention probabilities where the variant has them)
 //   final LN, pooling (mean over real tokens, or a learned cls token prepended), head
 //   fc(D -> Dmlp), ReLU, fc(Dmlp -> classes); cross-entropy averaged over the batch.
 // Two towers (Retrieval, `pair`): each example is two sequences through the one encoder, pooled to
@@ -9,7 +10,6 @@
 // One body for both devices: every step goes through nn/device_ops.hpp, so a CUDA encoder runs the CPU
 // encoder's formulas in the same order. Batches arrive on the host (tokens, mask, labels), are checked
 // there and copied over; logits() and the loss come back to the host.
-// Not yet here: dropout on attention probabilities (the attention interface has no hook for it).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -25,6 +25,7 @@ struct EncoderConfig {
   std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
   std::string pooling = "mean";  // mean | cls
   float dropout = 0.0f;          // on block outputs
+  float attention_dropout = 0.0f;  // on attention probabilities: a UsageError where the variant has none
   std::string attention = "full";
   bool pair = false;  // two towers: tokens hold 2b sequences, the b first documents then the b second ones
   Device device = Device::cpu;  // where parameters, activations and every step live

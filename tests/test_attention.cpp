@@ -47,16 +47,55 @@ std::vector<float> run_forward(Attention& a, const Problem& p, bool keep = false
 
 }  // namespace
 
+// Without dropout, and with dropout on the attention probabilities where the variant has it.
+const std::vector<ProbDropout> kDropouts = {{}, {0.3f, 99}};
+
 TEST_CASE("every variant matches the float64 reference with padding present", "[attention][reference]") {
-  for (const auto& spec : kSpecs) {
+  for (const auto& spec : kSpecs)
+    for (const ProbDropout& drop : kDropouts) {
+      INFO(spec << ", attention dropout " << drop.p);
+      const Problem p = make_problem(2, 12, 8, 2, 5, 11);
+      auto a = make(spec, p.D, p.h, p.n, 3);
+      if (drop.active() && !a->supports_prob_dropout()) continue;
+      a->set_prob_dropout(drop);
+      const auto y = run_forward(*a, p);
+      const auto ref = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*a),
+                                           to_f64(p.x), p.mask, drop);
+      CHECK(compare_to_reference(y.data(), ref).max_rel < 2e-6);
+    }
+}
+
+TEST_CASE("attention dropout: keep rate and scale of the mask, refused where there are no probabilities",
+          "[attention][dropout]") {
+  const ProbDropout drop{0.25f, 7};
+  const std::int64_t rows = 200, keys = 1000;
+  double zeros = 0, sum = 0;
+  for (std::int64_t r = 0; r < rows; ++r)
+    for (std::int64_t k = 0; k < keys; ++k) {
+      const float f = drop.factor(r, keys, k);
+      REQUIRE((f == 0.0f || f == 1.0f / 0.75f));
+      zeros += f == 0.0f;
+      sum += f;
+    }
+  const double count = rows * keys, sd = std::sqrt(count * 0.25 * 0.75);
+  CHECK(std::fabs(zeros - 0.25 * count) < 5 * sd);  // drop rate p
+  CHECK(std::fabs(sum / count - 1.0) < 5 * sd / count / 0.75);  // inverted dropout keeps the mean
+  // Another seed, another mask: they differ where one keeps and the other drops, 2 p (1 - p) of the time.
+  const ProbDropout other{0.25f, 8};
+  int differ = 0;
+  for (std::int64_t k = 0; k < keys; ++k) differ += drop.factor(3, keys, k) != other.factor(3, keys, k);
+  CHECK(std::abs(differ - 375) < 5 * std::sqrt(keys * 0.375 * 0.625));
+
+  for (const char* spec : {"performer:features=8", "nystromformer:m=4"}) {
     INFO(spec);
-    const Problem p = make_problem(2, 12, 8, 2, 5, 11);
-    auto a = make(spec, p.D, p.h, p.n, 3);
-    const auto y = run_forward(*a, p);
-    const auto ref = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*a),
-                                         to_f64(p.x), p.mask);
-    CHECK(compare_to_reference(y.data(), ref).max_rel < 2e-6);
+    auto a = make(spec, 8, 2, 12, 1);
+    CHECK_FALSE(a->supports_prob_dropout());
+    CHECK_THROWS_AS(a->set_prob_dropout({0.1f, 1}), UsageError);
+    CHECK_NOTHROW(a->set_prob_dropout({}));
   }
+  auto full = make("full", 8, 2, 12, 1);
+  CHECK_THROWS_AS(full->set_prob_dropout({1.0f, 1}), UsageError);
+  CHECK_THROWS_AS(full->set_prob_dropout({-0.1f, 1}), UsageError);
 }
 
 // The bf16 tolerance rule (docs/VARIANTS.md): with bf16 products, the forward's max error against
@@ -105,88 +144,103 @@ TEST_CASE("every variant in bf16 stays within the bf16 tolerance of float64, for
 }
 
 TEST_CASE("finite differences of the float64 reference agree with every gradient", "[attention][gradient]") {
-  for (const auto& spec : kSpecs) {
-    INFO(spec);
-    const Problem p = make_problem(2, 12, 8, 2, 5, 21);
-    auto a = make(spec, p.D, p.h, p.n, 5);
-    Rng rng(77);
-    std::vector<float> g(p.x.size());
-    for (auto& v : g) v = static_cast<float>(rng.normal());
-    std::vector<float> y(p.x.size()), dx(p.x.size());
-    a->forward(p.x.data(), p.mask.data(), p.b, p.n, y.data(), true);
-    a->zero_grad();
-    a->backward(g.data(), dx.data());
+  for (const auto& spec : kSpecs)
+    for (const ProbDropout& drop : kDropouts) {
+      INFO(spec << ", attention dropout " << drop.p);
+      const Problem p = make_problem(2, 12, 8, 2, 5, 21);
+      auto a = make(spec, p.D, p.h, p.n, 5);
+      if (drop.active() && !a->supports_prob_dropout()) continue;
+      a->set_prob_dropout(drop);
+      Rng rng(77);
+      std::vector<float> g(p.x.size());
+      for (auto& v : g) v = static_cast<float>(rng.normal());
+      std::vector<float> y(p.x.size()), dx(p.x.size());
+      a->forward(p.x.data(), p.mask.data(), p.b, p.n, y.data(), true);
+      a->zero_grad();
+      a->backward(g.data(), dx.data());
 
-    const RefParams P = params_f64(*a);
-    const std::vector<double> x64 = to_f64(p.x);
-    auto loss = [&](const RefParams& params, const std::vector<double>& x) {
-      const auto yr = reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params, x, p.mask);
-      double L = 0;
-      for (std::size_t i = 0; i < yr.size(); ++i) L += yr[i] * g[i];
-      return L;
-    };
-    const double eps = 1e-6;
-    // Every element of a tensor: central difference vs analytic; tolerance relative to the
-    // tensor's largest gradient (fp32 analytic against an exact float64 derivative).
-    auto check_tensor = [&](const std::string& what, const float* analytic, std::size_t count, auto perturb) {
-      std::vector<double> numeric(count);
-      double scale = 0;
-      for (std::size_t i = 0; i < count; ++i) {
-        numeric[i] = (perturb(i, eps) - perturb(i, -eps)) / (2 * eps);
-        scale = std::max(scale, std::fabs(numeric[i]));
+      const RefParams P = params_f64(*a);
+      const std::vector<double> x64 = to_f64(p.x);
+      auto loss = [&](const RefParams& params, const std::vector<double>& x) {
+        const auto yr =
+            reference_attention(a->name(), a->resolved_params(), p.D, p.h, p.b, p.n, params, x, p.mask, drop);
+        double L = 0;
+        for (std::size_t i = 0; i < yr.size(); ++i) L += yr[i] * g[i];
+        return L;
+      };
+      const double eps = 1e-6;
+      // Every element of a tensor: central difference vs analytic; tolerance relative to the
+      // tensor's largest gradient (fp32 analytic against an exact float64 derivative).
+      auto check_tensor = [&](const std::string& what, const float* analytic, std::size_t count, auto perturb) {
+        std::vector<double> numeric(count);
+        double scale = 0;
+        for (std::size_t i = 0; i < count; ++i) {
+          numeric[i] = (perturb(i, eps) - perturb(i, -eps)) / (2 * eps);
+          scale = std::max(scale, std::fabs(numeric[i]));
+        }
+        double worst = 0;
+        for (std::size_t i = 0; i < count; ++i) worst = std::max(worst, std::fabs(numeric[i] - analytic[i]));
+        INFO(fmt::format("{}: max |numeric - analytic| = {:.3e}, largest gradient {:.3e}", what, worst, scale));
+        CHECK(worst <= 1e-4 * scale + 1e-6);
+      };
+      check_tensor("dx", dx.data(), dx.size(), [&](std::size_t i, double e) {
+        auto xs = x64;
+        xs[i] += e;
+        return loss(P, xs);
+      });
+      // Padded inputs get no gradient except through nothing: real outputs ignore them.
+      for (std::int64_t t = 0; t < p.n; ++t)
+        if (!p.mask[p.n + t])
+          for (std::int64_t c = 0; c < p.D; ++c) CHECK(dx[(p.n + t) * p.D + c] == Approx(0.0).margin(1e-6));
+      for (auto& prm : a->params()) {
+        check_tensor("d" + prm.name, prm.grad.data(), static_cast<std::size_t>(prm.value.numel()),
+                     [&](std::size_t i, double e) {
+                       auto ps = P;
+                       ps[prm.name][i] += e;
+                       return loss(ps, x64);
+                     });
       }
-      double worst = 0;
-      for (std::size_t i = 0; i < count; ++i) worst = std::max(worst, std::fabs(numeric[i] - analytic[i]));
-      INFO(fmt::format("{}: max |numeric - analytic| = {:.3e}, largest gradient {:.3e}", what, worst, scale));
-      CHECK(worst <= 1e-4 * scale + 1e-6);
-    };
-    check_tensor("dx", dx.data(), dx.size(), [&](std::size_t i, double e) {
-      auto xs = x64;
-      xs[i] += e;
-      return loss(P, xs);
-    });
-    // Padded inputs get no gradient except through nothing: real outputs ignore them.
-    for (std::int64_t t = 0; t < p.n; ++t)
-      if (!p.mask[p.n + t])
-        for (std::int64_t c = 0; c < p.D; ++c) CHECK(dx[(p.n + t) * p.D + c] == Approx(0.0).margin(1e-6));
-    for (auto& prm : a->params()) {
-      check_tensor("d" + prm.name, prm.grad.data(), static_cast<std::size_t>(prm.value.numel()),
-                   [&](std::size_t i, double e) {
-                     auto ps = P;
-                     ps[prm.name][i] += e;
-                     return loss(ps, x64);
-                   });
+    }
+}
+
+TEST_CASE("flash equals full forward and backward across several tiles", "[attention][equivalence]") {
+  // With attention dropout too: both draw the mask of each (row, key) from the same stream.
+  for (const ProbDropout& drop : kDropouts) {
+    INFO("attention dropout " << drop.p);
+    const Problem p = make_problem(2, 300, 16, 2, 37, 5);  // 300 > one 256-key tile and several 64-row tiles
+    auto full = make("full", p.D, p.h, p.n, 9);
+    auto flash = make("flash", p.D, p.h, p.n, 9);
+    full->set_prob_dropout(drop);
+    flash->set_prob_dropout(drop);
+    const auto yf = run_forward(*full, p, true), yl = run_forward(*flash, p, true);
+    CHECK(max_rel_diff(yl, yf) <= 1e-5);
+    std::vector<float> g(p.x.size()), dxf(p.x.size()), dxl(p.x.size());
+    Rng rng(3);
+    for (auto& v : g) v = static_cast<float>(rng.normal());
+    full->zero_grad();
+    flash->zero_grad();
+    full->backward(g.data(), dxf.data());
+    flash->backward(g.data(), dxl.data());
+    CHECK(max_rel_diff(dxl, dxf) <= 1e-4);
+    for (std::size_t i = 0; i < full->params().size(); ++i) {
+      const auto& pf = full->params()[i].grad;
+      const auto& pl = flash->params()[i].grad;
+      INFO(full->params()[i].name);
+      CHECK(max_rel_diff({pl.data(), pl.data() + pl.numel()}, {pf.data(), pf.data() + pf.numel()}, 1e-1) <= 1e-4);
     }
   }
 }
 
-TEST_CASE("flash equals full forward and backward across several tiles", "[attention][equivalence]") {
-  const Problem p = make_problem(2, 300, 16, 2, 37, 5);  // 300 > one 256-key tile and several 64-row tiles
-  auto full = make("full", p.D, p.h, p.n, 9);
-  auto flash = make("flash", p.D, p.h, p.n, 9);
-  const auto yf = run_forward(*full, p, true), yl = run_forward(*flash, p, true);
-  CHECK(max_rel_diff(yl, yf) <= 1e-5);
-  std::vector<float> g(p.x.size()), dxf(p.x.size()), dxl(p.x.size());
-  Rng rng(3);
-  for (auto& v : g) v = static_cast<float>(rng.normal());
-  full->zero_grad();
-  flash->zero_grad();
-  full->backward(g.data(), dxf.data());
-  flash->backward(g.data(), dxl.data());
-  CHECK(max_rel_diff(dxl, dxf) <= 1e-4);
-  for (std::size_t i = 0; i < full->params().size(); ++i) {
-    const auto& pf = full->params()[i].grad;
-    const auto& pl = flash->params()[i].grad;
-    INFO(full->params()[i].name);
-    CHECK(max_rel_diff({pl.data(), pl.data() + pl.numel()}, {pf.data(), pf.data() + pf.numel()}, 1e-1) <= 1e-4);
-  }
-}
-
 TEST_CASE("sliding with R >= n equals full", "[attention][equivalence]") {
-  const Problem p = make_problem(2, 20, 8, 2, 6, 8);
-  auto full = make("full", p.D, p.h, p.n, 4);
-  auto sliding = make("sliding:R=20", p.D, p.h, p.n, 4);
-  CHECK(max_rel_diff(run_forward(*sliding, p), run_forward(*full, p)) <= 1e-5);
+  for (const ProbDropout& drop : kDropouts) {
+    INFO("attention dropout " << drop.p);
+    const Problem p = make_problem(2, 20, 8, 2, 6, 8);
+    auto full = make("full", p.D, p.h, p.n, 4);
+    auto sliding = make("sliding:R=20", p.D, p.h, p.n, 4);
+    full->set_prob_dropout(drop);
+    sliding->set_prob_dropout(drop);
+    CHECK(max_rel_diff(run_forward(*sliding, p), run_forward(*full, p)) <= 1e-5);
+  }
 }
 
 TEST_CASE("linformer with k = n and E = I equals full", "[attention][equivalence]") {

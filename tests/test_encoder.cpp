@@ -66,18 +66,23 @@ void check_directional_derivatives(Encoder& enc, const std::function<double()>& 
 TEST_CASE("encoder gradients agree with finite differences for every variant and pooling", "[encoder][gradient]") {
   struct Case {
     std::string attention, pooling;
-    float dropout;
+    float dropout, attention_dropout = 0.0f;
   };
   const std::vector<Case> cases = {{"full", "mean", 0.0f},          {"full", "cls", 0.0f},
                                    {"flash", "mean", 0.0f},         {"linformer:k=3", "mean", 0.0f},
                                    {"sliding:R=1", "cls", 0.0f},    {"ls:w=2,r=2", "mean", 0.0f}, {"flash", "cls", 0.0f},
                                    {"ls:w=2,r=2", "cls", 0.0f},     {"full", "mean", 0.2f},
                                    {"performer:features=8", "mean", 0.0f}, {"lsra:Hc=2", "cls", 0.0f},
-                                   {"nystromformer:m=2,conv=3", "mean", 0.0f}};
+                                   {"nystromformer:m=2,conv=3", "mean", 0.0f},
+                                   // dropout on the attention probabilities as well
+                                   {"flash", "mean", 0.2f, 0.3f},   {"ls:w=2,r=2", "cls", 0.0f, 0.3f},
+                                   {"linformer:k=3", "mean", 0.0f, 0.3f}, {"lsra:Hc=2", "mean", 0.2f, 0.3f}};
   for (const auto& c : cases) {
-    INFO(c.attention << " pooling " << c.pooling << " dropout " << c.dropout);
+    INFO(c.attention << " pooling " << c.pooling << " dropout " << c.dropout << " attention dropout "
+                     << c.attention_dropout);
     const EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2,
-                            .mlp_dim = 12, .pooling = c.pooling, .dropout = c.dropout, .attention = c.attention};
+                            .mlp_dim = 12, .pooling = c.pooling, .dropout = c.dropout,
+                            .attention_dropout = c.attention_dropout, .attention = c.attention};
     Encoder enc(cfg);
     enc.init_params(3);
     Rng rng(11);
@@ -85,7 +90,7 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
       if (name.find("ln") != std::string::npos)
         for (std::int64_t i = 0; i < prm->value.numel(); ++i) prm->value[i] += static_cast<float>(0.2 * rng.normal());
     const Batch x = make_batch(cfg.vocab);
-    const bool train = c.dropout > 0;  // same seed every call: the same dropout masks
+    const bool train = c.dropout > 0 || c.attention_dropout > 0;  // same seed every call: the same masks
     auto loss = [&] { return (enc.forward(x.tokens.data(), x.mask.data(), x.labels.data(), x.b, x.n, train, 42)); };
     enc.zero_grad();
     const double L0 = loss();
@@ -169,6 +174,28 @@ TEST_CASE("dropout masks are a counter-based stream: the keep rate, the scale, o
   CHECK(mask3 != mask);
   // Binomial(n, 0.9): standard deviation 134; 5 of them either side.
   CHECK(std::abs(kept - 180000) < 5 * 134);
+}
+
+TEST_CASE("attention dropout acts in training only, with a mask per step, and is refused where there are no "
+          "probabilities", "[encoder]") {
+  EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2, .mlp_dim = 12,
+                    .attention_dropout = 0.3f, .attention = "ls:w=2,r=2"};
+  Encoder enc(cfg);
+  enc.init_params(3);
+  const Batch x = make_batch(cfg.vocab);
+  auto loss = [&](bool train, std::uint64_t seed) {
+    return enc.forward(x.tokens.data(), x.mask.data(), x.labels.data(), x.b, x.n, train, seed);
+  };
+  const double eval = loss(false, 1);
+  CHECK(loss(false, 2) == eval);  // no dropout when evaluating
+  const double step1 = loss(true, 1);
+  CHECK(step1 != eval);
+  CHECK(loss(true, 1) == step1);
+  CHECK(loss(true, 2) != step1);
+  cfg.attention = "performer:features=8";
+  CHECK_THROWS_WITH(Encoder(cfg), Catch::Contains("does not drop attention probabilities"));
+  cfg.attention_dropout = 0.0f;
+  CHECK_NOTHROW(Encoder(cfg));
 }
 
 TEST_CASE("encoder rejects bad tokens labels and lengths naming them", "[encoder]") {

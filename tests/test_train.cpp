@@ -306,6 +306,32 @@ TEST_CASE("the protocol keeps the best validation parameters and reports both te
   CHECK(c["lr"][23].get<double>() == 0.0);
 }
 
+TEST_CASE("attention dropout follows --dropout where the variant has probabilities and is part of the configuration",
+          "[train]") {
+  auto options = [](const std::string& variant) {
+    TrainOptions o = tiny_options(variant);  // --dropout 0.1
+    o.steps = 8, o.eval_every = 8;
+    return o;
+  };
+  TrainOptions o = options("full");
+  const TaskData task = load(o);
+  const nlohmann::json follows = train_run(o, task);
+  CHECK(follows["config"]["attention_dropout"].get<double>() == Approx(0.1));
+  o.attention_dropout = 0;
+  const nlohmann::json off = train_run(o, task);
+  CHECK(off["config"]["attention_dropout"] == 0.0);
+  CHECK(off["id"] != follows["id"]);
+  CHECK(off["curves"]["loss"][0] != follows["curves"]["loss"][0]);  // the masks really act
+  TrainOptions perf = options("performer:features=16");
+  CHECK(train_run(perf, task)["config"]["attention_dropout"] == 0.0);  // nothing to drop: 0, said so
+  perf.attention_dropout = 0.2;
+  CHECK_THROWS_WITH(train_run(perf, task), Catch::Contains("does not drop attention probabilities"));
+  const auto r = test::run_cli(fmt::format("train --task listops --data-dir {} --preset smoke --attention-dropout 1.5",
+                                           smoke_listops_dir()));
+  CHECK(r.code == kUsage);
+  CHECK_THAT(r.output, Catch::Contains("--attention-dropout 1.5"));
+}
+
 TEST_CASE("a loss that becomes NaN or Inf stops the run as diverged and keeps the report", "[train][cli]") {
   const auto dir = fresh_dir("diverge");
   const std::string out = (dir / "run.json").string();
