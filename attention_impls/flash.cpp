@@ -139,13 +139,14 @@ class FlashAttention final : public ProjectedAttention {
               float* p = P + i * kBkBwd;
               float* g = dS + i * kBkBwd;
               const float dl = delta[q0 + i];
-              if (drop_.active()) {  // dS = P * (M G - delta); then P becomes P * M for dV
+              if (drop_.active()) {  // dS = P * (M G - delta); P becomes P * M for dV (one draw of M)
                 const std::int64_t row = (bi * h + hi) * n + q0 + i;
-                auto key_of = [k0](std::int64_t u) { return k0 + u; };
-                drop_probabilities_row(drop_, row, n, g, cols, key_of);
-#pragma omp simd
-                for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);
-                drop_probabilities_row(drop_, row, n, p, cols, key_of);
+                const ProbDropout drop = drop_;  // a local copy vectorises (prob_dropout.hpp)
+                for (std::int64_t u = 0; u < cols; ++u) {
+                  const float mk = drop.factor(row, n, k0 + u);
+                  g[u] = p[u] * (mk * g[u] - dl);
+                  p[u] *= mk;
+                }
               } else {
 #pragma omp simd
                 for (std::int64_t u = 0; u < cols; ++u) g[u] = p[u] * (g[u] - dl);

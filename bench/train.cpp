@@ -30,9 +30,9 @@ double seconds_since(Clock::time_point t0) { return std::chrono::duration<double
 
 // The attention dropout a run applies: --attention-dropout when given (the encoder refuses it where the
 // variant cannot drop its probabilities), else --dropout where the variant can, else 0.
-float attention_dropout(const TrainOptions& o, const Attention& a) {
-  if (o.attention_dropout >= 0) return static_cast<float>(o.attention_dropout);
-  return a.supports_prob_dropout() ? static_cast<float>(o.dropout) : 0.0f;
+double attention_dropout(const TrainOptions& o, const Attention& a) {
+  if (o.attention_dropout >= 0) return o.attention_dropout;
+  return a.supports_prob_dropout() ? o.dropout : 0.0;
 }
 
 // The config block of the result: everything that decides the numbers, not where files go. The
@@ -217,11 +217,11 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   tracker.reset_peak(dev);
   const auto wall0 = Clock::now();
 
-  const float attn_dropout =
+  const double attn_dropout =
       attention_dropout(o, *make_attention(VariantSpec::parse(o.variant), o.dim, o.heads, task.length, dev));
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention_dropout = attn_dropout, .attention = o.variant,
+               .dropout = static_cast<float>(o.dropout), .attention_dropout = static_cast<float>(attn_dropout), .attention = o.variant,
                .pair = task.train.pairs(), .device = dev});
   enc.init_params(o.seed);
   const auto params = enc.parameters();
