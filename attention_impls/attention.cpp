@@ -189,10 +189,9 @@ void Attention::set_prob_dropout(const ProbDropout& drop) {
   if (!(drop.p >= 0.0f && drop.p < 1.0f))
     throw UsageError(fmt::format("attention dropout {}: expected a value in [0, 1)", drop.p));
   if (drop.active() && !supports_prob_dropout())
-    throw UsageError(fmt::format("attention dropout {}: {} on {} does not drop attention probabilities (on the CPU: full, "
-                                 "flash, linformer, sliding, ls and lsra do)",
-                                 drop.p,
-                                 spec_string(), device_name(device_)));
+    throw UsageError(fmt::format("attention dropout {}: {} on {} does not drop attention probabilities (on the "
+                                 "CPU: full, flash, linformer, sliding, ls and lsra do)",
+                                 drop.p, spec_string(), device_name(device_)));
   drop_ = drop;
 }
 

@@ -1,11 +1,12 @@
 // Dropout on attention probabilities (../shared/spec/lra.md: "Dropout on attention probabilities and on
 // block outputs"): C = (P * M) V with M = 0 or 1/keep per probability, P the softmax itself.
 //
-// The mask is never stored: M(row, key) is a pure function of (seed, row, key), drawn again in backward, so it costs no memory and tiled kernels draw it tile by tile. row = (batch * heads +
-// head) * n_q + query; key is the key's place in the variant's key space, chosen so that variants that
-// compute the same attention draw the same mask (full, flash and sliding: the key's position, key space n;
-// linformer: the projected key, space k; ls: landmark j -> j, window key at position u -> r + u, space
-// r + n). That makes "flash equals full" and "sliding with R >= n equals full" hold with dropout too.
+// The mask is never stored: M(row, key) is a pure function of (seed, row, key), drawn again in backward,
+// so it costs no memory and tiled kernels draw it tile by tile. row = (batch * heads + head) * n_q + query;
+// key is the key's place in the variant's key space, chosen so that variants that compute the same
+// attention draw the same mask (full, flash, sliding, lsra: the key's position, key space n; linformer:
+// the projected key, space k; ls: landmark j -> j, window key at position u -> r + u, space r + n). That
+// makes "flash equals full" and "sliding with R >= n equals full" hold with dropout too.
 //
 // Backward through C = (P * M) V, with G = dC V^T the gradient of P * M:
 //   dV = (P * M)^T dC,  dS = P * (M * G - rowsum(P * M * G))   (the softmax's backward on M * G).
