@@ -77,6 +77,14 @@ struct EvalResult {
 // Accuracy and mean cross-entropy over the whole split, in batches of the training batch size
 // (the last batch is filled up with repeats of example 0 whose predictions are ignored, so that
 // every forward has the training shape and nothing is reallocated).
+// The predicted class of one row of logits (the first of equals).
+int predicted_class(const float* z, int classes) {
+  int best = 0;
+  for (int c = 1; c < classes; ++c)
+    if (z[c] > z[best]) best = c;
+  return best;
+}
+
 EvalResult evaluate(Encoder& enc, const Split& s, std::int64_t batch, std::int64_t n, int classes, Batch& buf) {
   std::vector<std::int64_t> idx(static_cast<std::size_t>(batch));
   std::int64_t correct = 0;
@@ -89,10 +97,8 @@ EvalResult evaluate(Encoder& enc, const Split& s, std::int64_t batch, std::int64
     const float* logits = enc.logits();
     for (std::int64_t i = 0; i < real; ++i) {
       const float* z = logits + i * classes;
-      int best = 0;
-      double mx = z[0];
-      for (int c = 1; c < classes; ++c)
-        if (z[c] > z[best]) best = c, mx = z[c];
+      const int best = predicted_class(z, classes);
+      const double mx = z[best];
       double sum = 0;
       for (int c = 0; c < classes; ++c) sum += std::exp(static_cast<double>(z[c]) - mx);
       const int label = buf.labels[i];
@@ -111,7 +117,8 @@ struct RunState {
   double best_val = -1;
   std::int64_t best_step = 0;
   nlohmann::json curves = {{"step", nlohmann::json::array()},        {"loss", nlohmann::json::array()},
-                           {"lr", nlohmann::json::array()},          {"grad_norm", nlohmann::json::array()},
+                           {"accuracy", nlohmann::json::array()},    {"lr", nlohmann::json::array()},
+                           {"grad_norm", nlohmann::json::array()},
                            {"tokens_per_s", nlohmann::json::array()}, {"val_step", nlohmann::json::array()},
                            {"val_accuracy", nlohmann::json::array()}, {"val_loss", nlohmann::json::array()}};
 
@@ -299,7 +306,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   Batch batch, eval_buf;
   Progress progress(o.steps);
   double interval_loss = 0, interval_seconds = 0;
-  std::int64_t interval_steps = 0, interval_tokens = 0;
+  std::int64_t interval_steps = 0, interval_tokens = 0, interval_correct = 0;
   std::string status = "ok";
   while (st.step < o.steps) {
     const std::int64_t step = st.step + 1;
@@ -316,6 +323,9 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       progress.message(fmt::format("diverged: {}", result["message"].get<std::string>()));
       break;
     }
+    const float* logits = enc.logits();  // the training batch's, before the update
+    for (std::int64_t i = 0; i < o.batch; ++i)
+      interval_correct += predicted_class(logits + i * task.classes, task.classes) == batch.labels[i];
     enc.backward();
     const double gnorm = clip_grad_norm(params, o.clip_norm);
     opt.step(lr);
@@ -329,15 +339,18 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       auto& c = st.curves;
       c["step"].push_back(step);
       c["loss"].push_back(interval_loss / static_cast<double>(interval_steps));
+      c["accuracy"].push_back(static_cast<double>(interval_correct) / static_cast<double>(interval_steps * o.batch));
       c["lr"].push_back(lr);
       c["grad_norm"].push_back(gnorm);
       c["tokens_per_s"].push_back(static_cast<double>(interval_tokens) / interval_seconds);
       if (o.progress)
         progress.update(step,
-                        fmt::format("loss {:.4f} lr {:.2e} {:.0f} tok/s", interval_loss / static_cast<double>(interval_steps),
-                                    lr, static_cast<double>(interval_tokens) / interval_seconds),
+                        fmt::format("loss {:.4f} acc {:.1f}% lr {:.2e} {:.0f} tok/s",
+                                    interval_loss / static_cast<double>(interval_steps),
+                                    100.0 * c["accuracy"].back().get<double>(), lr,
+                                    static_cast<double>(interval_tokens) / interval_seconds),
                         interval_seconds / static_cast<double>(interval_steps));
-      interval_loss = interval_seconds = 0, interval_steps = interval_tokens = 0;
+      interval_loss = interval_seconds = 0, interval_steps = interval_tokens = interval_correct = 0;
     }
     if (step % o.eval_every == 0 || step == o.steps) {
       const EvalResult v = evaluate(enc, task.val, o.batch, n, task.classes, eval_buf);

@@ -289,6 +289,13 @@ TEST_CASE("the protocol keeps the best validation parameters and reports both te
   REQUIRE(r["status"] == "ok");
   const auto& c = r["curves"];
   CHECK(c["step"].size() == 24);
+  REQUIRE(c["accuracy"].size() == 24);  // the training batches' accuracy, one point per logged step
+  for (const auto& a : c["accuracy"]) {
+    CHECK(a.get<double>() >= 0.0);
+    CHECK(a.get<double>() <= 1.0);
+    // batch 8: a whole number of eighths
+    CHECK(a.get<double>() * 8 == Approx(std::round(a.get<double>() * 8)).margin(1e-9));
+  }
   CHECK(c["val_step"] == nlohmann::json::array({8, 16, 24}));
   double best = -1;
   for (const auto& v : c["val_accuracy"]) best = std::max(best, v.get<double>());
