@@ -21,6 +21,7 @@
 #include "nn/memory.hpp"
 #include "reports/render.hpp"
 #include "reports/report.hpp"
+#include "reports/text.hpp"
 #include "tasks/listops.hpp"
 #include "tasks/pathfinder.hpp"
 #include "tasks/retrieval.hpp"
@@ -134,12 +135,6 @@ nlohmann::json stub_result(const std::string& task, const LraOptions& o, const V
                       {"message", message}};
   r["id"] = config_id(r["config"]);
   return r;
-}
-
-std::string slug(const std::string& s) {
-  std::string out;
-  for (char c : s) out += std::isalnum(static_cast<unsigned char>(c)) ? c : '-';
-  return out;
 }
 
 }  // namespace
@@ -271,7 +266,7 @@ int run_lra(const LraOptions& given) {
       apply_train_preset(t);
       t.seed = o.seed, t.progress = o.progress, t.device = o.device, t.precision = o.precision;
       t.checkpoint_dir = (fs::path(o.data_dir) / "checkpoints" /
-                          fmt::format("{}-{}-{}{}{}", o.preset, task, slug(label),
+                          fmt::format("{}-{}-{}{}{}", o.preset, task, slugify(label),
                                       o.device == "cpu" ? "" : "-" + o.device,
                                       o.precision == "fp32" ? "" : "-" + o.precision))
                              .string();

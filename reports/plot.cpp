@@ -12,19 +12,6 @@
 namespace lsb {
 namespace {
 
-std::string slugify(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    if (std::isalnum(static_cast<unsigned char>(c)))
-      out += c;
-    else if (!out.empty() && out.back() != '-')
-      out += '-';
-  }
-  while (!out.empty() && out.back() == '-') out.pop_back();
-  return out;
-}
-
 // Tableau 10: distinct on screen and in grey print.
 const char* const kColours[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f",
                                 "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"};

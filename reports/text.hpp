@@ -1,12 +1,28 @@
 // How reports write quantities, Markdown cells and XML text for people (compare, the renders and the
 // plots share these).
 #pragma once
+#include <cctype>
 #include <string>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 namespace lsb {
+
+// A name safe for files and URLs: lower case letters and digits, every other run of characters one '-'
+// ("ls:w=8,r=32" -> "ls-w-8-r-32"). Plot files and lra's checkpoint directories are named with it.
+inline std::string slugify(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    const char c = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (std::isalnum(static_cast<unsigned char>(c)))
+      out += c;
+    else if (!out.empty() && out.back() != '-')
+      out += '-';
+  }
+  while (!out.empty() && out.back() == '-') out.pop_back();
+  return out;
+}
 
 // 1.50 GiB, 12.3 MiB, 4.0 KiB.
 inline std::string bytes_text(double b) {
