@@ -101,6 +101,7 @@ class FlashAttention final : public ProjectedAttention {
     const std::int64_t h = heads_, d = head_dim(), D = dim_, n = n_;
     const std::int64_t per_thread = 2 * kBqBwd * kBkBwd + n;
     ensure(bscratch_, {max_threads(), per_thread}, MemCategory::workspace, "flash per-thread backward tiles");
+    const ProbDropout drop = drop_;  // a local copy, so the mask loop vectorises (prob_dropout.hpp)
 #pragma omp parallel for collapse(2) schedule(dynamic)
     for (std::int64_t bi = 0; bi < b_; ++bi)
       for (std::int64_t hi = 0; hi < h; ++hi) {
@@ -139,9 +140,8 @@ class FlashAttention final : public ProjectedAttention {
               float* p = P + i * kBkBwd;
               float* g = dS + i * kBkBwd;
               const float dl = delta[q0 + i];
-              if (drop_.active()) {  // dS = P * (M G - delta); P becomes P * M for dV (one draw of M)
+              if (drop.active()) {  // dS = P * (M G - delta); P becomes P * M for dV (one draw of M)
                 const std::int64_t row = (bi * h + hi) * n + q0 + i;
-                const ProbDropout drop = drop_;  // a local copy vectorises (prob_dropout.hpp)
                 for (std::int64_t u = 0; u < cols; ++u) {
                   const float mk = drop.factor(row, n, k0 + u);
                   g[u] = p[u] * (mk * g[u] - dl);

@@ -224,12 +224,11 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   tracker.reset_peak(dev);
   const auto wall0 = Clock::now();
 
-  const double attn_dropout =
-      attention_dropout(o, *make_attention(VariantSpec::parse(o.variant), o.dim, o.heads, task.length, dev));
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention_dropout = static_cast<float>(attn_dropout),
-               .attention = o.variant, .pair = task.train.pairs(), .device = dev});
+               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs(),
+               .device = dev});
+  enc.set_attention_dropout(static_cast<float>(attention_dropout(o, enc.attention(0))));
   enc.init_params(o.seed);
   const auto params = enc.parameters();
   AdamW opt(params, {.weight_decay = o.weight_decay});

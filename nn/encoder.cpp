@@ -102,11 +102,9 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
       layer_spec.params["K"] = std::to_string(kSchedule[std::min<std::int64_t>(l, 5)]);
     }
     layer->attn = make_attention(layer_spec, D, cfg.heads, N_max, cfg.device);
-    // Refused here, before training starts, where the variant cannot drop its probabilities.
-    layer->attn->set_prob_dropout({cfg.attention_dropout, 0});
-    layer->attn->set_prob_dropout({});
     layers_.push_back(std::move(layer));
   }
+  set_attention_dropout(cfg.attention_dropout);  // refused here, before training, where it cannot apply
   own_.push_back(make_param("lnf.weight", {D}, cfg.device));
   own_.push_back(make_param("lnf.bias", {D}, cfg.device));
   own_.push_back(make_param("head.fc1.weight", {F, cfg.pair ? 4 * D : D}, cfg.device));
@@ -157,6 +155,14 @@ std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train)
   }
   for (const auto& L : layers_) bytes += L->attn->analytic_bytes(seqs, internal_length(n), train);
   return bytes;
+}
+
+void Encoder::set_attention_dropout(float p) {
+  for (auto& layer : layers_) {
+    layer->attn->set_prob_dropout({p, 0});  // the module's own check: the range, and whether it can
+    layer->attn->set_prob_dropout({});      // forward() sets each step's own mask
+  }
+  cfg_.attention_dropout = p;
 }
 
 const Attention& Encoder::attention(std::int64_t layer) const { return *layers_.at(layer)->attn; }

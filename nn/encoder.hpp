@@ -56,6 +56,9 @@ class Encoder {
   void zero_grad();
   // The attention module of block `layer` (its name and resolved parameters describe the run).
   const Attention& attention(std::int64_t layer) const;
+  // Dropout on the attention probabilities of training forwards from now on (EncoderConfig's
+  // attention_dropout at construction); a UsageError where the variant or device cannot apply it.
+  void set_attention_dropout(float p);
   // The analytic memory model: bytes the encoder holds after a forward (train: and a backward) of b
   // examples of n tokens (2b sequences with two towers): every parameter and its gradient, the activations and workspaces of its
   // buffer plan, each attention layer's own plan (oneDNN's shared scratchpad and the optimiser's
