@@ -16,6 +16,7 @@
 #include "bench/data_cli.hpp"
 #include "bench/demo.hpp"
 #include "bench/lra.hpp"
+#include "bench/model_run.hpp"
 #include "bench/machine.hpp"
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
@@ -142,6 +143,29 @@ int main(int argc, char** argv) {
   go->needs(cmd_run->get_option("--grads"));
   cmd_run->add_option("--threads", run.threads, "CPU threads");
 
+  ModelRunOptions model_run;
+  auto* model = app.add_subcommand("model", "The whole LRA encoder on weights saved under the PyTorch LRA code's names");
+  model->require_subcommand(1);
+  auto* cmd_model_run = model->add_subcommand(
+      "run", "Logits of the encoder on token ids (.npy); with --labels the loss, with --grads every gradient");
+  cmd_model_run->add_option("--weights", model_run.weights_dir, "Folder with one NAME.npy per state_dict tensor")
+      ->required();
+  cmd_model_run->add_option("--variant", model_run.variant, "Attention variant spec NAME[:key=value,...]")->required();
+  cmd_model_run->add_option("--heads", model_run.heads, "Heads h")->required();
+  cmd_model_run->add_option("--input", model_run.input, "ids.npy (b, n), integer token ids")->required();
+  cmd_model_run->add_option("--mask", model_run.mask, "mask.npy (b, n), 1 = real token (default: all real)");
+  cmd_model_run->add_option("--labels", model_run.labels, "labels.npy (b): also print the mean cross-entropy");
+  cmd_model_run->add_option("--grads", model_run.grads_dir, "Write loss.npy and every parameter's gradient here");
+  cmd_model_run->add_option("--output", model_run.output, "Write the logits (b, classes) here")->required();
+  cmd_model_run->add_option("--pooling", model_run.pooling,
+                            "mean (real tokens), mean-all (the reference code's: every position, pads as 0) or cls")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mean", "mean-all", "cls"}));
+  cmd_model_run->add_option("--device", model_run.device, "cpu or cuda")->capture_default_str();
+  cmd_model_run->add_option("--precision", model_run.precision, "fp32, or bf16 products with fp32 accumulation")
+      ->capture_default_str();
+  cmd_model_run->add_option("--threads", model_run.threads, "CPU threads");
+
   DataCli data_cli(app);
 
   TrainCli train;
@@ -169,11 +193,21 @@ int main(int argc, char** argv) {
   cmd_train->add_option("--split-seed", tg.split_seed, "Seed of hold-outs and subsets")->capture_default_str();
   cmd_train->add_option("--seed", tg.seed, "Seed of parameters, batch order and dropout")->capture_default_str();
   cmd_train->add_flag("!--no-progress", tg.progress, "No progress display");
+  cmd_train->add_option("--init-weights", tg.init_weights,
+                        "Start from this folder of .npy arrays (PyTorch state_dict names) instead of a random draw");
+  cmd_train->add_option("--save-weights", tg.save_weights,
+                        "Write the best-validation and final weights as DIR/best and DIR/final (same layout)");
+  cmd_train->add_option("--batches", tg.batches_dir,
+                        "Train on the batches of this folder (ids_000000.npy, mask_..., labels_..., one per step) "
+                        "instead of the task's sampler");
   // Overrides of the preset.
   train.add(cmd_train, "--steps", &TrainOptions::steps, "Training steps");
   train.add(cmd_train, "--batch", &TrainOptions::batch, "Batch size");
   train.add(cmd_train, "--lr", &TrainOptions::lr, "Peak learning rate");
   train.add(cmd_train, "--warmup", &TrainOptions::warmup, "Linear warm-up steps");
+  train.add(cmd_train, "--schedule", &TrainOptions::schedule,
+            "linear (warm-up, then linear decay to 0) or onecycle (torch's OneCycleLR as the reference PyTorch LRA "
+            "code runs it: from lr/25, beta1 cycled 0.95-0.85-0.95)");
   train.add(cmd_train, "--weight-decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay");
   train.add(cmd_train, "--dropout", &TrainOptions::dropout,
             "Dropout on block outputs, and on attention probabilities unless --attention-dropout is given");
@@ -187,7 +221,7 @@ int main(int argc, char** argv) {
   train.add(cmd_train, "--heads", &TrainOptions::heads, "Attention heads");
   train.add(cmd_train, "--layers", &TrainOptions::layers, "Encoder blocks");
   train.add(cmd_train, "--mlp-dim", &TrainOptions::mlp_dim, "MLP width");
-  train.add(cmd_train, "--pooling", &TrainOptions::pooling, "mean or cls");
+  train.add(cmd_train, "--pooling", &TrainOptions::pooling, "mean, mean-all (the reference code's) or cls");
   train.add(cmd_train, "--max-train", &TrainOptions::max_train, "Train on a seeded subset of this size (0: all)");
   train.add(cmd_train, "--max-val", &TrainOptions::max_val, "Validate on a seeded subset (0: all)");
   train.add(cmd_train, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (0: all)");
@@ -331,6 +365,7 @@ int main(int argc, char** argv) {
       return run_attention_bench(bench);
     }
     if (*cmd_run) return run_attention_interop(run);
+    if (*cmd_model_run) return run_model_command(model_run);
     if (*cmd_train) {
       TrainOptions o = train.resolve();
       o.command_line = cmdline;

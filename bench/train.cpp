@@ -18,6 +18,8 @@
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
+#include "nn/model_weights.hpp"
+#include "nn/npy.hpp"
 #include "nn/optim.hpp"
 #include "reports/report.hpp"
 
@@ -69,6 +71,73 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"max_val", o.max_val},
           {"max_test", o.max_test}};
 }
+
+// The keys that only runs using the interop options have, so that every other run keeps its id.
+void add_interop_config(nlohmann::json& config, const TrainOptions& o, const std::string& init_digest,
+                        const std::string& batches_digest) {
+  if (o.schedule != "linear") config["schedule"] = o.schedule;
+  if (!init_digest.empty()) config["init_weights_digest"] = init_digest;
+  if (!batches_digest.empty()) config["batches_digest"] = batches_digest;
+}
+
+// Training batches replayed from a folder (--batches): step s reads ids/mask/labels_{s-1:06d}.npy.
+// Every file is checked (present, shaped (b, n) or (2b, n) for two towers, labels (b)) and digested
+// before the first step, so a run never stops half-way on a missing batch.
+class BatchFolder {
+ public:
+  BatchFolder(const std::string& dir, std::int64_t steps, std::int64_t b, std::int64_t seqs, std::int64_t n,
+              std::int64_t vocab, int classes)
+      : dir_(dir), b_(b), seqs_(seqs), n_(n), vocab_(vocab), classes_(classes) {
+    if (!fs::is_directory(dir)) throw InputError(fmt::format("{}: --batches is not a directory", dir));
+    std::uint64_t h = 1469598103934665603ULL;
+    Batch scratch;
+    for (std::int64_t s = 1; s <= steps; ++s) {
+      load(s, scratch);
+      auto mix = [&](const void* p, std::size_t bytes) {
+        const auto* c = static_cast<const unsigned char*>(p);
+        for (std::size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 1099511628211ULL;
+      };
+      mix(scratch.tokens.data(), scratch.tokens.size() * 4);
+      mix(scratch.mask.data(), scratch.mask.size());
+      mix(scratch.labels.data(), scratch.labels.size() * sizeof(int));
+    }
+    digest_ = fmt::format("{:016x}", h);
+  }
+  const std::string& digest() const { return digest_; }
+
+  void load(std::int64_t step, Batch& out) const {
+    auto path = [&](const char* what) { return (fs::path(dir_) / fmt::format("{}_{:06d}.npy", what, step - 1)).string(); };
+    Shape shape;
+    const auto ids = load_npy_ints(path("ids"), shape, "token ids");
+    if (shape != Shape{seqs_, n_})
+      throw InputError(fmt::format("{}: token ids must have shape ({}, {}) (the batch and the task's length), found {}",
+                                   path("ids"), seqs_, n_, shape_str(shape)));
+    out.b = b_, out.n = n_, out.real_tokens = 0;
+    out.tokens.resize(ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] < 0 || ids[i] >= vocab_)
+        throw InputError(fmt::format("{}: token id {} at element {} is outside the vocabulary 0..{}", path("ids"), ids[i],
+                                     i, vocab_ - 1));
+      out.tokens[i] = static_cast<std::int32_t>(ids[i]);
+    }
+    out.mask = load_npy_mask(path("mask"), {seqs_, n_});
+    for (const auto m : out.mask) out.real_tokens += m;
+    const auto labels = load_npy_ints(path("labels"), shape, "labels");
+    if (shape != Shape{b_})
+      throw InputError(fmt::format("{}: labels must have shape ({},), found {}", path("labels"), b_, shape_str(shape)));
+    out.labels.resize(labels.size());
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      if (labels[i] < 0 || labels[i] >= classes_)
+        throw InputError(fmt::format("{}: label {} of example {} is outside 0..{}", path("labels"), labels[i], i, classes_ - 1));
+      out.labels[i] = static_cast<int>(labels[i]);
+    }
+  }
+
+ private:
+  std::string dir_, digest_;
+  std::int64_t b_, seqs_, n_, vocab_;
+  int classes_;
+};
 
 struct EvalResult {
   double accuracy = 0, loss = 0;
@@ -214,6 +283,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   if (!(o.lr > 0) || o.weight_decay < 0 || o.clip_norm < 0)
     throw UsageError(fmt::format("--lr {} must be positive, --weight-decay {} and --clip-norm {} not negative", o.lr,
                                  o.weight_decay, o.clip_norm));
+  check_schedule(o.schedule, o.warmup, o.steps);
   if (!(o.attention_dropout < 1) || (o.attention_dropout < 0 && o.attention_dropout != -1))
     throw UsageError(fmt::format("--attention-dropout {}: expected a value in [0, 1)", o.attention_dropout));
   const Device dev = parse_device(o.device, "--device");
@@ -230,6 +300,16 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
                .device = dev});
   enc.set_attention_dropout(static_cast<float>(attention_dropout(o, enc.attention(0))));
   enc.init_params(o.seed);
+  std::string init_digest;
+  if (!o.init_weights.empty()) {
+    load_weights(enc, o.init_weights);
+    init_digest = parameter_digest(enc);
+  }
+  const std::int64_t n = task.length;
+  std::unique_ptr<BatchFolder> batch_folder;
+  if (!o.batches_dir.empty())
+    batch_folder = std::make_unique<BatchFolder>(o.batches_dir, o.steps, o.batch,
+                                                 task.train.pairs() ? 2 * o.batch : o.batch, n, task.vocab, task.classes);
   const auto params = enc.parameters();
   AdamW opt(params, {.weight_decay = o.weight_decay});
   // The best-validation parameters, kept in memory (and in best.ckpt when checkpointing).
@@ -243,10 +323,10 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   };
   keep_best();
 
-  const std::int64_t n = task.length;
   nlohmann::json result = {{"kind", "train-run"},
                            {"config", run_config(o, task, enc.attention(0), enc.internal_length(n))},
                            {"data", task.provenance}};
+  add_interop_config(result["config"], o, init_digest, batch_folder ? batch_folder->digest() : "");
   const std::string id = config_id(result["config"]);
   result["id"] = id;
 
@@ -309,9 +389,14 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   std::string status = "ok";
   while (st.step < o.steps) {
     const std::int64_t step = st.step + 1;
-    const auto& idx = sampler.indices(step);
-    make_batch(task.train, idx.data(), o.batch, n, batch);
-    const double lr = warmup_linear_lr(o.lr, step, o.warmup, o.steps);
+    if (batch_folder) {
+      batch_folder->load(step, batch);
+    } else {
+      const auto& idx = sampler.indices(step);
+      make_batch(task.train, idx.data(), o.batch, n, batch);
+    }
+    const ScheduleStep schedule = schedule_at(o.schedule, o.lr, step, o.warmup, o.steps, AdamWConfig{}.beta1);
+    const double lr = schedule.lr;
     const auto t0 = Clock::now();
     enc.zero_grad();
     const double loss = enc.forward(batch.tokens.data(), batch.mask.data(), batch.labels.data(), o.batch, n, true,
@@ -327,7 +412,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       interval_correct += predicted_class(logits + i * task.classes, task.classes) == batch.labels[i];
     enc.backward();
     const double gnorm = clip_grad_norm(params, o.clip_norm);
-    opt.step(lr);
+    opt.step(lr, schedule.beta1);
     if (dev == Device::cuda) cuda::synchronize();  // the step's time is its work's, not its queueing's
     const double dt = seconds_since(t0);
     st.step = step;
@@ -375,10 +460,16 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   if (status == "ok") {
     // Test accuracy of the final model, then of the best-validation parameters.
     const EvalResult final_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
+    if (!o.save_weights.empty()) save_weights(enc, (fs::path(o.save_weights) / "final").string());
     EvalResult best_test = final_test;
     if (st.best_step != st.step) {  // otherwise the best-validation parameters are the final ones
       for (std::size_t k = 0; k < params.size(); ++k) copy_elements(best[k], params[k].second->value);
       best_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
+    }
+    if (!o.save_weights.empty()) {
+      save_weights(enc, (fs::path(o.save_weights) / "best").string());
+      result["weights_saved"] = {{"best", (fs::path(o.save_weights) / "best").string()},
+                                 {"final", (fs::path(o.save_weights) / "final").string()}};
     }
     fill("ok");
     result["accuracy"]["test_final"] = final_test.accuracy;

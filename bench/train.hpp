@@ -29,6 +29,7 @@ struct TrainOptions {
   std::uint64_t split_seed = 0;
   // Optimisation and protocol.
   std::int64_t batch = 32, steps = 5000, warmup = 1000, eval_every = 250, log_every = 10;
+  std::string schedule = "linear";  // linear | onecycle (nn/optim.hpp)
   double lr = 1e-4, weight_decay = 0, clip_norm = 0;  // clip_norm 0 = no clipping
   std::uint64_t seed = 0;  // parameters, batch order and dropout masks
   // Execution.
@@ -37,6 +38,10 @@ struct TrainOptions {
   std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
   std::string memory_budget;  // "" = none
   std::string out, checkpoint_dir;
+  // Interop (README "Moving models between lsbench and PyTorch"): start from a weight folder instead of
+  // a random draw; write the best-validation and final weights as save_weights/best and /final; train
+  // on the batches of a folder (ids_NNNNNN.npy, mask_NNNNNN.npy, labels_NNNNNN.npy for step NNNNNN + 1).
+  std::string init_weights, save_weights, batches_dir;
   bool resume = false, progress = true;
   std::vector<std::string> command_line;
 };

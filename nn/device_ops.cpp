@@ -143,8 +143,8 @@ void copy(Device dev, const float* from, std::int64_t count, float* to) {
 }
 
 void mean_pool_forward(Device dev, const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N,
-                       std::int64_t D, float* pooled, float* counts) {
-  LSB_ON_CUDA(dev, mean_pool_forward(xf, mask, seqs, N, D, pooled, counts));
+                       std::int64_t D, float* pooled, float* counts, float divisor) {
+  LSB_ON_CUDA(dev, mean_pool_forward(xf, mask, seqs, N, D, pooled, counts, divisor));
   for (std::int64_t s = 0; s < seqs; ++s) {
     float* out = pooled + s * D;
     std::fill(out, out + D, 0.0f);
@@ -154,7 +154,7 @@ void mean_pool_forward(Device dev, const float* xf, const std::uint8_t* mask, st
         ++count;
         for (std::int64_t c = 0; c < D; ++c) out[c] += xf[(s * N + t) * D + c];
       }
-    counts[s] = static_cast<float>(count);
+    counts[s] = divisor > 0.0f ? divisor : static_cast<float>(count);
     if (count > 0)
       for (std::int64_t c = 0; c < D; ++c) out[c] /= counts[s];
   }

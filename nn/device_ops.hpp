@@ -54,10 +54,11 @@ void scale(Device dev, float* p, std::int64_t count, float factor);
 void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count);
 void copy(Device dev, const float* from, std::int64_t count, float* to);
 
-// pooled (seqs, D) = mean of xf (seqs, N, D) over the rows with mask 1; counts (seqs) how many. The
-// caller refuses a sequence without a real row first. Backward: dxf = dpooled / count at real rows, else 0.
+// pooled (seqs, D) = sum of xf (seqs, N, D) over the rows with mask 1, divided by counts (seqs): how
+// many such rows, or `divisor` when it is positive (mean-all pooling). The caller refuses a sequence
+// without a real row first. Backward: dxf = dpooled / counts at real rows, else 0.
 void mean_pool_forward(Device dev, const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N,
-                       std::int64_t D, float* pooled, float* counts);
+                       std::int64_t D, float* pooled, float* counts, float divisor = 0.0f);
 void mean_pool_backward(Device dev, const float* dpooled, const std::uint8_t* mask, const float* counts,
                         std::int64_t seqs, std::int64_t N, std::int64_t D, float* dxf);
 // cls pooling: pooled[s] = xf[s, 0]; backward: dxf = 0 except dxf[s, 0] = dpooled[s].

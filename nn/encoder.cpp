@@ -72,8 +72,8 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
                                  "(classes at least 2)",
                                  cfg.vocab, cfg.classes, cfg.max_len, cfg.layers, cfg.mlp_dim));
   if (cfg.device == Device::cuda) cuda::require_device();  // before anything is allocated there
-  if (cfg.pooling != "mean" && cfg.pooling != "cls")
-    throw UsageError(fmt::format("--pooling {}: expected mean or cls", cfg.pooling));
+  if (cfg.pooling != "mean" && cfg.pooling != "mean-all" && cfg.pooling != "cls")
+    throw UsageError(fmt::format("--pooling {}: expected mean, mean-all or cls", cfg.pooling));
   if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f))
     throw UsageError(fmt::format("--dropout {}: expected a value in [0, 1)", cfg.dropout));
   const VariantSpec spec = VariantSpec::parse(cfg.attention);
@@ -139,7 +139,7 @@ std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train)
   // the pooled rows, the head's two hidden layers, logits and probabilities.
   floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows + seqs * D + 2 * b * F + 2 * b * C;
   if (cfg_.pair) floats += b * 4 * D;  // the head's features
-  if (cfg_.pooling == "mean") floats += seqs;  // real-token counts
+  if (cfg_.pooling != "cls") floats += seqs;  // real-token counts (mean) or divisors (mean-all)
   for (const auto& L : layers_) {
     // h1, x_mid, h2 and the next layer's input (rows, D); two LN stats (2, rows); m, g (rows, Dmlp);
     // dropout masks (rows, D) x 2 when they are drawn.
@@ -304,13 +304,16 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   ensure(s.lnf_stats, {2, rows}, MemCategory::activations, "encoder final LN stats", dev);
   ops::layernorm_forward(dev, s.x_final.data(), rows, D, top_.lnf_w->value.data(), top_.lnf_b->value.data(),
                          s.xf.data(), s.lnf_stats.data(), s.lnf_stats.data() + rows);
-  // Pooling: the mean over real tokens, or (cls pooling) the cls row alone.
+  // Pooling: the mean over real tokens; mean-all, the reference code's: the sum over real tokens
+  // divided by the n given (its final LayerNorm output is masked, then averaged over every position);
+  // or (cls pooling) the cls row alone.
   ensure(s.pooled, {seqs, D}, MemCategory::activations, "encoder pooled", dev);
   if (cls) {
     ops::cls_pool_forward(dev, s.xf.data(), seqs, N, D, s.pooled.data());
   } else {
     ensure(s.counts, {seqs}, MemCategory::activations, "encoder real-token counts", dev);
-    ops::mean_pool_forward(dev, s.xf.data(), s.mask_on, seqs, N, D, s.pooled.data(), s.counts.data());
+    ops::mean_pool_forward(dev, s.xf.data(), s.mask_on, seqs, N, D, s.pooled.data(), s.counts.data(),
+                           cfg_.pooling == "mean-all" ? static_cast<float>(n) : 0.0f);
   }
   ensure(s.hpre, {b, F}, MemCategory::activations, "encoder head hidden", dev);
   ensure(s.hrelu, {b, F}, MemCategory::activations, "encoder head ReLU", dev);

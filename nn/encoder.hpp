@@ -2,7 +2,8 @@
 //   x = tok_emb[token] + pos_emb[t]                                  (b, n, D)
 //   L pre-LN blocks: x += drop(Attn(LN1(x))); x += drop(fc2(GELU(fc1(LN2(x)))))
 //   (Attn with its own dropout on the attention probabilities where the variant has them)
-//   final LN, pooling (mean over real tokens, or a learned cls token prepended), head
+//   final LN, pooling (mean over real tokens; mean-all: the reference code's sum over real tokens / n;
+//   or a learned cls token prepended), head
 //   fc(D -> Dmlp), ReLU, fc(Dmlp -> classes); cross-entropy averaged over the batch.
 // Two towers (Retrieval, `pair`): each example is two sequences through the one encoder, pooled to
 // u and v; the head sees [u, v, u*v, u-v] (fc(4D -> Dmlp)).
@@ -23,7 +24,7 @@ namespace lsb {
 struct EncoderConfig {
   std::int64_t vocab = 0, classes = 0, max_len = 0;  // max_len: longest token sequence (before cls)
   std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
-  std::string pooling = "mean";  // mean | cls
+  std::string pooling = "mean";  // mean (real tokens) | mean-all (every position, pads as 0) | cls
   float dropout = 0.0f;          // on block outputs
   float attention_dropout = 0.0f;  // on attention probabilities: a UsageError where the variant has none
   std::string attention = "full";

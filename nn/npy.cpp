@@ -102,6 +102,40 @@ std::vector<std::uint8_t> load_npy_mask(const std::string& path, const Shape& sh
   return m;
 }
 
+std::vector<std::int64_t> load_npy_ints(const std::string& path, Shape& shape, const std::string& role) {
+  NpyArray a = read_npy(path);
+  shape = a.shape;
+  const std::int64_t n = numel_of(shape);
+  std::vector<std::int64_t> out(n);
+  auto take = [&](auto tag) {
+    using T = decltype(tag);
+    for (std::int64_t i = 0; i < n; ++i) {
+      T v;
+      std::memcpy(&v, a.bytes.data() + i * sizeof(T), sizeof(T));
+      out[i] = static_cast<std::int64_t>(v);
+    }
+  };
+  const std::string& t = a.descr;
+  if (t == "|u1" || t == "|b1")
+    take(std::uint8_t{});
+  else if (t == "|i1")
+    take(std::int8_t{});
+  else if (t == "<i2")
+    take(std::int16_t{});
+  else if (t == "<u2")
+    take(std::uint16_t{});
+  else if (t == "<i4")
+    take(std::int32_t{});
+  else if (t == "<u4")
+    take(std::uint32_t{});
+  else if (t == "<i8")
+    take(std::int64_t{});
+  else
+    throw InputError(fmt::format("{}: {} must hold integers (int8/16/32/64, uint8/16/32), found dtype '{}'", path,
+                                 role, t));
+  return out;
+}
+
 void write_npy_f32(const std::string& path, const Shape& shape, const float* data) {
   std::string dims;
   for (auto d : shape) dims += std::to_string(d) + ", ";

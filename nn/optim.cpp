@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
 #include "nn/device_ops.hpp"
+#include "nn/errors.hpp"
 
 namespace lsb {
 
@@ -16,9 +19,11 @@ AdamW::AdamW(std::vector<std::pair<std::string, Param*>> params, AdamWConfig cfg
   }
 }
 
-void AdamW::step(double lr) {
+void AdamW::step(double lr) { step(lr, cfg_.beta1); }
+
+void AdamW::step(double lr, double beta1) {
   ++t_;
-  const double b1 = cfg_.beta1, b2 = cfg_.beta2;
+  const double b1 = beta1, b2 = cfg_.beta2;
   const double c1 = 1.0 - std::pow(b1, static_cast<double>(t_)), c2 = 1.0 - std::pow(b2, static_cast<double>(t_));
   const float decay = static_cast<float>(lr * cfg_.weight_decay);
   const float step_size = static_cast<float>(lr / c1), inv_sqrt_c2 = static_cast<float>(1.0 / std::sqrt(c2));
@@ -60,6 +65,41 @@ double clip_grad_norm(const std::vector<std::pair<std::string, Param*>>& params,
     for (const auto& [name, p] : params) device_ops::scale(p->grad.device(), p->grad.data(), p->grad.numel(), scale);
   }
   return norm;
+}
+
+}  // namespace lsb
+
+namespace lsb {
+
+const std::vector<std::string>& schedule_names() {
+  static const std::vector<std::string> names = {"linear", "onecycle"};
+  return names;
+}
+
+void check_schedule(const std::string& name, std::int64_t warmup, std::int64_t total_steps) {
+  if (name == "linear") return;
+  if (name != "onecycle")
+    throw UsageError(fmt::format("--schedule {}: unknown; expected one of {}", name, fmt::join(schedule_names(), ", ")));
+  if (warmup < 2 || warmup >= total_steps)
+    throw UsageError(fmt::format("--schedule onecycle needs 2 <= --warmup < --steps (found warm-up {} of {} steps)",
+                                 warmup, total_steps));
+}
+
+ScheduleStep schedule_at(const std::string& name, double peak, std::int64_t step, std::int64_t warmup,
+                         std::int64_t total_steps, double beta1) {
+  if (name != "onecycle") return {warmup_linear_lr(peak, step, warmup, total_steps), beta1};
+  // torch's OneCycleLR: phase 1 ends at pct_start * total - 1, phase 2 at total - 1; each anneals
+  // linearly, (end - start) * pct + start, in doubles as Python computes them.
+  const double initial = peak / 25.0, final_lr = initial / 1e4;
+  const double end1 = static_cast<double>(warmup) / static_cast<double>(total_steps) * static_cast<double>(total_steps) - 1;
+  const double k = static_cast<double>(step - 1);
+  auto anneal = [](double a, double b, double pct) { return (b - a) * pct + a; };
+  if (k <= end1) {
+    const double pct = k / end1;
+    return {anneal(initial, peak, pct), anneal(0.95, 0.85, pct)};
+  }
+  const double pct = (k - end1) / (static_cast<double>(total_steps - 1) - end1);
+  return {anneal(peak, final_lr, pct), anneal(0.85, 0.95, pct)};
 }
 
 }  // namespace lsb

@@ -1,9 +1,12 @@
 // The command line as a user meets it: exit codes, one-line errors, and the interop path.
 #include <catch2/catch.hpp>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "attention_impls/attention.hpp"
@@ -176,4 +179,54 @@ TEST_CASE("attention run reproduces the float64 reference from .npy weights and 
   r = run_cli(base);
   CHECK(r.code == 3);
   CHECK_THAT(r.output, Catch::Contains("wp.npy: weight wp must have shape (4, 8), found (5,)"));
+}
+
+TEST_CASE("model run computes the golden model's logits, loss and gradients, and names a bad array", "[cli][interop]") {
+  const fs::path golden = fs::path(LSBENCH_GOLDEN_DIR) / "interop" / "ls";
+  const fs::path out = fs::temp_directory_path() / "lsbench_cli_model_run";
+  fs::remove_all(out);
+  fs::create_directories(out);
+  const std::string base = fmt::format("model run --weights {} --variant ls:w=4,r=3 --heads 2 --input {} --mask {} ",
+                                       (golden / "weights").string(), (golden / "ids.npy").string(),
+                                       (golden / "mask.npy").string());
+  const auto r = run_cli(base + fmt::format("--labels {} --grads {} --output {} --pooling mean-all",
+                                            (golden / "labels.npy").string(), (out / "g").string(),
+                                            (out / "logits.npy").string()));
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("loss 1.0952"));  // the golden loss, 1.09529564
+  const NpyArray want = read_npy((golden / "logits.npy").string());
+  const auto got = load_npy_f32((out / "logits.npy").string(), want.shape, "logits");
+  for (std::size_t i = 0; i < got.size(); ++i) {
+    double w;
+    std::memcpy(&w, want.bytes.data() + 8 * i, 8);
+    CHECK(got[i] == Approx(w).epsilon(1e-5).margin(1e-6));
+  }
+  CHECK(fs::exists(out / "g" / "model.transformer_1.mha.dconv_fc.weight.npy"));
+  CHECK(fs::exists(out / "g" / "loss.npy"));
+  // lsbench's own pooling gives other logits on padded sequences.
+  CHECK(run_cli(base + fmt::format("--output {}", (out / "mean.npy").string())).code == 0);
+  CHECK(load_npy_f32((out / "mean.npy").string(), want.shape, "logits") != got);
+
+  const std::pair<std::string, std::vector<std::string>> bad[] = {
+      {"--variant full", {"missing array 'model.transformer_0.mha.ff.weight'"}},  // ls weights, full variant
+      {"--pooling cls", {"cls_token"}},
+      {"--labels " + (golden / "ids.npy").string(), {"--labels must have shape (4,)"}},
+  };
+  for (const auto& [extra, expected] : bad) {
+    INFO(extra);
+    std::string args = base + "--output " + (out / "x.npy").string() + " " + extra;
+    if (extra.starts_with("--variant")) args = std::regex_replace(args, std::regex("--variant ls:w=4,r=3 "), "");
+    const auto e = run_cli(args);
+    CHECK(e.code == 3);
+    for (const auto& s : expected) CHECK_THAT(e.output, Catch::Contains(s));
+  }
+  fs::copy(golden / "weights", out / "w");
+  fs::remove(out / "w" / "model.norm.bias.npy");
+  const auto missing = run_cli(std::regex_replace(base, std::regex((golden / "weights").string()), (out / "w").string()) +
+                               "--output " + (out / "x.npy").string());
+  CHECK(missing.code == 3);
+  CHECK_THAT(missing.output, Catch::Contains("missing array 'model.norm.bias'"));
+  CHECK(run_cli(base + "--output x.npy --grads g").code == 2);  // gradients need labels
+  fs::remove_all(out);
 }

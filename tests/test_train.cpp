@@ -21,7 +21,10 @@
 #include "nn/checkpoint.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
+#include "nn/encoder.hpp"
 #include "nn/matmul.hpp"
+#include "nn/model_weights.hpp"
+#include "nn/optim.hpp"
 #include "reports/report.hpp"
 #include "tasks/listops.hpp"
 #include "tasks/task.hpp"
@@ -459,4 +462,88 @@ TEST_CASE("smoke preset beats chance clearly on image with every variant", "[tra
     return;
   }
   check_smoke("image", root);
+}
+
+namespace {
+// An integer .npy (int32) as another framework would save token ids and labels.
+void write_npy_i32(const fs::path& path, const Shape& shape, const std::vector<std::int32_t>& v) {
+  std::string dims;
+  for (auto d : shape) dims += std::to_string(d) + ", ";
+  if (shape.size() > 1) dims.erase(dims.size() - 2);
+  else dims.pop_back();
+  std::string header = fmt::format("{{'descr': '<i4', 'fortran_order': False, 'shape': ({}), }}", dims);
+  header.resize(117, ' ');
+  header += '\n';
+  std::ofstream f(path, std::ios::binary);
+  f.write("\x93NUMPY\x01\x00", 8);
+  const std::uint16_t len = static_cast<std::uint16_t>(header.size());
+  f.write(reinterpret_cast<const char*>(&len), 2);
+  f << header;
+  f.write(reinterpret_cast<const char*>(v.data()), static_cast<std::streamsize>(v.size() * 4));
+}
+}  // namespace
+
+TEST_CASE("train replays --batches from --init-weights under onecycle, step for step, and saves its weights", "[train][interop]") {
+  TrainOptions o = tiny_options("ls:w=8,r=4");
+  o.steps = 5, o.warmup = 2, o.eval_every = 5, o.batch = 4, o.dropout = 0, o.pooling = "mean-all", o.lr = 3e-3;
+  o.weight_decay = 0.01, o.schedule = "onecycle";
+  const TaskData task = load(o);
+  const std::int64_t n = task.length;
+  const EncoderConfig cfg{.vocab = task.vocab, .classes = task.classes, .max_len = n, .dim = o.dim, .heads = o.heads,
+                          .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling, .attention = o.variant};
+  const fs::path dir = fresh_dir("train_interop");
+  {  // the starting point, drawn with another seed than the run's
+    Encoder init(cfg);
+    init.init_params(99);
+    save_weights(init, (dir / "init").string());
+  }
+  // The batches, from the task's sampler with a seed of our own, saved as int32 arrays.
+  fs::create_directories(dir / "batches");
+  BatchSampler sampler(task.train.size(), o.batch, 1234);
+  std::vector<Batch> batches(static_cast<std::size_t>(o.steps));
+  for (std::int64_t s = 0; s < o.steps; ++s) {
+    make_batch(task.train, sampler.indices(s + 1).data(), o.batch, n, batches[s]);
+    const Batch& b = batches[s];
+    std::vector<std::int32_t> mask(b.mask.begin(), b.mask.end()), labels(b.labels.begin(), b.labels.end());
+    write_npy_i32(dir / "batches" / fmt::format("ids_{:06d}.npy", s), {o.batch, n}, b.tokens);
+    write_npy_i32(dir / "batches" / fmt::format("mask_{:06d}.npy", s), {o.batch, n}, mask);
+    write_npy_i32(dir / "batches" / fmt::format("labels_{:06d}.npy", s), {o.batch}, labels);
+  }
+  // The loop by hand: the encoder from those weights, AdamW under the onecycle schedule.
+  Encoder ref(cfg);
+  load_weights(ref, (dir / "init").string());
+  AdamW opt(ref.parameters(), {.weight_decay = o.weight_decay});
+  std::vector<double> want;
+  for (std::int64_t s = 1; s <= o.steps; ++s) {
+    const Batch& b = batches[s - 1];
+    ref.zero_grad();
+    want.push_back(ref.forward(b.tokens.data(), b.mask.data(), b.labels.data(), o.batch, n, true, 0));
+    ref.backward();
+    const ScheduleStep st = schedule_at("onecycle", o.lr, s, o.warmup, o.steps, 0.9);
+    opt.step(st.lr, st.beta1);
+  }
+  o.init_weights = (dir / "init").string(), o.batches_dir = (dir / "batches").string();
+  o.save_weights = (dir / "saved").string();
+  const nlohmann::json r = train_run(o, task);
+  REQUIRE(r["status"] == "ok");
+  const auto losses = r["curves"]["loss"].get<std::vector<double>>();
+  REQUIRE(losses.size() == want.size());
+  for (std::size_t i = 0; i < want.size(); ++i) CHECK(losses[i] == Approx(want[i]).epsilon(1e-6));
+  CHECK(r["config"]["schedule"] == "onecycle");
+  CHECK(r["config"].contains("init_weights_digest"));
+  CHECK(r["config"].contains("batches_digest"));
+  // The final weights are the hand loop's; best/ is there too.
+  Encoder saved(cfg);
+  load_weights(saved, (dir / "saved" / "final").string());
+  CHECK(parameter_digest(saved) == parameter_digest(ref));
+  CHECK(fs::exists(dir / "saved" / "best" / "model.norm.weight.npy"));
+  // A run without the interop options keeps the config (and the id) it always had.
+  CHECK_FALSE(train_run(tiny_options("full"), load(tiny_options("full")))["config"].contains("schedule"));
+  // A missing or misshapen batch is refused before the first step, naming the file.
+  fs::remove(dir / "batches" / "mask_000004.npy");
+  CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("mask_000004.npy"));
+  write_npy_i32(dir / "batches" / "mask_000004.npy", {o.batch, n - 1}, std::vector<std::int32_t>(o.batch * (n - 1), 1));
+  CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("mask_000004.npy") && Catch::Contains("shape"));
+  o.schedule = "onecycle", o.warmup = 1;
+  CHECK_THROWS_AS(train_run(o, task), UsageError);
 }

@@ -91,7 +91,7 @@ __global__ void relu_backward_kernel(const float* pre, std::int64_t count, float
 
 // One thread per (sequence, column); counts written by column 0's thread.
 __global__ void mean_pool_forward_kernel(const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N,
-                                         std::int64_t D, float* pooled, float* counts) {
+                                         std::int64_t D, float* pooled, float* counts, float divisor) {
   LSB_ELEMENT_INDEX(seqs * D);
   const std::int64_t q = i / D, c = i % D;
   float s = 0;
@@ -101,8 +101,9 @@ __global__ void mean_pool_forward_kernel(const float* xf, const std::uint8_t* ma
       ++count;
       s += xf[(q * N + t) * D + c];
     }
-  pooled[i] = count > 0 ? s / static_cast<float>(count) : 0.0f;
-  if (c == 0) counts[q] = static_cast<float>(count);
+  const float by = divisor > 0.0f ? divisor : static_cast<float>(count);
+  pooled[i] = count > 0 ? s / by : 0.0f;
+  if (c == 0) counts[q] = by;
 }
 
 __global__ void mean_pool_backward_kernel(const float* dpooled, const std::uint8_t* mask, const float* counts,
@@ -239,9 +240,9 @@ void multiply_into(const float* d, const float* mask, std::int64_t count, float*
 }
 
 void mean_pool_forward(const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N, std::int64_t D,
-                       float* pooled, float* counts) {
+                       float* pooled, float* counts, float divisor) {
   if (seqs * D == 0) return;
-  mean_pool_forward_kernel<<<blocks(seqs * D), kThreads>>>(xf, mask, seqs, N, D, pooled, counts);
+  mean_pool_forward_kernel<<<blocks(seqs * D), kThreads>>>(xf, mask, seqs, N, D, pooled, counts, divisor);
   LSB_CUDA_LAUNCHED();
 }
 void mean_pool_backward(const float* dpooled, const std::uint8_t* mask, const float* counts, std::int64_t seqs,

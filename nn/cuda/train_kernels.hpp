@@ -36,10 +36,11 @@ void dropout_forward(std::uint64_t seed, float keep, float* v, float* mask, std:
 // out = d * mask (dropout backward into another buffer).
 void multiply_into(const float* d, const float* mask, std::int64_t count, float* out);
 
-// pooled (seqs, D) = mean over the rows t with mask 1 of xf (seqs, N, D); counts (seqs) gets how many
-// (an example with none gets 0 and a zero row: the host refuses it first, as the CPU does).
+// pooled (seqs, D) = sum over the rows t with mask 1 of xf (seqs, N, D), divided by counts (seqs): how
+// many, or `divisor` when positive (an example with no real row gets 0 and a zero row: the host
+// refuses it first, as the CPU does).
 void mean_pool_forward(const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N, std::int64_t D,
-                       float* pooled, float* counts);
+                       float* pooled, float* counts, float divisor = 0.0f);
 // dxf (seqs, N, D) = dpooled / count at real rows, 0 elsewhere.
 void mean_pool_backward(const float* dpooled, const std::uint8_t* mask, const float* counts, std::int64_t seqs,
                         std::int64_t N, std::int64_t D, float* dxf);

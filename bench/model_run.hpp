@@ -1,0 +1,22 @@
+// `lsbench model run`: the whole LRA encoder on a weight folder saved under the PyTorch LRA code's
+// state_dict names (nn/model_weights.hpp) and token ids from .npy: its logits and, with labels, the mean
+// cross-entropy and every parameter's gradient under the same names. How a PyTorch user checks lsbench
+// against their model: README "Moving models between lsbench and PyTorch", docs/interop/.
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace lsb {
+
+struct ModelRunOptions {
+  std::string weights_dir, variant, input, mask, labels, grads_dir, output;
+  std::string pooling = "mean";  // mean | mean-all (the reference code's) | cls
+  std::string device = "cpu", precision = "fp32";
+  std::int64_t heads = 0;
+  int threads = 0;
+};
+
+// Returns the exit code (0), or throws UsageError / InputError (exit 2 / 3) naming the option or file.
+int run_model_command(const ModelRunOptions& opt);
+
+}  // namespace lsb
