@@ -1,41 +1,78 @@
 #!/usr/bin/env bash
 # One short GPU session's checks, run on the device machine from the repository root after
-# docs/gpu/pack.sh (binaries in .gpu/), each part capped so that the whole fits one device call
-# (about 7 minutes on an H100/H200). Writes logs and reports into ${OUT:-gpu-out}:
-#   1. gpu.txt            nvidia-smi's view of the device
-#   2. tests-cuda.txt     every [cuda] test case (attention, bf16, training kernels, encoder, train vs CPU)
-#   3. sanitizer-*.txt    compute-sanitizer memcheck on the training kernels and the encoder, racecheck on
-#                         the attention kernels (one test case each: the tools are slow)
-#   4. train-step.*       sweep --mode train-step of the lra-small model on text, b=32, every variant
-#   5. flash-bf16.*       flash and ls fwd+bwd in bf16 at (D=1024, h=16, d=64, b=1) beside PyTorch's SDPA
-#                         layer on the same shapes (the CUDA issue's targets)
-# Each part runs under `timeout`; a part that runs out says so in its log and the next part still runs.
+# docs/gpu/pack.sh (binaries in .gpu/), each part capped so that the whole fits one device call.
+# Writes at most 6 files into ${OUT:-gpu-out} (the device tool brings back only a few):
+#   summary.txt      the GPU, then each part's exit status, time and last lines
+#   tests.txt        every [cuda] test case (compact reporter: failures only), then compute-sanitizer:
+#                    memcheck on the training kernels and the encoder, racecheck on the training kernels
+#   interop.txt      `model run` of tests/golden/interop on cpu, cuda and cuda bf16, compared with the golden
+#                    float64 logits (the whole model on the GPU against an independent implementation)
+#   train-step.txt   sweep --mode train-step of the lra-small model on text, b=32, every variant, n 1K and 4K
+#   listops-*.json   lra-small ListOps (the whole recipe) on the GPU for the variants in $LISTOPS
+# A part that runs out of time says so in summary.txt and the next part still runs.
 set -uo pipefail
 OUT=${OUT:-gpu-out}
+LISTOPS=${LISTOPS:-}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH=$PWD/.gpu/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
-B=.gpu/lsbench
-T=.gpu/lsbench_tests
+B=$PWD/.gpu/lsbench
+T=$PWD/.gpu/lsbench_tests
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-part() {  # part NAME SECONDS CMD...: runs CMD under a time cap, output to $OUT/NAME.txt
-  local name=$1 secs=$2
-  shift 2
+part() {  # part NAME LOG SECONDS CMD...: CMD under a time cap, its output appended to $OUT/LOG
+  local name=$1 log=$2 secs=$3
+  shift 3
   local t0=$SECONDS
-  timeout "$secs" "$@" >"$OUT/$name.txt" 2>&1
-  local rc=$?
-  echo "== $name: exit $rc in $((SECONDS - t0)) s$([ $rc -eq 124 ] && echo " (cut at ${secs} s)")" | tee -a "$OUT/summary.txt"
-  tail -4 "$OUT/$name.txt" | sed 's/^/   /' | tee -a "$OUT/summary.txt"
+  echo "===== $name: $*" >>"$OUT/$log"
+  timeout "$secs" "$@" 2>&1 | grep -v "Host Frame\|Saved host backtrace" >>"$OUT/$log"
+  local rc=${PIPESTATUS[0]}
+  echo "== $name: exit $rc in $((SECONDS - t0)) s$([ "$rc" -eq 124 ] && echo " (cut at ${secs} s)")" | tee -a "$OUT/summary.txt"
+  tail -3 "$OUT/$log" | sed 's/^/   /' | tee -a "$OUT/summary.txt"
 }
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
-part tests-cuda 150 "$T" "[cuda]" --durations yes
-part sanitizer-memcheck-train 50 "$SAN" --tool memcheck --leak-check full --error-exitcode 9 "$T" "[cuda][train]"
-part sanitizer-memcheck-encoder 50 "$SAN" --tool memcheck --error-exitcode 9 "$T" \
-  "the encoder on CUDA computes the CPU's loss, logits and every gradient"
-part sanitizer-racecheck-attention 50 "$SAN" --tool racecheck --error-exitcode 9 "$T" \
-  "every variant on CUDA matches the CPU forward and backward with padding present"
-part train-step 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/summary.txt"
+part tests-cuda tests.txt 120 "$T" "[cuda]" -r compact
+part memcheck-train tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][train]"
+part memcheck-encoder tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][encoder]"
+part racecheck-train tests.txt 60 "$SAN" --tool racecheck --error-exitcode 9 "$T" "[cuda][train]~a run on CUDA follows*"
+interop() {
+  local g=tests/golden/interop tmp
+  tmp=$(mktemp -d)
+  for v in full ls; do
+    local spec=full
+    [ $v = ls ] && spec=ls:w=4,r=3
+    for run in "cpu fp32" "cuda fp32" "cuda bf16"; do
+      set -- $run
+      $B model run --weights $g/$v/weights --variant $spec --heads 2 --input $g/$v/ids.npy --mask $g/$v/mask.npy \
+        --labels $g/$v/labels.npy --grads "$tmp/$v-$1-$2" --output "$tmp/$v-$1-$2.npy" --pooling mean-all \
+        --device "$1" --precision "$2" | tail -1
+    done
+  done
+  python3 - "$g" "$tmp" <<'EOF'
+import sys, os, numpy as np
+g, tmp = sys.argv[1:]
+for v in ("full", "ls"):
+    want = np.load(f"{g}/{v}/logits.npy")
+    for run in ("cpu-fp32", "cuda-fp32", "cuda-bf16"):
+        got = np.load(f"{tmp}/{v}-{run}.npy").astype(np.float64)
+        err = np.abs(got - want).max() / np.abs(want).max()
+        gerr = 0.0
+        for f in os.listdir(f"{g}/{v}/grads"):
+            w = np.load(f"{g}/{v}/grads/{f}")
+            gerr = max(gerr, np.abs(np.load(f"{tmp}/{v}-{run}/{f}") - w).max() / max(np.abs(w).max(), 1e-3))
+        print(f"{v:4s} {run:9s} logits max error / max magnitude {err:.2e}; gradients (each against max(its magnitude, 1e-3)) {gerr:.2e}")
+EOF
+}
+export -f interop
+export B
+part interop interop.txt 60 bash -c interop
+part train-step train-step.txt 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
   --mlp-dim 128 --batch 32 --variants full,flash,linformer:k=256,sliding:R=64,ls:w=8,r=32,lsra,nystromformer,performer \
   --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --out "$OUT/train-step.json"
-part flash-bf16 40 $B attention bench --device cuda --mode fwdbwd --dim 1024 --heads 16 --batch 1 --precision bf16 \
-  --min-time 0.2 --min-reps 5 --max-time 3 --variant flash ls:w=8,r=32 --n 4096 16384 --json "$OUT/flash-bf16.json"
-part sdpa-bf16 40 python3 .gpu/sdpa_reference.py --what layer --b 1 --h 16 --d 64 --n 4096 16384 --dtype bf16
+if [ -n "$LISTOPS" ]; then
+  DATA=/tmp/lsbench-listops
+  part listops-data summary.txt 60 $B data generate listops --out $DATA --seed 1
+  for v in $LISTOPS; do
+    slug=$(echo "$v" | tr ':,=' '-_-')
+    part "listops $v" summary.txt 240 $B train --task listops --data-dir $DATA --preset lra-small --variant "$v" \
+      --device cuda --no-progress --checkpoint-dir /tmp/ck-$slug --resume --out "$OUT/listops-$slug.json"
+  done
+fi
