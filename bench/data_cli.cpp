@@ -14,7 +14,7 @@ namespace lsb {
 
 struct DataCli::Impl {
   CLI::App *data = nullptr, *generate = nullptr;
-  CLI::App *listops = nullptr, *pathfinder = nullptr, *retrieval = nullptr, *preview = nullptr;
+  CLI::App *listops = nullptr, *pathfinder = nullptr, *retrieval = nullptr, *preview = nullptr, *stats = nullptr;
   std::string out;
   listops::GeneratorConfig lcfg;
   int size = 32;
@@ -24,6 +24,7 @@ struct DataCli::Impl {
   retrieval::PairConfig rcfg;
   std::string imdb_dir, preview_dir, preview_out;
   int preview_count = 16;
+  std::int64_t stats_count = 1000;
   int threads = 0;
 };
 
@@ -72,6 +73,15 @@ DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   d.preview->add_option("--size", d.size, "32 or 128")->capture_default_str();
   d.preview->add_option("--difficulty", d.difficulty, "baseline, 9 or 14")->capture_default_str();
   d.preview->add_option("--count", d.preview_count, "Samples in the grid")->capture_default_str()->check(CLI::PositiveNumber);
+
+  auto* stats = d.data->add_subcommand("stats", "Per-image statistics of generated data");
+  stats->require_subcommand(1);
+  d.stats = stats->add_subcommand("pathfinder", "Quantiles over images of the mean grey level and the shares of "
+                                                "pixels above 0, 64 and 128, beside the published generator's medians");
+  d.stats->add_option("dir", d.preview_dir, "The data (any folder find_root accepts)")->required();
+  d.stats->add_option("--size", d.size, "32 or 128")->capture_default_str();
+  d.stats->add_option("--difficulty", d.difficulty, "baseline, 9 or 14")->capture_default_str();
+  d.stats->add_option("--count", d.stats_count, "The first N images (0: all)")->capture_default_str();
 }
 
 DataCli::~DataCli() = default;
@@ -104,6 +114,23 @@ int DataCli::run() const {
     const std::string root = pathfinder::find_root(d.preview_dir, d.size, d.difficulty);
     write_png(d.preview_out, pathfinder::preview_grid(root, d.size, d.preview_count));
     fmt::print("preview: {} samples of {} in {}\n", d.preview_count, root, d.preview_out);
+  } else if (d.stats->parsed()) {
+    const std::string root = pathfinder::find_root(d.preview_dir, d.size, d.difficulty);
+    const auto st = pathfinder::image_statistics(root, d.size, d.stats_count);
+    // The published generator's medians (1,000 images of Pathfinder-32, contour length 14), from the
+    // issue that asked for this rendering; none were measured for Path-X.
+    const bool published = d.size == 32 && pathfinder::difficulty_folder(d.difficulty) == "curv_contour_length_14";
+    fmt::print("{}: {} images\n\n| per-image statistic | p10 | p25 | median | p75 | p90 |{}\n|---|---:|---:|---:|---:|---:|{}\n",
+               root, st.images, published ? " published median |" : "", published ? "---:|" : "");
+    const std::pair<const char*, std::pair<const pathfinder::ImageStatistics::Quantiles*, double>> rows[] = {
+        {"mean intensity (0..255)", {&st.mean, 19.9}}, {"share of non-zero pixels", {&st.nonzero, 0.339}},
+        {"share of pixels > 64", {&st.above64, 0.123}}, {"share of pixels > 128", {&st.above128, 0.083}}};
+    for (const auto& [name, qr] : rows) {
+      const auto& q = *qr.first;
+      const int digits = qr.second > 1 ? 1 : 3;
+      fmt::print("| {} | {:.{}f} | {:.{}f} | {:.{}f} | {:.{}f} | {:.{}f} |{}\n", name, q.p10, digits, q.p25, digits, q.p50,
+                 digits, q.p75, digits, q.p90, digits, published ? fmt::format(" {:.{}f} |", qr.second, digits) : "");
+    }
   }
   return kOk;
 }

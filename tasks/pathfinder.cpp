@@ -1,6 +1,7 @@
 #include "tasks/pathfinder.hpp"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -33,6 +34,14 @@ double point_segment_distance(Point p, Point a, Point b) {
 
 double cross(Point o, Point a, Point b) { return (a.x - o.x) * (b.y - o.y) - (a.y - o.y) * (b.x - o.x); }
 
+double point_segment_distance_sq(Point p, Point a, Point b) {
+  const double dx = b.x - a.x, dy = b.y - a.y, len2 = dx * dx + dy * dy;
+  double t = len2 > 0 ? ((p.x - a.x) * dx + (p.y - a.y) * dy) / len2 : 0;
+  t = std::clamp(t, 0.0, 1.0);
+  const double ex = p.x - (a.x + t * dx), ey = p.y - (a.y + t * dy);
+  return ex * ex + ey * ey;
+}
+
 }  // namespace
 
 double paddle_distance(const Paddle& s, const Paddle& t) {
@@ -45,26 +54,44 @@ double paddle_distance(const Paddle& s, const Paddle& t) {
 
 namespace {
 
-// Grows curves paddle by paddle on one canvas; every paddle placed so far is an obstacle.
+// Grows curves paddle by paddle, as the published generator's extend_snake does: each next paddle starts
+// paddle_length + 2 margin along the current direction from the current paddle's start, in a direction
+// drawn by continuity among those whose paddle keeps its clearance (thickness + margin) from every paddle
+// placed so far except the curve's own last one (the published mask adds a curve's last segment only
+// when the next one is placed).
 class Grower {
  public:
-  Grower(const Params& p, Rng& rng) : p_(p), rng_(rng) {}
+  Grower(const Params& p, Rng& rng) : p_(p), rng_(rng) {
+    // The candidate turns and their continuity weights, fixed for the parameters.
+    for (int j = 0; j < p.directions; ++j) {
+      const double turn = 2 * kPi * j / p.directions;
+      double change = turn > kPi ? 2 * kPi - turn : turn;
+      const double c = std::cos(std::min(change * p.continuity, kPi / 2));
+      turn_cos_.push_back(std::cos(turn)), turn_sin_.push_back(std::sin(turn));
+      turn_weight_.push_back(c > 1e-6 ? c * c : 0.0);  // cos(pi / 2) is 6e-17, not 0: such a turn is never taken
+    }
+  }
 
   std::vector<Paddle> placed;
+  void truncate(std::size_t count) {
+    placed.resize(count);
+    mids_.resize(count);
+  }
 
   bool inside(Point q) const {
     const double lo = p_.border + p_.paddle_thickness, hi = p_.size - p_.border - p_.paddle_thickness;
     return q.x >= lo && q.x <= hi && q.y >= lo && q.y <= hi;
   }
-  bool fits(const Paddle& c) const {
+  // Whether paddle c keeps its clearance from every placed paddle but the last `skip_last` ones.
+  bool fits(const Paddle& c, std::size_t skip_last = 0) const {
     if (!inside(c.a) || !inside(c.b)) return false;
     const double clear = p_.paddle_thickness + p_.paddle_margin, reach = p_.paddle_length + clear;
     const Point mc{(c.a.x + c.b.x) / 2, (c.a.y + c.b.y) / 2};
-    for (const auto& q : placed) {
+    for (std::size_t k = 0; k + skip_last < placed.size(); ++k) {
       // Paddles whose midpoints are further apart than a paddle length plus the clearance cannot touch.
-      const double dx = (q.a.x + q.b.x) / 2 - mc.x, dy = (q.a.y + q.b.y) / 2 - mc.y;
+      const double dx = mids_[k].x - mc.x, dy = mids_[k].y - mc.y;
       if (dx * dx + dy * dy > reach * reach) continue;
-      if (paddle_distance(c, q) < clear) return false;
+      if (closer_than(c, placed[k], clear)) return false;
     }
     return true;
   }
@@ -73,91 +100,300 @@ class Grower {
   bool grow(Point start, double angle, int length, std::vector<Paddle>& curve) {
     const std::size_t mark = placed.size();
     curve.clear();
-    Paddle first{start, at(start, angle, p_.paddle_length)};
+    double ux = std::cos(angle), uy = std::sin(angle);  // the current direction
+    const double L = p_.paddle_length;
+    Paddle first{start, {start.x + L * ux, start.y + L * uy}};
     if (!fits(first)) return false;
     place(first, curve);
-    std::vector<double> weight(static_cast<std::size_t>(p_.directions));
+    std::vector<double> weight(turn_weight_.size());
     for (int k = 1; k < length; ++k) {
-      // The next paddle starts paddle_length + 2 margin along the current direction from the current
-      // paddle's start; its direction is drawn from the candidates by continuity, free ones only.
       const Paddle& cur = curve.back();
-      const Point s = at(cur.a, angle, p_.paddle_length + 2 * p_.paddle_margin);
+      const double step = L + 2 * p_.paddle_margin;
+      const Point s{cur.a.x + step * ux, cur.a.y + step * uy};
       double total = 0;
-      for (int j = 0; j < p_.directions; ++j) {
-        double change = 2 * kPi * j / p_.directions;
-        if (change > kPi) change = 2 * kPi - change;
-        const double c = std::cos(std::min(change * p_.continuity, kPi / 2));
-        double w = c > 1e-6 ? c * c : 0.0;  // cos(pi / 2) is 6e-17, not 0: such a turn is never taken
-        if (w > 0 && !fits({s, at(s, angle + 2 * kPi * j / p_.directions, p_.paddle_length)})) w = 0;
-        weight[static_cast<std::size_t>(j)] = w;
+      for (std::size_t j = 0; j < weight.size(); ++j) {
+        double w = turn_weight_[j];
+        if (w > 0) {
+          const double vx = ux * turn_cos_[j] - uy * turn_sin_[j], vy = uy * turn_cos_[j] + ux * turn_sin_[j];
+          if (!fits({s, {s.x + L * vx, s.y + L * vy}}, 1)) w = 0;
+        }
+        weight[j] = w;
         total += w;
       }
       if (total <= 0) {
-        placed.resize(mark);
+        truncate(mark);
         curve.clear();
         return false;
       }
       double u = rng_.uniform() * total;
-      int pick = 0;
-      while (pick + 1 < p_.directions && (u -= weight[static_cast<std::size_t>(pick)]) >= 0) ++pick;
-      while (weight[static_cast<std::size_t>(pick)] <= 0) --pick;  // round-off past the last positive weight
-      angle += 2 * kPi * pick / p_.directions;
-      place({s, at(s, angle, p_.paddle_length)}, curve);
+      std::size_t pick = 0;
+      while (pick + 1 < weight.size() && (u -= weight[pick]) >= 0) ++pick;
+      while (weight[pick] <= 0) --pick;  // round-off past the last positive weight
+      const double vx = ux * turn_cos_[pick] - uy * turn_sin_[pick], vy = uy * turn_cos_[pick] + ux * turn_sin_[pick];
+      ux = vx, uy = vy;
+      place({s, {s.x + L * ux, s.y + L * uy}}, curve);
     }
     return true;
   }
 
  private:
+  // paddle_distance(s, t) < clear, without square roots (the hot test of growing).
+  static bool closer_than(const Paddle& s, const Paddle& t, double clear) {
+    const double d1 = cross(s.a, s.b, t.a), d2 = cross(s.a, s.b, t.b), d3 = cross(t.a, t.b, s.a), d4 = cross(t.a, t.b, s.b);
+    if (d1 * d2 < -1e-12 && d3 * d4 < -1e-12) return true;
+    const double c2 = clear * clear;
+    return point_segment_distance_sq(s.a, t.a, t.b) < c2 || point_segment_distance_sq(s.b, t.a, t.b) < c2 ||
+           point_segment_distance_sq(t.a, s.a, s.b) < c2 || point_segment_distance_sq(t.b, s.a, s.b) < c2;
+  }
   void place(const Paddle& q, std::vector<Paddle>& curve) {
     placed.push_back(q);
+    mids_.push_back({(q.a.x + q.b.x) / 2, (q.a.y + q.b.y) / 2});
     curve.push_back(q);
   }
+  std::vector<Point> mids_;  // placed paddles' midpoints
   const Params& p_;
   Rng& rng_;
+  std::vector<double> turn_cos_, turn_sin_, turn_weight_;
 };
 
-// Antialiased rendering: coverage at aa_scale x the resolution (a soft one-pixel edge), the brightest
-// shape winning where shapes overlap, then a box filter down to S x S, then scaled to a maximum of 255.
-Image8 render(const Params& p, const Sample& s) {
-  const int A = p.aa_scale, W = p.size * A;
-  std::vector<float> hi(static_cast<std::size_t>(W) * W, 0.0f);
-  auto stamp = [&](double x0, double y0, double x1, double y1, double radius, double contrast, auto distance) {
-    const int X0 = std::max(0, static_cast<int>(std::floor((x0 - radius - 1) * A)));
-    const int X1 = std::min(W - 1, static_cast<int>(std::ceil((x1 + radius + 1) * A)));
-    const int Y0 = std::max(0, static_cast<int>(std::floor((y0 - radius - 1) * A)));
-    const int Y1 = std::min(W - 1, static_cast<int>(std::ceil((y1 + radius + 1) * A)));
-    for (int Y = Y0; Y <= Y1; ++Y)
-      for (int X = X0; X <= X1; ++X) {
-        const double d = distance(Point{(X + 0.5) / A, (Y + 0.5) / A});
-        const double cover = std::clamp((radius - d) * A + 0.5, 0.0, 1.0);
-        float& v = hi[static_cast<std::size_t>(Y) * W + X];
-        v = std::max(v, static_cast<float>(cover * contrast));
+// ---- Rendering, as the published generator (drewlinsley/pathfinder, snakes2.py) renders ----------
+// Its images pass through scipy.misc (imresize, imsave) and PIL; this reproduces those steps:
+//   bytescale   float -> uint8 by the array's own minimum and maximum, rounded (scipy.misc.bytescale);
+//   resize      PIL's 8-bit Lanczos resampling (support 3, widened by the scale when shrinking; a
+//               horizontal then a vertical pass, fixed-point coefficients, clipped to 0..255 after each);
+//   a paddle    a 1-pixel PIL line (Bresenham, both ends; wider lines are PIL's quadrilateral)
+//               of length L * aa on a canvas of (2R + 1) * aa - aa + 1 pixels, R = L + ceil(thickness) +
+//               margin, byte-scaled, resized to 2R + 1, / 255, times its contrast, and put with its centre
+//               on the paddle's start pixel, the brighter value winning;
+//   a marker    a disc of radius r * aa on the whole canvas at aa x the resolution, resized, / 255 (1.0);
+//   the image   the brightest of all, byte-scaled by its own maximum (imsave).
+// Contrasts: target curves paddle_contrast * snake_contrast, distractors snake_contrast, markers 1.
+
+double lanczos(double x) {
+  auto sinc = [](double v) { return v == 0.0 ? 1.0 : std::sin(kPi * v) / (kPi * v); };
+  return (x >= -3.0 && x < 3.0) ? sinc(x) * sinc(x / 3.0) : 0.0;
+}
+
+// PIL's resampling coefficients of one axis (in_size -> out_size): for each output, the first input
+// and the fixed-point weights.
+struct Coefficients {
+  static constexpr int kBits = 22;  // PIL's PRECISION_BITS for 8-bit images
+  std::vector<int> first;
+  std::vector<std::vector<std::int32_t>> weights;
+  Coefficients(int in_size, int out_size) {
+    const double scale = static_cast<double>(in_size) / out_size, filterscale = std::max(scale, 1.0);
+    const double support = 3.0 * filterscale;
+    first.resize(static_cast<std::size_t>(out_size));
+    weights.resize(static_cast<std::size_t>(out_size));
+    for (int o = 0; o < out_size; ++o) {
+      const double center = (o + 0.5) * scale;
+      const int lo = std::max(static_cast<int>(center - support + 0.5), 0);
+      const int hi = std::min(static_cast<int>(center + support + 0.5), in_size);
+      std::vector<double> w;
+      double total = 0;
+      for (int x = lo; x < hi; ++x) total += w.emplace_back(lanczos((x - center + 0.5) / filterscale));
+      auto& k = weights[static_cast<std::size_t>(o)];
+      for (double v : w) {
+        v = total != 0.0 ? v / total : v;
+        k.push_back(static_cast<std::int32_t>(v < 0 ? -0.5 + v * (1 << kBits) : 0.5 + v * (1 << kBits)));
       }
-  };
-  auto paddles = [&](const std::vector<Paddle>& curve) {
-    for (const auto& q : curve)
-      stamp(std::min(q.a.x, q.b.x), std::min(q.a.y, q.b.y), std::max(q.a.x, q.b.x), std::max(q.a.y, q.b.y),
-            p.paddle_thickness / 2, p.paddle_contrast, [&](Point c) { return point_segment_distance(c, q.a, q.b); });
-  };
-  paddles(s.curve_a);
-  paddles(s.curve_b);
-  for (const auto& d : s.distractors) paddles(d);
-  for (const Point m : {s.marker1, s.marker2})
-    stamp(m.x, m.y, m.x, m.y, p.marker_radius, p.target_contrast, [&](Point c) { return std::hypot(c.x - m.x, c.y - m.y); });
-  std::vector<float> lo(static_cast<std::size_t>(p.size) * p.size, 0.0f);
-  float mx = 0;
-  for (int y = 0; y < p.size; ++y)
-    for (int x = 0; x < p.size; ++x) {
-      float sum = 0;
-      for (int dy = 0; dy < A; ++dy)
-        for (int dx = 0; dx < A; ++dx) sum += hi[static_cast<std::size_t>(y * A + dy) * W + x * A + dx];
-      lo[static_cast<std::size_t>(y) * p.size + x] = sum / static_cast<float>(A * A);
-      mx = std::max(mx, lo[static_cast<std::size_t>(y) * p.size + x]);
+      first[static_cast<std::size_t>(o)] = lo;
     }
-  Image8 img{p.size, p.size, 1, std::vector<std::uint8_t>(lo.size())};
-  for (std::size_t i = 0; i < lo.size(); ++i)
-    img.pixels[i] = static_cast<std::uint8_t>(std::lround(mx > 0 ? 255.0f * lo[i] / mx : 0.0f));
-  return img;
+  }
+  std::uint8_t apply(const std::uint8_t* in, std::ptrdiff_t stride, int o) const {
+    std::int64_t acc = std::int64_t{1} << (kBits - 1);
+    const auto& k = weights[static_cast<std::size_t>(o)];
+    const std::uint8_t* p = in + first[static_cast<std::size_t>(o)] * stride;
+    for (std::size_t x = 0; x < k.size(); ++x) acc += static_cast<std::int64_t>(p[x * stride]) * k[x];
+    return static_cast<std::uint8_t>(std::clamp<std::int64_t>(acc >> kBits, 0, 255));
+  }
+};
+
+// A square 8-bit image resized by PIL's Lanczos: rows first, then columns.
+std::vector<std::uint8_t> lanczos_resize(const std::vector<std::uint8_t>& in, int in_size, const Coefficients& c,
+                                         int out_size) {
+  std::vector<std::uint8_t> rows(static_cast<std::size_t>(in_size) * out_size), out(static_cast<std::size_t>(out_size) * out_size);
+  for (int y = 0; y < in_size; ++y)
+    for (int x = 0; x < out_size; ++x) rows[static_cast<std::size_t>(y) * out_size + x] = c.apply(&in[static_cast<std::size_t>(y) * in_size], 1, x);
+  for (int y = 0; y < out_size; ++y)
+    for (int x = 0; x < out_size; ++x) out[static_cast<std::size_t>(y) * out_size + x] = c.apply(&rows[x], out_size, y);
+  return out;
+}
+
+// scipy.misc.bytescale of non-negative data whose minimum is 0: v -> round(255 v / max).
+std::uint8_t bytescale(float v, float max) {
+  return static_cast<std::uint8_t>(std::clamp(v * (255.0f / (max > 0 ? max : 1.0f)), 0.0f, 255.0f) + 0.5f);
+}
+
+// PIL's ImageDraw.line of width 1: Bresenham from (x0, y0) to (x1, y1), both ends drawn (the same pixels
+// as Pillow 9.4 at every angle tried).
+void pil_line(std::vector<std::uint8_t>& img, int size, int x0, int y0, int x1, int y1) {
+  auto point = [&](int x, int y) {
+    if (x >= 0 && y >= 0 && x < size && y < size) img[static_cast<std::size_t>(y) * size + x] = 255;
+  };
+  int dx = x1 - x0, dy = y1 - y0;
+  const int xs = dx < 0 ? -1 : 1, ys = dy < 0 ? -1 : 1;
+  dx = std::abs(dx), dy = std::abs(dy);
+  if (dx > dy) {
+    int e = 2 * dy - dx;
+    for (int i = 0; i <= dx; ++i, x0 += xs, e += 2 * dy) {
+      point(x0, y0);
+      if (e >= 0) y0 += ys, e -= 2 * dx;
+    }
+  } else {
+    int e = 2 * dx - dy;
+    for (int i = 0; i <= dy; ++i, y0 += ys, e += 2 * dx) {
+      point(x0, y0);
+      if (e >= 0) x0 += xs, e -= 2 * dy;
+    }
+  }
+}
+
+// PIL's wide line (width > 1): the quadrilateral around the segment (its corner offsets rounded as
+// PIL's ROUND_UP / ROUND_DOWN do), filled by scanlines, over the 1-pixel line (at some angles the
+// rounded quadrilateral is thinner than a pixel).
+void pil_wide_line(std::vector<std::uint8_t>& img, int size, int x0, int y0, int x1, int y1, int width) {
+  pil_line(img, size, x0, y0, x1, y1);
+  const int dx = x1 - x0, dy = y1 - y0;
+  if (dx == 0 && dy == 0) {
+    img[static_cast<std::size_t>(y0) * size + x0] = 255;
+    return;
+  }
+  auto round_down = [](double f) { return std::trunc(f); };
+  auto round_up = [](double f) { return f >= 0 ? std::floor(f + 0.5) : -std::floor(-f + 0.5); };
+  const double big = std::hypot(dx, dy), small = (width - 1) / 2.0;
+  const double rmax = round_up(small) / big, rmin = round_down(small) / big;
+  const double dxmin = round_down(rmin * dy), dxmax = round_down(rmax * dy), dymin = round_down(rmin * dx),
+               dymax = round_down(rmax * dx);
+  const Point v[4] = {{x0 - dxmin, y0 + dymax}, {x1 - dxmin, y1 + dymax}, {x1 + dxmax, y1 - dymin}, {x0 + dxmax, y0 - dymin}};
+  double ymin = v[0].y, ymax = v[0].y;
+  for (const Point& q : v) ymin = std::min(ymin, q.y), ymax = std::max(ymax, q.y);
+  for (int y = std::max(0, static_cast<int>(std::ceil(ymin))); y <= std::min(size - 1, static_cast<int>(std::floor(ymax))); ++y) {
+    double xl = 1e9, xr = -1e9;
+    for (int e = 0; e < 4; ++e) {
+      const Point a = v[e], b = v[(e + 1) % 4];
+      if ((y < std::min(a.y, b.y)) || (y > std::max(a.y, b.y))) continue;
+      if (a.y == b.y) {
+        xl = std::min({xl, a.x, b.x}), xr = std::max({xr, a.x, b.x});
+      } else {
+        const double x = a.x + (y - a.y) * (b.x - a.x) / (b.y - a.y);
+        xl = std::min(xl, x), xr = std::max(xr, x);
+      }
+    }
+    for (int x = std::max(0, static_cast<int>(std::ceil(xl))); x <= std::min(size - 1, static_cast<int>(std::floor(xr))); ++x)
+      img[static_cast<std::size_t>(y) * size + x] = 255;
+  }
+}
+
+class Renderer {
+ public:
+  explicit Renderer(const Params& p)
+      : p_(p),
+        A_(p.aa_scale),
+        L_(static_cast<int>(std::lround(p.paddle_length))),
+        R_(L_ + static_cast<int>(std::ceil(p.paddle_thickness)) + static_cast<int>(std::lround(p.paddle_margin))),
+        mini_(2 * R_ + 1),
+        mini_hi_(2 * R_ * A_ + 1),
+        width_hi_(static_cast<int>(std::lround(p.paddle_thickness * A_))),
+        paddle_coeffs_(coefficients(mini_hi_, mini_)),
+        canvas_coeffs_(coefficients(p.size * A_, p.size)),
+        image_(static_cast<std::size_t>(p.size) * p.size, 0.0f) {}
+
+  // A paddle from `a` along `b - a` (image coordinates, pixel centres at +0.5).
+  void paddle(const Paddle& q, double contrast) {
+    const double angle = std::atan2(q.b.y - q.a.y, q.b.x - q.a.x);
+    const int C = R_ * A_;  // the canvas centre; the head as snakes.translate_coord rounds it (ceil)
+    const int hx = static_cast<int>(std::ceil(C + L_ * A_ * std::cos(angle)));
+    const int hy = static_cast<int>(std::ceil(C + L_ * A_ * std::sin(angle)));
+    // A paddle's resized image depends only on the canvas and its head: kept per thread across images.
+    thread_local std::map<std::array<int, 5>, std::vector<std::uint8_t>> cache_;
+    const std::array<int, 5> key{mini_hi_, mini_, width_hi_, hx, hy};
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      std::vector<std::uint8_t> hi(static_cast<std::size_t>(mini_hi_) * mini_hi_, 0);
+      if (width_hi_ <= 1)
+        pil_line(hi, mini_hi_, C, C, hx, hy);
+      else
+        pil_wide_line(hi, mini_hi_, C, C, hx, hy, width_hi_);
+      it = cache_.emplace(key, lanczos_resize(hi, mini_hi_, paddle_coeffs_, mini_)).first;
+    }
+    const int sx = static_cast<int>(std::floor(q.a.x)), sy = static_cast<int>(std::floor(q.a.y));
+    for (int y = 0; y < mini_; ++y)
+      for (int x = 0; x < mini_; ++x) {
+        const int X = sx - R_ + x, Y = sy - R_ + y;
+        if (X < 0 || Y < 0 || X >= p_.size || Y >= p_.size) continue;
+        float& v = image_[static_cast<std::size_t>(Y) * p_.size + X];
+        v = std::max(v, static_cast<float>(it->second[static_cast<std::size_t>(y) * mini_ + x] / 255.0 * contrast));
+      }
+  }
+
+  // A marker disc centred on the pixel holding `m` (snakes2.draw_circle): drawn on the canvas at aa x
+  // the resolution, resized; only the window that can be lit is computed.
+  void marker(Point m) {
+    const int S = p_.size, W = S * A_;
+    const int cx = static_cast<int>(std::floor(m.x)), cy = static_cast<int>(std::floor(m.y));
+    const double r2 = (p_.marker_radius * A_) * (p_.marker_radius * A_);
+    const int reach = static_cast<int>(std::ceil(p_.marker_radius)) + 4;  // + the filter's support
+    const int x0 = std::max(0, cx - reach), x1 = std::min(S, cx + reach + 1), y0 = std::max(0, cy - reach),
+              y1 = std::min(S, cy + reach + 1);
+    // Input rows and columns the window's outputs read.
+    const int ix0 = canvas_coeffs_.first[static_cast<std::size_t>(x0)], iy0 = canvas_coeffs_.first[static_cast<std::size_t>(y0)];
+    const int ix1 = std::min(W, canvas_coeffs_.first[static_cast<std::size_t>(x1 - 1)] +
+                                    static_cast<int>(canvas_coeffs_.weights[static_cast<std::size_t>(x1 - 1)].size()));
+    const int iy1 = std::min(W, canvas_coeffs_.first[static_cast<std::size_t>(y1 - 1)] +
+                                    static_cast<int>(canvas_coeffs_.weights[static_cast<std::size_t>(y1 - 1)].size()));
+    auto disc = [&](int X, int Y) -> std::uint8_t {
+      const double dx = X - cx * A_, dy = Y - cy * A_;
+      return dx * dx + dy * dy <= r2 ? 255 : 0;
+    };
+    std::vector<std::uint8_t> rows(static_cast<std::size_t>(iy1 - iy0) * (x1 - x0)), line(static_cast<std::size_t>(W), 0);
+    for (int Y = iy0; Y < iy1; ++Y) {
+      for (int X = ix0; X < ix1; ++X) line[static_cast<std::size_t>(X)] = disc(X, Y);
+      for (int x = x0; x < x1; ++x)
+        rows[static_cast<std::size_t>(Y - iy0) * (x1 - x0) + (x - x0)] = canvas_coeffs_.apply(line.data(), 1, x);
+    }
+    for (int y = y0; y < y1; ++y)
+      for (int x = x0; x < x1; ++x) {
+        // canvas_coeffs_ reads rows from first[y]; `rows` starts at iy0.
+        const std::uint8_t v = canvas_coeffs_.apply(&rows[static_cast<std::size_t>(x - x0)] - static_cast<std::ptrdiff_t>(iy0) * (x1 - x0),
+                                                     x1 - x0, y);
+        float& out = image_[static_cast<std::size_t>(y) * S + x];
+        out = std::max(out, v / 255.0f);
+      }
+  }
+
+  Image8 finish() const {
+    float mx = 0;
+    for (const float v : image_) mx = std::max(mx, v);
+    Image8 img{p_.size, p_.size, 1, std::vector<std::uint8_t>(image_.size())};
+    for (std::size_t i = 0; i < image_.size(); ++i) img.pixels[i] = bytescale(image_[i], mx);
+    return img;
+  }
+
+ private:
+  // The resampling coefficients of one size pair, made once per thread.
+  static const Coefficients& coefficients(int in_size, int out_size) {
+    thread_local std::map<std::pair<int, int>, Coefficients> made;
+    auto it = made.find({in_size, out_size});
+    if (it == made.end()) it = made.emplace(std::make_pair(in_size, out_size), Coefficients(in_size, out_size)).first;
+    return it->second;
+  }
+
+  const Params& p_;
+  int A_, L_, R_, mini_, mini_hi_, width_hi_;
+  const Coefficients &paddle_coeffs_, &canvas_coeffs_;
+  std::vector<float> image_;
+};
+
+Image8 render(const Params& p, const Sample& s) {
+  Renderer r(p);
+  for (const auto* curve : {&s.curve_a, &s.curve_b})
+    for (const auto& q : *curve) r.paddle(q, p.paddle_contrast * p.snake_contrast);
+  for (const auto& d : s.distractors)
+    for (const auto& q : d) r.paddle(q, p.snake_contrast);
+  r.marker(s.marker1);
+  r.marker(s.marker2);
+  return r.finish();
 }
 
 std::uint64_t image_seed(std::uint64_t seed, std::int64_t i) {
@@ -187,7 +423,7 @@ Params params_for(int size, const std::string& difficulty) {
   if (size == 128) {
     p.size = 128;
     p.paddle_length = 5, p.paddle_thickness = 1.5, p.paddle_margin = 2, p.continuity = 1.8, p.seed_distance = 20;
-    p.marker_radius = 3, p.distractor_count = 8, p.target_contrast = 0.9, p.paddle_contrast = 1.0;
+    p.marker_radius = 3, p.distractor_count = 8, p.snake_contrast = 0.9, p.paddle_contrast = 1.0;
   } else if (size != 32) {
     throw UsageError(fmt::format("--size {}: expected 32 (Pathfinder) or 128 (Path-X)", size));
   }
@@ -200,7 +436,7 @@ nlohmann::json Params::to_json() const {
           {"paddle_thickness", paddle_thickness}, {"paddle_margin", paddle_margin}, {"continuity", continuity},
           {"seed_distance", seed_distance}, {"marker_radius", marker_radius}, {"border", border},
           {"distractor_length", distractor_length}, {"distractor_count", distractor_count},
-          {"target_contrast", target_contrast}, {"paddle_contrast", paddle_contrast}, {"aa_scale", aa_scale},
+          {"snake_contrast", snake_contrast}, {"paddle_contrast", paddle_contrast}, {"aa_scale", aa_scale},
           {"directions", directions}};
 }
 
@@ -208,42 +444,42 @@ Sample generate_sample(const Params& p, std::uint64_t seed) {
   Rng rng(seed);
   Sample s;
   s.label = rng.uniform() < 0.5 ? 1 : 0;
-  // Curves grow on the antialiasing canvas (S x aa_scale pixels), where the table's lengths apply.
-  Params canvas = p;
-  canvas.size = p.size * p.aa_scale;
+  // Curves grow in image pixels, where the published generator's lengths apply (its antialiasing
+  // canvas is only where each paddle is drawn).
+  const Params& canvas = p;
   Grower g(canvas, rng);
   const double lo = canvas.border + canvas.paddle_thickness, span = canvas.size - 2 * lo;
   auto random_point = [&] { return Point{lo + span * rng.uniform(), lo + span * rng.uniform()}; };
-  // Two target curves whose starts are seed_distance apart; if either fails, both start again.
-  for (;; ++s.restarts) {
+  // Two target curves: the first starts at least 2 seed distances from every border (as the published
+  // generator seeds it), the second seed_distance from the first's start. A failed curve is grown again
+  // (the second up to 20 times beside one first curve), not the pair: the same images, found faster.
+  const double c_lo = std::min(2 * canvas.seed_distance, canvas.size / 2.0 - 1), c_span = canvas.size - 2 * c_lo;
+  for (bool done = false; !done; ++s.restarts) {
     if (s.restarts > 100000) throw std::logic_error("pathfinder: no two target curves fit (parameters too tight)");
-    g.placed.clear();
-    const Point a0 = random_point();
-    const Point b0 = at(a0, 2 * kPi * rng.uniform(), canvas.seed_distance);
-    if (!g.inside(b0)) continue;
-    if (g.grow(a0, 2 * kPi * rng.uniform(), canvas.contour_length, s.curve_a) &&
-        g.grow(b0, 2 * kPi * rng.uniform(), canvas.contour_length, s.curve_b))
-      break;
+    g.truncate(0);
+    const Point a0{c_lo + c_span * rng.uniform(), c_lo + c_span * rng.uniform()};
+    if (!g.grow(a0, 2 * kPi * rng.uniform(), canvas.contour_length, s.curve_a)) continue;
+    for (int attempt = 0; attempt < 20 && !done; ++attempt) {
+      const Point b0 = at(a0, 2 * kPi * rng.uniform(), canvas.seed_distance);
+      done = g.inside(b0) && g.grow(b0, 2 * kPi * rng.uniform(), canvas.contour_length, s.curve_b);
+    }
   }
+  // Distractors: each from up to kDistractorStarts uniform random starts, then given up. The published
+  // generator seeds a distractor only where its mask leaves room and gives up after 4 retries; the
+  // number of starts here stands in for that and was set to the one whose images' statistics come
+  // closest to the published generator's (docs/RESULTS.md, "Pathfinder and Path-X: the generator").
+  constexpr int kDistractorStarts = 3;
   for (int d = 0; d < canvas.distractor_count; ++d) {
     std::vector<Paddle> curve;
-    if (g.grow(random_point(), 2 * kPi * rng.uniform(), canvas.distractor_length, curve)) s.distractors.push_back(curve);
+    for (int attempt = 0; attempt < kDistractorStarts; ++attempt)
+      if (g.grow(random_point(), 2 * kPi * rng.uniform(), canvas.distractor_length, curve)) {
+        s.distractors.push_back(curve);
+        break;
+      }
   }
-  // Into image coordinates, then drawn.
-  const double k = 1.0 / p.aa_scale;
-  auto scale = [k](std::vector<Paddle>& curve) {
-    for (auto& q : curve) q = {{q.a.x * k, q.a.y * k}, {q.b.x * k, q.b.y * k}};
-  };
-  scale(s.curve_a);
-  scale(s.curve_b);
-  for (auto& d : s.distractors) scale(d);
   s.marker1 = s.curve_a.front().a;
   s.marker2 = s.label == 1 ? s.curve_a.back().b : s.curve_b.back().b;
-  // Paddles are drawn at least one canvas pixel wide (a thinner stroke would all but vanish in the
-  // downsampling; geometry and clearances keep the table's thickness).
-  Params image = p;
-  image.paddle_thickness = std::max(p.paddle_thickness, 1.0) * k, image.marker_radius *= k;
-  s.image = render(image, s);
+  s.image = render(p, s);
   return s;
 }
 
@@ -355,6 +591,45 @@ Loaded load(const std::string& root, int size, std::int64_t limit) {
     out.all.labels.push_back(entries[i].label);
   }
   return out;
+}
+
+std::vector<std::uint8_t> pil_lanczos_resize(const std::vector<std::uint8_t>& in, int in_size, int out_size) {
+  return lanczos_resize(in, in_size, Coefficients(in_size, out_size), out_size);
+}
+
+ImageStatistics image_statistics(const std::vector<Image8>& images) {
+  std::vector<double> mean, nonzero, above64, above128;
+  for (const Image8& im : images) {
+    double sum = 0, nz = 0, a64 = 0, a128 = 0;
+    for (const std::uint8_t v : im.pixels) sum += v, nz += v > 0, a64 += v > 64, a128 += v > 128;
+    const double n = static_cast<double>(std::max<std::size_t>(im.pixels.size(), 1));
+    mean.push_back(sum / n), nonzero.push_back(nz / n), above64.push_back(a64 / n), above128.push_back(a128 / n);
+  }
+  auto quantiles = [](std::vector<double> v) {
+    ImageStatistics::Quantiles q;
+    if (v.empty()) return q;
+    std::sort(v.begin(), v.end());
+    auto at = [&](double f) {  // linear interpolation between order statistics (numpy's default)
+      const double pos = f * static_cast<double>(v.size() - 1);
+      const std::size_t lo = static_cast<std::size_t>(pos);
+      return lo + 1 < v.size() ? v[lo] + (pos - static_cast<double>(lo)) * (v[lo + 1] - v[lo]) : v[lo];
+    };
+    return ImageStatistics::Quantiles{at(0.1), at(0.25), at(0.5), at(0.75), at(0.9)};
+  };
+  return {static_cast<std::int64_t>(images.size()), quantiles(mean), quantiles(nonzero), quantiles(above64),
+          quantiles(above128)};
+}
+
+ImageStatistics image_statistics(const std::string& root, int size, std::int64_t limit) {
+  const Loaded l = load(root, size, limit);
+  std::vector<Image8> images;
+  for (std::int64_t i = 0; i < l.all.size(); ++i) {
+    Image8 im{size, size, 1, std::vector<std::uint8_t>(static_cast<std::size_t>(size) * size)};
+    const auto& t = l.all.tokens[static_cast<std::size_t>(i)];
+    for (std::size_t k = 0; k < im.pixels.size() && k < t.size(); ++k) im.pixels[k] = static_cast<std::uint8_t>(t[k]);
+    images.push_back(std::move(im));
+  }
+  return image_statistics(images);
 }
 
 Image8 preview_grid(const std::string& root, int size, int count) {

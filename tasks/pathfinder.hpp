@@ -24,15 +24,18 @@ constexpr std::int64_t kImagesPerFolder = 1000;
 // folder names themselves are accepted too. UsageError for anything else.
 std::string difficulty_folder(const std::string& difficulty);
 
-// The generator's parameters (lra.md's table; the contour length from the difficulty). Lengths are in
-// pixels of the antialiasing canvas (S x aa_scale), where curves grow before the image is downsampled.
+// The generator's parameters: those the published generator (drewlinsley/pathfinder, snakes2) ran with for
+// LRA (the contour length from the difficulty). Lengths are in image pixels; each paddle and marker is
+// drawn at aa_scale x the resolution and resized, as that generator draws them.
 struct Params {
   int size = 32;            // S
   int contour_length = 14;  // paddles per target curve
   double paddle_length = 2, paddle_thickness = 0.5, paddle_margin = 1, continuity = 1.0, seed_distance = 7;
   double marker_radius = 1.5, border = 1;
   int distractor_length = 4, distractor_count = 5;
-  double target_contrast = 2.0, paddle_contrast = 0.75;  // marker discs, paddles (before scaling to 255)
+  // Target curves are drawn at paddle_contrast * snake_contrast, distractors at snake_contrast, markers
+  // at 1; the image is then scaled to a maximum of 255.
+  double snake_contrast = 2.0, paddle_contrast = 0.75;
   int aa_scale = 2;
   int directions = 48;  // candidate directions on the circle around each paddle's start
   nlohmann::json to_json() const;
@@ -55,7 +58,7 @@ struct Sample {
 };
 
 // The distance between two paddles (0 where they cross); paddles of one image are never closer than
-// (paddle_thickness + paddle_margin) / aa_scale.
+// paddle_thickness + paddle_margin.
 double paddle_distance(const Paddle& s, const Paddle& t);
 
 // One image, a function of (params, seed) alone.
@@ -86,6 +89,25 @@ struct Loaded {
 // when limit > 0). A missing, corrupt or wrong-size image is skipped and counted; a malformed metadata
 // line is an InputError naming file and line (every line is checked, whatever the limit).
 Loaded load(const std::string& root, int size, std::int64_t limit = 0);
+
+// PIL's 8-bit Lanczos resize of a square grey image (what scipy.misc.imresize(..., interp='lanczos')
+// ran in the published generator), byte for byte.
+std::vector<std::uint8_t> pil_lanczos_resize(const std::vector<std::uint8_t>& in, int in_size, int out_size);
+
+// Per-image statistics of grey levels over a set of images, as quantiles over the images (p10, p25,
+// median, p75, p90): the mean intensity (0..255) and the shares of pixels above 0, above 64 and above 128.
+// What tells two renderings apart (issue: the published generator's medians for Pathfinder-32 "hard" are
+// 19.9, 0.339, 0.123, 0.083).
+struct ImageStatistics {
+  struct Quantiles {
+    double p10 = 0, p25 = 0, p50 = 0, p75 = 0, p90 = 0;
+  };
+  std::int64_t images = 0;
+  Quantiles mean, nonzero, above64, above128;
+};
+ImageStatistics image_statistics(const std::vector<Image8>& images);
+// The same over the first `limit` images (0: all) of a folder in the official layout.
+ImageStatistics image_statistics(const std::string& root, int size, std::int64_t limit);
 
 // A grid of the first `count` images (scaled up to at least 96 px), each framed green (label 1) or
 // red (label 0) with its label digit in the corner: for a person to look at what was generated.
