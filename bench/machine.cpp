@@ -1,8 +1,10 @@
 #include "bench/machine.hpp"
 
+#include <sys/resource.h>
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <set>
@@ -38,14 +40,79 @@ CpuInfo cpu_info() {
   return c;
 }
 
-double measure_peak_gflops(int threads) {
+namespace {
+
+// Non-idle time of every CPU since boot, in seconds (/proc/stat's first line; steal counts: a
+// hypervisor's other guests contend too); -1 where it cannot be read.
+double busy_cpu_seconds() {
+  std::ifstream f("/proc/stat");
+  std::string cpu;
+  double user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  if (!(f >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) || cpu != "cpu") return -1;
+  return (user + nice + system + irq + softirq + steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double own_cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+double load_average_1m() {
+  std::ifstream f("/proc/loadavg");
+  double l = -1;
+  return f >> l ? l : -1;
+}
+
+// The clock /proc/cpuinfo reports for the first CPU, in GHz (0 if none).
+double clock_ghz() {
+  std::ifstream f("/proc/cpuinfo");
+  for (std::string line; std::getline(f, line);)
+    if (line.rfind("cpu MHz", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return std::atof(line.c_str() + colon + 1) / 1000.0;
+    }
+  return 0;
+}
+
+}  // namespace
+
+nlohmann::json PeakMeasurement::to_json() const {
+  nlohmann::json j = {{"threads", threads},     {"rounds", rounds},           {"best_gflops", best_gflops},
+                      {"median_gflops", median_gflops}, {"others_cpu", others_cpu}, {"load_average_1m", load_average},
+                      {"nominal_gflops", nominal_gflops}, {"method", "FMA loop, best of the rounds"}};
+  if (!warning.empty()) j["warning"] = warning;
+  return j;
+}
+
+std::string peak_warning(const PeakMeasurement& m) {
+  std::vector<std::string> why;
+  if (m.others_cpu > 0.25)
+    why.push_back(fmt::format("other processes took {:.1f} CPUs while it ran (load average {:.1f})", m.others_cpu,
+                              m.load_average));
+  if (m.nominal_gflops > 0 && m.best_gflops < 0.4 * m.nominal_gflops)
+    why.push_back(fmt::format("it is {:.0f}% of the {:.0f} GFLOP/s the CPU's vector width and clock imply",
+                              100.0 * m.best_gflops / m.nominal_gflops, m.nominal_gflops));
+  if (m.median_gflops > 0 && m.best_gflops > 1.3 * m.median_gflops)
+    why.push_back(fmt::format("its rounds varied from {:.0f} (median) to {:.0f} GFLOP/s", m.median_gflops, m.best_gflops));
+  if (why.empty()) return "";
+  return fmt::format("the measured fp32 peak ({:.0f} GFLOP/s on {} threads) is not trustworthy: {}; every % of peak "
+                     "is inflated by as much",
+                     m.best_gflops, m.threads, fmt::join(why, "; "));
+}
+
+PeakMeasurement measure_peak(int threads) {
   // 64-byte vectors: one AVX-512 register (two AVX2 registers where that is the widest).
   typedef float v16 __attribute__((vector_size(64)));
   constexpr int kChains = 12;         // enough independent FMAs to cover latency x throughput
   constexpr long kIters = 12'000'000;  // per thread: 12 * 16 * 2 * 1.2e7 = 4.6 GFLOP, ~25 ms per rep
-  double best = 0;
-  // Best of 8: on a shared or frequency-scaled machine single short runs vary by 30%.
-  for (int rep = 0; rep < 8; ++rep) {
+  constexpr int kRounds = 8;           // best of 8: on a shared or frequency-scaled machine single runs vary
+  PeakMeasurement m;
+  m.threads = threads, m.rounds = kRounds, m.load_average = load_average_1m();
+  const double busy0 = busy_cpu_seconds(), own0 = own_cpu_seconds();
+  const auto wall0 = std::chrono::steady_clock::now();
+  std::vector<double> rates;
+  for (int rep = 0; rep < kRounds; ++rep) {
     const auto t0 = std::chrono::steady_clock::now();
     float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
@@ -64,11 +131,24 @@ double measure_peak_gflops(int threads) {
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const double flops = 2.0 * 16 * kChains * kIters * threads;
-    if (sink == 12345.0f) best += 0;  // keep the loop alive
-    best = std::max(best, flops / s / 1e9);
+    if (sink == 12345.0f) rates.push_back(0);  // keep the loop alive
+    rates.push_back(flops / s / 1e9);
   }
-  return best;
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+  const double busy1 = busy_cpu_seconds(), own1 = own_cpu_seconds();
+  if (busy0 >= 0 && busy1 >= 0 && wall > 0) m.others_cpu = std::max(0.0, (busy1 - busy0 - (own1 - own0)) / wall);
+  std::sort(rates.begin(), rates.end());
+  m.best_gflops = rates.back();
+  m.median_gflops = rates[rates.size() / 2];
+  const CpuInfo c = cpu_info();
+  auto has = [&](const char* f) { return std::find(c.flags.begin(), c.flags.end(), f) != c.flags.end(); };
+  const int floats = has("avx512f") ? 16 : has("avx2") || has("avx") ? 8 : 4;
+  m.nominal_gflops = threads * floats * 2.0 * (has("fma") || floats == 16 ? 2.0 : 1.0) * clock_ghz();
+  m.warning = peak_warning(m);
+  return m;
 }
+
+double measure_peak_gflops(int threads) { return measure_peak(threads).best_gflops; }
 
 std::string host_name() {
   char buf[256] = {0};

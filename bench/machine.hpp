@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 namespace lsb {
 
 struct CpuInfo {
@@ -13,8 +15,26 @@ struct CpuInfo {
 };
 CpuInfo cpu_info();
 
-// fp32 GFLOP/s of a short FMA loop on `threads` threads (independent chains, registers only):
-// the machine's measured peak (best of 8 runs), never a table of CPU generations. About 0.2 s.
+// The fp32 peak of `threads` threads, measured by a short FMA loop (independent chains, registers only)
+// in 8 rounds, the best kept, never looked up in a table of CPU generations (about 0.2 s), with what says
+// whether that figure can be trusted: how much CPU other processes took while it ran (from /proc/stat,
+// less this process's own time), the load average before it, and the peak the CPU's vector width and
+// clock imply. A figure taken on a busy machine is low, and every "% of peak" computed from it high.
+struct PeakMeasurement {
+  int threads = 0, rounds = 0;
+  double best_gflops = 0, median_gflops = 0;
+  double others_cpu = -1;     // CPUs' worth of time other processes ran during the rounds (-1: unknown)
+  double load_average = -1;   // the 1-minute load average just before (-1: unknown)
+  double nominal_gflops = 0;  // threads x floats per vector x 2 FMA pipes x 2 flops x clock (0: unknown)
+  std::string warning;        // empty, or why best_gflops is not this machine's peak (one line)
+  nlohmann::json to_json() const;
+};
+PeakMeasurement measure_peak(int threads);
+// The warning rule alone: other processes took more than a quarter of a CPU, or the best round is below
+// 40% of the nominal peak (the nominal figure assumes 2 full-width FMA pipes; CPUs that split 512-bit
+// FMAs in two reach half of it), or the rounds vary by more than 30%.
+std::string peak_warning(const PeakMeasurement& m);
+// measure_peak(threads).best_gflops.
 double measure_peak_gflops(int threads);
 
 // Published dense peaks of a GPU, looked up by its name (NVIDIA's data sheets, SXM parts); 0 where

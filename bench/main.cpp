@@ -65,8 +65,15 @@ int print_info() {
   fmt::print("lsbench {} ({}, {})\n", LSBENCH_VERSION, git_commit(), LSBENCH_BUILD_TYPE);
   fmt::print("cpu: {} | {} logical CPUs | OpenMP threads {} | {}\n", c.model, c.cores, omp_get_max_threads(),
              fmt::join(c.flags, " "));
-  fmt::print("measured fp32 peak: {:.1f} GFLOP/s on {} threads (FMA loop)\n", measure_peak_gflops(omp_get_max_threads()),
-             omp_get_max_threads());
+  const PeakMeasurement peak = measure_peak(omp_get_max_threads());
+  fmt::print("measured fp32 peak: {:.1f} GFLOP/s on {} threads (FMA loop, best of {} rounds, median {:.1f}; {}; "
+             "other processes took {:.2f} CPUs while it ran, load average {:.2f})\n",
+             peak.best_gflops, peak.threads, peak.rounds, peak.median_gflops,
+             peak.nominal_gflops > 0 ? fmt::format("{:.0f}% of the {:.0f} GFLOP/s the vector width and /proc/cpuinfo's clock imply",
+                                                   100 * peak.best_gflops / peak.nominal_gflops, peak.nominal_gflops)
+                                     : "no nominal figure (clock unknown)",
+             peak.others_cpu, peak.load_average);
+  if (!peak.warning.empty()) fmt::print("warning: {}\n", peak.warning);
   fmt::print("oneDNN {}\n", onednn_version());
   if (!cuda::compiled()) {
     fmt::print("cuda: {}\n", cuda::unavailable_reason());

@@ -310,9 +310,14 @@ class PointRunner {
   double peak(Device dev, Precision precision) {
     return dev == Device::cpu ? cpu_peak() : gpu_peak_gflops(cuda::query(0).name, precision == Precision::bf16);
   }
-  double cpu_peak() {
+  double cpu_peak() { return cpu_peak_measurement().best_gflops; }
+  // Measured once per thread count; a measurement the machine's load makes doubtful is said once.
+  const PeakMeasurement& cpu_peak_measurement() {
     const int t = omp_get_max_threads();
-    if (!peaks_.count(t)) peaks_[t] = measure_peak_gflops(t);
+    if (!peaks_.count(t)) {
+      peaks_[t] = measure_peak(t);
+      if (!peaks_[t].warning.empty()) fmt::print(stderr, "lsbench: warning: {}\n", peaks_[t].warning);
+    }
     return peaks_[t];
   }
 
@@ -321,7 +326,7 @@ class PointRunner {
   std::uint64_t seed_;
   int default_threads_ = omp_get_max_threads();
   std::map<std::string, ReferenceCheck> checks_;
-  std::map<int, double> peaks_;
+  std::map<int, PeakMeasurement> peaks_;
 };
 
 std::vector<std::string> check_axes(const SweepOptions& o) {
@@ -439,7 +444,8 @@ int run_sweep(const SweepOptions& o) {
   set_budgets(o.memory_budget);
 
   PointRunner runner(o.timing, o.seed);
-  nlohmann::json context = make_context({o.command_line, omp_get_max_threads(), runner.cpu_peak()});
+  nlohmann::json context = make_context({o.command_line, omp_get_max_threads(), runner.cpu_peak(),
+                                         runner.cpu_peak_measurement().to_json()});
   context["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   std::map<std::string, nlohmann::json> results = o.resume ? finished_results(o.out) : decltype(results){};
   if (!o.resume && !o.out.empty()) std::filesystem::remove(o.out + ".journal");

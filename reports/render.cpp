@@ -102,6 +102,9 @@ Table context_table(const nlohmann::json& c) {
                                            ? fmt::format(" · measured fp32 peak {:.0f} GFLOP/s",
                                                          cpu["peak_gflops_fp32"].get<double>())
                                            : "")});
+  if (cpu.contains("peak_measurement") && cpu["peak_measurement"].is_object() &&
+      cpu["peak_measurement"].contains("warning") && cpu["peak_measurement"]["warning"].is_string())
+    t.rows.push_back({"warning", cpu["peak_measurement"]["warning"].get<std::string>()});
   if (c.contains("gpu") && c["gpu"].is_object())
     t.rows.push_back({"GPU", fmt::format("{} · {} · driver {} · CUDA runtime {}", field_text(c["gpu"], "name"),
                                          bytes_text(c["gpu"].value("memory_bytes", 0.0)), field_text(c["gpu"], "driver"),

@@ -40,6 +40,7 @@ nlohmann::json make_context(const ContextInputs& in) {
       {"shard", {{"index", 0}, {"count", 1}}},
   };
   if (in.peak_gflops_fp32 > 0) c["cpu"]["peak_gflops_fp32"] = in.peak_gflops_fp32;
+  if (in.peak_measurement.is_object()) c["cpu"]["peak_measurement"] = in.peak_measurement;
   if (const std::string v = cuda::cublas_version(); !v.empty()) c["libraries"]["cublas"] = v;
   if (cuda::device_count() > 0) {
     const auto g = cuda::query(0);

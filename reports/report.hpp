@@ -15,6 +15,7 @@ struct ContextInputs {
   std::vector<std::string> command_line;
   int threads_used = 1;
   double peak_gflops_fp32 = 0;  // measured; 0 = not measured (omitted)
+  nlohmann::json peak_measurement = nullptr;  // bench's PeakMeasurement::to_json() where it was measured; null = none
 };
 
 nlohmann::json make_context(const ContextInputs& in);
