@@ -134,6 +134,15 @@ void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt,
 
 }  // namespace
 
+void check_problem_size(std::int64_t batch, std::int64_t n, std::int64_t dim, std::int64_t heads) {
+  const double activations = static_cast<double>(batch) * static_cast<double>(n) * static_cast<double>(dim);
+  const double scores = static_cast<double>(batch) * static_cast<double>(heads) * static_cast<double>(n) * static_cast<double>(n);
+  if (activations > 0x1p50 || scores > 0x1p60)
+    throw UsageError(fmt::format("--batch {} --n {} --dim {} --heads {}: {:.3g} activations and {:.3g} attention scores "
+                                 "per layer, beyond any machine's memory and the 64-bit sizes lsbench computes with",
+                                 batch, n, dim, heads, activations, scores));
+}
+
 nlohmann::json attention_point_config(const AttentionPoint& pt, const Attention* module) {
   nlohmann::json c = {{"variant", pt.spec.name},
                       {"variant_params", module ? variant_params_json(module->resolved_params())
@@ -304,8 +313,10 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   if (opt.mode != "fwd" && opt.mode != "fwdbwd")
     throw UsageError(fmt::format("--mode {}: expected fwd or fwdbwd", opt.mode));
   if (opt.batch <= 0) throw UsageError(fmt::format("--batch {}: must be positive", opt.batch));
-  for (auto n : opt.lengths)
+  for (auto n : opt.lengths) {
     if (n <= 0) throw UsageError(fmt::format("--n {}: must be positive", n));
+    check_problem_size(opt.batch, n, opt.dim, opt.heads);
+  }
   const Device dev = parse_device(opt.device, "--device");
   const Precision precision = parse_precision(opt.precision, "--precision");
   require_precision(precision, dev);

@@ -48,6 +48,11 @@ ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim
                                        bool with_backward, std::uint64_t seed, Device device = Device::cpu,
                                        Precision precision = Precision::fp32);
 
+// Refuses (UsageError naming the options) a problem too large for any machine and for the 64-bit size
+// arithmetic of the memory model: b*n*D above 2^50 elements or b*h*n^2 (full attention's scores) above
+// 2^60. Below that a point that does not fit is measured as out of memory, as it should be.
+void check_problem_size(std::int64_t batch, std::int64_t n, std::int64_t dim, std::int64_t heads);
+
 // One point of the attention module alone (modes attn-fwd, attn-fwdbwd).
 struct AttentionPoint {
   VariantSpec spec;

@@ -23,11 +23,16 @@ int run_attention_interop(const AttentionRunOptions& opt) {
   const Precision precision = parse_precision(opt.precision, "--precision");
   require_precision(precision, dev);
   VariantSpec spec = VariantSpec::parse(opt.variant);
+  // Every input is read and every output place checked before anything is computed or written.
+  if (!opt.grads_dir.empty() && fs::exists(opt.grads_dir) && !fs::is_directory(opt.grads_dir))
+    throw InputError(fmt::format("{}: --grads names a file; give a directory for dx.npy and the gradients", opt.grads_dir));
   const NpyArray xa = read_npy(opt.input);
   if (xa.shape.size() != 3)
     throw InputError(fmt::format("{}: input x must have shape (b, n, D), found {}", opt.input, shape_str(xa.shape)));
   const std::int64_t b = xa.shape[0], n = xa.shape[1], D = xa.shape[2];
   const std::vector<float> x = load_npy_f32(opt.input, xa.shape, "input x");
+  const bool bwd = !opt.grad_output.empty();
+  const std::vector<float> dy = bwd ? load_npy_f32(opt.grad_output, {b, n, D}, "output gradient dy") : std::vector<float>{};
   if (!fs::is_directory(opt.weights_dir))
     throw InputError(fmt::format("{}: --weights is not a directory", opt.weights_dir));
   auto weight_path = [&](const std::string& name) { return (fs::path(opt.weights_dir) / (name + ".npy")).string(); };
@@ -71,7 +76,6 @@ int run_attention_interop(const AttentionRunOptions& opt) {
   for (std::int64_t bi = 0; bi < b; ++bi) std::copy(&mask[bi * n], &mask[bi * n] + n, &pmask[bi * pn]);
   std::vector<float> px = pad(x.data());
   std::vector<float> y(b * pn * D);
-  const bool bwd = !opt.grad_output.empty();
   float* y_on = buffers.on_device(y, "attention run y");
   a->forward(buffers.on_device(px, "attention run x"), buffers.on_device(pmask, "attention run mask"), b, pn, y_on,
              bwd);
@@ -80,7 +84,6 @@ int run_attention_interop(const AttentionRunOptions& opt) {
   if (pn != n) fmt::print("padded n {} -> {} (multiple required by {})\n", n, pn, a->spec_string());
   fmt::print("wrote {} {}\n", opt.output, shape_str({b, n, D}));
   if (!bwd) return kOk;
-  const std::vector<float> dy = load_npy_f32(opt.grad_output, {b, n, D}, "output gradient dy");
   std::vector<float> pdy = pad(dy.data());
   std::vector<float> dx(b * pn * D);
   a->zero_grad();

@@ -1,6 +1,9 @@
 #include "bench/data_cli.hpp"
 
 #include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
 
 #include <fmt/format.h>
 
@@ -54,7 +57,8 @@ DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   d.pathfinder->add_option("--count", d.count, "Images")->required()->check(CLI::PositiveNumber);
   d.pathfinder->add_option("--seed", d.seed, "Generator seed")->capture_default_str();
   d.pathfinder->add_option("--threads", d.threads, "CPU threads (0: OpenMP's default); the files do not depend on it")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::Range(0, std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)))));
 
   d.retrieval = generate->add_subcommand(
       "retrieval-pairs", "The Retrieval stand-in from IMDb: new_aan_pairs.{train,eval,test}.tsv (same title = 1)");

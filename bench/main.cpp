@@ -1,7 +1,10 @@
 // lsbench: the command line. Subcommands map onto drivers in bench/; errors map onto exit codes:
 //   0 ok, 1 regression found by compare, 2 usage error, 3 bad input data, 4 out of memory, 5 internal.
 #include <omp.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -53,11 +56,49 @@ struct TrainCli {
   }
 };
 
+// A finite number >= 0 (> 0 when `positive`): CLI11's NonNegativeNumber lets "nan" through.
+CLI::Validator finite_number(bool positive) {
+  return CLI::Validator(
+      [positive](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0' || !std::isfinite(v) || v < 0 || (positive && v == 0))
+          return fmt::format("'{}' is not a finite number {} 0", s, positive ? ">" : ">=");
+        return "";
+      },
+      positive ? "POSITIVE" : "NONNEGATIVE");
+}
+
+// --threads: 0 (OpenMP's default) up to the machine's logical CPUs. More threads than CPUs only spin
+// against each other in libgomp's wait loops (a millisecond kernel then takes minutes), so they are refused.
+int logical_cpus() { return std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))); }
+std::string check_thread_count(long long v) {
+  if (v < 0 || v > logical_cpus())
+    return fmt::format("{} threads: expected 0 (OpenMP's default) to {}, this machine's logical CPUs (more only spin "
+                       "against each other)",
+                       v, logical_cpus());
+  return "";
+}
+CLI::Validator thread_count() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const long long v = std::strtoll(s.c_str(), &end, 10);
+        if (end == s.c_str() || *end != '\0') return fmt::format("'{}' is not a thread count", s);
+        return check_thread_count(v);
+      },
+      "0..CPUS");
+}
+
 void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
-  cmd->add_option("--warmup", t.warmup, "Warm-up iterations, never counted")->capture_default_str();
-  cmd->add_option("--min-reps", t.min_reps, "Minimum timed repetitions")->capture_default_str();
-  cmd->add_option("--min-time", t.min_time_s, "Minimum total timed seconds per point")->capture_default_str();
-  cmd->add_option("--max-time", t.max_time_s, "Per-point time cap in seconds")->capture_default_str();
+  cmd->add_option("--warmup", t.warmup, "Warm-up iterations, never counted")->capture_default_str()->check(
+      CLI::NonNegativeNumber);
+  cmd->add_option("--min-reps", t.min_reps, "Minimum timed repetitions")->capture_default_str()->check(
+      CLI::PositiveNumber);
+  cmd->add_option("--min-time", t.min_time_s, "Minimum total timed seconds per point")->capture_default_str()->check(
+      finite_number(false));
+  cmd->add_option("--max-time", t.max_time_s, "Per-point time cap in seconds")->capture_default_str()->check(
+      finite_number(true));
 }
 
 int print_info() {
@@ -124,7 +165,7 @@ int main(int argc, char** argv) {
   cmd_bench->add_option("--dim", bench.dim, "Model width D")->capture_default_str();
   cmd_bench->add_option("--heads", bench.heads, "Heads h (D must be a multiple)")->capture_default_str();
   cmd_bench->add_option("--mode", bench.mode, "fwd or fwdbwd")->capture_default_str();
-  cmd_bench->add_option("--threads", bench.threads, "CPU threads (default: OpenMP's)");
+  cmd_bench->add_option("--threads", bench.threads, "CPU threads (default: OpenMP's)")->check(thread_count());
   cmd_bench->add_option("--memory-budget", bench.memory_budget, "Refuse allocations beyond this (e.g. 8GiB)");
   cmd_bench->add_option("--json", bench.json_path, "Write the report here (atomically, after every point)");
   cmd_bench->add_option("--device", bench.device, "cpu or cuda")->capture_default_str();
@@ -148,7 +189,7 @@ int main(int argc, char** argv) {
   auto* go = cmd_run->add_option("--grad-output", run.grad_output, "dy.npy (b, n, D): also run the backward");
   cmd_run->add_option("--grads", run.grads_dir, "Directory for dx.npy and d<name>.npy")->needs(go);
   go->needs(cmd_run->get_option("--grads"));
-  cmd_run->add_option("--threads", run.threads, "CPU threads");
+  cmd_run->add_option("--threads", run.threads, "CPU threads")->check(thread_count());
 
   ModelRunOptions model_run;
   auto* model = app.add_subcommand("model", "The whole LRA encoder on weights saved under the PyTorch LRA code's names");
@@ -171,7 +212,7 @@ int main(int argc, char** argv) {
   cmd_model_run->add_option("--device", model_run.device, "cpu or cuda")->capture_default_str();
   cmd_model_run->add_option("--precision", model_run.precision, "fp32, or bf16 products with fp32 accumulation")
       ->capture_default_str();
-  cmd_model_run->add_option("--threads", model_run.threads, "CPU threads");
+  cmd_model_run->add_option("--threads", model_run.threads, "CPU threads")->check(thread_count());
 
   DataCli data_cli(app);
 
@@ -188,7 +229,7 @@ int main(int argc, char** argv) {
   cmd_train->add_option("--out", tg.out, "Write the report here (atomically, after every evaluation)");
   cmd_train->add_option("--checkpoint-dir", tg.checkpoint_dir, "Keep last.ckpt and best.ckpt here");
   cmd_train->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
-  cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)");
+  cmd_train->add_option("--threads", tg.threads, "CPU threads (default: OpenMP's)")->check(thread_count());
   cmd_train->add_option("--device", tg.device, "cpu or cuda (the whole training step)")->capture_default_str();
   cmd_train->add_option("--precision", tg.precision, "fp32, or bf16 products with fp32 accumulation")
       ->capture_default_str();
@@ -286,7 +327,7 @@ int main(int argc, char** argv) {
   cmd_maxlen->add_option("--task", ml.task, "a task's vocabulary and classes (model modes)");
   cmd_maxlen->add_option("--device", ml.device, "cpu or cuda")->capture_default_str();
   cmd_maxlen->add_option("--precision", ml.precision, "fp32 or bf16 (the products)")->capture_default_str();
-  cmd_maxlen->add_option("--threads", ml.threads, "CPU threads (0: OpenMP's default)");
+  cmd_maxlen->add_option("--threads", ml.threads, "CPU threads (0: OpenMP's default)")->check(thread_count());
   cmd_maxlen->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
   cmd_maxlen->add_option("--out", ml.out, "Report path");
 
@@ -321,7 +362,7 @@ int main(int argc, char** argv) {
                                                            "lra-small 1024:4096:+1024 and 8192)");
   cmd_lra->add_option("--efficiency-batch", lra.efficiency_batch, "Batch of the efficiency sweep (default smoke 4, lra-small 32)");
   cmd_lra->add_option("--memory-budget", lra.memory_budget, "Runs and points above it are oom (default: smoke 4GiB, lra-small 80% of the memory)");
-  cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)");
+  cmd_lra->add_option("--threads", lra.threads, "CPU threads (0: OpenMP's default)")->check(thread_count());
   cmd_lra->add_option("--device", lra.device, "cpu or cuda (every run and the efficiency sweep)")->capture_default_str();
   cmd_lra->add_option("--precision", lra.precision, "fp32, or bf16 products with fp32 accumulation")
       ->capture_default_str();
@@ -404,6 +445,8 @@ int main(int argc, char** argv) {
       for (const auto& t : split_variant_list(sw_threads)) {
         if (t == "0") sw.threads.push_back(0);
         else sw.threads.push_back(static_cast<int>(parse_length_list(t, "--threads").front()));
+        if (const std::string why = check_thread_count(sw.threads.back()); !why.empty())
+          throw UsageError("--threads " + t + ": " + why);
       }
       if (!sw_shard.empty()) {
         std::tie(sw.shard_index, sw.shard_count) = parse_shard(sw_shard);
@@ -426,6 +469,11 @@ int main(int argc, char** argv) {
       const CompareThresholds t{parse_fraction(thr_time, "--time-threshold"), parse_duration_s(thr_abs, "--abs-threshold"),
                                 parse_fraction(thr_mem, "--memory-threshold"),
                                 parse_points(thr_acc, "--accuracy-threshold")};
+      std::error_code same_ec;
+      if (cmp_base == cmp_next || std::filesystem::equivalent(cmp_base, cmp_next, same_ec)) {
+        fmt::print(stderr, "lsbench: usage error: compare: {} is both the base and the new report\n", cmp_base);
+        return kUsage;
+      }
       nlohmann::json base, next;
       try {
         base = read_report(cmp_base);
@@ -451,6 +499,13 @@ int main(int argc, char** argv) {
     return kBadInput;
   } catch (const OutOfMemory& e) {
     fmt::print(stderr, "lsbench: {}\n", e.what());
+    return kOutOfMemory;
+  } catch (const std::bad_alloc&) {  // a buffer outside the tracker (a table sized by an option) refused
+    fmt::print(stderr, "lsbench: out of memory: the system refused an allocation; a size given on the command line "
+                       "(a window, a length, a width) is probably larger than this machine can hold\n");
+    return kOutOfMemory;
+  } catch (const std::length_error& e) {
+    fmt::print(stderr, "lsbench: out of memory: a buffer would exceed what a vector can hold ({})\n", e.what());
     return kOutOfMemory;
   } catch (const std::exception& e) {
     fmt::print(stderr, "lsbench: internal error: {}\n", e.what());

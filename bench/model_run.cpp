@@ -13,15 +13,17 @@
 #include "nn/npy.hpp"
 
 namespace lsb {
+namespace fs = std::filesystem;
 
 int run_model_command(const ModelRunOptions& opt) {
-  namespace fs = std::filesystem;
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   const Device dev = parse_device(opt.device, "--device");
   const Precision precision = parse_precision(opt.precision, "--precision");
   require_precision(precision, dev);
   if (opt.heads <= 0) throw UsageError(fmt::format("--heads {}: expected a positive count", opt.heads));
   if (!opt.grads_dir.empty() && opt.labels.empty()) throw UsageError("--grads needs --labels (the loss to differentiate)");
+  if (!opt.grads_dir.empty() && fs::exists(opt.grads_dir) && !fs::is_directory(opt.grads_dir))
+    throw InputError(fmt::format("{}: --grads names a file; give a directory for the gradients", opt.grads_dir));
 
   // The model's sizes come from the arrays; the heads and the variant from the command line.
   const WeightFolderShape w = read_weight_folder_shape(opt.weights_dir);

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -345,6 +346,10 @@ std::vector<std::string> check_axes(const SweepOptions& o) {
   positive(o.heads, "--heads");
   positive(o.layers, "--layers");
   positive(o.lengths, "--n");
+  for (auto b : o.batches)
+    for (auto d : o.dims)
+      for (auto h : o.heads)
+        for (auto n : o.lengths) check_problem_size(b * (task_shape(o.task).pair ? 2 : 1), n, d, h);
   std::vector<std::string> variants = o.variants.empty() ? default_variants() : o.variants;
   for (const auto& v : variants) {
     const auto spec = VariantSpec::parse(v);
@@ -457,11 +462,18 @@ int run_sweep(const SweepOptions& o) {
     resolved.push_back(resolve(p));
     ids.push_back(config_id(resolved.back().config));
   }
+  // A resumed report keeps every finished point it held, also those this run's axes do not name: they
+  // follow this run's points (never is a report rewritten smaller).
+  const std::set<std::string> this_run(ids.begin(), ids.end());
+  std::vector<std::string> kept_earlier;
+  for (const auto& [id, r] : results)
+    if (!this_run.count(id)) kept_earlier.push_back(id);
   auto save = [&] {
     if (o.out.empty()) return;
     nlohmann::json arr = nlohmann::json::array();
     for (const auto& id : ids)
       if (results.count(id)) arr.push_back(results[id]);
+    for (const auto& id : kept_earlier) arr.push_back(results[id]);
     write_report(o.out, make_report(context, arr));
   };
   std::ofstream journal;
@@ -502,8 +514,9 @@ int run_sweep(const SweepOptions& o) {
   for (const auto& id : ids) by_status[results[id]["status"].get<std::string>()]++;
   std::string summary;
   for (const auto& [st, k] : by_status) summary += fmt::format("{}{} {}", summary.empty() ? "" : ", ", k, st);
-  fmt::print("sweep: {} points ({}){}{}\n", pts.size(), summary,
+  fmt::print("sweep: {} points ({}){}{}{}\n", pts.size(), summary,
              resumed ? fmt::format(", {} taken from the earlier run", resumed) : "",
+             kept_earlier.empty() ? "" : fmt::format(", {} other points of the earlier report kept", kept_earlier.size()),
              o.out.empty() ? "" : ", report " + o.out);
   if (by_status.count("error")) exit_code = kInternal;
   else if (by_status.count("oom")) exit_code = kOutOfMemory;
@@ -602,6 +615,12 @@ int run_maxlen(const MaxlenOptions& o) {
 
 int run_merge(const std::vector<std::string>& inputs, const std::string& out) {
   if (inputs.empty()) throw UsageError("merge: give the reports to join");
+  for (std::size_t i = 0; i < inputs.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j) {
+      std::error_code ec;
+      if (inputs[i] == inputs[j] || std::filesystem::equivalent(inputs[i], inputs[j], ec))
+        throw UsageError(fmt::format("merge: {} is given twice", inputs[i]));
+    }
   std::vector<nlohmann::json> reports;
   std::size_t total = 0;
   for (const auto& path : inputs) {

@@ -89,14 +89,14 @@ class BatchFolder {
               std::int64_t vocab, int classes)
       : dir_(dir), b_(b), seqs_(seqs), n_(n), vocab_(vocab), classes_(classes) {
     if (!fs::is_directory(dir)) throw InputError(fmt::format("{}: --batches is not a directory", dir));
-    std::uint64_t h = 1469598103934665603ULL;
+    std::uint64_t h = 1469598103934665603ULL;  // FNV-1a over every batch's ids, mask and labels
+    auto mix = [&](const void* p, std::size_t bytes) {
+      const auto* c = static_cast<const unsigned char*>(p);
+      for (std::size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 1099511628211ULL;
+    };
     Batch scratch;
     for (std::int64_t s = 1; s <= steps; ++s) {
       load(s, scratch);
-      auto mix = [&](const void* p, std::size_t bytes) {
-        const auto* c = static_cast<const unsigned char*>(p);
-        for (std::size_t i = 0; i < bytes; ++i) h = (h ^ c[i]) * 1099511628211ULL;
-      };
       mix(scratch.tokens.data(), scratch.tokens.size() * 4);
       mix(scratch.mask.data(), scratch.mask.size());
       mix(scratch.labels.data(), scratch.labels.size() * sizeof(int));

@@ -138,6 +138,9 @@ std::int64_t parse_size(const std::string& text, const std::string& option) {
     if (unit == u.name) mult = u.mult;
   if (end == text.c_str() || mult < 0 || !(v > 0) || !std::isfinite(v))
     throw UsageError(fmt::format("{}: '{}' is not a size (examples: 512MiB, 8GiB, 1.5G, 1000000)", option, text));
+  // 2^62 bytes (4 EiB): far above any machine, and below where int64 sizes would overflow.
+  if (v * mult > 4.6e18)
+    throw UsageError(fmt::format("{}: '{}' is larger than any memory (at most 4 EiB)", option, text));
   return static_cast<std::int64_t>(v * mult);
 }
 

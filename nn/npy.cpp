@@ -12,24 +12,35 @@
 namespace lsb {
 
 NpyArray read_npy(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) throw InputError(fmt::format("{}: is a directory, not a .npy file", path));
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
+  const std::uintmax_t file_size = fs::file_size(path, ec);
+  if (ec) throw InputError(fmt::format("{}: cannot read its size ({})", path, ec.message()));
   char magic[8];
   if (!f.read(magic, 8) || std::memcmp(magic, "\x93NUMPY", 6) != 0)
     throw InputError(fmt::format("{}: not a .npy file (bad magic)", path));
   const int major = static_cast<unsigned char>(magic[6]);
   std::uint32_t hlen = 0;
+  std::uintmax_t offset = 0;
   if (major == 1) {
     unsigned char l[2];
     if (!f.read(reinterpret_cast<char*>(l), 2)) throw InputError(fmt::format("{}: truncated header", path));
     hlen = l[0] | (l[1] << 8);
+    offset = 10;
   } else if (major == 2 || major == 3) {
     unsigned char l[4];
     if (!f.read(reinterpret_cast<char*>(l), 4)) throw InputError(fmt::format("{}: truncated header", path));
     hlen = l[0] | (l[1] << 8) | (l[2] << 16) | (static_cast<std::uint32_t>(l[3]) << 24);
+    offset = 12;
   } else {
     throw InputError(fmt::format("{}: unsupported .npy version {}", path, major));
   }
+  // Sizes come from the file: each is checked against the file's length before anything is allocated.
+  if (offset + hlen > file_size)
+    throw InputError(fmt::format("{}: truncated header ({} bytes announced, the file has {})", path, hlen, file_size));
   std::string header(hlen, '\0');
   if (!f.read(header.data(), hlen)) throw InputError(fmt::format("{}: truncated header", path));
   NpyArray a;
@@ -41,17 +52,41 @@ NpyArray read_npy(const std::string& path) {
     throw InputError(fmt::format("{}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray", path));
   if (!std::regex_search(header, mt, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
     throw InputError(fmt::format("{}: header has no shape", path));
+  // Dimensions: comma-separated non-negative integers ("(2, 3)", "(5,)", "()").
   const std::string dims = mt[1];
-  std::regex num(R"(\d+)");
-  for (auto it = std::sregex_iterator(dims.begin(), dims.end(), num); it != std::sregex_iterator(); ++it)
-    a.shape.push_back(std::stoll(it->str()));
-  std::int64_t item = 0;
-  if (a.descr.size() >= 3) item = std::stoll(a.descr.substr(2));
-  if (item <= 0 || (a.descr[0] == '>' && item > 1))
-    throw InputError(fmt::format("{}: unsupported dtype '{}' (little-endian data expected)", path, a.descr));
-  const std::int64_t want = numel_of(a.shape) * item;
+  std::size_t pos = 0;
+  while (pos < dims.size()) {
+    const std::size_t comma = dims.find(',', pos);
+    const std::string tok = dims.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? dims.size() : comma + 1;
+    const auto b = tok.find_first_not_of(" \t"), e = tok.find_last_not_of(" \tL");
+    if (b == std::string::npos) continue;  // "(5,)": nothing after the last comma
+    const std::string d = tok.substr(b, e - b + 1);
+    if (d.empty() || d.find_first_not_of("0123456789") != std::string::npos)
+      throw InputError(fmt::format("{}: shape ({}) has a dimension '{}' that is not a non-negative integer", path, dims, d));
+    if (d.size() > 18) throw InputError(fmt::format("{}: shape ({}) has an impossible dimension {}", path, dims, d));
+    a.shape.push_back(std::stoll(d));
+  }
+  // dtype: byte order, kind and size of the types numpy writes (bool, ints, floats).
+  const std::string& t = a.descr;
+  const bool known = t.size() == 3 && (t[0] == '<' || t[0] == '|' || (t[0] == '>' && t[2] == '1')) &&
+                     ((t[1] == 'b' && t[2] == '1') || ((t[1] == 'i' || t[1] == 'u') && std::strchr("1248", t[2])) ||
+                      (t[1] == 'f' && std::strchr("248", t[2])));
+  if (!known)
+    throw InputError(fmt::format("{}: unsupported dtype '{}' (little-endian bool, int, uint or float expected)", path, t));
+  const std::uintmax_t item = static_cast<std::uintmax_t>(t[2] - '0');
+  std::uintmax_t want = item;
+  for (const std::int64_t d : a.shape) {
+    if (d != 0 && want > (file_size / static_cast<std::uintmax_t>(d)) + 1)  // product past the file's length
+      throw InputError(fmt::format("{}: shape {} of '{}' needs more bytes than the file's {}", path, shape_str(a.shape),
+                                   t, file_size));
+    want *= static_cast<std::uintmax_t>(d);
+  }
+  if (want > file_size - offset - hlen)
+    throw InputError(fmt::format("{}: data ends early ({} of {} bytes for shape {})", path, file_size - offset - hlen,
+                                 want, shape_str(a.shape)));
   a.bytes.resize(static_cast<std::size_t>(want));
-  if (!f.read(a.bytes.data(), want))
+  if (!f.read(a.bytes.data(), static_cast<std::streamsize>(want)))
     throw InputError(fmt::format("{}: data ends early ({} of {} bytes for shape {})", path, f.gcount(), want,
                                  shape_str(a.shape)));
   return a;
@@ -145,6 +180,9 @@ void write_npy_f32(const std::string& path, const Shape& shape, const float* dat
   const std::size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw InputError(fmt::format("{}: is a directory; give a file name for the array", path));
   const std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary);
@@ -155,9 +193,17 @@ void write_npy_f32(const std::string& path, const Shape& shape, const float* dat
     f.put(static_cast<char>(hl >> 8));
     f.write(header.data(), static_cast<std::streamsize>(header.size()));
     f.write(reinterpret_cast<const char*>(data), numel_of(shape) * 4);
-    if (!f) throw InputError(fmt::format("{}: write failed", path));
+    if (!f) {
+      f.close();
+      std::filesystem::remove(tmp, ec);
+      throw InputError(fmt::format("{}: write failed", path));
+    }
   }
-  std::filesystem::rename(tmp, path);
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) {
+    std::filesystem::remove(tmp, ec);
+    throw InputError(fmt::format("{}: cannot write ({})", path, ec.message()));
+  }
 }
 
 }  // namespace lsb

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include <fmt/format.h>
 
 #include "nn/cuda/device.hpp"
+#include "nn/errors.hpp"
 
 namespace lsb {
 
@@ -18,7 +20,9 @@ std::string shape_str(const Shape& s) {
 
 std::int64_t numel_of(const Shape& s) {
   std::int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s)
+    if (__builtin_mul_overflow(n, d, &n))  // sizes come from options and files: never wrap around
+      throw UsageError(fmt::format("a tensor of shape {} has more elements than a 64-bit count holds", shape_str(s)));
   return n;
 }
 
@@ -27,7 +31,11 @@ Tensor::Storage::~Storage() { MemoryTracker::instance().release(ptr, bytes, dev,
 Tensor::Tensor(Shape shape, MemCategory cat, const char* what, Device dev) : shape_(std::move(shape)) {
   for (auto d : shape_)
     if (d < 0) throw std::invalid_argument(fmt::format("{}: negative dimension in {}", what, shape_str(shape_)));
-  const std::size_t bytes = static_cast<std::size_t>(numel()) * sizeof(float);
+  const std::int64_t count = numel();
+  if (count > (std::int64_t{1} << 60))  // 4 EiB of floats: beyond any memory, and safe from overflow below
+    throw OutOfMemory(fmt::format("out of memory: {} asked for {} floats (shape {})", what, count, shape_str(shape_)),
+                      std::numeric_limits<std::int64_t>::max());
+  const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(float);
   auto st = std::make_shared<Storage>();
   // bytes is set only once the tracker has granted them: a refused request releases nothing.
   st->ptr = static_cast<float*>(MemoryTracker::instance().allocate(bytes, dev, cat, what));

@@ -6,6 +6,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -99,8 +100,14 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
   auto is_num = [](const nlohmann::json& j) { return j.is_number(); };
   auto is_obj = [](const nlohmann::json& j) { return j.is_object(); };
   auto is_arr = [](const nlohmann::json& j) { return j.is_array(); };
-  if (r.value("schema", "") != "lsbench-report") errs.push_back("schema must be \"lsbench-report\"");
-  if (r.value("schema_version", 0) != kSchemaVersion) errs.push_back("schema_version must be 1");
+  // A field's string value, or "" where it is missing or not a string (never a type error).
+  auto text = [](const nlohmann::json& obj, const char* key) {
+    return obj.is_object() && obj.contains(key) && obj.at(key).is_string() ? obj.at(key).get<std::string>() : "";
+  };
+  if (!r.is_object()) return {fmt::format("the top level is a JSON {}, not an object", r.type_name())};
+  if (text(r, "schema") != "lsbench-report") errs.push_back("schema must be \"lsbench-report\"");
+  if (!r.contains("schema_version") || !r["schema_version"].is_number_integer() || r["schema_version"] != kSchemaVersion)
+    errs.push_back("schema_version must be the number 1");
   need(r, "context", is_obj, "report");
   need(r, "results", is_arr, "report");
   if (!r.contains("context") || !r["context"].is_object() || !r.contains("results") || !r["results"].is_array())
@@ -118,10 +125,18 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
   }
   static const std::vector<std::string> kinds = {"sweep-point", "train-run", "maxlen"};
   static const std::vector<std::string> statuses = {"ok", "oom", "error", "skipped", "diverged", "running"};
+  std::set<std::string> ids;
   for (std::size_t i = 0; i < r["results"].size(); ++i) {
     const auto& x = r["results"][i];
     const std::string where = fmt::format("results[{}]", i);
+    if (!x.is_object()) {
+      errs.push_back(fmt::format("{} is a JSON {}, not an object", where, x.type_name()));
+      continue;
+    }
     need(x, "id", is_str, where);
+    if (!text(x, "id").empty() && !ids.insert(text(x, "id")).second)
+      errs.push_back(fmt::format("{}.id {} is the id of an earlier result too (one result per configuration)", where,
+                                 text(x, "id")));
     need(x, "kind", is_str, where);
     need(x, "config", is_obj, where);
     need(x, "status", is_str, where);
@@ -137,11 +152,14 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
     if (x.contains("config") && x["config"].is_object() && x.contains("id") && x["id"].is_string() &&
         x["id"] != config_id(x["config"]))
       errs.push_back(where + ".id is not the hash of its config");
-    if (x.contains("time_s"))
+    const bool ok = text(x, "status") == "ok";
+    if (ok && text(x, "kind") == "sweep-point") need(x, "time_s", is_obj, where);  // what every render reads
+    if (ok && text(x, "kind") != "maxlen") need(x, "memory", is_obj, where);
+    if (x.contains("time_s") && x["time_s"].is_object())
       for (const char* k : {"min", "median", "mean", "max", "stdev", "samples"}) need(x["time_s"], k, is_num, where + ".time_s");
-    if (x.contains("memory") && x.value("status", "") == "ok")
+    if (x.contains("memory") && x["memory"].is_object() && ok)
       need(x["memory"], "peak_tracked_bytes", is_num, where + ".memory");
-    if (x.value("kind", "") == "train-run" && x.value("status", "") == "ok") {
+    if (text(x, "kind") == "train-run" && ok) {
       need(x, "accuracy", is_obj, where);
       for (const char* k : {"val_best", "test_at_best_val", "test_final"})
         if (x.contains("accuracy")) need(x["accuracy"], k, is_num, where + ".accuracy");
@@ -163,6 +181,8 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
 }
 
 nlohmann::json read_report(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw InputError(fmt::format("{}: is a directory, not a report", path));
   std::ifstream f(path);
   if (!f) throw InputError(fmt::format("{}: cannot open the report", path));
   nlohmann::json r;
@@ -170,6 +190,8 @@ nlohmann::json read_report(const std::string& path) {
     r = nlohmann::json::parse(f);
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(fmt::format("{}: not a JSON report (byte {}: {})", path, e.byte, e.what()));
+  } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double
+    throw InputError(fmt::format("{}: not a usable JSON report ({})", path, e.what()));
   }
   const auto problems = validate_report(r);
   if (!problems.empty())

@@ -230,3 +230,85 @@ TEST_CASE("model run computes the golden model's logits, loss and gradients, and
   CHECK(run_cli(base + "--output x.npy --grads g").code == 2);  // gradients need labels
   fs::remove_all(out);
 }
+
+TEST_CASE("hostile command lines and files get a one-line error and their exit code, never a crash or exit 0", "[cli][hardening]") {
+  const auto dir = fresh_dir("hostile");
+  const std::string bench = "attention bench --variant full --n 64" + kQuick;
+  // Options: impossible values are usage errors (exit 2) naming the option.
+  const std::pair<std::string, std::vector<std::string>> usage[] = {
+      {bench + " --threads 100000", {"logical CPUs"}},
+      {bench + " --threads -1", {"--threads"}},
+      {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --warmup -1", {"--warmup"}},
+      {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --min-reps -1", {"--min-reps"}},
+      {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --min-time nan", {"--min-time", "finite"}},
+      {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --max-time -1", {"--max-time"}},
+      {bench + " --memory-budget 99999999999999999999999GiB", {"larger than any memory"}},
+      {"attention bench --variant full --n 99999999999 --batch 8 --dim 64 --heads 2", {"beyond any machine"}},
+      {"sweep --variants full --n 64 --batch 1 --dim 16 --heads 2 --threads 100000", {"--threads", "logical CPUs"}},
+  };
+  for (const auto& [args, expected] : usage) {
+    INFO(args);
+    const auto r = run_cli(args);
+    CHECK(r.code == 2);
+    for (const auto& e : expected) CHECK_THAT(r.output, Catch::Contains(e));
+  }
+  // Reports: anything but an lsbench report is unusable input naming the file (report, merge: 3; compare: 2).
+  const auto good = (dir / "good.json").string();
+  REQUIRE(run_cli("attention bench --variant full --n 32 --batch 1 --dim 16 --heads 2 --warmup 0 --min-reps 1 "
+                  "--min-time 0 --json " + good).code == 0);
+  nlohmann::json g;
+  std::ifstream(good) >> g;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream((dir / name).string()) << text;
+    return (dir / name).string();
+  };
+  nlohmann::json no_time = g, twice = g, version = g;
+  no_time["results"][0].erase("time_s");
+  twice["results"].push_back(twice["results"][0]);
+  version["schema_version"] = "1";
+  const std::pair<std::string, std::string> bad[] = {
+      {write("array.json", "[1, 2]"), "not an object"},
+      {write("null.json", "null"), "not an object"},
+      {write("version.json", version.dump()), "schema_version"},
+      {write("huge.json", "{\"schema\": 1e99900144269}"), "huge.json"},
+      {write("notime.json", no_time.dump()), "time_s"},
+      {write("twice.json", twice.dump()), "id of an earlier result"},
+      {dir.string(), "is a directory"},
+  };
+  for (const auto& [path, expected] : bad) {
+    INFO(path);
+    const auto r = run_cli("report " + path);
+    CHECK(r.code == 3);
+    CHECK_THAT(r.output, Catch::Contains(expected));
+    CHECK(run_cli("merge " + path + " " + good + " -o " + (dir / "m.json").string()).code == 3);
+    CHECK(run_cli("compare " + good + " " + path).code == 2);
+  }
+  CHECK(run_cli("compare " + good + " " + good).code == 2);
+  CHECK_THAT(run_cli("merge " + good + " " + good + " -o " + (dir / "m.json").string()).output, Catch::Contains("twice"));
+  // attention run: outputs that cannot be written and inputs that do not fit fail before anything is written.
+  auto a = make_attention(VariantSpec::parse("full"), 8, 2, 4);
+  fs::create_directories(dir / "w");
+  for (auto& p : a->params()) write_npy_f32((dir / "w" / (p.name + ".npy")).string(), p.value.shape(), p.value.data());
+  std::vector<float> x(2 * 4 * 8, 0.5f), dy_bad(2 * 4 * 7, 1.0f);
+  write_npy_f32((dir / "x.npy").string(), {2, 4, 8}, x.data());
+  write_npy_f32((dir / "dy.npy").string(), {2, 4, 7}, dy_bad.data());
+  const std::string run = "attention run --variant full --heads 2 --weights " + (dir / "w").string() + " --input " +
+                          (dir / "x.npy").string();
+  fs::create_directories(dir / "out_dir");
+  auto r = run_cli(run + " --output " + (dir / "out_dir").string());
+  CHECK(r.code == 3);
+  CHECK_THAT(r.output, Catch::Contains("is a directory"));
+  CHECK_FALSE(fs::exists(dir / "out_dir.tmp"));
+  r = run_cli(run + " --output " + (dir / "y.npy").string() + " --grad-output " + (dir / "dy.npy").string() +
+              " --grads " + good);
+  CHECK(r.code == 3);
+  CHECK_THAT(r.output, Catch::Contains("--grads names a file"));
+  r = run_cli(run + " --output " + (dir / "y.npy").string() + " --grad-output " + (dir / "dy.npy").string() +
+              " --grads " + (dir / "g").string());
+  CHECK(r.code == 3);
+  CHECK_THAT(r.output, Catch::Contains("dy.npy"));
+  CHECK_FALSE(fs::exists(dir / "y.npy"));  // nothing written before the misshapen gradient was found
+  // A window larger than memory is out of memory or a usage error, not an internal error.
+  const int huge_window = run_cli("attention bench --variant ls:w=1000000000 --n 64" + kQuick).code;
+  CHECK((huge_window == 2 || huge_window == 4));
+}

@@ -1,5 +1,5 @@
 // The whole encoder against finite differences: every parameter tensor (embeddings, blocks, every
-// attention variant's own, head), with padding, for mean and cls pooling, with and without dropout.
+// attention variant's own, head), with padding, for mean, mean-all and cls pooling, with and without dropout.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -74,6 +74,8 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
                                    {"ls:w=2,r=2", "cls", 0.0f},     {"full", "mean", 0.2f},
                                    {"performer:features=8", "mean", 0.0f}, {"lsra:Hc=2", "cls", 0.0f},
                                    {"nystromformer:m=2,conv=3", "mean", 0.0f},
+                                   // the reference code's pooling (sum over real tokens / n)
+                                   {"full", "mean-all", 0.0f},      {"ls:w=2,r=2", "mean-all", 0.2f},
                                    // dropout on the attention probabilities as well
                                    {"flash", "mean", 0.2f, 0.3f},   {"ls:w=2,r=2", "cls", 0.0f, 0.3f},
                                    {"linformer:k=3", "mean", 0.0f, 0.3f}, {"lsra:Hc=2", "mean", 0.2f, 0.3f}};

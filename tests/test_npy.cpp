@@ -56,6 +56,39 @@ TEST_CASE("npy errors name the file and what was expected", "[npy]") {
   CHECK_THROWS_AS(read_npy((dir / "missing.npy").string()), InputError);
 }
 
+TEST_CASE("hostile npy headers are input errors, never a crash or an allocation the file cannot back", "[npy]") {
+  const auto dir = tmpdir();
+  const std::pair<std::string, std::vector<std::string>> cases[] = {
+      {"(4294967296, 4294967296, 8)", {"needs more bytes than the file's"}},  // the product overflows 64 bits
+      {"(1099511627776,)", {"needs more bytes than the file's"}},             // 1<<40 floats from 200 bytes
+      {"(-3, 2)", {"dimension '-3'", "not a non-negative integer"}},
+      {"(2, x)", {"dimension 'x'"}},
+      {"(99999999999999999999999,)", {"impossible dimension"}},
+  };
+  for (const auto& [shape, expected] : cases) {
+    INFO(shape);
+    write_raw(dir / "h.npy", "<f4", shape, std::string(200, '\0'));
+    try {
+      read_npy((dir / "h.npy").string());
+      FAIL("accepted");
+    } catch (const InputError& e) {
+      CHECK_THAT(e.what(), Catch::Contains("h.npy"));
+      for (const auto& x : expected) CHECK_THAT(e.what(), Catch::Contains(x));
+    }
+  }
+  write_raw(dir / "f9.npy", "<f9", "(2,)", std::string(18, '\0'));
+  CHECK_THROWS_WITH(read_npy((dir / "f9.npy").string()), Catch::Contains("unsupported dtype '<f9'"));
+  write_raw(dir / "zero.npy", "<f4", "(0, 3)", "");  // an empty array is fine
+  CHECK(read_npy((dir / "zero.npy").string()).shape == Shape{0, 3});
+  {  // version 2 announcing a 4 GB header in a 20-byte file
+    std::ofstream f(dir / "v2.npy", std::ios::binary);
+    f.write("\x93NUMPY\x02\x00\xff\xff\xff\xfe", 12);
+    f << "{'descr': '<f4'";
+  }
+  CHECK_THROWS_WITH(read_npy((dir / "v2.npy").string()), Catch::Contains("truncated header"));
+  CHECK_THROWS_WITH(read_npy(dir.string()), Catch::Contains("is a directory"));
+}
+
 TEST_CASE("masks load from bool and integer and float arrays and only as 0 or 1", "[npy]") {
   const auto dir = tmpdir();
   write_raw(dir / "mb.npy", "|b1", "(1, 3)", std::string("\x01\x00\x01", 3));

@@ -233,7 +233,10 @@ TEST_CASE("shards of a sweep merge into the whole and merge refuses bad reports"
     CHECK(read_report(p.string())["context"]["shard"]["count"] == 2);
     parts += fmt::format(" {}", p.string());
   }
-  const auto merged = test::run_cli("merge" + parts + " " + (dir / "part0.json").string() + " -o " + (dir / "all.json").string());
+  // A copy of a part under another name: its points are duplicates, dropped (the same file twice is refused).
+  fs::copy_file(dir / "part0.json", dir / "copy0.json");
+  CHECK(test::run_cli("merge" + parts + " " + (dir / "part0.json").string() + " -o " + (dir / "all.json").string()).code == 2);
+  const auto merged = test::run_cli("merge" + parts + " " + (dir / "copy0.json").string() + " -o " + (dir / "all.json").string());
   INFO(merged.output);
   REQUIRE(merged.code == 0);
   const auto all = read_report((dir / "all.json").string());
@@ -278,4 +281,23 @@ TEST_CASE("maxlen finds the longest length that fits and full fits less than ls"
   CHECK(test::run_cli(point + fmt::format(" --n {}", full_n)).code == 0);
   CHECK(test::run_cli(point + fmt::format(" --n {}", full_n + 64)).code == 4);
   CHECK(test::run_cli("maxlen --variant ls --mode attn-fwd").code == 2);  // no budget
+}
+
+TEST_CASE("a resumed sweep with other points keeps every finished point of its report", "[sweep][cli]") {
+  const fs::path dir = fs::temp_directory_path() / "lsbench_sweep_resume_other";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string out = (dir / "r.json").string();
+  const std::string base = "sweep --variants full --batch 1 --dim 16 --heads 2 --mode attn-fwd" + kQuick;
+  REQUIRE(test::run_cli(base + " --n 32,48 --out " + out).code == 0);
+  // Another set of points (48 again, and 64): the earlier 32 must survive the rewrite.
+  const auto r = test::run_cli(base + " --n 48,64 --resume --out " + out);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("1 taken from the earlier run") && Catch::Contains("1 other points of the earlier report kept"));
+  const nlohmann::json rep = read_report(out);
+  std::set<std::int64_t> ns;
+  for (const auto& x : rep["results"]) ns.insert(x["config"]["n"].get<std::int64_t>());
+  CHECK(ns == std::set<std::int64_t>{32, 48, 64});
+  fs::remove_all(dir);
 }
