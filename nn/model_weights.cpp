@@ -1,6 +1,5 @@
 #include "nn/model_weights.hpp"
 
-#include <cmath>
 #include <filesystem>
 #include <map>
 #include <set>
@@ -127,9 +126,6 @@ void load_weights(Encoder& enc, const std::string& dir) {
       throw InputError(fmt::format("{}: missing array '{}' of shape {} ({} with {})", path, torch,
                                    shape_str(torch_shape(name, variant, p->value.shape())), name, enc.attention(0).spec_string()));
     const std::vector<float> w = load_npy_f32(path, torch_shape(name, variant, p->value.shape()), "array '" + torch + "'");
-    for (std::size_t i = 0; i < w.size(); ++i)
-      if (!std::isfinite(w[i]))
-        throw InputError(fmt::format("{}: array '{}' holds {} at element {}", path, torch, w[i], i));
     Tensor host(p->value.shape(), MemCategory::workspace, "weights import copy");
     std::copy(w.begin(), w.end(), host.data());
     copy_elements(host, p->value);

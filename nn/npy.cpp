@@ -1,5 +1,6 @@
 #include "nn/npy.hpp"
 
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -101,6 +102,9 @@ std::vector<float> load_npy_f32(const std::string& path, const Shape& shape, con
         fmt::format("{}: {} must have shape {}, found {}", path, role, shape_str(shape), shape_str(a.shape)));
   std::vector<float> out(numel_of(shape));
   std::memcpy(out.data(), a.bytes.data(), a.bytes.size());
+  for (std::size_t i = 0; i < out.size(); ++i)  // a NaN or Inf would only come out as NaN results, exit 0
+    if (!std::isfinite(out[i]))
+      throw InputError(fmt::format("{}: {} holds {} at element {}", path, role, out[i], i));
   return out;
 }
 

@@ -16,7 +16,8 @@ struct NpyArray {
 };
 
 NpyArray read_npy(const std::string& path);
-// float32 data of exactly `shape` (descr "<f4"); `role` names the array in errors ("input x").
+// float32 data of exactly `shape` (descr "<f4"), every element finite; `role` names the array in errors
+// ("input x").
 std::vector<float> load_npy_f32(const std::string& path, const Shape& shape, const std::string& role);
 // A 0/1 mask of `shape` from bool, uint8, int32, int64, float32 or float64 data.
 std::vector<std::uint8_t> load_npy_mask(const std::string& path, const Shape& shape);

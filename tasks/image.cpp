@@ -19,6 +19,9 @@ void append_batch(const fs::path& file, Split& s) {
   for (std::int64_t r = 0;; ++r) {
     f.read(reinterpret_cast<char*>(rec.data()), kRecordBytes);
     const std::int64_t got = f.gcount();
+    if (got == 0 && r == 0)  // an empty batch would silently train on a fifth less data
+      throw InputError(fmt::format("{}: holds no record (the CIFAR-10 batches hold 10,000 of {} bytes each)",
+                                   file.string(), kRecordBytes));
     if (got == 0) break;
     if (got != kRecordBytes)
       throw InputError(fmt::format("{}: record {} is short ({} of {} bytes)", file.string(), r, got, kRecordBytes));

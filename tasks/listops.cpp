@@ -58,7 +58,7 @@ const std::vector<std::string>& vocabulary() {
   return v;
 }
 
-std::vector<std::int32_t> tokenize(const std::string& source) {
+std::vector<std::int32_t> tokenize(const std::string& source, std::string* unknown) {
   std::vector<std::int32_t> out;
   std::string tok;
   auto flush = [&] {
@@ -71,6 +71,7 @@ std::vector<std::int32_t> tokenize(const std::string& source) {
       int id = kUnk;
       for (int k = 0; k < 4; ++k)
         if (tok == kOps[k]) id = 12 + k;
+      if (id == kUnk && unknown && unknown->empty()) *unknown = tok;
       out.push_back(id);
     }
     tok.clear();
@@ -210,11 +211,17 @@ Split load_split(const std::string& path, std::int64_t max_tokens) {
     if (!valid_utf8(line)) throw InputError(fmt::format("{}:{}: not valid UTF-8", path, lineno));
     const auto tab = line.rfind('\t');
     if (tab == std::string::npos) throw InputError(fmt::format("{}:{}: no tab between source and target", path, lineno));
+    if (line.find('\t') != tab)
+      throw InputError(fmt::format("{}:{}: more than two tab-separated columns (expected source<TAB>target)", path, lineno));
     const std::string target = line.substr(tab + 1);
     if (target.size() != 1 || target[0] < '0' || target[0] > '9')
       throw InputError(fmt::format("{}:{}: target '{}' is not a label 0..9", path, lineno, target));
-    auto tokens = tokenize(line.substr(0, tab));
+    std::string unknown;
+    auto tokens = tokenize(line.substr(0, tab), &unknown);
     if (tokens.empty()) throw InputError(fmt::format("{}:{}: empty source", path, lineno));
+    if (!unknown.empty())
+      throw InputError(fmt::format("{}:{}: unknown token '{}' (ListOps has digits, [MIN, [MAX, [MED, [SM and ])", path,
+                                   lineno, unknown.substr(0, 40)));
     if (static_cast<std::int64_t>(tokens.size()) > max_tokens)
       throw InputError(fmt::format("{}:{}: {} tokens, longer than the maximum {}", path, lineno, tokens.size(),
                                    max_tokens));

@@ -18,8 +18,9 @@ constexpr int kPad = 0, kUnk = 1, kVocabSize = 17, kClasses = 10;
 const std::vector<std::string>& vocabulary();
 
 // The corrected official tokenizer: ']' becomes 'X', '(' and ')' are deleted, split on whitespace.
-// Unknown tokens map to kUnk.
-std::vector<std::int32_t> tokenize(const std::string& source);
+// Unknown tokens map to kUnk (the loader refuses them: the official data has none).
+// A token outside the vocabulary becomes <unk>; `unknown`, when given, receives the first such token.
+std::vector<std::int32_t> tokenize(const std::string& source, std::string* unknown = nullptr);
 
 struct GeneratorConfig {
   std::uint64_t seed = 0;

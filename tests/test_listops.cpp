@@ -112,4 +112,9 @@ TEST_CASE("listops loader errors name the file and line", "[listops]") {
   CHECK_THAT(err(write("utf.tsv", "Source\tTarget\n( [MIN \xff ] )\t3\n")), Catch::Contains("utf.tsv:2: not valid UTF-8"));
   CHECK_THAT(err(write("long.tsv", "Source\tTarget\n" + ok), 3), Catch::Contains("long.tsv:2: 4 tokens, longer than"));
   CHECK_THAT(err(write("zero.tsv", "")), Catch::Contains("zero.tsv: empty file"));
+  // An extra column would make the label a token; junk would silently become <unk>.
+  CHECK_THAT(err(write("cols.tsv", "Source\tTarget\n( [MIN 3 ] )\t3\t3\n")),
+             Catch::Contains("cols.tsv:2: more than two tab-separated columns"));
+  CHECK_THAT(err(write("junk.tsv", "Source\tTarget\n( [MIN 3 @@ ] )\t3\n")),
+             Catch::Contains("junk.tsv:2: unknown token '@@'"));
 }

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <limits>
+
 #include <filesystem>
 #include <fstream>
 
@@ -76,6 +78,11 @@ TEST_CASE("hostile npy headers are input errors, never a crash or an allocation 
       for (const auto& x : expected) CHECK_THAT(e.what(), Catch::Contains(x));
     }
   }
+  std::vector<float> inf(4, 1.0f);
+  inf[2] = std::numeric_limits<float>::infinity();
+  write_npy_f32((dir / "inf.npy").string(), {4}, inf.data());
+  CHECK_THROWS_WITH(load_npy_f32((dir / "inf.npy").string(), {4}, "input x"),
+                    Catch::Contains("inf.npy: input x holds inf at element 2"));
   write_raw(dir / "f9.npy", "<f9", "(2,)", std::string(18, '\0'));
   CHECK_THROWS_WITH(read_npy((dir / "f9.npy").string()), Catch::Contains("unsupported dtype '<f9'"));
   write_raw(dir / "zero.npy", "<f4", "(0, 3)", "");  // an empty array is fine

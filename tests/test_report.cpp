@@ -13,9 +13,14 @@ TEST_CASE("a report built by the writer validates and ids are stable hashes of t
   nlohmann::json same = {{"n", 1024}, {"variant_params", {{"r", 32}, {"w", 8}}}, {"variant", "ls"}};
   CHECK(config_id(config) == config_id(same));
   CHECK(config_id(config) != config_id({{"variant", "ls"}, {"n", 2048}}));
-  nlohmann::json res = {{"id", config_id(config)}, {"kind", "sweep-point"}, {"config", config}, {"status", "ok"}};
+  nlohmann::json res = {{"id", config_id(config)}, {"kind", "sweep-point"}, {"config", config}, {"status", "ok"},
+                        {"time_s", {{"min", 1}, {"median", 1}, {"mean", 1}, {"max", 1}, {"stdev", 0}, {"samples", 5}}},
+                        {"memory", {{"peak_tracked_bytes", 100}}}};
   auto rep = make_report(make_context({{"lsbench", "x"}, 2, 100.0}), nlohmann::json::array({res}));
   CHECK(validate_report(rep).empty());
+  auto no_time = rep;  // what every render reads of an ok point
+  no_time["results"][0].erase("time_s");
+  CHECK(validate_report(no_time).size() == 1);
   CHECK(rep["context"]["cpu"]["peak_gflops_fp32"] == 100.0);
 
   auto bad = rep;

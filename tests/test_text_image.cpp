@@ -111,6 +111,8 @@ TEST_CASE("cifar loader errors name the file and record", "[image]") {
   const auto root = fresh_dir("cifar_bad");
   for (int i = 1; i <= 5; ++i) write_file(root / fmt::format("data_batch_{}.bin", i), std::string(3073, '\1'));
   CHECK_THROWS_WITH(image::load_cifar10(root.string(), 1), Catch::Contains("test_batch.bin: cannot open"));
+  write_file(root / "test_batch.bin", "");
+  CHECK_THROWS_WITH(image::load_cifar10(root.string(), 1), Catch::Contains("test_batch.bin: holds no record"));
   write_file(root / "test_batch.bin", std::string(3073 + 100, '\1'));
   CHECK_THROWS_WITH(image::load_cifar10(root.string(), 1), Catch::Contains("test_batch.bin: record 1 is short (100 of 3073 bytes)"));
   write_file(root / "test_batch.bin", std::string(3073, '\12'));
