@@ -10,6 +10,8 @@ cd "$(dirname "$0")"
 # OpenCL's headers and library (a Recommends of libdnnl-dev, which --no-install-recommends skips).
 PACKAGES=(cmake ninja-build g++ git libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev librsvg2-bin)
 BUILD=build/release
+# The Catch2 tags the sanitizer build runs (dev.sh test).
+SANITIZED_TESTS="[npy],[report],[interop],[machine],[pathfinder],[listops],[optim],[memory],[matmul],[compare],[hardening],[encoder],[attention]"
 
 install_missing() {
   local missing=()
@@ -50,6 +52,15 @@ case "${1:-}" in
     install_missing
     build
     ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
+    # The same code under AddressSanitizer and UndefinedBehaviorSanitizer (CPU only): the unit tests of
+    # files, reports, the model, the optimiser, interop and hostile input (the training and sweep tests
+    # are left out: they take minutes there). The allocator may return null so that an impossible
+    # request is refused as without the sanitizer; leaks are not checked (caches live as long as the process).
+    [ -f build/asan/build.ninja ] || cmake --preset asan -DBUILD_TESTING=ON >/dev/null
+    cmake --build build/asan -j "$(nproc)"
+    ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      LSBENCH_REPORT_SCHEMA="$PWD/reports/lsbench-report.schema.json" \
+      build/asan/tests/lsbench_tests "$SANITIZED_TESTS"
     ;;
   *)
     echo "usage: ./dev.sh main | test" >&2
