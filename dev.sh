@@ -51,9 +51,8 @@ case "${1:-}" in
   test)
     install_missing
     build
-    ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
-    # The same code under AddressSanitizer and UndefinedBehaviorSanitizer (CPU only): the unit tests of
-    # files, reports, the model, the optimiser, interop and hostile input (the training and sweep tests
+    # First the same code under AddressSanitizer and UndefinedBehaviorSanitizer (CPU only): the unit tests
+    # of files, reports, the model, the optimiser, interop and hostile input (the training and sweep tests
     # are left out: they take minutes there). The allocator may return null so that an impossible
     # request is refused as without the sanitizer; leaks are not checked (caches live as long as the process).
     [ -f build/asan/build.ninja ] || cmake --preset asan -DBUILD_TESTING=ON >/dev/null
@@ -61,6 +60,8 @@ case "${1:-}" in
     ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
       LSBENCH_REPORT_SCHEMA="$PWD/reports/lsbench-report.schema.json" \
       build/asan/tests/lsbench_tests "$SANITIZED_TESTS"
+    # Then the whole suite, whose CTest summary closes the run.
+    ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
     ;;
   *)
     echo "usage: ./dev.sh main | test" >&2
