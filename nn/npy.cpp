@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -108,70 +109,64 @@ std::vector<float> load_npy_f32(const std::string& path, const Shape& shape, con
   return out;
 }
 
+namespace {
+// Calls f(T{}) with the C++ type of a dtype that read_npy accepted; false for one without (u8, f2).
+template <typename F>
+bool with_element_type(const std::string& t, F&& f) {
+  if (t == "|b1" || t == "|u1") return f(std::uint8_t{}), true;
+  if (t == "|i1") return f(std::int8_t{}), true;
+  if (t == "<i2") return f(std::int16_t{}), true;
+  if (t == "<u2") return f(std::uint16_t{}), true;
+  if (t == "<i4") return f(std::int32_t{}), true;
+  if (t == "<u4") return f(std::uint32_t{}), true;
+  if (t == "<i8") return f(std::int64_t{}), true;
+  if (t == "<f4") return f(float{}), true;
+  if (t == "<f8") return f(double{}), true;
+  return false;
+}
+
+template <typename T>
+T element(const NpyArray& a, std::int64_t i) {
+  T v;
+  std::memcpy(&v, a.bytes.data() + i * sizeof(T), sizeof(T));
+  return v;
+}
+}  // namespace
+
 std::vector<std::uint8_t> load_npy_mask(const std::string& path, const Shape& shape) {
   NpyArray a = read_npy(path);
   if (a.shape != shape)
     throw InputError(fmt::format("{}: mask must have shape {}, found {}", path, shape_str(shape), shape_str(a.shape)));
-  const std::int64_t n = numel_of(shape);
-  std::vector<std::uint8_t> m(n);
-  auto take = [&](auto tag) {
+  std::vector<std::uint8_t> m(numel_of(shape));
+  const bool known = with_element_type(a.descr, [&](auto tag) {
     using T = decltype(tag);
-    for (std::int64_t i = 0; i < n; ++i) {
-      T v;
-      std::memcpy(&v, a.bytes.data() + i * sizeof(T), sizeof(T));
+    for (std::size_t i = 0; i < m.size(); ++i) {
+      const T v = element<T>(a, static_cast<std::int64_t>(i));
       if (!(v == T(0) || v == T(1)))
         throw InputError(fmt::format("{}: mask element {} is {}, expected 0 or 1", path, i, static_cast<double>(v)));
       m[i] = v == T(1);
     }
-  };
-  const std::string& t = a.descr;
-  if (t == "|b1" || t == "|u1")
-    take(std::uint8_t{});
-  else if (t == "<i4")
-    take(std::int32_t{});
-  else if (t == "<i8")
-    take(std::int64_t{});
-  else if (t == "<f4")
-    take(float{});
-  else if (t == "<f8")
-    take(double{});
-  else
-    throw InputError(fmt::format("{}: mask dtype '{}' not supported (bool, uint8, int32, int64, float32, float64)",
-                                 path, t));
+  });
+  if (!known)
+    throw InputError(fmt::format("{}: mask dtype '{}' not supported (bool, integers, float32, float64)", path, a.descr));
   return m;
 }
 
 std::vector<std::int64_t> load_npy_ints(const std::string& path, Shape& shape, const std::string& role) {
   NpyArray a = read_npy(path);
   shape = a.shape;
-  const std::int64_t n = numel_of(shape);
-  std::vector<std::int64_t> out(n);
-  auto take = [&](auto tag) {
+  std::vector<std::int64_t> out(numel_of(shape));
+  bool integral = false;
+  with_element_type(a.descr, [&](auto tag) {
     using T = decltype(tag);
-    for (std::int64_t i = 0; i < n; ++i) {
-      T v;
-      std::memcpy(&v, a.bytes.data() + i * sizeof(T), sizeof(T));
-      out[i] = static_cast<std::int64_t>(v);
+    if constexpr (std::is_integral_v<T>) {
+      integral = true;
+      for (std::size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::int64_t>(element<T>(a, static_cast<std::int64_t>(i)));
     }
-  };
-  const std::string& t = a.descr;
-  if (t == "|u1" || t == "|b1")
-    take(std::uint8_t{});
-  else if (t == "|i1")
-    take(std::int8_t{});
-  else if (t == "<i2")
-    take(std::int16_t{});
-  else if (t == "<u2")
-    take(std::uint16_t{});
-  else if (t == "<i4")
-    take(std::int32_t{});
-  else if (t == "<u4")
-    take(std::uint32_t{});
-  else if (t == "<i8")
-    take(std::int64_t{});
-  else
+  });
+  if (!integral)
     throw InputError(fmt::format("{}: {} must hold integers (int8/16/32/64, uint8/16/32), found dtype '{}'", path,
-                                 role, t));
+                                 role, a.descr));
   return out;
 }
 
