@@ -33,6 +33,32 @@ auto key_of(const LocalWindow& w, const Range& r) {
   return [extra = w.extra, lo = r.lo](std::int64_t j) { return j < extra ? j : j + lo; };
 }
 
+// The tile columns that query t's window reaches: [a, e), window keys u in [max(start, lo), min(start +
+// span, hi)) at column extra + u - lo; and where they start in the row's band (offset o0 = u - start).
+struct Visible {
+  std::int64_t a, e, o0;
+};
+Visible visible(const LocalWindow& w, const Range& r, std::int64_t t) {
+  const std::int64_t u0 = w.start(t);
+  const std::int64_t lo = std::clamp(u0, r.lo, r.hi), hi = std::clamp(u0 + w.span, lo, r.hi);
+  return {w.extra + lo - r.lo, w.extra + hi - r.lo, lo - u0};
+}
+
+// A tile row s (its columns outside [0, extra) and [a, e) zero) in band form p: [extra | offsets 0 ..
+// span), the offsets outside the sequence 0; and back.
+void store_band(const LocalWindow& w, const Visible& v, const float* s, float* p) {
+  std::copy(s, s + w.extra, p);
+  float* band = p + w.extra;
+  std::fill(band, band + w.span, 0.0f);
+  std::copy(s + v.a, s + v.e, band + v.o0);
+}
+void load_band(const LocalWindow& w, const Visible& v, const float* p, float* s, std::int64_t cols) {
+  std::copy(p, p + w.extra, s);
+  std::fill(s + w.extra, s + v.a, 0.0f);
+  std::copy(p + w.extra + v.o0, p + w.extra + v.o0 + (v.e - v.a), s + v.a);
+  std::fill(s + v.e, s + cols, 0.0f);
+}
+
 }  // namespace
 
 std::int64_t LocalWindow::block_rows() const {
@@ -58,6 +84,7 @@ void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t 
       const float* kx = KX ? KX + xoff : nullptr;
       const float* vx = VX ? VX + xoff : nullptr;
       const std::uint8_t* m = mask + bi * n;
+      const bool all_real = std::all_of(m, m + n, [](std::uint8_t v) { return v != 0; });
       for (std::int64_t t0 = 0; t0 < n; t0 += B) {
         const std::int64_t rows = std::min(B, n - t0);
         const Range r = key_range(w, t0, t0 + rows, n);
@@ -67,30 +94,37 @@ void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t 
         gemm_tile(false, true, rows, w.extra, d, 1.0f, q, D, kx, D, 0.0f, T, cols);
         gemm_tile(false, true, rows, r.hi - r.lo, d, 1.0f, q, D, K + off + r.lo * D, D, 0.0f, T + w.extra, cols);
         for (std::int64_t i = 0; i < rows; ++i) {
-          const std::int64_t t = t0 + i, u0 = w.start(t);
+          const std::int64_t t = t0 + i;
+          const Visible vis = visible(w, r, t);
           float* s = T + i * cols;
           float* p = P + ((bi * h + hi) * n + t) * W;
-          // Keys outside the row's window (or padded) get -inf; then one softmax over the row.
-          for (std::int64_t u = r.lo; u < r.hi; ++u)
-            if (u < u0 || u >= u0 + w.span || !m[u]) s[w.extra + u - r.lo] = neg_inf;
+          // Padded keys inside the window get -inf; columns outside [0, extra) and [a, e) are never read.
+          if (!all_real)
+            for (std::int64_t c = vis.a; c < vis.e; ++c)
+              if (!m[r.lo + c - w.extra]) s[c] = neg_inf;
           float mx = neg_inf;
-          for (std::int64_t j = 0; j < cols; ++j) mx = std::max(mx, s[j]);
+#pragma omp simd reduction(max : mx)
+          for (std::int64_t j = 0; j < w.extra; ++j) mx = std::max(mx, s[j]);
+#pragma omp simd reduction(max : mx)
+          for (std::int64_t c = vis.a; c < vis.e; ++c) mx = std::max(mx, s[c]);
           if (mx == neg_inf) {  // nothing visible: no probability anywhere
             std::fill(s, s + cols, 0.0f);
           } else {
             float sum = 0;
 #pragma omp simd reduction(+ : sum)
-            for (std::int64_t j = 0; j < cols; ++j) sum += (s[j] = fast_exp(s[j] - mx));
+            for (std::int64_t j = 0; j < w.extra; ++j) sum += (s[j] = fast_exp(s[j] - mx));
+#pragma omp simd reduction(+ : sum)
+            for (std::int64_t c = vis.a; c < vis.e; ++c) sum += (s[c] = fast_exp(s[c] - mx));
             const float inv = 1.0f / sum;
 #pragma omp simd
-            for (std::int64_t j = 0; j < cols; ++j) s[j] *= inv;
+            for (std::int64_t j = 0; j < w.extra; ++j) s[j] *= inv;
+#pragma omp simd
+            for (std::int64_t c = vis.a; c < vis.e; ++c) s[c] *= inv;
+            // The tile columns outside the row's window: probability exactly 0 (the tile's products read them).
+            std::fill(s + w.extra, s + vis.a, 0.0f);
+            std::fill(s + vis.e, s + cols, 0.0f);
           }
-          // Kept for backward in band form: [extra | window offsets 0 .. span).
-          std::copy(s, s + w.extra, p);
-          for (std::int64_t o = 0; o < w.span; ++o) {
-            const std::int64_t u = u0 + o;
-            p[w.extra + o] = (u >= r.lo && u < r.hi) ? s[w.extra + u - r.lo] : 0.0f;
-          }
+          store_band(w, vis, s, p);
           if (drop.active()) drop_probabilities_row(drop, (bi * h + hi) * n + t, w.extra + n, s, cols, key_of(w, r));
         }
         // C_blk = T [VX ; V[lo:hi]]
@@ -130,17 +164,8 @@ void local_attention_backward(const LocalWindow& w, std::int64_t b, std::int64_t
         const Range r = key_range(w, t0, t0 + rows, n);
         const std::int64_t nk = r.hi - r.lo, cols = w.extra + nk;
         // Rebuild the probability tile from the band (zero outside each row's window).
-        for (std::int64_t i = 0; i < rows; ++i) {
-          const std::int64_t t = t0 + i, u0 = w.start(t);
-          const float* p = P + ((bi * h + hi) * n + t) * W;
-          float* s = T + i * cols;
-          std::fill(s, s + cols, 0.0f);
-          std::copy(p, p + w.extra, s);
-          for (std::int64_t o = 0; o < w.span; ++o) {
-            const std::int64_t u = u0 + o;
-            if (u >= r.lo && u < r.hi) s[w.extra + u - r.lo] = p[w.extra + o];
-          }
-        }
+        for (std::int64_t i = 0; i < rows; ++i)
+          load_band(w, visible(w, r, t0 + i), P + ((bi * h + hi) * n + t0 + i) * W, T + i * cols, cols);
         const float* q = Q + off + t0 * D;
         const float* dc = dC + off + t0 * D;
         // G = dC [VX ; V[lo:hi]]^T, then dS = T * (M G - rowsum(T * M G)) (M = 1 without dropout)
