@@ -102,24 +102,26 @@ void local_attention_forward(const LocalWindow& w, std::int64_t b, std::int64_t 
           if (!all_real)
             for (std::int64_t c = vis.a; c < vis.e; ++c)
               if (!m[r.lo + c - w.extra]) s[c] = neg_inf;
+          // The row's visible columns are two ranges: the landmarks [0, extra) and the window [a, e).
+          auto each_range = [&](auto&& f) { f(std::int64_t(0), w.extra), f(vis.a, vis.e); };
           float mx = neg_inf;
+          each_range([&](std::int64_t lo, std::int64_t hi) {
 #pragma omp simd reduction(max : mx)
-          for (std::int64_t j = 0; j < w.extra; ++j) mx = std::max(mx, s[j]);
-#pragma omp simd reduction(max : mx)
-          for (std::int64_t c = vis.a; c < vis.e; ++c) mx = std::max(mx, s[c]);
+            for (std::int64_t c = lo; c < hi; ++c) mx = std::max(mx, s[c]);
+          });
           if (mx == neg_inf) {  // nothing visible: no probability anywhere
             std::fill(s, s + cols, 0.0f);
           } else {
             float sum = 0;
+            each_range([&](std::int64_t lo, std::int64_t hi) {
 #pragma omp simd reduction(+ : sum)
-            for (std::int64_t j = 0; j < w.extra; ++j) sum += (s[j] = fast_exp(s[j] - mx));
-#pragma omp simd reduction(+ : sum)
-            for (std::int64_t c = vis.a; c < vis.e; ++c) sum += (s[c] = fast_exp(s[c] - mx));
+              for (std::int64_t c = lo; c < hi; ++c) sum += (s[c] = fast_exp(s[c] - mx));
+            });
             const float inv = 1.0f / sum;
+            each_range([&](std::int64_t lo, std::int64_t hi) {
 #pragma omp simd
-            for (std::int64_t j = 0; j < w.extra; ++j) s[j] *= inv;
-#pragma omp simd
-            for (std::int64_t c = vis.a; c < vis.e; ++c) s[c] *= inv;
+              for (std::int64_t c = lo; c < hi; ++c) s[c] *= inv;
+            });
             // The tile columns outside the row's window: probability exactly 0 (the tile's products read them).
             std::fill(s + w.extra, s + vis.a, 0.0f);
             std::fill(s + vis.e, s + cols, 0.0f);
