@@ -60,6 +60,9 @@ case "${1:-}" in
     ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
       LSBENCH_REPORT_SCHEMA="$PWD/reports/lsbench-report.schema.json" \
       build/asan/tests/lsbench_tests "$SANITIZED_TESTS"
+    # The fuzz harnesses' corpora (fuzz/corpus: seeds and past findings) replayed under the sanitizers.
+    ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1 \
+      ctest --test-dir build/asan -R '^fuzz_replay_' --output-on-failure -j "$(nproc)"
     # Then the whole suite, whose CTest summary closes the run.
     ctest --test-dir "$BUILD" --output-on-failure -j "$(nproc)"
     ;;

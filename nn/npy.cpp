@@ -1,10 +1,12 @@
 #include "nn/npy.hpp"
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <regex>
+#include <optional>
+#include <string_view>
 #include <type_traits>
 
 #include <fmt/format.h>
@@ -46,16 +48,38 @@ NpyArray read_npy(const std::string& path) {
   std::string header(hlen, '\0');
   if (!f.read(header.data(), hlen)) throw InputError(fmt::format("{}: truncated header", path));
   NpyArray a;
-  std::smatch mt;
-  if (!std::regex_search(header, mt, std::regex(R"('descr'\s*:\s*'([^']+)')")))
-    throw InputError(fmt::format("{}: header has no descr", path));
-  a.descr = mt[1];
-  if (std::regex_search(header, mt, std::regex(R"('fortran_order'\s*:\s*True)")))
+  // The header is a Python dict literal; each key's value is read where "'key':" ends (a scan, not
+  // std::regex, whose matcher recurses per character and is slow to build).
+  auto value_of = [&](std::string_view key) -> std::size_t {
+    const std::string quoted = fmt::format("'{}'", key);
+    std::size_t p = header.find(quoted);
+    if (p == std::string::npos) return p;
+    auto skip_space = [&] {
+      while (p < header.size() && std::isspace(static_cast<unsigned char>(header[p]))) ++p;
+    };
+    p += quoted.size();
+    skip_space();
+    if (p >= header.size() || header[p] != ':') return std::string::npos;
+    ++p;
+    skip_space();
+    return p;
+  };
+  // The text between `open` at `p` and the next `close`, or nullopt.
+  auto delimited = [&](std::size_t p, char open, char close) -> std::optional<std::string> {
+    if (p >= header.size() || header[p] != open) return std::nullopt;
+    const std::size_t end = header.find(close, p + 1);
+    if (end == std::string::npos) return std::nullopt;
+    return header.substr(p + 1, end - p - 1);
+  };
+  const auto descr = delimited(value_of("descr"), '\'', '\'');
+  if (!descr || descr->empty()) throw InputError(fmt::format("{}: header has no descr", path));
+  a.descr = *descr;
+  if (const std::size_t p = value_of("fortran_order"); p != std::string::npos && header.compare(p, 4, "True") == 0)
     throw InputError(fmt::format("{}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray", path));
-  if (!std::regex_search(header, mt, std::regex(R"('shape'\s*:\s*\(([^)]*)\))")))
-    throw InputError(fmt::format("{}: header has no shape", path));
+  const auto shape = delimited(value_of("shape"), '(', ')');
+  if (!shape) throw InputError(fmt::format("{}: header has no shape", path));
   // Dimensions: comma-separated non-negative integers ("(2, 3)", "(5,)", "()").
-  const std::string dims = mt[1];
+  const std::string& dims = *shape;
   std::size_t pos = 0;
   while (pos < dims.size()) {
     const std::size_t comma = dims.find(',', pos);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -524,8 +525,12 @@ Loaded load(const std::string& root, int size, std::int64_t limit) {
   std::vector<std::pair<long, fs::path>> files;
   for (const auto& e : fs::directory_iterator(meta_dir)) {
     const std::string stem = e.path().stem().string();
+    long k = 0;
+    const auto [end, err] = std::from_chars(stem.data(), stem.data() + stem.size(), k);
     if (e.path().extension() != ".npy" || stem.empty() || !std::all_of(stem.begin(), stem.end(), ::isdigit)) continue;
-    files.emplace_back(std::stol(stem), e.path());
+    if (err != std::errc{} || end != stem.data() + stem.size())
+      throw InputError(fmt::format("{}: metadata file number out of range", e.path().string()));
+    files.emplace_back(k, e.path());
   }
   std::sort(files.begin(), files.end());
   if (files.empty()) throw InputError(fmt::format("{}: no <k>.npy metadata files", meta_dir.string()));
@@ -543,7 +548,12 @@ Loaded load(const std::string& root, int size, std::int64_t limit) {
       if (f.size() < 4 || (f[3] != "0" && f[3] != "1"))
         throw InputError(fmt::format("{}:{}: expected 'imgs/<k> sample_<i>.png <i> <label 0|1> ...', got '{}'",
                                      path.string(), no, line.substr(0, 80)));
-      entries.push_back({(fs::path(root) / f[0] / f[1]).string(), f[3] == "1" ? 1 : 0});
+      // The image must lie inside the dataset folder: no absolute path, no ".." step out of it.
+      const fs::path image = fs::path(f[0]) / f[1];
+      if (image.is_absolute() || std::any_of(image.begin(), image.end(), [](const fs::path& step) { return step == ".."; }))
+        throw InputError(fmt::format("{}:{}: image path '{}' leaves the dataset folder", path.string(), no,
+                                     image.string().substr(0, 80)));
+      entries.push_back({(fs::path(root) / image).string(), f[3] == "1" ? 1 : 0});
     }
   }
   if (limit > 0 && static_cast<std::int64_t>(entries.size()) > limit) entries.resize(static_cast<std::size_t>(limit));

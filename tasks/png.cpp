@@ -12,11 +12,24 @@ namespace lsb {
 
 Image8 read_png(const std::string& path, int channels) {
   if (channels != 1 && channels != 3) throw std::invalid_argument("read_png: channels must be 1 or 3");
+  std::error_code ec;
+  const auto file_bytes = std::filesystem::file_size(path, ec);
+  // Only regular files: a FIFO or a device named by a metadata line would block or never end.
+  if (ec || !std::filesystem::is_regular_file(path, ec))
+    throw InputError(fmt::format("{}: not a readable PNG (missing or not a regular file)", path));
   png_image img{};
   img.version = PNG_IMAGE_VERSION;
   if (!png_image_begin_read_from_file(&img, path.c_str()))
     throw InputError(fmt::format("{}: not a readable PNG ({})", path, img.message));
   img.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  // Deflate expands at most about 1032:1, so a header declaring more pixels than the file can hold is
+  // corrupt: refused before allocating for it.
+  const std::uint64_t pixel_bytes = std::uint64_t{img.width} * img.height * static_cast<std::uint64_t>(channels);
+  if (pixel_bytes > 1032 * std::uint64_t{file_bytes} + 4096) {
+    png_image_free(&img);
+    throw InputError(fmt::format("{}: corrupt PNG (declares {}x{} pixels, more than its {} bytes can hold)", path,
+                                 img.width, img.height, file_bytes));
+  }
   Image8 out;
   out.width = static_cast<int>(img.width);
   out.height = static_cast<int>(img.height);

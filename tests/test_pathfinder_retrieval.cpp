@@ -9,10 +9,14 @@
 #include <fstream>
 #include <set>
 
+#include <sys/stat.h>
+#include <zlib.h>
+
 #include <fmt/format.h>
 
 #include "nn/errors.hpp"
 #include "tasks/pathfinder.hpp"
+#include "tasks/png.hpp"
 #include "tasks/retrieval.hpp"
 #include "tasks/task.hpp"
 #include "tests/cli_helpers.hpp"
@@ -219,6 +223,48 @@ TEST_CASE("pathfinder data round-trips through the official layout and bad files
   CHECK(grid.height == 2 * (96 + 6 + 4) + 4);
   CHECK(test::run_cli(fmt::format("data generate pathfinder --size 64 --count 1 --out {}", dir.string())).code == 2);
   CHECK(test::run_cli(fmt::format("data generate pathfinder --difficulty 20 --count 1 --out {}", dir.string())).code == 2);
+}
+
+TEST_CASE("hostile pathfinder metadata and PNG headers are refused before reading or allocating", "[pathfinder][hardening]") {
+  const auto root = test::fresh_dir("pathfinder_hostile");
+  fs::create_directories(root / "imgs" / "0");
+  fs::create_directories(root / "metadata");
+  const fs::path png = root / "imgs" / "0" / "sample_0.png";
+  write_png(png.string(), Image8{32, 32, 1, std::vector<std::uint8_t>(32 * 32, 9)});
+  auto metadata = [&](const std::string& lines) { std::ofstream(root / "metadata" / "0.npy") << lines; };
+  metadata("imgs/0 sample_0.png 0 1\n");
+  REQUIRE(pathfinder::load(root.string(), 32).all.size() == 1);
+  // Image paths that leave the dataset folder (a relative climb, an absolute path) are malformed lines.
+  metadata("imgs/0 sample_0.png 0 1\n../../.. etc/passwd 1 0\n");
+  CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("0.npy:2") && Catch::Contains("leaves the dataset folder"));
+  metadata("/dev stdin 0 1\n");
+  CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("leaves the dataset folder"));
+  // A FIFO where an image should be is skipped as unreadable, not read (which would block forever).
+  REQUIRE(::mkfifo((root / "imgs" / "0" / "sample_1.png").c_str(), 0600) == 0);
+  metadata("imgs/0 sample_0.png 0 1\nimgs/0 sample_1.png 1 0\n");
+  const auto loaded = pathfinder::load(root.string(), 32);
+  CHECK(loaded.all.size() == 1);
+  CHECK(loaded.skipped == 1);
+  CHECK_THAT(loaded.first_skip, Catch::Contains("not a regular file"));
+  // A metadata file number beyond any integer is named, not an internal error.
+  metadata("imgs/0 sample_0.png 0 1\n");
+  std::ofstream(root / "metadata" / "99999999999999999999999.npy") << "imgs/0 sample_0.png 0 1\n";
+  CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("99999999999999999999999.npy") && Catch::Contains("out of range"));
+  // A PNG header declaring 1,000,000 x 1,000,000 pixels in a few dozen bytes is corrupt: refused before
+  // a terabyte is asked for. (The valid image's IHDR width and height rewritten, its CRC recomputed.)
+  std::string bytes = test::read_file(png);
+  REQUIRE(bytes.substr(12, 4) == "IHDR");
+  for (int k : {16, 20}) {
+    const std::uint32_t big = 1000000;
+    for (int b = 0; b < 4; ++b) bytes[static_cast<std::size_t>(k + b)] = static_cast<char>((big >> (24 - 8 * b)) & 0xff);
+  }
+  const std::uint32_t crc = static_cast<std::uint32_t>(
+      ::crc32(0, reinterpret_cast<const Bytef*>(bytes.data() + 12), 17));  // "IHDR" + its 13 data bytes
+  for (int b = 0; b < 4; ++b) bytes[static_cast<std::size_t>(29 + b)] = static_cast<char>((crc >> (24 - 8 * b)) & 0xff);
+  const fs::path huge = root / "huge.png";
+  std::ofstream(huge, std::ios::binary) << bytes;
+  CHECK_THROWS_WITH(read_png(huge.string(), 1), Catch::Contains("huge.png") && Catch::Contains("1000000x1000000"));
+  fs::remove_all(root);
 }
 
 TEST_CASE("retrieval lines parse as the AAN layout says and bad ones are named", "[retrieval]") {
