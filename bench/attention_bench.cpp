@@ -248,7 +248,7 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
                      {"max", ts.max},   {"stdev", ts.stdev},   {"samples", ts.samples}};
     const double gflops = flops / ts.median / 1e9;
     res["throughput"] = {{"tokens_per_s", b * pt.n / ts.median}, {"steps_per_s", 1.0 / ts.median},
-                         {"gflops", gflops}, {"flop_convention", "cost model; fwd+bwd = 3x forward"}};
+                         {"flops", flops}, {"gflops", gflops}, {"flop_convention", "cost model; fwd+bwd = 3x forward"}};
     if (peak_gflops > 0) {
       res["throughput"]["peak_fraction"] = gflops / peak_gflops;
       res["throughput"]["peak_basis"] = peak_basis(pt.device == Device::cuda, pt.precision == Precision::bf16);

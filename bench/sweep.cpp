@@ -244,7 +244,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
                      {"max", t.max}, {"stdev", t.stdev},   {"samples", t.samples}};
     const double gflops = flops / t.median / 1e9;
     res["throughput"] = {{"tokens_per_s", seqs * n / t.median}, {"steps_per_s", 1.0 / t.median},
-                         {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
+                         {"flops", flops}, {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
     if (peak_gflops > 0) {
       res["throughput"]["peak_fraction"] = gflops / peak_gflops;
       res["throughput"]["peak_basis"] = peak_basis(dev == Device::cuda, p.precision == "bf16");

@@ -126,7 +126,7 @@ std::vector<float> load_npy_f32(const std::string& path, const Shape& shape, con
     throw InputError(
         fmt::format("{}: {} must have shape {}, found {}", path, role, shape_str(shape), shape_str(a.shape)));
   std::vector<float> out(numel_of(shape));
-  std::memcpy(out.data(), a.bytes.data(), a.bytes.size());
+  if (!out.empty()) std::memcpy(out.data(), a.bytes.data(), a.bytes.size());  // (no null pointers, even for 0 bytes)
   for (std::size_t i = 0; i < out.size(); ++i)  // a NaN or Inf would only come out as NaN results, exit 0
     if (!std::isfinite(out[i]))
       throw InputError(fmt::format("{}: {} holds {} at element {}", path, role, out[i], i));

@@ -18,7 +18,7 @@ namespace lsb {
 namespace fs = std::filesystem;
 namespace {
 
-// The cell of one sweep point: median (spread), tokens/s, peak memory; or its status.
+// The cell of one sweep point: median (spread), tokens/s, share of the peak, peak memory; or its status.
 std::string point_cell(const nlohmann::json& r) {
   const std::string st = field_text(r, "status");
   if (st == "oom") {
@@ -31,6 +31,11 @@ std::string point_cell(const nlohmann::json& r) {
   std::string cell = fmt::format("{} ±{:.0f}%", time_text(med), med > 0 ? 100 * sd / med : 0.0);
   if (r.contains("throughput") && r["throughput"].contains("tokens_per_s"))
     cell += " · " + rate_text(r["throughput"]["tokens_per_s"].get<double>()) + " tok/s";
+  if (r.contains("throughput") && r["throughput"].contains("peak_fraction")) {
+    const double f = r["throughput"]["peak_fraction"].get<double>();
+    // Above 100% the measured peak was too low (a busy machine), not the code faster than the CPU.
+    cell += f <= 1.0 ? fmt::format(" · {:.0f}% of peak", 100 * f) : " · above the measured peak (not trustworthy)";
+  }
   if (r.contains("memory") && r["memory"].contains("peak_tracked_bytes"))
     cell += " · " + bytes_text(r["memory"]["peak_tracked_bytes"].get<double>());
   return cell;
@@ -160,7 +165,8 @@ void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
   }
   if (group_order.empty()) return;
   doc.push_back(heading(2, "Time and memory"));
-  doc.push_back(paragraph("Each cell: median time ± spread (stdev / median) · tokens/s · peak tracked memory; or the "
+  doc.push_back(paragraph("Each cell: median time ± spread (stdev / median) · tokens/s · share of the peak (GFLOP/s of "
+                          "the cost model against the measured fp32 peak, or the GPU's published one) · peak tracked memory; or the "
                           "point's status."));
   for (const auto& key : group_order) {
     const PointGrid grid = point_grid(groups[key]);

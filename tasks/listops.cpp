@@ -20,6 +20,7 @@ namespace {
 const char* kOps[] = {"[MIN", "[MAX", "[MED", "[SM"};
 
 int combine(int op, const std::vector<int>& v) {
+  if (v.empty()) throw InputError("listops: an operator with no arguments");
   switch (op) {
     case 0: return *std::min_element(v.begin(), v.end());
     case 1: return *std::max_element(v.begin(), v.end());

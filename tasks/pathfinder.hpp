@@ -33,6 +33,10 @@ struct Params {
   double paddle_length = 2, paddle_thickness = 0.5, paddle_margin = 1, continuity = 1.0, seed_distance = 7;
   double marker_radius = 1.5, border = 1;
   int distractor_length = 4, distractor_count = 5;
+  // Uniform random starts a distractor gets before it is given up. The published generator seeds one only
+  // where its pixel mask leaves room (and retries 4 times); this count stands in for that, one per size,
+  // each the one whose images' statistics come closest to the published generator's (docs/RESULTS.md).
+  int distractor_starts = 3;
   // Target curves are drawn at paddle_contrast * snake_contrast, distractors at snake_contrast, markers
   // at 1; the image is then scaled to a maximum of 255.
   double snake_contrast = 2.0, paddle_contrast = 0.75;

@@ -29,6 +29,9 @@ TEST_CASE("listops text form and values follow the spec", "[listops]") {
   CHECK(listops::evaluate("( ( ( ( ( [MED 1 ) 2 ) 5 ) 8 ) ] )") == 3);  // (2 + 5) / 2 = 3.5, truncated
   CHECK(listops::evaluate("( ( ( ( [SM 7 ) 8 ) 9 ) ] )") == 4);         // 24 mod 10
   CHECK(listops::evaluate("( ( ( [MIN ( ( ( [MAX 2 ) 9 ) ] ) ) 3 ) ] )") == 3);
+  // An operator without arguments has no value (the fuzzer's finding: the minimum of nothing was read).
+  for (const char* empty : {"( [MAX ] )", "( [MED ] )", "( [SM ] )", "( ( [MIN ( [MAX ] ) ) ] )"})
+    CHECK_THROWS_WITH(listops::evaluate(empty), Catch::Contains("no arguments"));
   CHECK(listops::tokenize("( ( ( [MAX 2 ) 9 ) ] )") == std::vector<std::int32_t>{13, 4, 11, 16});
   CHECK(listops::tokenize("[MAX (2) ?") == std::vector<std::int32_t>{13, 4, listops::kUnk});
   CHECK(listops::vocabulary().size() == std::size_t(listops::kVocabSize));

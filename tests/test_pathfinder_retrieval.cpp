@@ -120,6 +120,27 @@ TEST_CASE("pathfinder-32 images have the published generator's per-image statist
   CHECK(st.mean.p50 < st.mean.p90);
 }
 
+TEST_CASE("path-x images have the published generator's per-image distributions", "[pathfinder]") {
+  // The published generator's quantiles over 200 Path-X "hard" images (p10, p25, median, p75, p90; run
+  // here, docs/RESULTS.md): every quantile of lsbench's images within 10%, not only the medians.
+  const auto p = pathfinder::params_for(128, "14");
+  std::vector<Image8> images;
+  for (int i = 0; i < 300; ++i) images.push_back(pathfinder::generate_sample(p, 7000 + i).image);
+  const auto st = pathfinder::image_statistics(images);
+  using Q = pathfinder::ImageStatistics::Quantiles;
+  const std::pair<Q, Q> rows[] = {{st.mean, {7.4, 7.7, 7.9, 8.1, 8.3}},
+                                  {st.nonzero, {0.130, 0.133, 0.137, 0.140, 0.143}},
+                                  {st.above64, {0.038, 0.039, 0.041, 0.042, 0.043}},
+                                  {st.above128, {0.029, 0.029, 0.030, 0.031, 0.032}}};
+  for (const auto& [got, published] : rows) {
+    CHECK(got.p10 == Approx(published.p10).epsilon(0.10));
+    CHECK(got.p25 == Approx(published.p25).epsilon(0.10));
+    CHECK(got.p50 == Approx(published.p50).epsilon(0.10));
+    CHECK(got.p75 == Approx(published.p75).epsilon(0.10));
+    CHECK(got.p90 == Approx(published.p90).epsilon(0.10));
+  }
+}
+
 TEST_CASE("pathfinder labels are balanced and pixel histograms alone stay near chance", "[pathfinder]") {
   const auto p = pathfinder::params_for(32, "14");
   const int n = 1200, bins = 16;

@@ -34,7 +34,8 @@ nlohmann::json sweep_point(const std::string& variant, nlohmann::json params, st
                                   {"mode", "train-step"}, {"device", "cpu"}, {"precision", "fp32"}, {"threads", 2}}}};
   if (status == "ok") {
     r["time_s"] = {{"min", median}, {"median", median}, {"mean", median}, {"max", median}, {"stdev", median / 20}, {"samples", 5}};
-    r["throughput"] = {{"tokens_per_s", 8 * n / median}, {"steps_per_s", 1 / median}, {"gflops", 10.5}};
+    r["throughput"] = {{"tokens_per_s", 8 * n / median}, {"steps_per_s", 1 / median}, {"flops", 10.5e9 * median},
+                       {"gflops", 10.5}, {"peak_fraction", 10.5 / 450.0}};
     r["memory"] = {{"peak_tracked_bytes", peak}, {"analytic_bytes", peak - 1024}};
   } else {
     r["message"] = "out of memory: full attention probabilities";
@@ -142,6 +143,16 @@ TEST_CASE("report renders Markdown and CSV equal to the golden files", "[render]
   }
   CHECK(md == golden("report.md"));
   CHECK(csv == golden("report.csv"));
+}
+
+TEST_CASE("a share of the peak above 100% is not printed as a share", "[render]") {
+  auto rep = fixture();
+  for (auto& r : rep["results"])
+    if (r.contains("throughput")) r["throughput"]["peak_fraction"] = 3.22;  // a peak measured on a busy machine
+  const std::string md = render_markdown(rep);
+  CHECK_THAT(md, Catch::Contains("above the measured peak (not trustworthy)"));
+  CHECK_THAT(md, !Catch::Contains("322%"));
+  CHECK_THAT(render_markdown(fixture()), Catch::Contains("2% of peak"));  // 10.5 of 450 GFLOP/s
 }
 
 TEST_CASE("fp32 and bf16 runs of one variant stay apart in the tables, plots and CSV", "[render][bf16]") {
