@@ -102,10 +102,16 @@ std::string peak_warning(const PeakMeasurement& m) {
 }
 
 PeakMeasurement measure_peak(int threads) {
-  // 64-byte vectors: one AVX-512 register (two AVX2 registers where that is the widest).
-  typedef float v16 __attribute__((vector_size(64)));
-  constexpr int kChains = 12;         // enough independent FMAs to cover latency x throughput
-  constexpr long kIters = 12'000'000;  // per thread: 12 * 16 * 2 * 1.2e7 = 4.6 GFLOP, ~25 ms per rep
+  // The widest vectors the build targets, and as many independent FMA chains as fit in its registers
+  // with the two operands (32 AVX-512 registers; 16 for AVX2, where 12 chains of two registers each
+  // spilled to the stack and measured a tenth of the peak).
+#if defined(__AVX512F__)
+  constexpr int kLanes = 16, kChains = 12;
+#else
+  constexpr int kLanes = 8, kChains = 10;
+#endif
+  typedef float vec __attribute__((vector_size(4 * kLanes)));
+  constexpr long kIters = 12'000'000 * 16 / kLanes;  // per thread: 2 * 16 * 12 * 1.2e7 = 4.6 GFLOP (AVX-512)
   constexpr int kRounds = 8;           // best of 8: on a shared or frequency-scaled machine single runs vary
   PeakMeasurement m;
   m.threads = threads, m.rounds = kRounds, m.load_average = load_average_1m();
@@ -117,9 +123,9 @@ PeakMeasurement measure_peak(int threads) {
     float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     {
-      v16 acc[kChains];
-      v16 mul, add;
-      for (int j = 0; j < 16; ++j) {
+      vec acc[kChains];
+      vec mul, add;
+      for (int j = 0; j < kLanes; ++j) {
         mul[j] = 0.999999f;
         add[j] = 1e-7f * (omp_get_thread_num() + 1);
       }
@@ -127,10 +133,10 @@ PeakMeasurement measure_peak(int threads) {
       for (long i = 0; i < kIters; ++i)
         for (int c = 0; c < kChains; ++c) acc[c] = acc[c] * mul + add;
       for (int c = 0; c < kChains; ++c)
-        for (int j = 0; j < 16; ++j) sink += acc[c][j];
+        for (int j = 0; j < kLanes; ++j) sink += acc[c][j];
     }
     const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double flops = 2.0 * 16 * kChains * kIters * threads;
+    const double flops = 2.0 * kLanes * kChains * kIters * threads;
     if (sink == 12345.0f) rates.push_back(0);  // keep the loop alive
     rates.push_back(flops / s / 1e9);
   }
