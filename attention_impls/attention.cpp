@@ -1,5 +1,4 @@
 #include "attention_impls/attention.hpp"
-#include "attention_impls/cuda/factory.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -8,7 +7,7 @@
 #include <omp.h>
 
 #include "attention_impls/projected.hpp"
-#include "attention_impls/variants.hpp"
+#include "attention_impls/registry.hpp"
 #include "nn/errors.hpp"
 #include "nn/ops.hpp"
 #include "nn/random.hpp"
@@ -52,102 +51,6 @@ std::string VariantSpec::str() const {
   return out;
 }
 
-SpecReader::SpecReader(const VariantSpec& spec, std::vector<std::pair<std::string, std::string>> keys)
-    : variant_(spec.name) {
-  for (auto& [k, v] : keys) values_[k] = v;
-  for (const auto& [k, v] : spec.params) {
-    if (!values_.count(k)) {
-      std::vector<std::string> valid;
-      for (auto& kv : keys) valid.push_back(kv.first);
-      throw UsageError(fmt::format("--variant {}: unknown key '{}'; valid keys: {}", spec.str(), k,
-                                   valid.empty() ? "none" : fmt::format("{}", fmt::join(valid, ", "))));
-    }
-    values_[k] = v;
-  }
-}
-
-std::int64_t SpecReader::get_int(const std::string& key, std::int64_t min_value) const {
-  const std::string& text = values_.at(key);
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty())
-    throw UsageError(fmt::format("--variant {}: {}={} is not an integer", variant_, key, text));
-  if (v < min_value)
-    throw UsageError(fmt::format("--variant {}: {}={} must be >= {}", variant_, key, text, min_value));
-  return v;
-}
-
-std::string SpecReader::get_choice(const std::string& key, const std::vector<std::string>& choices) const {
-  const std::string& v = values_.at(key);
-  if (std::find(choices.begin(), choices.end(), v) == choices.end())
-    throw UsageError(fmt::format("--variant {}: {}={} is not one of {}", variant_, key, v, fmt::join(choices, ", ")));
-  return v;
-}
-
-std::map<std::string, std::string> SpecReader::resolved() const { return values_; }
-
-// ---- registry --------------------------------------------------------------------------------
-
-namespace {
-struct VariantEntry {
-  const char* name;
-  const char* keys;  // for help
-  const char* what;
-  std::unique_ptr<Attention> (*make)(const VariantSpec&, std::int64_t, std::int64_t, std::int64_t);
-};
-
-const std::vector<VariantEntry>& registry() {
-  static const std::vector<VariantEntry> r = {
-      {"full", "", "naive softmax attention, materialises n x n scores (quadratic memory)", make_full},
-      {"flash", "", "exact softmax attention in key tiles with online softmax (linear memory)", make_flash},
-      {"linformer", "k=256, n_max=<length>, share=kv|separate",
-       "low-rank projection of keys and values along the sequence (E: k x n_max)", make_linformer},
-      {"sliding", "R=64", "each query sees the keys within R positions on each side", make_sliding},
-      {"ls", "w=8, r=32", "Transformer-LS: segment window (w) plus r dynamic-projection landmarks, dual LayerNorm",
-       make_ls},
-      {"lsra", "K=3 (in the encoder: 3, 7, 15, 31, 31, 31 by layer), Hc=4",
-       "Lite Transformer's long-short range attention: full attention on half the channels, dynamic convolution on "
-       "the other half",
-       make_lsra},
-      {"performer", "features=256, seed=0",
-       "FAVOR+: softmax attention estimated with positive orthogonal random features (linear in n)", make_performer},
-      {"nystromformer", "m=64, iters=6, conv=0",
-       "Nystrom approximation: m segment-mean landmarks, three softmax kernels, iterative pseudo-inverse (linear in "
-       "n); conv=K adds a depthwise convolution of V",
-       make_nystromformer},
-  };
-  return r;
-}
-}  // namespace
-
-std::vector<std::string> variant_names() {
-  std::vector<std::string> names;
-  for (const auto& e : registry()) names.emplace_back(e.name);
-  return names;
-}
-
-std::string variants_help() {
-  std::string out;
-  for (const auto& e : registry())
-    out += fmt::format("  {:<14} {:<40} {}\n", e.name, e.keys[0] ? e.keys : "(no keys)", e.what);
-  return out;
-}
-
-std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max, Device device) {
-  if (heads <= 0 || dim <= 0 || dim % heads != 0)
-    throw UsageError(fmt::format("--dim {} must be a positive multiple of --heads {}", dim, heads));
-  if (device == Device::cuda) return make_cuda_attention(make_attention(spec, dim, heads, n_max));
-  for (const auto& e : registry())
-    if (spec.name == e.name) return e.make(spec, dim, heads, n_max);
-  throw UsageError(fmt::format("--variant: unknown variant '{}'; valid variants:\n{}", spec.name, variants_help()));
-}
-
 // ---- Attention -----------------------------------------------------------------------------
 
 Attention::Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
@@ -188,10 +91,14 @@ std::int64_t Attention::parameter_count() const {
 void Attention::set_prob_dropout(const ProbDropout& drop) {
   if (!(drop.p >= 0.0f && drop.p < 1.0f))
     throw UsageError(fmt::format("attention dropout {}: expected a value in [0, 1)", drop.p));
-  if (drop.active() && !supports_prob_dropout())
+  if (drop.active() && !supports_prob_dropout()) {
+    std::vector<std::string> with;
+    for (const auto& v : variants())
+      if (v.prob_dropout) with.push_back(v.name);
     throw UsageError(fmt::format("attention dropout {}: {} on {} does not drop attention probabilities (on the "
-                                 "CPU: full, flash, linformer, sliding, ls and lsra do)",
-                                 drop.p, spec_string(), device_name(device_)));
+                                 "CPU: {} do)",
+                                 drop.p, spec_string(), device_name(device_), fmt::join(with, ", ")));
+  }
   drop_ = drop;
 }
 

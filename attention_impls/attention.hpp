@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "attention_impls/prob_dropout.hpp"
+#include "nn/param.hpp"
 #include "nn/tensor.hpp"
 
 namespace lsb {
@@ -25,12 +26,6 @@ struct VariantSpec {
 
   static VariantSpec parse(const std::string& text);  // throws UsageError
   std::string str() const;                            // canonical: keys sorted
-};
-
-struct Param {
-  std::string name;
-  Tensor value;  // category parameters
-  Tensor grad;   // category gradients, same shape
 };
 
 class Attention {

@@ -10,6 +10,7 @@
 #include <limits>
 
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 #include "nn/ops.hpp"
 
@@ -172,9 +173,22 @@ class FlashAttention final : public ProjectedAttention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_flash(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
-  SpecReader r(spec, {});
-  return std::make_unique<FlashAttention>(dim, heads);
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_flash(std::unique_ptr<Attention> twin);  // attention_impls/cuda/flash.cu
+#endif
+
+LSB_VARIANT(flash) {
+  VariantInfo v;
+  v.name = "flash";
+  v.summary = "exact softmax attention in key tiles with online softmax (linear memory)";
+  v.make_cpu = [](const SpecReader&, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<FlashAttention>(dim, heads);
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_flash);
+  v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, in.n); };
+  v.prob_dropout = true;
+  v.in_default_sweep = true;
+  return v;
 }
 
 }  // namespace lsb

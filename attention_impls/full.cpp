@@ -1,6 +1,9 @@
 // full: naive softmax attention. Materialises the (b, h, n, n) probabilities (kept for backward)
 // and, in backward, their gradient: memory grows as b*h*n^2 on purpose (the baseline).
+#include <cmath>
+
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 
 namespace lsb {
@@ -38,9 +41,27 @@ class FullAttention final : public ProjectedAttention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_full(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
-  SpecReader r(spec, {});
-  return std::make_unique<FullAttention>(dim, heads);
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_full(std::unique_ptr<Attention> twin);  // attention_impls/cuda/dense.cu
+#endif
+
+LSB_VARIANT(full) {
+  VariantInfo v;
+  v.name = "full";
+  v.summary = "naive softmax attention, materialises n x n scores (quadratic memory)";
+  v.make_cpu = [](const SpecReader&, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<FullAttention>(dim, heads);
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_full);
+  v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, in.n); };
+  v.prob_dropout = true;
+  v.baseline = true;
+  v.in_default_sweep = true;
+  v.in_lra_defaults = true;
+  v.published = {{"LRA paper, Table 1", "Transformer", {36.37, 64.27, 57.46, 42.44, 71.40, NAN}},
+                 {"Nystromformer paper, PyTorch small recipe", "softmax attention", {37.10, 65.02, 79.35, 38.20, 74.16, NAN}}};
+  v.published_efficiency = {{"Transformer (LRA Table 2, TPU v3)", {8.1, 4.9, 2.3, 1.4}, {0.85, 2.65, 5.51, 9.48}}};
+  return v;
 }
 
 }  // namespace lsb

@@ -1,9 +1,12 @@
 // linformer: keys and values projected along the sequence to k rows by a learned E (k x n_max),
 // shared by all heads (and by keys and values unless share=separate, which adds F):
 //   K' = E[:, :n] (K * m), V' = E[:, :n] (V * m) or F[:, :n] (V * m); C = softmax(Q K'^T) V'.
+#include <cmath>
+
 #include <fmt/format.h>
 
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 #include "nn/errors.hpp"
 
@@ -88,13 +91,53 @@ class LinformerAttention final : public ProjectedAttention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_linformer(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max) {
-  SpecReader r(spec, {{"k", "256"}, {"n_max", std::to_string(n_max)}, {"share", "kv"}});
-  const auto k = r.get_int("k", 1);
-  const auto nm = r.get_int("n_max", 1);
-  const bool separate = r.get_choice("share", {"kv", "separate"}) == "separate";
-  return std::make_unique<LinformerAttention>(r.resolved(), dim, heads, k, nm, separate);
+namespace {
+
+// float64 reference: keys and values projected along the sequence by E (and F, or E again), real
+// positions only; every query attends to the k projected rows.
+void reference_linformer(const ref::CoreInput& in, ref::Mat& C) {
+  const std::int64_t k = ref::key_int(in.keys, "k"), n_max = ref::key_int(in.keys, "n_max"), D = in.D;
+  const ref::Mat& E = in.P.at("e");
+  const ref::Mat& F = in.keys.at("share") == "separate" ? in.P.at("f") : E;
+  ref::Mat Kp(k * D, 0.0), Vp(k * D, 0.0);
+  for (std::int64_t j = 0; j < k; ++j)
+    for (std::int64_t t = 0; t < in.n; ++t)
+      if (in.m[t])
+        for (std::int64_t c = 0; c < D; ++c) {
+          Kp[j * D + c] += E[j * n_max + t] * in.K[t * D + c];
+          Vp[j * D + c] += F[j * n_max + t] * in.V[t * D + c];
+        }
+  for (std::int64_t i = 0; i < in.h; ++i)
+    for (std::int64_t t = 0; t < in.n; ++t)
+      in.attend(C, i, t, Kp, Vp, k, std::vector<bool>(k, true), k, [](std::int64_t j) { return j; });
+}
+
+}  // namespace
+
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_linformer(std::unique_ptr<Attention> twin);  // attention_impls/cuda/dense.cu
+#endif
+
+LSB_VARIANT(linformer) {
+  VariantInfo v;
+  v.name = "linformer";
+  v.summary = "low-rank projection of keys and values along the sequence (E: k x n_max)";
+  v.keys = {{"k", "256"}, {"n_max", kLengthDefault}, {"share", "kv", "", {"kv", "separate"}}};
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<LinformerAttention>(keys.resolved(), dim, heads, keys.get_int("k", 1),
+                                                keys.get_int("n_max", 1), keys.get_choice("share") == "separate");
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_linformer);
+  v.reference_core = reference_linformer;
+  v.prob_dropout = true;
+  v.keys_from_weights = {{"n_max", "e", 1}};  // E is (k, n_max)
+  v.default_spec = "linformer:k=256";
+  v.in_default_sweep = true;
+  v.in_lra_defaults = true;
+  v.published = {{"LRA paper, Table 1", "Linformer", {35.70, 53.94, 52.27, 38.56, 76.34, NAN}},
+                 {"Nystromformer paper, PyTorch small recipe", "Linformer", {37.25, 55.91, 79.37, 37.84, 67.60, NAN}}};
+  v.published_efficiency = {{"Linformer (LRA Table 2, TPU v3)", {9.3, 9.1, 8.5, 7.7}, {0.37, 0.55, 0.99, 0.99}}};
+  return v;
 }
 
 }  // namespace lsb

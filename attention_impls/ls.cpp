@@ -12,6 +12,7 @@
 
 #include "attention_impls/local_core.hpp"
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 #include "nn/errors.hpp"
 #include "nn/ops.hpp"
@@ -197,14 +198,98 @@ class LongShortAttention final : public ProjectedAttention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_ls(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
-  SpecReader rd(spec, {{"w", "8"}, {"r", "32"}});
-  const auto w = rd.get_int("w", 0), r = rd.get_int("r", 0);
-  if (w == 0 && r == 0)
-    throw UsageError(fmt::format("--variant {}: w=0 and r=0 leave nothing to attend to; give w>0 (segment window) "
-                                 "or r>0 (landmarks), or both",
-                                 spec.str()));
-  return std::make_unique<LongShortAttention>(rd.resolved(), dim, heads, w, r);
+namespace {
+
+// float64 reference (../shared/spec/attention.md): K, V normalised by LN_L; r landmarks, each a softmax
+// over the real positions of the dynamic projection of X, normalised by LN_G; query t attends jointly to
+// the landmarks and to its segment's window [s*w - e, (s+1)*w + e), e = max(w/2, 1).
+void reference_ls(const ref::CoreInput& in, ref::Mat& C) {
+  const std::int64_t w = ref::key_int(in.keys, "w"), r = ref::key_int(in.keys, "r");
+  const std::int64_t n = in.n, D = in.D, d = in.d, h = in.h;
+  const RefParams& P = in.P;
+  const ref::Mat Kt = ref::layernorm(in.K, n, D, P.at("ln_l_weight"), P.at("ln_l_bias"));
+  const ref::Mat Vt = ref::layernorm(in.V, n, D, P.at("ln_l_weight"), P.at("ln_l_bias"));
+  ref::Mat Khat, Vhat;
+  if (r > 0) {
+    const ref::Mat S = ref::linear(in.X, n, D, P.at("wp"), P.at("bp"), h * r);
+    ref::Mat Kbar(r * D, 0.0), Vbar(r * D, 0.0);
+    for (std::int64_t i = 0; i < h; ++i)
+      for (std::int64_t j = 0; j < r; ++j) {
+        std::vector<double> col(n);
+        std::vector<bool> valid(n);
+        for (std::int64_t t = 0; t < n; ++t) {
+          col[t] = S[t * h * r + i * r + j];
+          valid[t] = in.m[t] != 0;
+        }
+        const auto pr = ref::softmax(col, valid);  // over the sequence axis
+        for (std::int64_t t = 0; t < n; ++t)
+          for (std::int64_t c = 0; c < d; ++c) {
+            Kbar[j * D + i * d + c] += pr[t] * Kt[t * D + i * d + c];
+            Vbar[j * D + i * d + c] += pr[t] * Vt[t * D + i * d + c];
+          }
+      }
+    Khat = ref::layernorm(Kbar, r, D, P.at("ln_g_weight"), P.at("ln_g_bias"));
+    Vhat = ref::layernorm(Vbar, r, D, P.at("ln_g_weight"), P.at("ln_g_bias"));
+  }
+  const std::int64_t e = std::max<std::int64_t>(w / 2, 1);
+  for (std::int64_t i = 0; i < h; ++i)
+    for (std::int64_t t = 0; t < n; ++t) {
+      // Joint key list: r landmarks (always valid), then the segment window [s*w - e, (s+1)*w + e).
+      ref::Mat Kr = Khat, Vr = Vhat;
+      Kr.resize(r * D);
+      Vr.resize(r * D);
+      std::vector<bool> valid(r, true);
+      if (w > 0) {
+        const std::int64_t s = t / w;
+        for (std::int64_t u = s * w - e; u < (s + 1) * w + e; ++u) {
+          const bool ok = u >= 0 && u < n && in.m[u];
+          valid.push_back(ok);
+          for (std::int64_t c = 0; c < D; ++c) {
+            Kr.push_back(ok ? Kt[u * D + c] : 0.0);
+            Vr.push_back(ok ? Vt[u * D + c] : 0.0);
+          }
+        }
+      }
+      // Landmark j is key j; window entry o (position s*w - e + o) is key r + position.
+      const std::int64_t first = w > 0 ? (t / w) * w - e : 0;
+      in.attend(C, i, t, Kr, Vr, static_cast<std::int64_t>(valid.size()), valid, r + n,
+                [&](std::int64_t u) { return u < r ? u : r + first + (u - r); });
+    }
+}
+
+}  // namespace
+
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin);  // attention_impls/cuda/local.cu
+#endif
+
+LSB_VARIANT(ls) {
+  VariantInfo v;
+  v.name = "ls";
+  v.summary = "Transformer-LS: segment window (w) plus r dynamic-projection landmarks, dual LayerNorm";
+  v.keys = {{"w", "8"}, {"r", "32"}};
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    const auto w = keys.get_int("w", 0), r = keys.get_int("r", 0);
+    if (w == 0 && r == 0)
+      throw UsageError(fmt::format("--variant {}: w=0 and r=0 leave nothing to attend to; give w>0 (segment window) "
+                                   "or r>0 (landmarks), or both",
+                                   keys.spec_text()));
+    return std::make_unique<LongShortAttention>(keys.resolved(), dim, heads, w, r);
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_ls);
+  v.reference_core = reference_ls;
+  v.prob_dropout = true;
+  // AttentionLS of the reference code: W_o for the output, dconv_fc (the dynamic projection),
+  // dual_ln_l (K, V), dual_ln_s (landmarks).
+  v.torch_names = {{"wo", "W_o.weight"},           {"bo", "W_o.bias"},
+                   {"wp", "dconv_fc.weight"},      {"bp", "dconv_fc.bias"},
+                   {"ln_l_weight", "dual_ln_l.weight"}, {"ln_l_bias", "dual_ln_l.bias"},
+                   {"ln_g_weight", "dual_ln_s.weight"}, {"ln_g_bias", "dual_ln_s.bias"}};
+  v.default_spec = "ls:w=8,r=32";
+  v.headline = true;
+  v.in_default_sweep = true;
+  v.in_lra_defaults = true;
+  return v;
 }
 
 }  // namespace lsb

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 #include "nn/errors.hpp"
 #include "nn/ops.hpp"
@@ -218,15 +219,90 @@ class LsraAttention final : public Attention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_lsra(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
-  SpecReader r(spec, {{"K", "3"}, {"Hc", "4"}});
-  const auto K = r.get_int("K", 1), Hc = r.get_int("Hc", 1);
-  const std::int64_t half = dim / 2, ha = std::max<std::int64_t>(heads / 2, 1);
-  if (dim % 2 != 0 || half % ha != 0 || half % Hc != 0)
-    throw UsageError(fmt::format("{}: D = {} must be even with D/2 = {} divisible by the attention heads max(h/2, 1) = {} "
-                                 "and by Hc = {}",
-                                 spec.str(), dim, half, ha, Hc));
-  return std::make_unique<LsraAttention>(r.resolved(), dim, heads, K, Hc);
+namespace {
+
+// float64 reference: full attention on the first D/2 channels (its own projections a_*, max(h/2, 1)
+// heads), dynamic convolution on the other D/2 (../shared/spec/attention.md), written out on its own.
+std::vector<double> reference_lsra(const ref::Keys& keys, std::int64_t D, std::int64_t h, std::int64_t b,
+                                   std::int64_t n, const RefParams& P, const std::vector<double>& x,
+                                   const std::vector<std::uint8_t>& mask, const ProbDropout& drop) {
+  using ref::Mat;
+  const std::int64_t H = D / 2, ha = std::max<std::int64_t>(h / 2, 1);
+  const std::int64_t K = ref::key_int(keys, "K"), Hc = ref::key_int(keys, "Hc");
+  RefParams Pa;
+  for (const char* p : {"wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo"}) Pa[p] = P.at(std::string("a_") + p);
+  std::vector<double> xa(b * n * H), xc(b * n * H);
+  for (std::int64_t r = 0; r < b * n; ++r)
+    for (std::int64_t c = 0; c < H; ++c) {
+      xa[r * H + c] = x[r * D + c];
+      xc[r * H + c] = mask[r] ? x[r * D + H + c] : 0.0;
+    }
+  const std::vector<double> ya = ref::projected([](const ref::CoreInput& in, Mat& C) { ref::band_core(in, C, in.n); },
+                                                {}, H, ha, b, n, Pa, xa, mask, drop);
+  const Mat h1 = ref::linear(xc, b * n, H, P.at("c_w1"), P.at("c_b1"), D);
+  Mat u(b * n * H);
+  for (std::int64_t r = 0; r < b * n; ++r)
+    for (std::int64_t c = 0; c < H; ++c)
+      u[r * H + c] = mask[r] ? h1[r * D + c] / (1.0 + std::exp(-h1[r * D + H + c])) : 0.0;
+  const Mat z = ref::linear(u, b * n, H, P.at("c_ww"), Mat(Hc * K, 0.0), Hc * K);
+  Mat o(b * n * H, 0.0);
+  for (std::int64_t bi = 0; bi < b; ++bi)
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t g = 0; g < Hc; ++g) {
+        std::vector<double> logits(z.begin() + (bi * n + t) * Hc * K + g * K, z.begin() + (bi * n + t) * Hc * K + (g + 1) * K);
+        const auto alpha = ref::softmax(logits, std::vector<bool>(K, true));
+        for (std::int64_t k = 0; k < K; ++k) {
+          const std::int64_t s = t + k - K / 2;
+          if (s < 0 || s >= n) continue;
+          for (std::int64_t c = g * (H / Hc); c < (g + 1) * (H / Hc); ++c)
+            o[(bi * n + t) * H + c] += alpha[k] * u[(bi * n + s) * H + c];
+        }
+      }
+  const Mat yc = ref::linear(o, b * n, H, P.at("c_w2"), P.at("c_b2"), H);
+  std::vector<double> y(b * n * D);
+  for (std::int64_t r = 0; r < b * n; ++r)
+    for (std::int64_t c = 0; c < H; ++c) {
+      y[r * D + c] = ya[r * H + c];
+      y[r * D + H + c] = yc[r * H + c];
+    }
+  return y;
+}
+
+// Lite Transformer's kernel-size schedule: encoder layer l uses entry l unless the spec gives K.
+VariantSpec lsra_layer_spec(const VariantSpec& spec, std::int64_t layer) {
+  static constexpr std::int64_t kSchedule[] = {3, 7, 15, 31, 31, 31};
+  VariantSpec s = spec;
+  if (!s.params.count("K")) s.params["K"] = std::to_string(kSchedule[std::min<std::int64_t>(layer, 5)]);
+  return s;
+}
+
+}  // namespace
+
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_lsra(std::unique_ptr<Attention> twin);  // attention_impls/cuda/lsra.cu
+#endif
+
+LSB_VARIANT(lsra) {
+  VariantInfo v;
+  v.name = "lsra";
+  v.summary =
+      "Lite Transformer's long-short range attention: full attention on half the channels, dynamic convolution on "
+      "the other half";
+  v.keys = {{"K", "3", "in the encoder: 3, 7, 15, 31, 31, 31 by layer"}, {"Hc", "4"}};
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    const auto K = keys.get_int("K", 1), Hc = keys.get_int("Hc", 1);
+    const std::int64_t half = dim / 2, ha = std::max<std::int64_t>(heads / 2, 1);
+    if (dim % 2 != 0 || half % ha != 0 || half % Hc != 0)
+      throw UsageError(fmt::format("{}: D = {} must be even with D/2 = {} divisible by the attention heads max(h/2, 1) "
+                                   "= {} and by Hc = {}",
+                                   keys.spec_text(), dim, half, ha, Hc));
+    return std::make_unique<LsraAttention>(keys.resolved(), dim, heads, K, Hc);
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_lsra);
+  v.reference_module = reference_lsra;
+  v.prob_dropout = true;
+  v.layer_spec = lsra_layer_spec;
+  return v;
 }
 
 }  // namespace lsb

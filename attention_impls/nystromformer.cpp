@@ -15,6 +15,7 @@
 #include <limits>
 
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 #include "nn/matmul.hpp"
 #include "nn/ops.hpp"
@@ -372,13 +373,127 @@ std::int64_t nystromformer_core_floats(std::int64_t b, std::int64_t n, std::int6
   return f;
 }
 
-std::unique_ptr<Attention> make_nystromformer(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                              std::int64_t) {
-  SpecReader r(spec, {{"m", "64"}, {"iters", "6"}, {"conv", "0"}});
-  const auto m = r.get_int("m", 1);
-  const auto iters = r.get_int("iters", 0);
-  const auto conv = r.get_int("conv", 0);
-  return std::make_unique<NystromformerAttention>(r.resolved(), dim, heads, m, iters, conv);
+namespace {
+
+// float64 reference (docs/VARIANTS.md): me = min(m, n) landmarks, the means of the real rows of Q and K
+// in segment [j n / me, (j+1) n / me); kernels K1 = softmax(Q Kl^T), K2 = softmax(Ql Kl^T) (rows of
+// empty segments 0), K3 = softmax(Ql K^T), keys masked; Z from `iters` Newton-Schulz steps on K2;
+// C = K1 Z K3 V, plus the depthwise convolution of the masked V when conv = K > 0.
+void reference_nystromformer(const ref::CoreInput& in, ref::Mat& C) {
+  using ref::Mat;
+  const std::int64_t n = in.n, D = in.D, d = in.d;
+  const std::int64_t me = std::min(ref::key_int(in.keys, "m"), n), iters = ref::key_int(in.keys, "iters");
+  const std::int64_t cK = ref::key_int(in.keys, "conv");
+  const std::uint8_t* m = in.m;
+  auto mul = [](const Mat& a, const Mat& b, std::int64_t r, std::int64_t k, std::int64_t c) {
+    Mat out(r * c, 0.0);
+    for (std::int64_t i = 0; i < r; ++i)
+      for (std::int64_t l = 0; l < k; ++l)
+        for (std::int64_t j = 0; j < c; ++j) out[i * c + j] += a[i * k + l] * b[l * c + j];
+    return out;
+  };
+  for (std::int64_t i = 0; i < in.h; ++i) {
+    Mat q(n * d), k(n * d), v(n * d), ql(me * d, 0.0), kl(me * d, 0.0);
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t c = 0; c < d; ++c) {
+        q[t * d + c] = in.Q[t * D + i * d + c];
+        k[t * d + c] = in.K[t * D + i * d + c];
+        v[t * d + c] = in.V[t * D + i * d + c];
+      }
+    std::vector<bool> real_landmark(me), real_key(n);
+    for (std::int64_t t = 0; t < n; ++t) real_key[t] = m[t] != 0;
+    for (std::int64_t j = 0; j < me; ++j) {
+      double count = 0;
+      for (std::int64_t t = j * n / me; t < (j + 1) * n / me; ++t)
+        if (m[t]) {
+          count += 1;
+          for (std::int64_t c = 0; c < d; ++c) {
+            ql[j * d + c] += q[t * d + c];
+            kl[j * d + c] += k[t * d + c];
+          }
+        }
+      real_landmark[j] = count > 0;
+      for (std::int64_t c = 0; c < d; ++c) {
+        ql[j * d + c] = count > 0 ? ql[j * d + c] / count : 0.0;
+        kl[j * d + c] = count > 0 ? kl[j * d + c] / count : 0.0;
+      }
+    }
+    // Row t of softmax(a b^T) over the valid rows of b.
+    auto kernel = [&](const Mat& a, std::int64_t ra, const Mat& b, std::int64_t rb, const std::vector<bool>& valid) {
+      Mat out(ra * rb);
+      for (std::int64_t t = 0; t < ra; ++t) {
+        std::vector<double> s(rb);
+        for (std::int64_t u = 0; u < rb; ++u)
+          for (std::int64_t c = 0; c < d; ++c) s[u] += a[t * d + c] * b[u * d + c];
+        const auto p = ref::softmax(s, valid);
+        std::copy(p.begin(), p.end(), out.begin() + t * rb);
+      }
+      return out;
+    };
+    const Mat k1 = kernel(q, n, kl, me, real_landmark);
+    Mat k2 = kernel(ql, me, kl, me, real_landmark);
+    for (std::int64_t j = 0; j < me; ++j)
+      if (!real_landmark[j]) std::fill(k2.begin() + j * me, k2.begin() + (j + 1) * me, 0.0);
+    const Mat k3 = kernel(ql, me, k, n, real_key);
+    double colmax = 0;
+    for (std::int64_t l = 0; l < me; ++l) {
+      double s = 0;
+      for (std::int64_t j = 0; j < me; ++j) s += k2[j * me + l];
+      colmax = std::max(colmax, s);
+    }
+    Mat z(me * me);
+    for (std::int64_t j = 0; j < me; ++j)
+      for (std::int64_t l = 0; l < me; ++l) z[j * me + l] = colmax > 0 ? k2[l * me + j] / colmax : 0.0;
+    auto shifted_identity = [&](double s, const Mat& a) {
+      Mat out(me * me);
+      for (std::int64_t j = 0; j < me * me; ++j) out[j] = (j / me == j % me ? s : 0.0) - a[j];
+      return out;
+    };
+    for (std::int64_t it = 0; it < iters; ++it) {
+      const Mat t = mul(k2, z, me, me, me);
+      const Mat inner = shifted_identity(15.0, mul(t, shifted_identity(7.0, t), me, me, me));
+      Mat next = mul(z, shifted_identity(13.0, mul(t, inner, me, me, me)), me, me, me);
+      for (auto& e : next) e *= 0.25;
+      z = next;
+    }
+    const Mat ctx = mul(k1, mul(z, mul(k3, v, me, n, d), me, me, d), n, me, d);
+    for (std::int64_t t = 0; t < n; ++t)
+      for (std::int64_t c = 0; c < d; ++c) {
+        double conv = 0;
+        for (std::int64_t j = 0; j < cK; ++j) {
+          const std::int64_t s = t + j - cK / 2;
+          if (s >= 0 && s < n && m[s]) conv += in.P.at("conv_w")[i * cK + j] * v[s * d + c];
+        }
+        C[t * D + i * d + c] = ctx[t * d + c] + conv;
+      }
+  }
+}
+
+}  // namespace
+
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_nystromformer(std::unique_ptr<Attention> twin);  // attention_impls/cuda/nystromformer.cu
+#endif
+
+LSB_VARIANT(nystromformer) {
+  VariantInfo v;
+  v.name = "nystromformer";
+  v.summary =
+      "Nystrom approximation: m segment-mean landmarks, three softmax kernels, iterative pseudo-inverse (linear in "
+      "n); conv=K adds a depthwise convolution of V";
+  v.keys = {{"m", "64"}, {"iters", "6"}, {"conv", "0"}};
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<NystromformerAttention>(keys.resolved(), dim, heads, keys.get_int("m", 1),
+                                                    keys.get_int("iters", 0), keys.get_int("conv", 0));
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_nystromformer);
+  v.reference_core = reference_nystromformer;
+  // NystromAttention's Conv2d(h, h, (K, 1), groups=h): weight (h, 1, K, 1) for lsbench's (h, K).
+  v.torch_names = {{"conv_w", "attn.conv.weight"}};
+  v.torch_shape = [](const std::string& param, const Shape& shape) -> Shape {
+    return param == "conv_w" ? Shape{shape.at(0), 1, shape.at(1), 1} : shape;
+  };
+  return v;
 }
 
 }  // namespace lsb

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/random_features.hpp"
 #include "attention_impls/variants.hpp"
 #include "nn/ops.hpp"
@@ -227,12 +228,63 @@ class PerformerAttention final : public ProjectedAttention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_performer(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t) {
-  SpecReader r(spec, {{"features", "256"}, {"seed", "0"}});
-  const auto m = r.get_int("features", 1);
-  const auto seed = static_cast<std::uint64_t>(r.get_int("seed", 0));
-  return std::make_unique<PerformerAttention>(r.resolved(), dim, heads, m, seed);
+namespace {
+
+// float64 reference: phi(u)_j = exp(w_j . u - |u|^2 / 2) / sqrt(nf); queries u = q d^(1/4) (Q is
+// q / sqrt(d) here), keys u = k d^(-1/4); C_t = sum_u phi(q_t).phi(k_u) v_u / sum_u phi(q_t).phi(k_u)
+// over real keys.
+void reference_performer(const ref::CoreInput& in, ref::Mat& C) {
+  const std::int64_t nf = ref::key_int(in.keys, "features"), n = in.n, D = in.D, d = in.d;
+  const std::vector<double> w = performer_features(d, nf, static_cast<std::uint64_t>(ref::key_int(in.keys, "seed")));
+  auto phi = [&](const ref::Mat& X, std::int64_t t, std::int64_t i, double s) {
+    std::vector<double> f(nf);
+    double norm2 = 0;
+    for (std::int64_t c = 0; c < d; ++c) norm2 += s * X[t * D + i * d + c] * s * X[t * D + i * d + c];
+    for (std::int64_t j = 0; j < nf; ++j) {
+      double dot = 0;
+      for (std::int64_t c = 0; c < d; ++c) dot += w[j * d + c] * s * X[t * D + i * d + c];
+      f[j] = std::exp(dot - norm2 / 2) / std::sqrt(static_cast<double>(nf));
+    }
+    return f;
+  };
+  const double s = std::pow(static_cast<double>(d), 0.25);
+  for (std::int64_t i = 0; i < in.h; ++i) {
+    std::vector<std::vector<double>> fk(n);
+    for (std::int64_t u = 0; u < n; ++u) fk[u] = phi(in.K, u, i, 1 / s);
+    for (std::int64_t t = 0; t < n; ++t) {
+      const auto fq = phi(in.Q, t, i, s);
+      double den = 0;
+      std::vector<double> num(d, 0.0);
+      for (std::int64_t u = 0; u < n; ++u) {
+        if (!in.m[u]) continue;
+        double kernel = 0;
+        for (std::int64_t j = 0; j < nf; ++j) kernel += fq[j] * fk[u][j];
+        den += kernel;
+        for (std::int64_t c = 0; c < d; ++c) num[c] += kernel * in.V[u * D + i * d + c];
+      }
+      for (std::int64_t c = 0; c < d; ++c) C[t * D + i * d + c] = den > 0 ? num[c] / den : 0.0;
+    }
+  }
+}
+
+}  // namespace
+
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_performer(std::unique_ptr<Attention> twin);  // attention_impls/cuda/performer.cu
+#endif
+
+LSB_VARIANT(performer) {
+  VariantInfo v;
+  v.name = "performer";
+  v.summary = "FAVOR+: softmax attention estimated with positive orthogonal random features (linear in n)";
+  v.keys = {{"features", "256"}, {"seed", "0"}};
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<PerformerAttention>(keys.resolved(), dim, heads, keys.get_int("features", 1),
+                                                static_cast<std::uint64_t>(keys.get_int("seed", 0)));
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_performer);
+  v.reference_core = reference_performer;
+  return v;
 }
 
 }  // namespace lsb

@@ -9,20 +9,6 @@
 
 namespace lsb {
 
-// Reads a variant's keys: unknown keys are usage errors listing the valid ones.
-class SpecReader {
- public:
-  SpecReader(const VariantSpec& spec, std::vector<std::pair<std::string, std::string>> keys_with_defaults);
-  std::int64_t get_int(const std::string& key, std::int64_t min_value) const;
-  std::string get_choice(const std::string& key, const std::vector<std::string>& choices) const;
-  // Every key with its value, defaults filled in.
-  std::map<std::string, std::string> resolved() const;
-
- private:
-  std::string variant_;
-  std::map<std::string, std::string> values_;
-};
-
 class ProjectedAttention : public Attention {
  public:
   void forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,

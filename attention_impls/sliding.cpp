@@ -2,6 +2,7 @@
 // masked). Probabilities kept for backward in band form, (b, h, n, 2R+1).
 #include "attention_impls/local_core.hpp"
 #include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
 
 namespace lsb {
@@ -45,10 +46,26 @@ class SlidingAttention final : public ProjectedAttention {
 
 }  // namespace
 
-std::unique_ptr<Attention> make_sliding(const VariantSpec& spec, std::int64_t dim, std::int64_t heads, std::int64_t) {
-  SpecReader r(spec, {{"R", "64"}});
-  const auto R = r.get_int("R", 0);
-  return std::make_unique<SlidingAttention>(r.resolved(), dim, heads, R);
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_sliding(std::unique_ptr<Attention> twin);  // attention_impls/cuda/local.cu
+#endif
+
+LSB_VARIANT(sliding) {
+  VariantInfo v;
+  v.name = "sliding";
+  v.summary = "each query sees the keys within R positions on each side";
+  v.keys = {{"R", "64"}};
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<SlidingAttention>(keys.resolved(), dim, heads, keys.get_int("R", 0));
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_sliding);
+  v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, ref::key_int(in.keys, "R")); };
+  v.prob_dropout = true;
+  v.default_spec = "sliding:R=64";
+  v.results_note = "`sliding` is not LRA's \"Local Attention\" (non-overlapping blocks) and has no published row.";
+  v.in_default_sweep = true;
+  v.in_lra_defaults = true;
+  return v;
 }
 
 }  // namespace lsb

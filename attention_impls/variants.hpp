@@ -1,5 +1,5 @@
-// Factories of the CPU variants (one file each) and the dense softmax core that full and
-// linformer share. Registered in attention.cpp.
+// What several CPU variants share: head views of the (b, n, D) buffers and the dense softmax core of
+// full and linformer. Each variant's own file holds its class and its record (registry.hpp).
 #pragma once
 #include <memory>
 
@@ -8,18 +8,6 @@
 
 namespace lsb {
 
-std::unique_ptr<Attention> make_full(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
-std::unique_ptr<Attention> make_flash(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
-std::unique_ptr<Attention> make_linformer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max);
-std::unique_ptr<Attention> make_sliding(const VariantSpec&, std::int64_t dim, std::int64_t heads,
-                                        std::int64_t n_max);
-std::unique_ptr<Attention> make_ls(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
-std::unique_ptr<Attention> make_lsra(const VariantSpec&, std::int64_t dim, std::int64_t heads, std::int64_t n_max);
-std::unique_ptr<Attention> make_performer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max);
-std::unique_ptr<Attention> make_nystromformer(const VariantSpec&, std::int64_t dim, std::int64_t heads,
-                                              std::int64_t n_max);
 // nystromformer's buffer plan in floats beyond Q, K, V, C (and dQ, dK, dV, dC): the same on both devices.
 std::int64_t nystromformer_core_floats(std::int64_t b, std::int64_t n, std::int64_t dim, std::int64_t heads,
                                        std::int64_t m, std::int64_t iters, bool with_backward);

@@ -16,6 +16,7 @@
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/random.hpp"
+#include "bench/context.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
@@ -331,7 +332,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   for (const auto& v : opt.variants)
     make_attention(VariantSpec::parse(v), opt.dim, opt.heads, opt.lengths.front(), dev);
   auto& mt = MemoryTracker::instance();
-  if (!opt.memory_budget.empty()) mt.set_budget(dev, parse_size(opt.memory_budget, "--memory-budget"));
+  if (!opt.memory_budget.empty()) mt.set_budget(dev, opt.memory_budget.bytes());
 
   const bool bwd = opt.mode == "fwdbwd";
   // GFLOP/s against the CPU's measured FMA peak, or the GPU's published peak for the precision.

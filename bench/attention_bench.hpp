@@ -6,7 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "bench/timing.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
@@ -14,14 +14,14 @@
 namespace lsb {
 
 struct AttentionBenchOptions {
-  std::vector<std::string> variants{"ls"};
+  std::vector<std::string> variants{headline_variant().name};
   std::vector<std::int64_t> lengths{1024};
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
   std::string device = "cpu";  // cpu | cuda
   std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
   int threads = 0;           // 0 = OpenMP default
-  std::string memory_budget;  // "" = none
+  ByteSize memory_budget;  // empty = none
   std::string json_path;      // "" = no report file
   TimingPolicy timing;
   std::uint64_t seed = 1;

@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "bench/attention_bench.hpp"
 #include "bench/device_buffers.hpp"
 #include "nn/errors.hpp"
@@ -36,11 +36,15 @@ int run_attention_interop(const AttentionRunOptions& opt) {
   if (!fs::is_directory(opt.weights_dir))
     throw InputError(fmt::format("{}: --weights is not a directory", opt.weights_dir));
   auto weight_path = [&](const std::string& name) { return (fs::path(opt.weights_dir) / (name + ".npy")).string(); };
-  // linformer sizes E by n_max; unless the spec says it, take it from e.npy's second dimension.
-  if (spec.name == "linformer" && !spec.params.count("n_max") && fs::exists(weight_path("e"))) {
-    const NpyArray e = read_npy(weight_path("e"));
-    if (e.shape.size() != 2) throw InputError(fmt::format("{}: e must be (k, n_max), found {}", weight_path("e"), shape_str(e.shape)));
-    spec.params["n_max"] = std::to_string(e.shape[1]);
+  // Sizes the spec leaves out are read from the weights where the variant says so (linformer: n_max
+  // from the second axis of e.npy).
+  for (const auto& k : variant_info(spec.name).keys_from_weights) {
+    if (spec.params.count(k.key) || !fs::exists(weight_path(k.array))) continue;
+    const NpyArray a = read_npy(weight_path(k.array));
+    if (a.shape.size() <= k.axis)
+      throw InputError(fmt::format("{}: {} has shape {}, which has no axis {} to take {} from", weight_path(k.array),
+                                   k.array, shape_str(a.shape), k.axis, k.key));
+    spec.params[k.key] = std::to_string(a.shape[k.axis]);
   }
   auto host = make_attention(spec, D, opt.heads, n);  // the weights are read into this one
   for (auto& p : host->params()) {

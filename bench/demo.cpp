@@ -18,7 +18,7 @@ namespace lsb {
 
 int run_demo(const DemoOptions& opt) {
   AttentionBenchOptions d;
-  d.variants = {"full", "flash", "linformer:k=128", "sliding:R=64", "ls:w=8,r=32"};
+  d.variants = default_sweep_variants();
   d.lengths = {512, 1024, 2048};
   d.batch = 4;
   d.mode = "fwdbwd";
@@ -44,7 +44,7 @@ int run_demo(const DemoOptions& opt) {
     nlohmann::json r;
   };
   std::vector<Row> rows;
-  for (const std::string variant : {"full", "ls:w=8,r=32"}) {
+  for (const std::string& variant : {baseline_variant().spec(), headline_variant().spec()}) {
     TrainOptions o;
     o.task = "listops", o.data_dir = data, o.variant = variant, o.preset = "smoke", o.progress = false;
     apply_train_preset(o);

@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "bench/result_fields.hpp"
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
@@ -20,6 +20,7 @@
 #include "nn/files.hpp"
 #include "nn/memory.hpp"
 #include "reports/render.hpp"
+#include "bench/context.hpp"
 #include "reports/report.hpp"
 #include "reports/text.hpp"
 #include "tasks/listops.hpp"
@@ -140,8 +141,7 @@ nlohmann::json stub_result(const std::string& task, const LraOptions& o, const V
 }  // namespace
 
 std::vector<std::string> lra_default_variants(const std::string&) {
-  // ../shared/spec/lra.md, "Variant defaults in presets" (for every preset).
-  return {"full", "linformer:k=256", "sliding:R=64", "ls:w=8,r=32"};
+  return default_lra_variants();  // ../shared/spec/lra.md, "Variant defaults in presets" (every preset)
 }
 
 int run_lra(const LraOptions& given) {
@@ -166,9 +166,9 @@ int run_lra(const LraOptions& given) {
   // 80% of the machine's memory, so a point that cannot fit is recorded as oom instead of the process
   // being killed (on the GPU the driver's refusal is recorded as oom without one).
   if (o.memory_budget.empty() && (smoke || dev == Device::cpu))
-    o.memory_budget = smoke ? std::string("4GiB")
-                            : fmt::format("{}", static_cast<std::int64_t>(0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
-                                                                          static_cast<double>(sysconf(_SC_PAGE_SIZE))));
+    o.memory_budget = smoke ? ByteSize("4GiB")
+                            : ByteSize::of_bytes(static_cast<std::int64_t>(0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
+                                                                           static_cast<double>(sysconf(_SC_PAGE_SIZE))));
   if (o.threads > 0) omp_set_num_threads(o.threads);
   fs::create_directories(o.data_dir);
   const std::string summary_path = o.summary.empty() ? o.out + ".md" : o.summary;
@@ -223,7 +223,7 @@ int run_lra(const LraOptions& given) {
     efficiency = read_report(s.out)["results"];
   }
   // The sweep set the budget for its points; the training runs get the same one.
-  MemoryTracker::instance().set_budget(dev, o.memory_budget.empty() ? 0 : parse_size(o.memory_budget, "--memory-budget"));
+  MemoryTracker::instance().set_budget(dev, o.memory_budget.bytes());
 
   // 2. Training runs, task by task (each task's data loaded once for all its variants).
   int oom = 0, failed = 0, diverged = 0, skipped = 0;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench/timing.hpp"
+#include "nn/memory.hpp"
 
 namespace lsb {
 
@@ -25,7 +26,7 @@ struct LraOptions {
   bool resume = false, progress = true, efficiency = true;
   std::vector<std::int64_t> efficiency_lengths;  // empty: the preset's
   std::int64_t efficiency_batch = 0;             // 0: the preset's
-  std::string memory_budget;  // on the device; "": smoke 4GiB (Path-X full is an oom), lra-small 80% of RAM (CPU)
+  ByteSize memory_budget;  // on the device; "": smoke 4GiB (Path-X full is an oom), lra-small 80% of RAM (CPU)
   int threads = 0;
   std::string device = "cpu";      // of every run and of the efficiency sweep
   std::string precision = "fp32";  // likewise

@@ -6,10 +6,10 @@
 
 #include <fmt/format.h>
 
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
-#include "nn/model_weights.hpp"
+#include "model/model_weights.hpp"
 #include "nn/npy.hpp"
 
 namespace lsb {

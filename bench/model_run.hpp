@@ -1,5 +1,5 @@
 // `lsbench model run`: the whole LRA encoder on a weight folder saved under the PyTorch LRA code's
-// state_dict names (nn/model_weights.hpp) and token ids from .npy: its logits and, with labels, the mean
+// state_dict names (model/model_weights.hpp) and token ids from .npy: its logits and, with labels, the mean
 // cross-entropy and every parameter's gradient under the same names. How a PyTorch user checks lsbench
 // against their model: README "Moving models between lsbench and PyTorch", docs/interop/.
 #pragma once

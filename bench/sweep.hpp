@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/timing.hpp"
+#include "nn/memory.hpp"
 
 namespace lsb {
 
@@ -23,7 +24,7 @@ struct SweepOptions {
   std::vector<std::string> devices{"cpu"};         // cpu | cuda
   std::vector<std::string> precisions{"fp32"};     // fp32 | bf16
   std::vector<int> threads{0};                     // 0 = OpenMP's default
-  std::string memory_budget;                       // "" = none
+  ByteSize memory_budget;                          // empty = none
   TimingPolicy timing;
   std::uint64_t seed = 1;
   std::string out;  // report path ("" = print only)
@@ -49,7 +50,10 @@ struct SweepPoint {
   std::string mode, task, device;
   int threads = 0;
   std::string precision = "fp32";
-  // The command that reruns just this point.
+  std::uint64_t seed = 1;
+  ByteSize memory_budget;  // empty = none
+  // The command that reruns just this point: every option that changes its result (seed and budget
+  // included; options at their defaults left out), so that it gets the same config id.
   std::string command() const;
 };
 
@@ -63,7 +67,8 @@ int run_sweep(const SweepOptions& o);
 
 struct MaxlenOptions {
   std::vector<std::string> variants;
-  std::string mode = "train-step", task, device = "cpu", memory_budget, precision = "fp32";
+  std::string mode = "train-step", task, device = "cpu", precision = "fp32";
+  ByteSize memory_budget;
   std::int64_t batch = 8, dim = 64, heads = 2, layers = 2, mlp_dim = 0, granule = 256;
   std::int64_t n_limit = std::int64_t(1) << 24;  // stop doubling here
   int threads = 0;
@@ -73,7 +78,7 @@ struct MaxlenOptions {
 };
 // The longest n (a multiple of the granule) whose point fits the budget, per variant: double from the
 // granule until a point runs out of memory, then bisect. Prints each variant's n and its ratio to
-// full's when full is among them. Returns 0, or 2 for a missing budget.
+// the baseline's (full) when it is among them. Returns 0, or 2 for a missing budget.
 int run_maxlen(const MaxlenOptions& o);
 
 // Joins reports: results deduplicated by id (the first kept), the same schema version required,

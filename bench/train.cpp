@@ -14,13 +14,14 @@
 #include "bench/result_fields.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/cuda/device.hpp"
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
-#include "nn/model_weights.hpp"
+#include "model/model_weights.hpp"
 #include "nn/npy.hpp"
 #include "nn/optim.hpp"
+#include "bench/context.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
@@ -487,7 +488,7 @@ int run_train_command(const TrainOptions& opts) {
   if (o.threads > 0) omp_set_num_threads(o.threads);
   const Device dev = parse_device(o.device, "--device");
   if (!o.memory_budget.empty())
-    MemoryTracker::instance().set_budget(dev, parse_size(o.memory_budget, "--memory-budget"));
+    MemoryTracker::instance().set_budget(dev, o.memory_budget.bytes());
   const VariantSpec spec = VariantSpec::parse(o.variant);
   // Unknown names, a missing GPU and impossible precisions fail before the data is loaded.
   make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);

@@ -10,12 +10,14 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attention_impls/registry.hpp"
+#include "nn/memory.hpp"
 #include "tasks/task.hpp"
 
 namespace lsb {
 
 struct TrainOptions {
-  std::string task, data_dir, variant = "full", preset = "lra-small";
+  std::string task, data_dir, variant = baseline_variant().spec(), preset = "lra-small";
   // Model (../shared/spec/lra.md "Models"); the preset fills these, the command line overrides.
   std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
   std::string pooling = "mean";
@@ -36,7 +38,7 @@ struct TrainOptions {
   int threads = 0;  // 0 = OpenMP's default
   std::string device = "cpu";      // cpu | cuda: where the model and every step live
   std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
-  std::string memory_budget;  // "" = none
+  ByteSize memory_budget;  // empty = none
   std::string out, checkpoint_dir;
   // Interop (README "Moving models between lsbench and PyTorch"): start from a weight folder instead of
   // a random draw; write the best-validation and final weights as save_weights/best and /final; train

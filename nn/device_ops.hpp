@@ -1,5 +1,5 @@
 // The steps of an encoder training step outside attention, on either device: the encoder
-// (nn/encoder.cpp) and AdamW (nn/optim.cpp) are written once against these, and `dev` picks the CPU
+// (model/encoder.cpp) and AdamW (nn/optim.cpp) are written once against these, and `dev` picks the CPU
 // loop here or its CUDA kernel (nn/cuda/kernels.hpp, nn/cuda/train_kernels.hpp, same formulas and
 // shapes). Every pointer lives on `dev`. Row-major; D the model width, N the internal sequence length.
 // Device::cuda in a build without CUDA throws std::logic_error (the tensors could not exist).

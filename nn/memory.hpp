@@ -64,4 +64,21 @@ class MemoryTracker {
 std::int64_t parse_size(const std::string& text, const std::string& option);
 std::string format_bytes(std::int64_t bytes);
 
+// A memory budget as the user wrote it ("16GiB"), parsed once where it is read (the CLI: a UsageError
+// naming --memory-budget) and kept with its text for repro lines. Empty: no budget.
+class ByteSize {
+ public:
+  ByteSize() = default;
+  ByteSize(const std::string& text) : text_(text), bytes_(text.empty() ? 0 : parse_size(text, "--memory-budget")) {}
+  ByteSize(const char* text) : ByteSize(std::string(text)) {}
+  static ByteSize of_bytes(std::int64_t bytes) { return ByteSize(std::to_string(bytes)); }
+  bool empty() const { return text_.empty(); }
+  std::int64_t bytes() const { return bytes_; }  // 0 when empty
+  const std::string& text() const { return text_; }
+
+ private:
+  std::string text_;
+  std::int64_t bytes_ = 0;
+};
+
 }  // namespace lsb

@@ -7,8 +7,8 @@
 #include <utility>
 #include <vector>
 
-#include "attention_impls/attention.hpp"
 #include "nn/checkpoint.hpp"
+#include "nn/param.hpp"
 
 namespace lsb {
 

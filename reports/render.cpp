@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "attention_impls/registry.hpp"
 #include "nn/errors.hpp"
 #include "nn/files.hpp"
 #include "reports/plot.hpp"
@@ -41,20 +42,16 @@ std::string point_cell(const nlohmann::json& r) {
   return cell;
 }
 
-struct Reference {
-  const char* source;
-  const char* model;
-  const char* variant;  // the lsbench variant it corresponds to
-  double acc[6];        // listops, text, retrieval, image, pathfinder, pathx (NAN: FAIL or not given)
-};
 const char* const kTasks[6] = {"listops", "text", "retrieval", "image", "pathfinder", "pathx"};
-// ../shared/spec/lra.md, "Published reference points" (test accuracy, %).
-const Reference kReferences[] = {
-    {"LRA paper, Table 1", "Transformer", "full", {36.37, 64.27, 57.46, 42.44, 71.40, NAN}},
-    {"LRA paper, Table 1", "Linformer", "linformer", {35.70, 53.94, 52.27, 38.56, 76.34, NAN}},
-    {"Nystromformer paper, PyTorch small recipe", "softmax attention", "full", {37.10, 65.02, 79.35, 38.20, 74.16, NAN}},
-    {"Nystromformer paper, PyTorch small recipe", "Linformer", "linformer", {37.25, 55.91, 79.37, 37.84, 67.60, NAN}},
-};
+
+// The published rows of every registered variant (../shared/spec/lra.md, "Published reference points"),
+// grouped by source.
+std::vector<PublishedResult> published_results() {
+  std::vector<PublishedResult> out;
+  for (const auto& v : variants()) out.insert(out.end(), v.published.begin(), v.published.end());
+  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
+  return out;
+}
 
 }  // namespace
 
@@ -203,7 +200,8 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
   Table t{{"model"}, "l", {}};
   for (const auto n : ns) t.header.push_back(fmt::format("steps/s n={}", n)), t.align += 'r';
   for (const auto n : ns) t.header.push_back(fmt::format("peak memory n={}", n)), t.align += 'r';
-  const std::string full = std::find(variants.begin(), variants.end(), "full") != variants.end() ? "full" : "";
+  const std::string& base = baseline_variant().name;  // ratios are to it
+  const std::string full = std::find(variants.begin(), variants.end(), base) != variants.end() ? base : "";
   for (const auto& v : variants) {
     std::vector<std::string> row = {"lsbench " + v};
     for (const auto n : ns) {
@@ -221,18 +219,18 @@ void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
     }
     t.rows.push_back(std::move(row));
   }
-  // LRA Table 2 (byte-level text, batch 32, TPU v3, per device) at 1K / 2K / 3K / 4K.
-  const struct {
-    const char* model;
-    double steps[4], gb[4];
-  } published[] = {{"Transformer (LRA Table 2, TPU v3)", {8.1, 4.9, 2.3, 1.4}, {0.85, 2.65, 5.51, 9.48}},
-                   {"Linformer (LRA Table 2, TPU v3)", {9.3, 9.1, 8.5, 7.7}, {0.37, 0.55, 0.99, 0.99}}};
+  // LRA Table 2 (byte-level text, batch 32, TPU v3, per device) at 1K / 2K / 3K / 4K, the baseline's
+  // row first: the others' ratios are to it.
+  std::vector<PublishedEfficiency> published;
+  for (const auto& v : lsb::variants())
+    for (const auto& p : v.published_efficiency)
+      published.insert(v.baseline ? published.begin() : published.end(), p);
   for (const auto& p : published) {
     std::vector<std::string> row = {p.model};
     for (int pass = 0; pass < 2; ++pass)
       for (const auto n : ns) {
         const int k = n % 1024 == 0 && n / 1024 >= 1 && n / 1024 <= 4 ? static_cast<int>(n / 1024) - 1 : -1;
-        row.push_back(k < 0 ? "" : pass == 0 ? fmt::format("{:.1f} ({:.2f}x)", p.steps[k], p.steps[k] / published[0].steps[k])
+        row.push_back(k < 0 ? "" : pass == 0 ? fmt::format("{:.1f} ({:.2f}x)", p.steps_per_s[k], p.steps_per_s[k] / published[0].steps_per_s[k])
                                              : fmt::format("{:.2f} GB", p.gb[k]));
       }
     t.rows.push_back(std::move(row));
@@ -253,10 +251,10 @@ void maxlen_section(const nlohmann::json& report, std::vector<Block>& doc) {
   for (const auto& r : report["results"])
     if (field_text(r, "kind") == "maxlen") {
       maxlens.push_back(&r);
-      if (field_text(r["config"], "variant") == "full") full_n = r.value("max_n", std::int64_t{0});
+      if (field_text(r["config"], "variant") == baseline_variant().name) full_n = r.value("max_n", std::int64_t{0});
     }
   if (maxlens.empty()) return;
-  Table t{{"variant", "mode", "budget", "longest n", "ratio to full", "note"}, "llrrrl", {}};
+  Table t{{"variant", "mode", "budget", "longest n", "ratio to " + baseline_variant().name, "note"}, "llrrrl", {}};
   for (const auto* r : maxlens) {
     const auto& c = (*r)["config"];
     const std::int64_t n = r->value("max_n", std::int64_t{0});
@@ -309,22 +307,24 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
     row.push_back(counted == 5 ? fmt::format("{:.2f}", sum / 5) : "");
     t.rows.push_back(std::move(row));
   }
-  for (const auto& ref : kReferences) {
+  for (const auto& ref : published_results()) {
     std::vector<std::string> row = {fmt::format("{} ({})", ref.model, ref.source)};
     double sum = 0;
     for (int i = 0; i < 6; ++i) {
-      row.push_back(std::isnan(ref.acc[i]) ? "FAIL" : fmt::format("{:.2f}", ref.acc[i]));
-      if (i < 5) sum += ref.acc[i];
+      row.push_back(std::isnan(ref.accuracy[i]) ? "FAIL" : fmt::format("{:.2f}", ref.accuracy[i]));
+      if (i < 5) sum += ref.accuracy[i];
     }
     row.push_back(fmt::format("{:.2f}", sum / 5));
     t.rows.push_back(std::move(row));
   }
   doc.push_back(heading(2, "Accuracy (test, %, at the best validation step)"));
   doc.push_back(table(std::move(t)));
+  std::string notes;
+  for (const auto& v : variants())
+    if (!v.results_note.empty()) notes += " " + v.results_note;
   doc.push_back(paragraph(
       "Published rows: ../shared/spec/lra.md (test accuracy). The average is over the five tasks other than Path-X, "
-      "as in LRA's Table 1, where every model failed Path-X. `sliding` is not LRA's \"Local Attention\" "
-      "(non-overlapping blocks) and has no published row."));
+      "as in LRA's Table 1, where every model failed Path-X." + notes));
   if (tasks_with_curves.empty()) return;
   doc.push_back(heading(2, "Training curves"));
   doc.back().heads_plots_only = true;

@@ -1,6 +1,7 @@
 // The lsbench report file (schema "lsbench-report", version 1; see reports/SCHEMA.md and
-// ../shared/spec/measurement.md): a context block saying exactly what was run where, and results.
-// Written atomically (temporary file, then rename). Knows nothing about tensors.
+// ../shared/spec/measurement.md): a context block saying exactly what was run where (made by the
+// drivers, bench/context.hpp: this layer probes no hardware), and results. Written atomically
+// (temporary file, then rename). Knows nothing about tensors.
 #pragma once
 #include <string>
 #include <vector>
@@ -11,14 +12,6 @@ namespace lsb {
 
 constexpr int kSchemaVersion = 1;
 
-struct ContextInputs {
-  std::vector<std::string> command_line;
-  int threads_used = 1;
-  double peak_gflops_fp32 = 0;  // measured; 0 = not measured (omitted)
-  nlohmann::json peak_measurement = nullptr;  // bench's PeakMeasurement::to_json() where it was measured; null = none
-};
-
-nlohmann::json make_context(const ContextInputs& in);
 nlohmann::json make_report(nlohmann::json context, nlohmann::json results);
 // Writes `report` to `path` via path.tmp + rename. Throws InputError naming the path on failure.
 void write_report(const std::string& path, const nlohmann::json& report);

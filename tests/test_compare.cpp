@@ -10,6 +10,7 @@
 
 #include "nn/errors.hpp"
 #include "reports/compare.hpp"
+#include "bench/context.hpp"
 #include "reports/report.hpp"
 #include "tests/cli_helpers.hpp"
 #include "tests/helpers.hpp"

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 
 #include "nn/cuda/device.hpp"
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 #include "nn/errors.hpp"
 #include "nn/memory.hpp"
 #include "nn/optim.hpp"

@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 
 #include "nn/device_ops.hpp"
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 #include "nn/random.hpp"

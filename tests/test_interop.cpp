@@ -13,9 +13,9 @@
 
 #include <fmt/format.h>
 
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 #include "nn/errors.hpp"
-#include "nn/model_weights.hpp"
+#include "model/model_weights.hpp"
 #include "nn/npy.hpp"
 #include "nn/optim.hpp"
 

@@ -4,7 +4,7 @@
 
 #include <cmath>
 
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 #include "nn/optim.hpp"
 #include "nn/random.hpp"
 

@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "reports/json_schema.hpp"
+#include "bench/context.hpp"
 #include "reports/report.hpp"
 
 using namespace lsb;

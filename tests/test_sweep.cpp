@@ -301,3 +301,33 @@ TEST_CASE("a resumed sweep with other points keeps every finished point of its r
   CHECK(ns == std::set<std::int64_t>{32, 48, 64});
   fs::remove_all(dir);
 }
+
+TEST_CASE("a point's repro line carries the sweep's seed and budget, and rerun it gets the same config id and outcome",
+          "[sweep][cli]") {
+  const auto dir = test::fresh_dir("sweep_repro");
+  // full at n = 512 does not fit 1.5 MiB (its probabilities alone are 2 MiB), ls does: the budget decides.
+  const std::string axes = "--variants full,ls:w=8,r=4 --n 512 --batch 1 --dim 16 --heads 2 --mode attn-fwdbwd "
+                           "--seed 7 --memory-budget 1536KiB";
+  const auto list = test::run_cli("sweep " + axes + " --list");
+  REQUIRE(list.code == 0);
+  const auto cmds = lines_of(list.output);
+  REQUIRE(cmds.size() == 2);
+  const std::string sweep_out = (dir / "sweep.json").string();
+  const auto all = test::run_cli("sweep " + axes + " --out " + sweep_out + kQuick);
+  INFO(all.output);
+  const auto whole = read_report(sweep_out);
+  REQUIRE(whole["results"].size() == 2);
+  for (std::size_t i = 0; i < cmds.size(); ++i) {
+    INFO(cmds[i]);
+    CHECK_THAT(cmds[i], Catch::Contains(" --seed 7") && Catch::Contains(" --memory-budget 1536KiB"));
+    const std::string out = (dir / fmt::format("point{}.json", i)).string();
+    const auto one = test::run_cli(cmds[i].substr(std::string("lsbench ").size()) + " --out " + out + kQuick);
+    INFO(one.output);
+    const auto rep = read_report(out);
+    REQUIRE(rep["results"].size() == 1);
+    CHECK(rep["results"][0]["id"] == whole["results"][i]["id"]);
+    CHECK(rep["results"][0]["status"] == whole["results"][i]["status"]);
+  }
+  CHECK(whole["results"][0]["status"] == "oom");
+  CHECK(whole["results"][1]["status"] == "ok");
+}

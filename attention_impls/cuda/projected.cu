@@ -3,6 +3,7 @@
 #include <string>
 
 #include "attention_impls/cuda/factory.hpp"
+#include "attention_impls/registry.hpp"
 #include "nn/cuda/blas.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/cuda/kernels.hpp"
@@ -77,16 +78,9 @@ std::int64_t CudaProjectedAttention::analytic_bytes(std::int64_t b, std::int64_t
 
 std::unique_ptr<Attention> make_cuda_attention(std::unique_ptr<Attention> twin) {
   cuda::require_device();
-  const std::string name = twin->name();
-  if (name == "full") return make_cuda_full(std::move(twin));
-  if (name == "flash") return make_cuda_flash(std::move(twin));
-  if (name == "linformer") return make_cuda_linformer(std::move(twin));
-  if (name == "sliding") return make_cuda_sliding(std::move(twin));
-  if (name == "ls") return make_cuda_ls(std::move(twin));
-  if (name == "nystromformer") return make_cuda_nystromformer(std::move(twin));
-  if (name == "performer") return make_cuda_performer(std::move(twin));
-  if (name == "lsra") return make_cuda_lsra(std::move(twin));
-  throw UsageError("--device cuda: variant '" + name + "' has no CUDA implementation yet");
+  const VariantInfo& v = variant_info(twin->name());
+  if (!v.make_cuda) throw UsageError("--device cuda: variant '" + v.name + "' has no CUDA implementation yet");
+  return v.make_cuda(std::move(twin));
 }
 
 }  // namespace lsb

@@ -55,13 +55,7 @@ void cuda_dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef
 void cuda_dense_attention_backward(const MatRef& Q, const MatRef& K, const MatRef& V, const float* P,
                                    const MatRef& dC, float* dP, const MatRef& dQ, const MatRef& dK, const MatRef& dV);
 
-std::unique_ptr<Attention> make_cuda_full(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_flash(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_linformer(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_sliding(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_nystromformer(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_performer(std::unique_ptr<Attention> twin);
-std::unique_ptr<Attention> make_cuda_lsra(std::unique_ptr<Attention> twin);
+// Each variant's make_cuda_NAME(std::unique_ptr<Attention> twin) is declared in the variant's CPU file,
+// whose record (attention_impls/registry.hpp) names it.
 
 }  // namespace lsb

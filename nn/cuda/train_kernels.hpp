@@ -1,5 +1,5 @@
 // The GPU counterparts of the encoder's steps outside attention, linear layers and LayerNorm
-// (nn/encoder.cpp) and of AdamW (nn/optim.cpp): the pieces a training step on the GPU is made of.
+// (model/encoder.cpp) and of AdamW (nn/optim.cpp): the pieces a training step on the GPU is made of.
 // Same formulas and shapes as the CPU loops; device pointers; the default stream. Deterministic: every
 // output element is written by one thread, sums run in a fixed order (the embedding gradient takes the
 // rows grouped by token id, an order the host computes: see embedding_backward).

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 
 namespace lsb {
 
@@ -27,7 +27,7 @@ struct EncoderConfig {
   std::string pooling = "mean";  // mean (real tokens) | mean-all (every position, pads as 0) | cls
   float dropout = 0.0f;          // on block outputs
   float attention_dropout = 0.0f;  // on attention probabilities: a UsageError where the variant has none
-  std::string attention = "full";
+  std::string attention = baseline_variant().spec();  // a variant spec
   bool pair = false;  // two towers: tokens hold 2b sequences, the b first documents then the b second ones
   Device device = Device::cpu;  // where parameters, activations and every step live
 };

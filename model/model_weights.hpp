@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 
 namespace lsb {
 

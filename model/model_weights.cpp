@@ -1,4 +1,4 @@
-#include "nn/model_weights.hpp"
+#include "model/model_weights.hpp"
 
 #include <filesystem>
 #include <map>
@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "attention_impls/registry.hpp"
 #include "nn/errors.hpp"
 #include "nn/npy.hpp"
 
@@ -14,24 +15,16 @@ namespace fs = std::filesystem;
 namespace {
 
 // Attention parameter -> its name under model.transformer_{i}.mha. Every ProjectedAttention's
-// Q/K/V/O are the reference code's W_q, W_k, W_v and ff (ls: W_o, as AttentionLS names it).
+// Q/K/V/O are the reference code's W_q, W_k, W_v and ff, unless the variant's record says otherwise
+// (its torch_names); parameters without a counterpart in the reference code (linformer's E there is
+// (h, k, n) and shared by every layer; lsra's two branches) keep lsbench's own name under `attn.`.
 std::string torch_attention_name(const std::string& p, const std::string& variant) {
-  static const std::map<std::string, std::string> qkv = {{"wq", "W_q.weight"}, {"bq", "W_q.bias"},
-                                                         {"wk", "W_k.weight"}, {"bk", "W_k.bias"},
-                                                         {"wv", "W_v.weight"}, {"bv", "W_v.bias"}};
-  if (auto it = qkv.find(p); it != qkv.end()) return it->second;
-  const std::string out = variant == "ls" ? "W_o" : "ff";
-  if (p == "wo") return out + ".weight";
-  if (p == "bo") return out + ".bias";
-  if (variant == "ls") {  // AttentionLS: dconv_fc (the dynamic projection), dual_ln_l (K, V), dual_ln_s (landmarks)
-    static const std::map<std::string, std::string> ls = {
-        {"wp", "dconv_fc.weight"},       {"bp", "dconv_fc.bias"},        {"ln_l_weight", "dual_ln_l.weight"},
-        {"ln_l_bias", "dual_ln_l.bias"}, {"ln_g_weight", "dual_ln_s.weight"}, {"ln_g_bias", "dual_ln_s.bias"}};
-    if (auto it = ls.find(p); it != ls.end()) return it->second;
-  }
-  if (variant == "nystromformer" && p == "conv_w") return "attn.conv.weight";  // NystromAttention's Conv2d
-  // No counterpart in the reference code (linformer's E there is (h, k, n) and shared by every layer;
-  // lsra's two branches): lsbench's own name under the same prefix.
+  if (const VariantInfo* v = find_variant(variant))
+    if (auto it = v->torch_names.find(p); it != v->torch_names.end()) return it->second;
+  static const std::map<std::string, std::string> common = {
+      {"wq", "W_q.weight"}, {"bq", "W_q.bias"}, {"wk", "W_k.weight"}, {"bk", "W_k.bias"},
+      {"wv", "W_v.weight"}, {"bv", "W_v.bias"}, {"wo", "ff.weight"},  {"bo", "ff.bias"}};
+  if (auto it = common.find(p); it != common.end()) return it->second;
   return "attn." + p;
 }
 
@@ -73,9 +66,10 @@ std::string torch_name(const std::string& name, const std::string& variant) {
 }
 
 Shape torch_shape(const std::string& name, const std::string& variant, const Shape& shape) {
-  if (variant == "nystromformer" && name.size() > 7 && name.ends_with(".attn.conv_w"))
-    return {shape.at(0), 1, shape.at(1), 1};  // Conv2d(h, h, (K, 1), groups=h).weight
-  return shape;
+  const VariantInfo* v = find_variant(variant);
+  const auto attn = name.find(".attn.");
+  if (!v || !v->torch_shape || attn == std::string::npos) return shape;
+  return v->torch_shape(name.substr(attn + 6), shape);
 }
 
 WeightFolderShape read_weight_folder_shape(const std::string& dir) {

@@ -1,4 +1,4 @@
-#include "nn/encoder.hpp"
+#include "model/encoder.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -95,12 +95,8 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
     own_.push_back(make_param(pre + "fc2.weight", {D, F}, cfg.device));
     own_.push_back(make_param(pre + "fc2.bias", {D}, cfg.device));
     auto layer = std::make_unique<Layer>();
-    VariantSpec layer_spec = spec;
-    if (spec.name == "lsra" && !spec.params.count("K")) {
-      // Lite Transformer's kernel-size schedule: layer l uses entry l (../shared/spec/attention.md).
-      static constexpr std::int64_t kSchedule[] = {3, 7, 15, 31, 31, 31};
-      layer_spec.params["K"] = std::to_string(kSchedule[std::min<std::int64_t>(l, 5)]);
-    }
+    const VariantInfo& info = variant_info(spec.name);
+    const VariantSpec layer_spec = info.layer_spec ? info.layer_spec(spec, l) : spec;  // lsra: per-layer K
     layer->attn = make_attention(layer_spec, D, cfg.heads, N_max, cfg.device);
     layers_.push_back(std::move(layer));
   }

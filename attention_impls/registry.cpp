@@ -1,0 +1,175 @@
+#include "attention_impls/registry.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "attention_impls/cuda/factory.hpp"
+#include "nn/errors.hpp"
+
+namespace lsb {
+
+// The built-in variants' record functions, one per lsbench_variant() line of CMakeLists.txt.
+#define LSB_LISTED_VARIANT(ident) VariantInfo variant_record_##ident();
+#include "lsbench_variant_list.inc"
+#undef LSB_LISTED_VARIANT
+
+namespace {
+
+void check_record(const VariantInfo& v, const std::deque<VariantInfo>& known) {
+  if (v.name.empty() || !v.make_cpu) throw std::logic_error("variant record '" + v.name + "' without a name or make_cpu");
+  for (const auto& k : known)
+    if (k.name == v.name) throw std::logic_error("variant '" + v.name + "' registered twice");
+}
+
+// The registry, its first builtin_count() records built in.
+std::size_t& builtin_count() {
+  static std::size_t count = 0;
+  return count;
+}
+
+std::deque<VariantInfo>& registry() {
+  static std::deque<VariantInfo> r = [] {
+    std::deque<VariantInfo> list;
+    auto add = [&list](VariantInfo v) {
+      check_record(v, list);
+      list.push_back(std::move(v));
+    };
+#define LSB_LISTED_VARIANT(ident) add(variant_record_##ident());
+#include "lsbench_variant_list.inc"
+#undef LSB_LISTED_VARIANT
+    builtin_count() = list.size();
+    return list;
+  }();
+  return r;
+}
+
+std::string key_text(const VariantKey& k) {
+  std::string out = k.name + "=" + (k.choices.empty() ? k.default_value : fmt::format("{}", fmt::join(k.choices, "|")));
+  if (!k.note.empty()) out += " (" + k.note + ")";
+  return out;
+}
+
+const VariantInfo& the_one(bool VariantInfo::*role, const char* what) {
+  const VariantInfo* found = nullptr;
+  for (const auto& v : registry())
+    if (v.*role) {
+      if (found) throw std::logic_error(fmt::format("two {} variants: {} and {}", what, found->name, v.name));
+      found = &v;
+    }
+  if (!found) throw std::logic_error(fmt::format("no {} variant registered", what));
+  return *found;
+}
+
+std::vector<std::string> specs_with(bool VariantInfo::*role) {
+  std::vector<std::string> out;
+  for (const auto& v : registry())
+    if (v.*role) out.push_back(v.spec());
+  return out;
+}
+
+}  // namespace
+
+// ---- SpecReader ------------------------------------------------------------------------------
+
+SpecReader::SpecReader(const VariantSpec& spec, const std::vector<VariantKey>& keys, std::int64_t n_max)
+    : variant_(spec.name), spec_text_(spec.str()), keys_(keys) {
+  for (const auto& k : keys) values_[k.name] = k.default_value == kLengthDefault ? std::to_string(n_max) : k.default_value;
+  for (const auto& [k, v] : spec.params) {
+    if (!values_.count(k)) {
+      std::vector<std::string> valid;
+      for (const auto& key : keys) valid.push_back(key.name);
+      throw UsageError(fmt::format("--variant {}: unknown key '{}'; valid keys: {}", spec_text_, k,
+                                   valid.empty() ? "none" : fmt::format("{}", fmt::join(valid, ", "))));
+    }
+    values_[k] = v;
+  }
+}
+
+std::int64_t SpecReader::get_int(const std::string& key, std::int64_t min_value) const {
+  const std::string& text = values_.at(key);
+  std::size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty())
+    throw UsageError(fmt::format("--variant {}: {}={} is not an integer", variant_, key, text));
+  if (v < min_value)
+    throw UsageError(fmt::format("--variant {}: {}={} must be >= {}", variant_, key, text, min_value));
+  return v;
+}
+
+std::string SpecReader::get_choice(const std::string& key) const {
+  const std::string& v = values_.at(key);
+  const auto k = std::find_if(keys_.begin(), keys_.end(), [&](const VariantKey& x) { return x.name == key; });
+  if (k == keys_.end() || k->choices.empty()) throw std::logic_error("get_choice: key '" + key + "' has no choices");
+  if (std::find(k->choices.begin(), k->choices.end(), v) == k->choices.end())
+    throw UsageError(fmt::format("--variant {}: {}={} is not one of {}", variant_, key, v, fmt::join(k->choices, ", ")));
+  return v;
+}
+
+// ---- the registry ----------------------------------------------------------------------------
+
+const std::deque<VariantInfo>& variants() { return registry(); }
+
+const VariantInfo* find_variant(const std::string& name) {
+  for (const auto& v : registry())
+    if (v.name == name) return &v;
+  return nullptr;
+}
+
+const VariantInfo& variant_info(const std::string& name) {
+  if (const VariantInfo* v = find_variant(name)) return *v;
+  throw UsageError(fmt::format("--variant: unknown variant '{}'; valid variants:\n{}", name, variants_help()));
+}
+
+void register_variant(VariantInfo info) {
+  check_record(info, registry());
+  registry().push_back(std::move(info));
+}
+
+void unregister_variant(const std::string& name) {
+  auto& r = registry();
+  const auto it = std::find_if(r.begin(), r.end(), [&](const VariantInfo& v) { return v.name == name; });
+  if (it == r.end()) return;
+  if (static_cast<std::size_t>(it - r.begin()) < builtin_count())
+    throw std::logic_error("variant '" + name + "' is built in and cannot be unregistered");
+  r.erase(it);
+}
+
+const VariantInfo& baseline_variant() { return the_one(&VariantInfo::baseline, "baseline"); }
+const VariantInfo& headline_variant() { return the_one(&VariantInfo::headline, "headline"); }
+std::vector<std::string> default_sweep_variants() { return specs_with(&VariantInfo::in_default_sweep); }
+std::vector<std::string> default_lra_variants() { return specs_with(&VariantInfo::in_lra_defaults); }
+
+std::vector<std::string> variant_names() {
+  std::vector<std::string> names;
+  for (const auto& v : registry()) names.push_back(v.name);
+  return names;
+}
+
+std::string variants_help() {
+  std::string out;
+  for (const auto& v : registry()) {
+    std::vector<std::string> keys;
+    for (const auto& k : v.keys) keys.push_back(key_text(k));
+    const std::string key_list = keys.empty() ? "(no keys)" : fmt::format("{}", fmt::join(keys, ", "));
+    out += fmt::format("  {:<14} {:<40} {}\n", v.name, key_list, v.summary);
+  }
+  return out;
+}
+
+std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
+                                          std::int64_t n_max, Device device) {
+  if (heads <= 0 || dim <= 0 || dim % heads != 0)
+    throw UsageError(fmt::format("--dim {} must be a positive multiple of --heads {}", dim, heads));
+  const VariantInfo& v = variant_info(spec.name);
+  auto cpu = v.make_cpu(SpecReader(spec, v.keys, n_max), dim, heads);
+  if (device == Device::cuda) return make_cuda_attention(std::move(cpu));
+  return cpu;
+}
+
+}  // namespace lsb

@@ -1,0 +1,166 @@
+// The sweep's axes: the comma lists of the command line, shards, and the cartesian product of points
+// with the command that reruns each one.
+#include "bench/sweep.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "attention_impls/registry.hpp"
+#include "bench/sweep_points.hpp"
+#include "nn/errors.hpp"
+
+namespace lsb {
+
+// ---- parsing -----------------------------------------------------------------------------------
+
+std::vector<std::string> split_variant_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::size_t pos = 0;
+  while (pos <= text.size()) {
+    const auto comma = text.find(',', pos);
+    const std::string piece = text.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    const bool continues = !out.empty() && piece.find('=') != std::string::npos &&
+                           piece.find(':') == std::string::npos && out.back().find(':') != std::string::npos;
+    if (continues)
+      out.back() += "," + piece;
+    else if (!piece.empty())
+      out.push_back(piece);
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return out;
+}
+
+namespace {
+
+std::int64_t parse_positive(const std::string& text, const std::string& option) {
+  std::size_t used = 0;
+  long long v = 0;
+  try {
+    v = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != text.size() || text.empty() || v <= 0)
+    throw UsageError(fmt::format("{} {}: '{}' is not a positive integer", option, text, text));
+  return v;
+}
+
+}  // namespace
+
+std::vector<std::int64_t> parse_length_list(const std::string& text, const std::string& option) {
+  std::vector<std::int64_t> out;
+  const auto c1 = text.find(':');
+  if (c1 == std::string::npos) {
+    for (const auto& piece : split_variant_list(text)) out.push_back(parse_positive(piece, option));
+    return out;
+  }
+  const auto c2 = text.find(':', c1 + 1);
+  if (c2 == std::string::npos || c2 + 2 > text.size())
+    throw UsageError(fmt::format("{} {}: a range is START:STOP:xFACTOR or START:STOP:+STEP", option, text));
+  const std::int64_t start = parse_positive(text.substr(0, c1), option);
+  const std::int64_t stop = parse_positive(text.substr(c1 + 1, c2 - c1 - 1), option);
+  const char kind = text[c2 + 1];
+  const std::int64_t step = parse_positive(text.substr(c2 + 2), option);
+  if ((kind != 'x' && kind != '+') || (kind == 'x' && step < 2) || stop < start)
+    throw UsageError(fmt::format("{} {}: a range is START:STOP:xFACTOR (factor >= 2) or START:STOP:+STEP with "
+                                 "START <= STOP",
+                                 option, text));
+  for (std::int64_t n = start; n <= stop; n = kind == 'x' ? n * step : n + step) out.push_back(n);
+  return out;
+}
+
+std::pair<int, int> parse_shard(const std::string& text) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos) throw UsageError(fmt::format("--shard {}: expected i/N, e.g. 0/4", text));
+  const auto count = parse_positive(text.substr(slash + 1), "--shard");
+  std::int64_t index = -1;
+  try {
+    std::size_t used = 0;
+    index = std::stoll(text.substr(0, slash), &used);
+    if (used != slash) index = -1;
+  } catch (const std::exception&) {
+  }
+  if (index < 0 || index >= count)
+    throw UsageError(fmt::format("--shard {}: expected i/N with 0 <= i < N", text));
+  return {static_cast<int>(index), static_cast<int>(count)};
+}
+
+bool shard_from_slurm(int& index, int& count) {
+  const char* id = std::getenv("SLURM_ARRAY_TASK_ID");
+  const char* n = std::getenv("SLURM_ARRAY_TASK_COUNT");
+  if (!id || !n) return false;
+  const char* lo = std::getenv("SLURM_ARRAY_TASK_MIN");
+  const auto [i, c] = parse_shard(fmt::format("{}/{}", std::atoll(id) - (lo ? std::atoll(lo) : 0), n));
+  index = i;
+  count = c;
+  return true;
+}
+
+// ---- points ------------------------------------------------------------------------------------
+
+namespace sweep_internal {
+
+std::vector<std::string> check_axes(const SweepOptions& o) {
+  for (const auto& m : o.modes)
+    if (std::find(sweep_modes().begin(), sweep_modes().end(), m) == sweep_modes().end())
+      throw UsageError(fmt::format("--mode {}: expected attn-fwd, attn-fwdbwd, model-fwd or train-step", m));
+  for (const auto& d : o.devices) parse_device(d, "--device");
+  for (const auto& p : o.precisions) parse_precision(p, "--precision");
+  task_shape(o.task);
+  auto positive = [](const std::vector<std::int64_t>& v, const char* opt) {
+    for (auto x : v)
+      if (x <= 0) throw UsageError(fmt::format("{} {}: must be positive", opt, x));
+  };
+  positive(o.batches, "--batch");
+  positive(o.dims, "--dim");
+  positive(o.heads, "--heads");
+  positive(o.layers, "--layers");
+  positive(o.lengths, "--n");
+  for (auto b : o.batches)
+    for (auto d : o.dims)
+      for (auto h : o.heads)
+        for (auto n : o.lengths) check_problem_size(b * (task_shape(o.task).pair ? 2 : 1), n, d, h);
+  std::vector<std::string> variants = o.variants.empty() ? default_sweep_variants() : o.variants;
+  for (const auto& v : variants) variant_info(VariantSpec::parse(v).name);  // unknown: the list of variants
+  return variants;
+}
+
+}  // namespace sweep_internal
+
+using namespace sweep_internal;
+
+std::string SweepPoint::command() const {
+  std::string cmd = fmt::format("lsbench sweep --variants {} --n {} --batch {} --dim {} --heads {}", variant, n,
+                                batch, dim, heads);
+  if (!is_attention_mode(mode)) cmd += fmt::format(" --layers {} --mlp-dim {}", layers, mlp_dim);
+  if (!task.empty()) cmd += " --task " + task;
+  cmd += fmt::format(" --mode {} --device {}", mode, device);
+  if (precision != "fp32") cmd += " --precision " + precision;
+  if (threads > 0) cmd += fmt::format(" --threads {}", threads);
+  if (seed != SweepOptions{}.seed) cmd += fmt::format(" --seed {}", seed);
+  if (!memory_budget.empty()) cmd += " --memory-budget " + memory_budget.text();
+  return cmd;
+}
+
+std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
+  const std::vector<std::string> variants = check_axes(o);
+  std::vector<SweepPoint> pts;
+  for (const auto& mode : o.modes)
+    for (const auto& device : o.devices)
+      for (const auto& precision : o.precisions)
+        for (int threads : o.threads)
+          for (const auto& v : variants)
+            for (auto b : o.batches)
+              for (auto d : o.dims)
+                for (auto h : o.heads)
+                  for (auto l : is_attention_mode(mode) ? std::vector<std::int64_t>{1} : o.layers)
+                    for (auto n : o.lengths)
+                      pts.push_back({v, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
+                                     threads, precision, o.seed, o.memory_budget});
+  return pts;
+}
+
+}  // namespace lsb

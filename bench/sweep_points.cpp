@@ -1,0 +1,159 @@
+#include "bench/sweep_points.hpp"
+
+#include <fmt/format.h>
+
+#include "attention_impls/registry.hpp"
+#include "bench/result_fields.hpp"
+#include "model/encoder.hpp"
+#include "nn/optim.hpp"
+#include "nn/random.hpp"
+#include "tasks/task.hpp"
+
+namespace lsb::sweep_internal {
+
+const std::vector<std::string>& sweep_modes() {
+  static const std::vector<std::string> modes = {"attn-fwd", "attn-fwdbwd", "model-fwd", "train-step"};
+  return modes;
+}
+bool is_attention_mode(const std::string& m) { return m.rfind("attn-", 0) == 0; }
+
+TaskShape task_shape(const std::string& task) {
+  if (task.empty()) return {};
+  if (task == "listops") return {17, 10, 2048};
+  if (task == "text") return {257, 2, 4096};
+  if (task == "retrieval") return {257, 2, 4096, true};
+  if (task == "image") return {256, 10, 1024};
+  if (task == "pathfinder") return {256, 2, 1024};
+  if (task == "pathx") return {256, 2, 16384};
+  throw UsageError(fmt::format("--task {}: expected one of {}", task, fmt::join(task_names(), ", ")));
+}
+
+// The config block of a point, with the variant's parameters resolved (the module is made on the CPU
+// at n_max = n for that) and the padded length; a spec that cannot be made gives the raw fields.
+nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
+  const VariantSpec spec = VariantSpec::parse(p.variant);
+  nlohmann::json c = {{"variant", spec.name},      {"variant_params", spec.params}, {"n", p.n},
+                      {"batch", p.batch},          {"heads", p.heads},              {"dim", p.dim},
+                      {"layers", is_attention_mode(p.mode) ? 1 : p.layers},
+                      {"mode", p.mode},            {"device", p.device},            {"precision", p.precision},
+                      {"threads", p.threads}};
+  if (!p.task.empty()) c["task"] = p.task;
+  if (!is_attention_mode(p.mode)) {
+    const TaskShape ts = task_shape(p.task);
+    c["mlp_dim"] = p.mlp_dim;
+    c["vocab"] = ts.vocab;
+    c["classes"] = ts.classes;
+  }
+  try {
+    auto module = make_attention(spec, p.dim, p.heads, p.n);
+    c["variant_params"] = variant_params_json(module->resolved_params());
+    c["padded_n"] = module->padded_length(p.n);
+  } catch (const UsageError& e) {
+    if (why_not) *why_not = e.what();
+  } catch (const OutOfMemory&) {
+    // Even the module's parameters do not fit the budget (linformer's E at a huge n): the config
+    // stays unresolved, the same way each time, and running the point records the oom.
+  }
+  return c;
+}
+
+ResolvedPoint resolve(const SweepPoint& p) {
+  ResolvedPoint r;
+  r.config = point_config(p, &r.why_not);
+  return r;
+}
+
+nlohmann::json with_id(nlohmann::json res) {
+  res["id"] = config_id(res["config"]);
+  return res;
+}
+
+nlohmann::json skipped(const nlohmann::json& config, const std::string& why) {
+  return with_id({{"kind", "sweep-point"}, {"config", config}, {"status", "skipped"}, {"message", why}});
+}
+
+// One inference step (model-fwd) or optimiser step (train-step) of the LRA encoder, on either device.
+// A step is timed from the host and ends with a device synchronisation on CUDA: it includes building
+// the batch's host arrays and copying them over, as a training step does.
+nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& config, const TimingPolicy& timing,
+                                   double peak_gflops, std::uint64_t seed) {
+  auto& mt = MemoryTracker::instance();
+  const Device dev = parse_device(p.device, "--device");
+  nlohmann::json res = with_id({{"kind", "sweep-point"}, {"config", config}});
+  mt.release_cached(dev);  // the reserved figure starts without an earlier point's cached blocks
+  const TaskShape ts = task_shape(p.task);
+  const bool train = p.mode == "train-step";
+  try {
+    Encoder enc({.vocab = ts.vocab, .classes = ts.classes, .max_len = p.n, .dim = p.dim, .heads = p.heads,
+                 .layers = p.layers, .mlp_dim = p.mlp_dim, .pooling = "mean", .dropout = 0.0f,
+                 .attention = p.variant, .pair = ts.pair, .device = dev});
+    enc.init_params(seed);
+    std::unique_ptr<AdamW> opt;
+    if (train) opt = std::make_unique<AdamW>(enc.parameters(), AdamWConfig{});
+    const std::int64_t b = p.batch, n = p.n, seqs = ts.pair ? 2 * b : b;  // b examples, seqs sequences
+    std::vector<std::int32_t> tokens(static_cast<std::size_t>(seqs * n));
+    std::vector<std::uint8_t> mask(static_cast<std::size_t>(seqs * n), 1);
+    std::vector<int> labels(static_cast<std::size_t>(b));
+    Rng rng(seed + 1);
+    auto draw = [&](std::int64_t k) { return std::min<std::int64_t>(k - 1, static_cast<std::int64_t>(rng.uniform(0, 1) * k)); };
+    for (auto& t : tokens) t = static_cast<std::int32_t>(1 + draw(ts.vocab - 1));  // 0 is padding
+    for (auto& l : labels) l = static_cast<int>(draw(ts.classes));
+    std::uint64_t dropout_seed = seed;
+    auto step = [&] {
+      if (!train) {
+        enc.forward(tokens.data(), mask.data(), labels.data(), b, n, false, 0);
+        return;
+      }
+      enc.zero_grad();
+      enc.forward(tokens.data(), mask.data(), labels.data(), b, n, true, ++dropout_seed);
+      enc.backward();
+      opt->step(1e-4);
+      if (dev == Device::cuda) cuda::synchronize();
+    };
+    step();  // first call: everything the model keeps is allocated
+    const bool rss_reset = reset_peak_rss();
+    mt.reset_peak(dev);
+    const TimeStats t = time_it(step, timing);
+    const MemoryStats ms = mt.stats(dev);
+    // Cost model: every layer's attention (its own model) plus the MLP (2 products of D x Dmlp),
+    // the head; train-step counted as 3x forward.
+    const std::int64_t pn = enc.internal_length(n);
+    double flops = 2.0 * b * ((ts.pair ? 4 : 1) * p.dim * p.mlp_dim + p.mlp_dim * ts.classes);
+    for (std::int64_t l = 0; l < p.layers; ++l)
+      flops += enc.attention(l).forward_flops(seqs, pn) + 4.0 * seqs * pn * p.dim * p.mlp_dim;
+    if (train) flops *= 3.0;
+    res["status"] = "ok";
+    if (t.capped) res["message"] = "stopped by the per-point time cap before the minimum count and time";
+    res["time_s"] = {{"min", t.min}, {"median", t.median}, {"mean", t.mean},
+                     {"max", t.max}, {"stdev", t.stdev},   {"samples", t.samples}};
+    const double gflops = flops / t.median / 1e9;
+    res["throughput"] = {{"tokens_per_s", seqs * n / t.median}, {"steps_per_s", 1.0 / t.median},
+                         {"flops", flops}, {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
+    if (peak_gflops > 0) {
+      res["throughput"]["peak_fraction"] = gflops / peak_gflops;
+      res["throughput"]["peak_basis"] = peak_basis(dev == Device::cuda, p.precision == "bf16");
+    }
+    res["memory"] = tracked_memory_json(ms);
+    // The model's buffer plan, plus AdamW's two moments per parameter (oneDNN's shared scratchpad,
+    // tracked as workspace, is not in it).
+    std::int64_t param_floats = 0;
+    for (const auto& [name, prm] : enc.parameters()) param_floats += prm->value.numel();
+    res["memory"]["analytic_bytes"] = enc.analytic_bytes(b, n, train) + (train ? 2 * 4 * param_floats : 0);
+    res["memory"]["peak_rss_bytes"] = peak_rss_bytes();
+    res["memory"]["peak_rss_scope"] = rss_reset ? "this point" : "process so far (clear_refs not allowed)";
+    res["memory"]["tracked_allocations_while_timing"] = ms.allocations;
+  } catch (const OutOfMemory& e) {
+    res["status"] = "oom";
+    res["message"] = e.what();
+    res["memory"] = {{"requested_bytes", e.requested}};
+    if (e.budget > 0) res["memory"]["budget_bytes"] = e.budget;
+  }
+  return res;
+}
+
+void set_budgets(const ByteSize& budget) {
+  MemoryTracker::instance().set_budget(Device::cpu, budget.bytes());
+  MemoryTracker::instance().set_budget(Device::cuda, budget.bytes());
+}
+
+}  // namespace lsb::sweep_internal
