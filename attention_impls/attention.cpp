@@ -88,6 +88,11 @@ std::int64_t Attention::parameter_count() const {
   return n;
 }
 
+bool Attention::supports_prob_dropout() const {
+  const VariantInfo* v = find_variant(name_);
+  return device_ == Device::cpu && v && v->prob_dropout;
+}
+
 void Attention::set_prob_dropout(const ProbDropout& drop) {
   if (!(drop.p >= 0.0f && drop.p < 1.0f))
     throw UsageError(fmt::format("attention dropout {}: expected a value in [0, 1)", drop.p));

@@ -60,7 +60,8 @@ class Attention {
   // without a probability matrix (performer, nystromformer) or without the kernels for it (CUDA so far)
   // refuses p > 0 with a UsageError: supports_prob_dropout() says which.
   void set_prob_dropout(const ProbDropout& drop);
-  virtual bool supports_prob_dropout() const { return false; }
+  // From the variant's record (registry.hpp: prob_dropout), on the CPU only.
+  bool supports_prob_dropout() const;
 
   // For tests and diagnostics: the probabilities kept for backward, or nullptr where the variant
   // keeps none. Layout: full (b, h, n, n); linformer (b, h, n, k); sliding (b, h, n, 2R+1) band;

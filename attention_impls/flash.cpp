@@ -28,7 +28,6 @@ constexpr std::int64_t kBkBwd = 128;   // backward: keys per tile
 class FlashAttention final : public ProjectedAttention {
  public:
   FlashAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("flash", {}, dim, heads) {}
-  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void core_forward(bool) override {

@@ -15,7 +15,6 @@ class FullAttention final : public ProjectedAttention {
 
  public:
   const Tensor* saved_probabilities() const override { return &P_; }
-  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void core_forward(bool) override {

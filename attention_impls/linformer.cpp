@@ -23,7 +23,6 @@ class LinformerAttention final : public ProjectedAttention {
   }
 
   const Tensor* saved_probabilities() const override { return &P_; }
-  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void check_length(std::int64_t n) const override {

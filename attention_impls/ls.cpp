@@ -38,7 +38,6 @@ class LongShortAttention final : public ProjectedAttention {
     win_ = ls_window(w, r);
   }
   const Tensor* saved_probabilities() const override { return &P_; }
-  bool supports_prob_dropout() const override { return true; }
   std::int64_t padded_length(std::int64_t n) const override { return w_ > 0 ? (n + w_ - 1) / w_ * w_ : n; }
 
  protected:

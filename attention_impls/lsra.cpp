@@ -50,7 +50,6 @@ class LsraAttention final : public Attention {
 
   const Tensor* saved_probabilities() const override { return &P_; }
   // On the attention branch's probabilities (key = position, as full).
-  bool supports_prob_dropout() const override { return true; }
 
   void forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,
                bool /*keep_for_backward*/) override {

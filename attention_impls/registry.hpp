@@ -94,8 +94,7 @@ struct VariantInfo {
   // The float64 reference: the core of a Q/K/V/O module, or, for a module of another shape, the whole of it.
   ref::Core reference_core = nullptr;
   ref::Module reference_module = nullptr;
-  // Dropout on the attention probabilities on the CPU (Attention::supports_prob_dropout; a test keeps
-  // the two equal).
+  // Dropout on the attention probabilities on the CPU (what Attention::supports_prob_dropout answers).
   bool prob_dropout = false;
   // The spec encoder layer `layer` (from 0) uses, where it differs by layer (lsra's kernel-size schedule).
   VariantSpec (*layer_spec)(const VariantSpec& spec, std::int64_t layer) = nullptr;

@@ -17,7 +17,6 @@ class SlidingAttention final : public ProjectedAttention {
 
  public:
   const Tensor* saved_probabilities() const override { return &P_; }
-  bool supports_prob_dropout() const override { return true; }
 
  protected:
   void core_forward(bool) override {

@@ -3,8 +3,6 @@
 #include <omp.h>
 
 #include <algorithm>
-#include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -12,21 +10,11 @@
 
 #include <fmt/format.h>
 
-#include "attention_impls/registry.hpp"
-#include "bench/attention_bench.hpp"
-#include "bench/machine.hpp"
-#include "bench/progress.hpp"
-#include "bench/result_fields.hpp"
-#include "nn/cuda/device.hpp"
-#include "model/encoder.hpp"
-#include "nn/errors.hpp"
-#include "nn/optim.hpp"
-#include "nn/random.hpp"
-#include "reports/render.hpp"
 #include "bench/context.hpp"
-#include "reports/report.hpp"
-#include "tasks/task.hpp"
+#include "bench/progress.hpp"
 #include "bench/sweep_points.hpp"
+#include "nn/errors.hpp"
+#include "reports/report.hpp"
 
 namespace lsb {
 namespace {

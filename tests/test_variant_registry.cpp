@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <set>
 
@@ -126,7 +127,20 @@ TEST_CASE("every built-in variant's record is whole and agrees with its module",
     headlines += v.headline;
     auto a = make_attention(VariantSpec::parse(v.spec()), 16, 2, 64);
     CHECK(a->name() == v.name);
-    CHECK(a->supports_prob_dropout() == v.prob_dropout);
+    // The record's dropout flag is what the module does: p > 0 changes its output, or is refused.
+    if (v.prob_dropout) {
+      std::vector<float> x(2 * 16 * 64), y0(x.size()), y1(x.size());
+      for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(std::sin(0.37 * static_cast<double>(i)));
+      const std::int64_t n = a->padded_length(16);
+      REQUIRE(n == 16);
+      a->init_params(5);
+      a->forward(x.data(), nullptr, 2, n, y0.data(), false);
+      a->set_prob_dropout(ProbDropout{0.5f, 3});
+      a->forward(x.data(), nullptr, 2, n, y1.data(), false);
+      CHECK(y0 != y1);
+    } else {
+      CHECK_THROWS_AS(a->set_prob_dropout(ProbDropout{0.5f, 3}), UsageError);
+    }
     for (const auto& k : v.keys) CHECK(a->resolved_params().count(k.name) == 1);  // every key resolved
     CHECK(a->resolved_params().size() == v.keys.size());
 #if LSBENCH_HAVE_CUDA
