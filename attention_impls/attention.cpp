@@ -1,15 +1,12 @@
 #include "attention_impls/attention.hpp"
 
 #include <algorithm>
-#include <cstring>
+#include <cmath>
 
 #include <fmt/format.h>
-#include <omp.h>
 
-#include "attention_impls/projected.hpp"
 #include "attention_impls/registry.hpp"
 #include "nn/errors.hpp"
-#include "nn/ops.hpp"
 #include "nn/random.hpp"
 
 namespace lsb {
@@ -124,94 +121,6 @@ void Attention::init_params(std::uint64_t seed) {
     const double bound = 1.0 / std::sqrt(static_cast<double>(fan_in));
     for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(rng.uniform(-bound, bound));
   }
-}
-
-// ---- ProjectedAttention --------------------------------------------------------------------
-
-int max_threads() { return omp_get_max_threads(); }
-int thread_id() { return omp_get_thread_num(); }
-
-ProjectedAttention::ProjectedAttention(std::string name, std::map<std::string, std::string> resolved,
-                                       std::int64_t dim, std::int64_t heads)
-    : Attention(std::move(name), std::move(resolved), dim, heads) {
-  for (const char* p : {"q", "k", "v", "o"}) {
-    add_param(std::string("w") + p, {dim, dim});
-    add_param(std::string("b") + p, {dim});
-  }
-}
-
-void ProjectedAttention::forward(const float* x, const std::uint8_t* mask, std::int64_t b, std::int64_t n, float* y,
-                                 bool keep_for_backward) {
-  if (n != padded_length(n))
-    throw UsageError(fmt::format("{}: sequence length {} must be padded to {} first", spec_string(), n,
-                                 padded_length(n)));
-  check_length(n);
-  b_ = b;
-  n_ = n;
-  x_ = x;
-  if (!mask) {
-    // A (b*n)-byte all-ones mask, kept in a tracked float buffer (a quarter of it is used).
-    ensure(ones_mask_, {(b * n + 3) / 4}, MemCategory::workspace, "all-real mask");
-    std::memset(ones_mask_.data(), 1, static_cast<std::size_t>(b * n));
-    mask = reinterpret_cast<const std::uint8_t*>(ones_mask_.data());
-  }
-  mask_ = mask;
-  const std::int64_t D = dim_, rows = b * n;
-  const Shape shape{b, n, D};
-  ensure(Q_, shape, MemCategory::activations, "attention Q");
-  ensure(K_, shape, MemCategory::activations, "attention K");
-  ensure(V_, shape, MemCategory::activations, "attention V");
-  ensure(C_, shape, MemCategory::activations, "attention context C");
-  linear_forward(x, rows, D, param("wq").value.data(), param("bq").value.data(), D, Q_.data());
-  linear_forward(x, rows, D, param("wk").value.data(), param("bk").value.data(), D, K_.data());
-  linear_forward(x, rows, D, param("wv").value.data(), param("bv").value.data(), D, V_.data());
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim()));
-  float* q = Q_.data();
-#pragma omp parallel for simd schedule(static)
-  for (std::int64_t i = 0; i < rows * D; ++i) q[i] *= scale;
-
-  core_forward(keep_for_backward);
-
-  zero_padded_rows(C_);  // padded queries: context rows exactly 0, so y there equals bo
-  linear_forward(C_.data(), rows, D, param("wo").value.data(), param("bo").value.data(), D, y);
-}
-
-void ProjectedAttention::backward(const float* dy, float* dx) {
-  const std::int64_t D = dim_, rows = b_ * n_;
-  const Shape shape{b_, n_, D};
-  ensure(dQ_, shape, MemCategory::workspace, "attention dQ");
-  ensure(dK_, shape, MemCategory::workspace, "attention dK");
-  ensure(dV_, shape, MemCategory::workspace, "attention dV");
-  ensure(dC_, shape, MemCategory::workspace, "attention dC");
-  linear_backward(dy, C_.data(), rows, D, param("wo").value.data(), D, param("wo").grad.data(),
-                  param("bo").grad.data(), dC_.data(), false);
-  zero_padded_rows(dC_);
-
-  core_backward();
-
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim()));
-  float* dq = dQ_.data();
-#pragma omp parallel for simd schedule(static)
-  for (std::int64_t i = 0; i < rows * D; ++i) dq[i] *= scale;
-  linear_backward(dQ_.data(), x_, rows, D, param("wq").value.data(), D, param("wq").grad.data(),
-                  param("bq").grad.data(), dx, false);
-  linear_backward(dK_.data(), x_, rows, D, param("wk").value.data(), D, param("wk").grad.data(),
-                  param("bk").grad.data(), dx, true);
-  linear_backward(dV_.data(), x_, rows, D, param("wv").value.data(), D, param("wv").grad.data(),
-                  param("bv").grad.data(), dx, true);
-  add_input_grad(dx);
-}
-
-void ProjectedAttention::zero_padded_rows(Tensor& t) const {
-  const std::int64_t D = dim_;
-  for (std::int64_t r = 0; r < b_ * n_; ++r)
-    if (!mask_[r]) std::memset(t.data() + r * D, 0, static_cast<std::size_t>(D) * sizeof(float));
-}
-
-std::int64_t ProjectedAttention::analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const {
-  const std::int64_t bnD = b * n * dim_;
-  const std::int64_t floats = 4 * bnD + (with_backward ? 4 * bnD : 0) + core_floats(b, n, with_backward);
-  return floats * static_cast<std::int64_t>(sizeof(float));
 }
 
 }  // namespace lsb

@@ -21,12 +21,13 @@ class FullAttention final : public ProjectedAttention {
     ensure(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");
     // With dropout, P * M goes to dP's buffer (the backward's workspace, so training's peak is unchanged).
     if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
-    dense_attention_forward(view(Q_), view(K_), view(V_), mask_, P_.data(), view(C_), drop_, dP_.data());
+    dense_attention_forward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), mask_, P_.data(), heads_of(C_, n_),
+                            drop_, dP_.data());
   }
   void core_backward() override {
     ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
-    dense_attention_backward(view(Q_), view(K_), view(V_), P_.data(), view(dC_), dP_.data(), view(dQ_), view(dK_),
-                             view(dV_), drop_);
+    dense_attention_backward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), P_.data(), heads_of(dC_, n_),
+                             dP_.data(), heads_of(dQ_, n_), heads_of(dK_, n_), heads_of(dV_, n_), drop_);
   }
   double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
@@ -34,7 +35,6 @@ class FullAttention final : public ProjectedAttention {
   }
 
  private:
-  MatRef view(const Tensor& t) const { return head_view(t.data(), b_, n_, heads_, head_dim()); }
   Tensor P_, dP_;
 };
 

@@ -43,16 +43,16 @@ class LinformerAttention final : public ProjectedAttention {
       matmul(proj(separate_ ? "f" : "e"), rows(V_, bi, n_), rows(Vp_, bi, k_));
     }
     if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
-    dense_attention_forward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), nullptr, P_.data(), heads(C_, n_), drop_,
-                            dP_.data());
+    dense_attention_forward(heads_of(Q_, n_), heads_of(Kp_, k_), heads_of(Vp_, k_), nullptr, P_.data(),
+                            heads_of(C_, n_), drop_, dP_.data());
   }
 
   void core_backward() override {
     ensure(dKp_, Kp_.shape(), MemCategory::workspace, "linformer dK'");
     ensure(dVp_, Vp_.shape(), MemCategory::workspace, "linformer dV'");
     ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
-    dense_attention_backward(heads(Q_, n_), heads(Kp_, k_), heads(Vp_, k_), P_.data(), heads(dC_, n_), dP_.data(),
-                             heads(dQ_, n_), heads(dKp_, k_), heads(dVp_, k_), drop_);
+    dense_attention_backward(heads_of(Q_, n_), heads_of(Kp_, k_), heads_of(Vp_, k_), P_.data(), heads_of(dC_, n_),
+                             dP_.data(), heads_of(dQ_, n_), heads_of(dKp_, k_), heads_of(dVp_, k_), drop_);
     // dE[:, :n] += sum over batch of dK'_b (k x D) @ (K_b * m)^T (D x n); likewise for values.
     // dK_b = m * E^T dK'_b, dV_b = m * E^T dV'_b (or F^T).
     auto grad = [&](const char* name) { return MatRef::rowmajor(param(name).grad.data(), k_, n_, n_max_); };
@@ -81,7 +81,6 @@ class LinformerAttention final : public ProjectedAttention {
   MatRef rows(const Tensor& t, std::int64_t bi, std::int64_t count) const {
     return MatRef::rowmajor(t.data() + bi * count * dim_, count, dim_, dim_);
   }
-  MatRef heads(const Tensor& t, std::int64_t rows) const { return head_view(t.data(), b_, rows, heads_, head_dim()); }
 
   std::int64_t k_, n_max_;
   bool separate_;

@@ -59,7 +59,7 @@ class NystromformerAttention final : public ProjectedAttention {
     const std::uint8_t* lm = landmark_mask();
 
     // K2 = softmax(Ql Kl^T) over real landmarks; padded landmarks' rows 0.
-    matmul(heads(Ql_, me), heads(Kl_, me).t(), square(P2_.data()));
+    matmul(heads_of(Ql_, me), heads_of(Kl_, me).t(), square(P2_.data()));
 #pragma omp parallel for schedule(static)
     for (std::int64_t row = 0; row < bh * me; ++row) {
       const std::int64_t bi = row / (heads_ * me), j = row % me;
@@ -68,9 +68,9 @@ class NystromformerAttention final : public ProjectedAttention {
     pinv_forward();
 
     // C = K1 (Z (K3 V)): W = K3 V and K1 as dense attention, Y = Z W in between.
-    dense_attention_forward(heads(Ql_, me), heads(K_, n), heads(V_, n), mask_, P3_.data(), heads(W_, me));
-    matmul(square(iterate(iters_)), heads(W_, me), heads(Y_, me));
-    dense_attention_forward(heads(Q_, n), heads(Kl_, me), heads(Y_, me), lm, P1_.data(), heads(C_, n));
+    dense_attention_forward(heads_of(Ql_, me), heads_of(K_, n), heads_of(V_, n), mask_, P3_.data(), heads_of(W_, me));
+    matmul(square(iterate(iters_)), heads_of(W_, me), heads_of(Y_, me));
+    dense_attention_forward(heads_of(Q_, n), heads_of(Kl_, me), heads_of(Y_, me), lm, P1_.data(), heads_of(C_, n));
     if (conv_ > 0) conv_forward();
   }
 
@@ -84,15 +84,15 @@ class NystromformerAttention final : public ProjectedAttention {
     const std::uint8_t* lm = landmark_mask();
 
     // C = softmax(Q Kl^T) Y: dQ, dKl and dY written.
-    dense_attention_backward(heads(Q_, n), heads(Kl_, me), heads(Y_, me), P1_.data(), heads(dC_, n), dP_.data(),
-                             heads(dQ_, n), heads(dKl_, me), heads(dY_, me));
+    dense_attention_backward(heads_of(Q_, n), heads_of(Kl_, me), heads_of(Y_, me), P1_.data(), heads_of(dC_, n),
+                             dP_.data(), heads_of(dQ_, n), heads_of(dKl_, me), heads_of(dY_, me));
     // Y = Z W: dZ = dY W^T (into the pinv's incoming gradient), dW = Z^T dY.
-    matmul(heads(dY_, me), heads(W_, me).t(), square(slot(kG)));
+    matmul(heads_of(dY_, me), heads_of(W_, me).t(), square(slot(kG)));
     transpose_squares(iterate(iters_), slot(kZt));
-    matmul(square(slot(kZt)), heads(dY_, me), heads(dW_, me));
+    matmul(square(slot(kZt)), heads_of(dY_, me), heads_of(dW_, me));
     // W = softmax(Ql K^T) V: dQl, dK and dV written.
-    dense_attention_backward(heads(Ql_, me), heads(K_, n), heads(V_, n), P3_.data(), heads(dW_, me), dP_.data(),
-                             heads(dQl_, me), heads(dK_, n), heads(dV_, n));
+    dense_attention_backward(heads_of(Ql_, me), heads_of(K_, n), heads_of(V_, n), P3_.data(), heads_of(dW_, me),
+                             dP_.data(), heads_of(dQl_, me), heads_of(dK_, n), heads_of(dV_, n));
     pinv_backward();  // d K2 into slot kdA
 
     // K2 = softmax(Ql Kl^T): the constant zero rows of padded landmarks get no gradient.
@@ -105,9 +105,9 @@ class NystromformerAttention final : public ProjectedAttention {
       else
         std::fill(dS2 + row * me, dS2 + (row + 1) * me, 0.0f);
     }
-    matmul(square(dS2), heads(Kl_, me), heads(dQl_, me), 1.0f, 1.0f);
+    matmul(square(dS2), heads_of(Kl_, me), heads_of(dQl_, me), 1.0f, 1.0f);
     transpose_squares(dS2, slot(kTt));
-    matmul(square(slot(kTt)), heads(Ql_, me), heads(dKl_, me), 1.0f, 1.0f);
+    matmul(square(slot(kTt)), heads_of(Ql_, me), heads_of(dKl_, me), 1.0f, 1.0f);
 
     landmark_means_backward(dQl_, dQ_);
     landmark_means_backward(dKl_, dK_);
@@ -354,7 +354,6 @@ class NystromformerAttention final : public ProjectedAttention {
   MatRef square(const float* p) const {
     return MatRef::rowmajor(p, me_, me_, me_).batched(b_, heads_ * me_ * me_, heads_, me_ * me_);
   }
-  MatRef heads(const Tensor& t, std::int64_t rows) const { return head_view(t.data(), b_, rows, heads_, head_dim()); }
 
   std::int64_t m_, iters_, conv_;
   std::int64_t me_ = 0;  // landmarks of the current call, min(m, n)

@@ -1,11 +1,14 @@
 // The part every variant shares: Q = (x Wq^T + bq)/sqrt(d), K = x Wk^T + bk, V = x Wv^T + bv,
 // a variant-specific core C = core(Q, K, V, mask), padded query rows of C set to 0,
 // y = C Wo^T + bo. A variant implements core_forward/core_backward on (b, n, D) buffers whose
-// heads are column slices.
+// heads are column slices. Written once for both devices: every step outside the core goes through
+// nn/device_ops on the module's device (the CPU cores derive from this directly; the CUDA cores from
+// CudaProjectedAttention, attention_impls/cuda/projected.cuh, which adds their CPU twin).
 #pragma once
 #include <cmath>
 
 #include "attention_impls/attention.hpp"
+#include "attention_impls/variants.hpp"
 
 namespace lsb {
 
@@ -15,13 +18,17 @@ class ProjectedAttention : public Attention {
                bool keep_for_backward) override;
   void backward(const float* dy, float* dx) override;
   double forward_flops(std::int64_t b, std::int64_t n) const override {
-    return 8.0 * b * n * dim_ * dim_ + core_flops(b, n);
+    return projection_flops(b, n) + core_flops(b, n);
   }
   std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const override;
 
  protected:
+  // A CPU module with the four projections' parameters (wq, bq, ..., wo, bo); the variant adds its own.
   ProjectedAttention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
                      std::int64_t heads);
+  // A module on `device` with the same name, parameters (every one of `twin`'s, values copied) and shapes
+  // as `twin` (the CUDA modules mirror their CPU twin).
+  ProjectedAttention(Attention& twin, Device device);
 
   // C (b, n, D) from Q, K, V (b, n, D); Q is already scaled by 1/sqrt(d). mask_ is never null here.
   virtual void core_forward(bool keep_for_backward) = 0;
@@ -35,9 +42,19 @@ class ProjectedAttention : public Attention {
   // Called before the core with the call's shape, e.g. to check n against limits.
   virtual void check_length(std::int64_t /*n*/) const {}
 
+  // The four (rows, D) x (D, D) projections, forward: 2 * 4 * b * n * D * D.
+  double projection_flops(std::int64_t b, std::int64_t n) const { return 8.0 * b * n * dim_ * dim_; }
   std::int64_t head_dim() const { return dim_ / heads_; }
+  // The (b, h) batch of (rows, d) head slices of a (b, rows, D) buffer.
+  MatRef heads_of(const Tensor& t, std::int64_t rows) const {
+    return head_view(t.data(), b_, rows, heads_, head_dim());
+  }
   // Sets the rows of padded positions of a (b, n, D) buffer to 0.
   void zero_padded_rows(Tensor& t) const;
+  // Sizes a buffer of this call on the module's device.
+  void ensure_here(Tensor& t, const Shape& shape, MemCategory cat, const char* what) const {
+    ensure(t, shape, cat, what, device_);
+  }
 
   // State of the current call.
   std::int64_t b_ = 0, n_ = 0;

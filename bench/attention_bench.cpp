@@ -111,13 +111,13 @@ struct Row {
 };
 
 void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt, double peak) {
-  if (opt.device == "cuda")
+  if (opt.device == Device::cuda)
     fmt::print("\nattention {} | batch {} dim {} heads {} | {} | published fp32 peak {:.0f} GFLOP/s\n", opt.mode,
                opt.batch, opt.dim, opt.heads, cuda::query(0).name, peak);
   else
     fmt::print("\nattention {} | {} | batch {} dim {} heads {} | {} threads | measured fp32 peak {:.0f} GFLOP/s{}\n",
-               opt.mode, opt.precision, opt.batch, opt.dim, opt.heads, omp_get_max_threads(), peak,
-               opt.precision == "bf16" ? " (the % of peak is against it at bf16 too)" : "");
+               opt.mode, precision_name(opt.precision), opt.batch, opt.dim, opt.heads, omp_get_max_threads(), peak,
+               opt.precision == Precision::bf16 ? " (the % of peak is against it at bf16 too)" : "");
   fmt::print("GFLOP/s from the cost model (fwd+bwd counted as 3x forward); spread = stdev / median;\n"
              "model mem = analytic bytes of parameters, inputs and the variant's buffer plan.\n\n");
   std::size_t w = 7;
@@ -324,8 +324,8 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
     if (n <= 0) throw UsageError(fmt::format("--n {}: must be positive", n));
     check_problem_size(opt.batch, n, opt.dim, opt.heads);
   }
-  const Device dev = parse_device(opt.device, "--device");
-  const Precision precision = parse_precision(opt.precision, "--precision");
+  const Device dev = opt.device;
+  const Precision precision = opt.precision;
   require_precision(precision, dev);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   // Validate every spec (and the device) before measuring anything.

@@ -18,8 +18,8 @@ struct AttentionBenchOptions {
   std::vector<std::int64_t> lengths{1024};
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
-  std::string device = "cpu";  // cpu | cuda
-  std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;  // of the products (fp32 accumulation)
   int threads = 0;           // 0 = OpenMP default
   ByteSize memory_budget;  // empty = none
   std::string json_path;      // "" = no report file
@@ -74,7 +74,8 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
 
 struct AttentionRunOptions {
   std::string variant, weights_dir, input, mask, output, grad_output, grads_dir;
-  std::string device = "cpu", precision = "fp32";
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;
   std::int64_t heads = 0;
   int threads = 0;
 };

@@ -19,8 +19,8 @@ namespace lsb {
 int run_attention_interop(const AttentionRunOptions& opt) {
   namespace fs = std::filesystem;
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
-  const Device dev = parse_device(opt.device, "--device");
-  const Precision precision = parse_precision(opt.precision, "--precision");
+  const Device dev = opt.device;
+  const Precision precision = opt.precision;
   require_precision(precision, dev);
   VariantSpec spec = VariantSpec::parse(opt.variant);
   // Every input is read and every output place checked before anything is computed or written.

@@ -115,7 +115,7 @@ Prepared prepare(const LraOptions& o, const std::string& task) {
 // A finished run of the same task, preset and variant (every parameter the spec names equal).
 bool same_run(const nlohmann::json& c, const std::string& task, const LraOptions& o, const VariantSpec& spec) {
   if (c.value("task", "") != task || c.value("preset", "") != o.preset || c.value("variant", "") != spec.name ||
-      c.value("device", "cpu") != o.device || c.value("precision", "fp32") != o.precision)
+      c.value("device", "cpu") != device_name(o.device) || c.value("precision", "fp32") != precision_name(o.precision))
     return false;
   const auto params = c.value("variant_params", nlohmann::json::object());
   for (const auto& [k, v] : spec.params)
@@ -131,7 +131,7 @@ nlohmann::json stub_result(const std::string& task, const LraOptions& o, const V
   nlohmann::json r = {{"kind", "train-run"},
                       {"config", {{"task", task}, {"preset", o.preset}, {"variant", spec.name},
                                   {"variant_params", variant_params_json(resolved)}, {"mode", "train"},
-                                  {"device", o.device}, {"precision", o.precision}}},
+                                  {"device", device_name(o.device)}, {"precision", precision_name(o.precision)}}},
                       {"status", status},
                       {"message", message}};
   r["id"] = config_id(r["config"]);
@@ -151,8 +151,8 @@ int run_lra(const LraOptions& given) {
   if (o.data_dir.empty()) throw UsageError("--data-dir: required (data is generated or extracted there)");
   if (o.out.empty()) throw UsageError("--out: required (the suite's report)");
   for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
-  const Device dev = parse_device(o.device, "--device");
-  require_precision(parse_precision(o.precision, "--precision"), dev);
+  const Device dev = o.device;
+  require_precision(o.precision, dev);
   if (dev == Device::cuda) cuda::require_device();
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
   std::vector<VariantSpec> specs;
@@ -265,10 +265,11 @@ int run_lra(const LraOptions& given) {
       t.task = task, t.data_dir = prepared->dir, t.variant = label, t.preset = o.preset;
       apply_train_preset(t);
       t.seed = o.seed, t.progress = o.progress, t.device = o.device, t.precision = o.precision;
+      // The device and precision name the folder too where they are not the defaults.
+      const std::string device = o.device == Device::cpu ? "" : fmt::format("-{}", device_name(o.device));
+      const std::string precision = o.precision == Precision::fp32 ? "" : fmt::format("-{}", precision_name(o.precision));
       t.checkpoint_dir = (fs::path(o.data_dir) / "checkpoints" /
-                          fmt::format("{}-{}-{}{}{}", o.preset, task, slugify(label),
-                                      o.device == "cpu" ? "" : "-" + o.device,
-                                      o.precision == "fp32" ? "" : "-" + o.precision))
+                          fmt::format("{}-{}-{}{}{}", o.preset, task, slugify(label), device, precision))
                              .string();
       t.resume = o.resume && fs::exists(fs::path(t.checkpoint_dir) / "last.ckpt");
       if (!t.resume) fs::remove_all(t.checkpoint_dir);

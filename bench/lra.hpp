@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench/timing.hpp"
+#include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 
 namespace lsb {
@@ -28,8 +29,8 @@ struct LraOptions {
   std::int64_t efficiency_batch = 0;             // 0: the preset's
   ByteSize memory_budget;  // on the device; "": smoke 4GiB (Path-X full is an oom), lra-small 80% of RAM (CPU)
   int threads = 0;
-  std::string device = "cpu";      // of every run and of the efficiency sweep
-  std::string precision = "fp32";  // likewise
+  Device device = Device::cpu;             // of every run and of the efficiency sweep
+  Precision precision = Precision::fp32;  // likewise
   std::uint64_t seed = 0;
   std::vector<std::string> command_line;
 };

@@ -156,12 +156,18 @@ struct Command {
 void add_threads(CLI::App* cmd, int& threads, const char* help = "CPU threads (0: OpenMP's default)") {
   cmd->add_option("--threads", threads, help)->check(thread_count());
 }
-void add_device(CLI::App* cmd, std::string& device, const char* help = "cpu or cuda") {
-  cmd->add_option("--device", device, help)->capture_default_str();
+// Device and precision are read as names and kept typed (an unknown name is a usage error naming the option).
+void add_device(CLI::App* cmd, Device& device, const char* help = "cpu or cuda") {
+  cmd->add_option_function<std::string>(
+         "--device", [&device](const std::string& name) { device = parse_device(name, "--device"); }, help)
+      ->default_str(device_name(device));
 }
-void add_precision(CLI::App* cmd, std::string& precision) {
-  cmd->add_option("--precision", precision, "fp32, or bf16: products on bf16-rounded operands with fp32 accumulation")
-      ->capture_default_str();
+void add_precision(CLI::App* cmd, Precision& precision) {
+  cmd->add_option_function<std::string>(
+         "--precision",
+         [&precision](const std::string& name) { precision = parse_precision(name, "--precision"); },
+         "fp32, or bf16: products on bf16-rounded operands with fp32 accumulation")
+      ->default_str(precision_name(precision));
 }
 void add_memory_budget(CLI::App* cmd, ByteSize& budget,
                        const char* help = "Refuse allocations beyond this (e.g. 8GiB); a point or run above it is oom") {
@@ -356,8 +362,11 @@ Command add_sweep(CLI::App& app) {
             sw.heads = ints(s->heads, "--heads");
             sw.layers = ints(s->layers, "--layers");
             sw.modes = split_variant_list(s->modes);
-            sw.devices = split_variant_list(s->devices);
-            sw.precisions = split_variant_list(s->precisions);
+            sw.devices.clear();
+            for (const auto& d : split_variant_list(s->devices)) sw.devices.push_back(parse_device(d, "--device"));
+            sw.precisions.clear();
+            for (const auto& p : split_variant_list(s->precisions))
+              sw.precisions.push_back(parse_precision(p, "--precision"));
             sw.threads.clear();
             for (const auto& t : split_variant_list(s->threads)) {
               if (t == "0") sw.threads.push_back(0);
@@ -396,7 +405,7 @@ Command add_maxlen(CLI::App& app) {
   cmd->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
   cmd->add_option("--task", ml.task, "a task's vocabulary and classes (model modes)");
   add_device(cmd, ml.device);
-  cmd->add_option("--precision", ml.precision, "fp32 or bf16 (the products)")->capture_default_str();
+  add_precision(cmd, ml.precision);
   add_threads(cmd, ml.threads);
   cmd->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
   cmd->add_option("--out", ml.out, "Report path");

@@ -91,8 +91,9 @@ int run_maxlen(const MaxlenOptions& o) {
     best[VariantSpec::parse(v).name] = lo;
     if (!o.out.empty()) write_report(o.out, make_report(context, results));
   }
-  fmt::print("\nlongest n that fits {} ({} {}, batch {}, D {}, h {}{}):\n", o.memory_budget.text(), o.mode, o.device, o.batch,
-             o.dim, o.heads, is_attention_mode(o.mode) ? "" : fmt::format(", L {}", o.layers));
+  fmt::print("\nlongest n that fits {} ({} {}, batch {}, D {}, h {}{}):\n", o.memory_budget.text(), o.mode,
+             device_name(o.device), o.batch, o.dim, o.heads,
+             is_attention_mode(o.mode) ? "" : fmt::format(", L {}", o.layers));
   for (const auto& v : o.variants) {
     const std::int64_t n = best[VariantSpec::parse(v).name];
     const std::string& base = baseline_variant().name;

@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 
 int run_model_command(const ModelRunOptions& opt) {
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
-  const Device dev = parse_device(opt.device, "--device");
-  const Precision precision = parse_precision(opt.precision, "--precision");
+  const Device dev = opt.device;
+  const Precision precision = opt.precision;
   require_precision(precision, dev);
   if (opt.heads <= 0) throw UsageError(fmt::format("--heads {}: expected a positive count", opt.heads));
   if (!opt.grads_dir.empty() && opt.labels.empty()) throw UsageError("--grads needs --labels (the loss to differentiate)");

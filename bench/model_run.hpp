@@ -6,12 +6,16 @@
 #include <cstdint>
 #include <string>
 
+#include "nn/matmul.hpp"
+#include "nn/memory.hpp"
+
 namespace lsb {
 
 struct ModelRunOptions {
   std::string weights_dir, variant, input, mask, labels, grads_dir, output;
   std::string pooling = "mean";  // mean | mean-all (the reference code's) | cls
-  std::string device = "cpu", precision = "fp32";
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;
   std::int64_t heads = 0;
   int threads = 0;
 };

@@ -31,7 +31,8 @@ std::string point_line(const nlohmann::json& r) {
                                      ? ""
                                      : fmt::format(" L={}", c["layers"].get<std::int64_t>()),
                                  c["device"].get<std::string>()) +
-                     (c.value("precision", "fp32") == "fp32" ? "" : " " + c["precision"].get<std::string>());
+                     (c.value("precision", "fp32") == "fp32" ? ""
+                                                             : fmt::format(" {}", c["precision"].get<std::string>()));
   const std::string st = r["status"].get<std::string>();
   if (st != "ok") return fmt::format("{}: {}: {}", what, st, r.value("message", ""));
   return fmt::format("{}: {:.3f} ms, {:.0f} tok/s, {:.1f} GFLOP/s, peak {}", what,

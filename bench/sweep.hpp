@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/timing.hpp"
+#include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 
 namespace lsb {
@@ -21,8 +22,8 @@ struct SweepOptions {
   std::int64_t mlp_dim = 0;  // model modes; 0 = 2 * dim
   std::vector<std::string> modes{"attn-fwdbwd"};  // attn-fwd | attn-fwdbwd | model-fwd | train-step
   std::string task;                                // "" or listops | text | image (vocab, classes, length)
-  std::vector<std::string> devices{"cpu"};         // cpu | cuda
-  std::vector<std::string> precisions{"fp32"};     // fp32 | bf16
+  std::vector<Device> devices{Device::cpu};
+  std::vector<Precision> precisions{Precision::fp32};
   std::vector<int> threads{0};                     // 0 = OpenMP's default
   ByteSize memory_budget;                          // empty = none
   TimingPolicy timing;
@@ -47,9 +48,10 @@ bool shard_from_slurm(int& index, int& count);
 struct SweepPoint {
   std::string variant;  // spec as given
   std::int64_t n = 0, batch = 0, dim = 0, heads = 0, layers = 0, mlp_dim = 0;
-  std::string mode, task, device;
+  std::string mode, task;
+  Device device = Device::cpu;
   int threads = 0;
-  std::string precision = "fp32";
+  Precision precision = Precision::fp32;
   std::uint64_t seed = 1;
   ByteSize memory_budget;  // empty = none
   // The command that reruns just this point: every option that changes its result (seed and budget
@@ -67,7 +69,9 @@ int run_sweep(const SweepOptions& o);
 
 struct MaxlenOptions {
   std::vector<std::string> variants;
-  std::string mode = "train-step", task, device = "cpu", precision = "fp32";
+  std::string mode = "train-step", task;
+  Device device = Device::cpu;
+  Precision precision = Precision::fp32;
   ByteSize memory_budget;
   std::int64_t batch = 8, dim = 64, heads = 2, layers = 2, mlp_dim = 0, granule = 256;
   std::int64_t n_limit = std::int64_t(1) << 24;  // stop doubling here

@@ -107,8 +107,6 @@ std::vector<std::string> check_axes(const SweepOptions& o) {
   for (const auto& m : o.modes)
     if (std::find(sweep_modes().begin(), sweep_modes().end(), m) == sweep_modes().end())
       throw UsageError(fmt::format("--mode {}: expected attn-fwd, attn-fwdbwd, model-fwd or train-step", m));
-  for (const auto& d : o.devices) parse_device(d, "--device");
-  for (const auto& p : o.precisions) parse_precision(p, "--precision");
   task_shape(o.task);
   auto positive = [](const std::vector<std::int64_t>& v, const char* opt) {
     for (auto x : v)
@@ -137,8 +135,8 @@ std::string SweepPoint::command() const {
                                 batch, dim, heads);
   if (!is_attention_mode(mode)) cmd += fmt::format(" --layers {} --mlp-dim {}", layers, mlp_dim);
   if (!task.empty()) cmd += " --task " + task;
-  cmd += fmt::format(" --mode {} --device {}", mode, device);
-  if (precision != "fp32") cmd += " --precision " + precision;
+  cmd += fmt::format(" --mode {} --device {}", mode, device_name(device));
+  if (precision != Precision::fp32) cmd += fmt::format(" --precision {}", precision_name(precision));
   if (threads > 0) cmd += fmt::format(" --threads {}", threads);
   if (seed != SweepOptions{}.seed) cmd += fmt::format(" --seed {}", seed);
   if (!memory_budget.empty()) cmd += " --memory-budget " + memory_budget.text();
@@ -149,8 +147,8 @@ std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
   const std::vector<std::string> variants = check_axes(o);
   std::vector<SweepPoint> pts;
   for (const auto& mode : o.modes)
-    for (const auto& device : o.devices)
-      for (const auto& precision : o.precisions)
+    for (const Device device : o.devices)
+      for (const Precision precision : o.precisions)
         for (int threads : o.threads)
           for (const auto& v : variants)
             for (auto b : o.batches)

@@ -32,10 +32,16 @@ TaskShape task_shape(const std::string& task) {
 // at n_max = n for that) and the padded length; a spec that cannot be made gives the raw fields.
 nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
   const VariantSpec spec = VariantSpec::parse(p.variant);
-  nlohmann::json c = {{"variant", spec.name},      {"variant_params", spec.params}, {"n", p.n},
-                      {"batch", p.batch},          {"heads", p.heads},              {"dim", p.dim},
+  nlohmann::json c = {{"variant", spec.name},
+                      {"variant_params", spec.params},
+                      {"n", p.n},
+                      {"batch", p.batch},
+                      {"heads", p.heads},
+                      {"dim", p.dim},
                       {"layers", is_attention_mode(p.mode) ? 1 : p.layers},
-                      {"mode", p.mode},            {"device", p.device},            {"precision", p.precision},
+                      {"mode", p.mode},
+                      {"device", device_name(p.device)},
+                      {"precision", precision_name(p.precision)},
                       {"threads", p.threads}};
   if (!p.task.empty()) c["task"] = p.task;
   if (!is_attention_mode(p.mode)) {
@@ -78,7 +84,7 @@ nlohmann::json skipped(const nlohmann::json& config, const std::string& why) {
 nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& config, const TimingPolicy& timing,
                                    double peak_gflops, std::uint64_t seed) {
   auto& mt = MemoryTracker::instance();
-  const Device dev = parse_device(p.device, "--device");
+  const Device dev = p.device;
   nlohmann::json res = with_id({{"kind", "sweep-point"}, {"config", config}});
   mt.release_cached(dev);  // the reserved figure starts without an earlier point's cached blocks
   const TaskShape ts = task_shape(p.task);
@@ -131,7 +137,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
                          {"flops", flops}, {"gflops", gflops}, {"flop_convention", "cost model; train-step = 3x forward"}};
     if (peak_gflops > 0) {
       res["throughput"]["peak_fraction"] = gflops / peak_gflops;
-      res["throughput"]["peak_basis"] = peak_basis(dev == Device::cuda, p.precision == "bf16");
+      res["throughput"]["peak_basis"] = peak_basis(dev == Device::cuda, p.precision == Precision::bf16);
     }
     res["memory"] = tracked_memory_json(ms);
     // The model's buffer plan, plus AdamW's two moments per parameter (oneDNN's shared scratchpad,

@@ -68,8 +68,8 @@ class PointRunner {
   nlohmann::json run(const SweepPoint& p, const ResolvedPoint& resolved) {
     const nlohmann::json& config = resolved.config;
     if (!resolved.why_not.empty()) return skipped(config, resolved.why_not);
-    const Device dev = p.device == "cuda" ? Device::cuda : Device::cpu;
-    const Precision precision = parse_precision(p.precision, "--precision");
+    const Device dev = p.device;
+    const Precision precision = p.precision;
     try {
       require_precision(precision, dev);
     } catch (const UsageError& e) {
@@ -84,7 +84,8 @@ class PointRunner {
         return measure_model_point(p, config, timing_, peak(dev, precision), seed_);
       }
       const bool bwd = p.mode == "attn-fwdbwd";
-      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, p.device, p.precision);
+      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, device_name(dev),
+                                          precision_name(precision));
       if (!checks_.count(key))
         checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
       const AttentionPoint pt{VariantSpec::parse(p.variant), p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,

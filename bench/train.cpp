@@ -57,8 +57,8 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"dropout", o.dropout},
           {"attention_dropout", attention_dropout(o, a)},
           {"mode", "train"},
-          {"device", o.device},
-          {"precision", o.precision},
+          {"device", device_name(o.device)},
+          {"precision", precision_name(o.precision)},
           {"threads", omp_get_max_threads()},
           {"steps", o.steps},
           {"warmup", o.warmup},
@@ -287,9 +287,8 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   check_schedule(o.schedule, o.warmup, o.steps);
   if (!(o.attention_dropout < 1) || (o.attention_dropout < 0 && o.attention_dropout != -1))
     throw UsageError(fmt::format("--attention-dropout {}: expected a value in [0, 1)", o.attention_dropout));
-  const Device dev = parse_device(o.device, "--device");
-  const Precision precision = parse_precision(o.precision, "--precision");
-  const PrecisionScope precision_scope(precision, dev);  // refuses a precision this device cannot run
+  const Device dev = o.device;
+  const PrecisionScope precision_scope(o.precision, dev);  // refuses a precision this device cannot run
   auto& tracker = MemoryTracker::instance();
   tracker.release_cached(dev);
   tracker.reset_peak(dev);
@@ -486,19 +485,19 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 int run_train_command(const TrainOptions& opts) {
   TrainOptions o = opts;
   if (o.threads > 0) omp_set_num_threads(o.threads);
-  const Device dev = parse_device(o.device, "--device");
+  const Device dev = o.device;
   if (!o.memory_budget.empty())
     MemoryTracker::instance().set_budget(dev, o.memory_budget.bytes());
   const VariantSpec spec = VariantSpec::parse(o.variant);
   // Unknown names, a missing GPU and impossible precisions fail before the data is loaded.
   make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);
-  require_precision(parse_precision(o.precision, "--precision"), dev);
+  require_precision(o.precision, dev);
   const TaskData task = load_task(o.task, task_options(o));
   fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
              "{}, {}\n",
              task.name, o.variant, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
              o.steps, dev == Device::cpu ? fmt::format("{} threads", omp_get_max_threads()) : cuda::query(0).name,
-             o.precision);
+             precision_name(o.precision));
   std::fflush(stdout);  // before the progress display on stderr
   const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
   nlohmann::json last;  // the latest result, so that an out-of-memory stop keeps what was finished

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "attention_impls/registry.hpp"
+#include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 #include "tasks/task.hpp"
 
@@ -36,8 +37,8 @@ struct TrainOptions {
   std::uint64_t seed = 0;  // parameters, batch order and dropout masks
   // Execution.
   int threads = 0;  // 0 = OpenMP's default
-  std::string device = "cpu";      // cpu | cuda: where the model and every step live
-  std::string precision = "fp32";  // fp32 | bf16 (the products, fp32 accumulation)
+  Device device = Device::cpu;             // where the model and every step live
+  Precision precision = Precision::fp32;  // of the products (fp32 accumulation)
   ByteSize memory_budget;  // empty = none
   std::string out, checkpoint_dir;
   // Interop (README "Moving models between lsbench and PyTorch"): start from a weight folder instead of

@@ -125,6 +125,7 @@ void multiply_into(Device dev, const float* d, const float* mask, std::int64_t c
 
 void scale(Device dev, float* p, std::int64_t count, float factor) {
   LSB_ON_CUDA(dev, scale(p, count, factor));
+#pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) p[i] *= factor;
 }
 
@@ -140,6 +141,17 @@ void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float
 void copy(Device dev, const float* from, std::int64_t count, float* to) {
   if (dev == Device::cuda) return cuda::copy(to, from, sizeof(float) * static_cast<std::size_t>(count));
   std::memcpy(to, from, sizeof(float) * static_cast<std::size_t>(count));
+}
+
+void set_bytes(Device dev, void* p, int byte, std::size_t bytes) {
+  if (dev == Device::cuda) return cuda::device_memset(p, byte, bytes);
+  std::memset(p, byte, bytes);
+}
+
+void zero_masked_rows(Device dev, float* t, const std::uint8_t* mask, std::int64_t rows, std::int64_t cols) {
+  LSB_ON_CUDA(dev, zero_masked_rows(t, mask, rows, cols));
+  for (std::int64_t r = 0; r < rows; ++r)
+    if (!mask[r]) std::memset(t + r * cols, 0, static_cast<std::size_t>(cols) * sizeof(float));
 }
 
 void mean_pool_forward(Device dev, const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N,

@@ -4,6 +4,7 @@
 // shapes). Every pointer lives on `dev`. Row-major; D the model width, N the internal sequence length.
 // Device::cuda in a build without CUDA throws std::logic_error (the tensors could not exist).
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -53,6 +54,10 @@ void scale(Device dev, float* p, std::int64_t count, float factor);
 // device), v[i] *= mask[i].
 void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count);
 void copy(Device dev, const float* from, std::int64_t count, float* to);
+// `bytes` bytes at p set to `byte` (memset on either device).
+void set_bytes(Device dev, void* p, int byte, std::size_t bytes);
+// t (rows, cols): the rows whose mask byte is 0 set to 0.
+void zero_masked_rows(Device dev, float* t, const std::uint8_t* mask, std::int64_t rows, std::int64_t cols);
 
 // pooled (seqs, D) = sum of xf (seqs, N, D) over the rows with mask 1, divided by counts (seqs): how
 // many such rows, or `divisor` when it is positive (mean-all pooling). The caller refuses a sequence

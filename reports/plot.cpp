@@ -6,7 +6,6 @@
 
 #include <fmt/format.h>
 
-#include "nn/memory.hpp"
 #include "reports/text.hpp"
 
 namespace lsb {
@@ -89,19 +88,6 @@ Axis make_axis(std::vector<double> values, bool log, AxisUnit unit) {
 
 constexpr double kWidth = 760, kHeight = 420, kLeft = 80, kRight = 230, kTop = 40, kBottom = 56;
 constexpr std::size_t kLegendChars = 26;  // longer names are cut with an ellipsis (data-name keeps them whole)
-
-// The --memory-budget of the command that made the report (reports written before oom points carried
-// memory.budget_bytes); 0 when absent or unreadable.
-double budget_from_command_line(const nlohmann::json& context) {
-  const auto args = context.value("command_line", nlohmann::json::array());
-  for (std::size_t i = 0; i + 1 < args.size(); ++i)
-    if (args[i] == "--memory-budget") try {
-        return static_cast<double>(parse_size(args[i + 1].get<std::string>(), "--memory-budget"));
-      } catch (const std::exception&) {
-        return 0;
-      }
-  return 0;
-}
 
 }  // namespace
 
@@ -264,9 +250,9 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
     } else if (st == "oom") {
       ts.oom_x.push_back(n);
       ms.oom_x.push_back(n);
-      mp.budget_y = std::max(mp.budget_y, r.contains("memory") && r["memory"].contains("budget_bytes")
-                                              ? r["memory"]["budget_bytes"].get<double>()
-                                              : budget_from_command_line(report["context"]));
+      // The budget the point hit (an oom result records it).
+      if (r.contains("memory") && r["memory"].contains("budget_bytes"))
+        mp.budget_y = std::max(mp.budget_y, r["memory"]["budget_bytes"].get<double>());
     }
   }
   for (const auto& key : order) {

@@ -118,13 +118,14 @@ TEST_CASE("precision is a sweep axis: bf16 points name it, and bf16 on CUDA is s
   SweepOptions o;
   o.variants = {"ls:w=8,r=4"};
   o.lengths = {64};
-  o.precisions = {"fp32", "bf16"};
+  o.precisions = {Precision::fp32, Precision::bf16};
   const auto pts = sweep_points(o);
   REQUIRE(pts.size() == 2);
   CHECK(pts[0].command().find("--precision") == std::string::npos);  // fp32 is the default
   CHECK(pts[1].command().find("--precision bf16") != std::string::npos);
-  o.precisions = {"fp8"};
-  CHECK_THROWS_WITH(sweep_points(o), Catch::Contains("--precision") && Catch::Contains("fp8"));
+  const auto fp8 = test::run_cli("sweep --variants ls:w=8,r=4 --n 64 --precision fp32,fp8 --list");
+  CHECK(fp8.code == kUsage);
+  CHECK_THAT(fp8.output, Catch::Contains("--precision") && Catch::Contains("fp8"));
 
   const auto dir = test::fresh_dir("sweep_bf16");
   const std::string out = (dir / "s.json").string();

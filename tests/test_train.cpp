@@ -217,7 +217,7 @@ TEST_CASE("a bf16 run trains, records its precision and refuses an fp32 checkpoi
   const TaskData task = load(o);
   o.checkpoint_dir = fresh_dir("bf16_run").string();
   const nlohmann::json fp32 = train_run(o, task);
-  o.precision = "bf16";
+  o.precision = Precision::bf16;
   if (!bf16_matmul_available()) {
     CHECK_THROWS_AS(train_run(o, task), UsageError);
     return;
@@ -232,7 +232,7 @@ TEST_CASE("a bf16 run trains, records its precision and refuses an fp32 checkpoi
   CHECK(std::fabs(l16 - l32) <= 0x1p-5 * std::fabs(l32));
   CHECK(bf16["curves"]["loss"] != fp32["curves"]["loss"]);
   // Resuming the bf16 checkpoint in fp32 is another configuration.
-  o.precision = "fp32";
+  o.precision = Precision::fp32;
   o.resume = true;
   CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("another configuration"));
 }
@@ -241,7 +241,7 @@ TEST_CASE("a run on CUDA follows the CPU run, resumes bit-identically and is its
   TrainOptions o = tiny_options("ls:w=8,r=32");
   const TaskData task = load(o);
   o.checkpoint_dir = fresh_dir("cuda_run_cpu").string();
-  o.device = "cuda";
+  o.device = Device::cuda;
   if (cuda::device_count() == 0) {
     WARN("GPU run skipped: " << cuda::unavailable_reason());
     CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("--device cuda"));
@@ -251,9 +251,9 @@ TEST_CASE("a run on CUDA follows the CPU run, resumes bit-identically and is its
     CHECK_THAT(r.output, Catch::Contains("--device cuda"));
     return;
   }
-  o.device = "cpu";
+  o.device = Device::cpu;
   const nlohmann::json cpu = train_run(o, task);
-  o.device = "cuda";
+  o.device = Device::cuda;
   o.checkpoint_dir = fresh_dir("cuda_run_whole").string();
   const nlohmann::json whole = train_run(o, task);
   REQUIRE(whole["status"] == "ok");
@@ -274,9 +274,9 @@ TEST_CASE("a run on CUDA follows the CPU run, resumes bit-identically and is its
   CHECK(resumed["accuracy"] == whole["accuracy"]);
   // The CPU's checkpoint is another configuration.
   o.checkpoint_dir = fresh_dir("cuda_run_cpu").string();
-  o.device = "cpu";
+  o.device = Device::cpu;
   train_run(o, task);
-  o.device = "cuda";
+  o.device = Device::cuda;
   o.resume = true;
   CHECK_THROWS_WITH(train_run(o, task), Catch::Contains("another configuration"));
 }

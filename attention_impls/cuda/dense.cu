@@ -37,13 +37,13 @@ class CudaFull final : public CudaProjectedAttention {
   const Tensor* saved_probabilities() const override { return &P_; }
 
  protected:
-  void core_forward() override {
-    dev_ensure(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");
+  void core_forward(bool /*keep_for_backward*/) override {
+    ensure_here(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");
     cuda_dense_attention_forward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), mask_, P_.data(),
                                  heads_of(C_, n_));
   }
   void core_backward() override {
-    dev_ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
+    ensure_here(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
     cuda_dense_attention_backward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), P_.data(), heads_of(dC_, n_),
                                   dP_.data(), heads_of(dQ_, n_), heads_of(dK_, n_), heads_of(dV_, n_));
   }
@@ -70,13 +70,13 @@ class CudaLinformer final : public CudaProjectedAttention {
       throw UsageError(spec_string() + ": sequence length " + std::to_string(n) + " exceeds n_max " +
                        std::to_string(n_max_) + " (E is k x n_max; set n_max= in the spec)");
   }
-  void core_forward() override {
+  void core_forward(bool /*keep_for_backward*/) override {
     const std::int64_t D = dim_;
     cuda::zero_masked_rows(K_.data(), mask_, b_ * n_, D);
     cuda::zero_masked_rows(V_.data(), mask_, b_ * n_, D);
-    dev_ensure(Kp_, {b_, k_, D}, MemCategory::activations, "linformer projected keys (b, k, D)");
-    dev_ensure(Vp_, {b_, k_, D}, MemCategory::activations, "linformer projected values (b, k, D)");
-    dev_ensure(P_, {b_, heads_, n_, k_}, MemCategory::activations, "linformer probabilities (b, h, n, k)");
+    ensure_here(Kp_, {b_, k_, D}, MemCategory::activations, "linformer projected keys (b, k, D)");
+    ensure_here(Vp_, {b_, k_, D}, MemCategory::activations, "linformer projected values (b, k, D)");
+    ensure_here(P_, {b_, heads_, n_, k_}, MemCategory::activations, "linformer probabilities (b, h, n, k)");
     // E (k x n) is shared by the batch: one batched product with batch stride 0 on E.
     cuda::gemm(proj("e").batched(b_, 0), rows(K_, n_), rows(Kp_, k_));
     cuda::gemm(proj(separate_ ? "f" : "e").batched(b_, 0), rows(V_, n_), rows(Vp_, k_));
@@ -84,9 +84,9 @@ class CudaLinformer final : public CudaProjectedAttention {
                                  heads_of(C_, n_));
   }
   void core_backward() override {
-    dev_ensure(dKp_, Kp_.shape(), MemCategory::workspace, "linformer dK'");
-    dev_ensure(dVp_, Vp_.shape(), MemCategory::workspace, "linformer dV'");
-    dev_ensure(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
+    ensure_here(dKp_, Kp_.shape(), MemCategory::workspace, "linformer dK'");
+    ensure_here(dVp_, Vp_.shape(), MemCategory::workspace, "linformer dV'");
+    ensure_here(dP_, P_.shape(), MemCategory::workspace, "linformer dP (b, h, n, k)");
     cuda_dense_attention_backward(heads_of(Q_, n_), heads_of(Kp_, k_), heads_of(Vp_, k_), P_.data(),
                                   heads_of(dC_, n_), dP_.data(), heads_of(dQ_, n_), heads_of(dKp_, k_),
                                   heads_of(dVp_, k_));

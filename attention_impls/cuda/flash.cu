@@ -228,8 +228,8 @@ class CudaFlash final : public CudaProjectedAttention {
   }
 
  protected:
-  void core_forward() override {
-    dev_ensure(lse_, {b_, heads_, n_}, MemCategory::activations, "flash log-sum-exp (b, h, n)");
+  void core_forward(bool /*keep_for_backward*/) override {
+    ensure_here(lse_, {b_, heads_, n_}, MemCategory::activations, "flash log-sum-exp (b, h, n)");
     const HeadLayout L = layout();
     // bf16 runs on tensor cores (require_precision has checked compute capability 8.0); the choice is
     // kept for the backward, which must match the forward's lse.
@@ -244,7 +244,7 @@ class CudaFlash final : public CudaProjectedAttention {
     LSB_CUDA_LAUNCHED();
   }
   void core_backward() override {
-    dev_ensure(delta_, {b_, heads_, n_}, MemCategory::workspace, "flash rowsum(dO * O) (b, h, n)");
+    ensure_here(delta_, {b_, heads_, n_}, MemCategory::workspace, "flash rowsum(dO * O) (b, h, n)");
     const HeadLayout L = layout();
     const std::int64_t rows = b_ * heads_ * n_;
     flash_delta_kernel<<<LSB_BLOCKS(rows, kThreads / 32), kThreads>>>(C_.data(), dC_.data(), L, rows, delta_.data());

@@ -323,14 +323,14 @@ class CudaSliding final : public CudaProjectedAttention {
   const Tensor* saved_probabilities() const override { return &P_; }
 
  protected:
-  void core_forward() override {
-    dev_ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations,
+  void core_forward(bool /*keep_for_backward*/) override {
+    ensure_here(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations,
                "sliding band probabilities (b, h, n, 2R+1)");
     local_forward(win_, shape(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr, mask_, P_.data(), C_.data(),
                   "sliding");
   }
   void core_backward() override {
-    dev_ensure(dS_, P_.shape(), MemCategory::workspace, "sliding band score gradients (b, h, n, 2R+1)");
+    ensure_here(dS_, P_.shape(), MemCategory::workspace, "sliding band score gradients (b, h, n, 2R+1)");
     local_backward(win_, shape(), Q_.data(), K_.data(), V_.data(), nullptr, nullptr, P_.data(), dC_.data(),
                    dS_.data(), dQ_.data(), dK_.data(), dV_.data(), nullptr, nullptr, "sliding");
   }
@@ -353,19 +353,19 @@ class CudaLongShort final : public CudaProjectedAttention {
   const Tensor* saved_probabilities() const override { return &P_; }
 
  protected:
-  void core_forward() override {
+  void core_forward(bool /*keep_for_backward*/) override {
     const std::int64_t D = dim_, rows = b_ * n_, hr = heads_ * r_;
-    dev_ensure(Kt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(K)");
-    dev_ensure(Vt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(V)");
-    dev_ensure(ln_l_stats_, {4, rows}, MemCategory::activations, "ls LN_L mean/rstd");
+    ensure_here(Kt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(K)");
+    ensure_here(Vt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(V)");
+    ensure_here(ln_l_stats_, {4, rows}, MemCategory::activations, "ls LN_L mean/rstd");
     float* st = ln_l_stats_.data();
     cuda::layernorm_forward(K_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Kt_.data(), st, st + rows);
     cuda::layernorm_forward(V_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Vt_.data(), st + 2 * rows,
                             st + 3 * rows);
     if (r_ > 0) {
-      dev_ensure(Pp_, {b_, n_, hr}, MemCategory::activations, "ls projection softmax (b, n, h*r)");
-      dev_ensure(land_, {4, b_, r_, D}, MemCategory::activations, "ls landmarks Kbar, Vbar, Khat, Vhat (b, r, D)");
-      dev_ensure(ln_g_stats_, {4, b_ * r_}, MemCategory::activations, "ls LN_G mean/rstd");
+      ensure_here(Pp_, {b_, n_, hr}, MemCategory::activations, "ls projection softmax (b, n, h*r)");
+      ensure_here(land_, {4, b_, r_, D}, MemCategory::activations, "ls landmarks Kbar, Vbar, Khat, Vhat (b, r, D)");
+      ensure_here(ln_g_stats_, {4, b_ * r_}, MemCategory::activations, "ls LN_G mean/rstd");
       cuda::linear_forward(x_, rows, D, p("wp"), p("bp"), hr, Pp_.data());
       cuda::column_softmax(Pp_.data(), mask_, b_, n_, hr);
       cuda::gemm(proj_view().t(), heads_of(Kt_, n_), landmark_heads(0));
@@ -376,18 +376,18 @@ class CudaLongShort final : public CudaProjectedAttention {
       cuda::layernorm_forward(landmark(1), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(3), gs + 2 * lr,
                               gs + 3 * lr);
     }
-    dev_ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
+    ensure_here(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
     local_forward(win_, shape(), Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
                   r_ ? landmark(3) : nullptr, mask_, P_.data(), C_.data(), "ls");
   }
   void core_backward() override {
     const std::int64_t D = dim_, rows = b_ * n_;
-    dev_ensure(dKt_, {b_, n_, D}, MemCategory::workspace, "ls dKt");
-    dev_ensure(dVt_, {b_, n_, D}, MemCategory::workspace, "ls dVt");
-    dev_ensure(dS_, P_.shape(), MemCategory::workspace, "ls score gradients (b, h, n, r + w + 2e)");
+    ensure_here(dKt_, {b_, n_, D}, MemCategory::workspace, "ls dKt");
+    ensure_here(dVt_, {b_, n_, D}, MemCategory::workspace, "ls dVt");
+    ensure_here(dS_, P_.shape(), MemCategory::workspace, "ls score gradients (b, h, n, r + w + 2e)");
     if (r_ > 0) {
-      dev_ensure(dland_, {4, b_, r_, D}, MemCategory::workspace, "ls landmark gradients");
-      dev_ensure(dPp_, Pp_.shape(), MemCategory::workspace, "ls projection gradient (b, n, h*r)");
+      ensure_here(dland_, {4, b_, r_, D}, MemCategory::workspace, "ls landmark gradients");
+      ensure_here(dPp_, Pp_.shape(), MemCategory::workspace, "ls projection gradient (b, n, h*r)");
     }
     local_backward(win_, shape(), Q_.data(), Kt_.data(), Vt_.data(), r_ ? landmark(2) : nullptr,
                    r_ ? landmark(3) : nullptr, P_.data(), dC_.data(), dS_.data(), dQ_.data(), dKt_.data(),

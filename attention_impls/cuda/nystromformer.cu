@@ -193,21 +193,21 @@ class CudaNystromformer final : public CudaProjectedAttention {
         conv_(int_param("conv")) {}
 
  protected:
-  void core_forward() override {
+  void core_forward(bool /*keep_for_backward*/) override {
     const std::int64_t D = dim_, n = n_, me = std::min(m_, n), bh = b_ * heads_;
     me_ = me;
-    dev_ensure(Ql_, {b_, me, D}, MemCategory::activations, "nystromformer query landmarks (b, m, D)");
-    dev_ensure(Kl_, {b_, me, D}, MemCategory::activations, "nystromformer key landmarks (b, m, D)");
-    dev_ensure(count_, {b_, me}, MemCategory::activations, "nystromformer real tokens per landmark (b, m)");
-    dev_ensure(lmask_, {(b_ * me + 3) / 4}, MemCategory::activations, "nystromformer landmark mask (b*m bytes)");
-    dev_ensure(P1_, {b_, heads_, n, me}, MemCategory::activations, "nystromformer kernel 1 (b, h, n, m)");
-    dev_ensure(P2_, {b_, heads_, me, me}, MemCategory::activations, "nystromformer kernel 2 (b, h, m, m)");
-    dev_ensure(P3_, {b_, heads_, me, n}, MemCategory::activations, "nystromformer kernel 3 (b, h, m, n)");
-    dev_ensure(Z_, {iters_ + 1, b_, heads_, me, me}, MemCategory::activations, "nystromformer pinv iterates");
-    dev_ensure(colmax_, {2, bh}, MemCategory::activations, "nystromformer pinv scale and its column (2, b, h)");
-    dev_ensure(W_, {b_, me, D}, MemCategory::activations, "nystromformer K3 V (b, m, D)");
-    dev_ensure(Y_, {b_, me, D}, MemCategory::activations, "nystromformer Z K3 V (b, m, D)");
-    dev_ensure(pinv_, {kPinvSlots, b_, heads_, me, me}, MemCategory::workspace, "nystromformer pinv scratch");
+    ensure_here(Ql_, {b_, me, D}, MemCategory::activations, "nystromformer query landmarks (b, m, D)");
+    ensure_here(Kl_, {b_, me, D}, MemCategory::activations, "nystromformer key landmarks (b, m, D)");
+    ensure_here(count_, {b_, me}, MemCategory::activations, "nystromformer real tokens per landmark (b, m)");
+    ensure_here(lmask_, {(b_ * me + 3) / 4}, MemCategory::activations, "nystromformer landmark mask (b*m bytes)");
+    ensure_here(P1_, {b_, heads_, n, me}, MemCategory::activations, "nystromformer kernel 1 (b, h, n, m)");
+    ensure_here(P2_, {b_, heads_, me, me}, MemCategory::activations, "nystromformer kernel 2 (b, h, m, m)");
+    ensure_here(P3_, {b_, heads_, me, n}, MemCategory::activations, "nystromformer kernel 3 (b, h, m, n)");
+    ensure_here(Z_, {iters_ + 1, b_, heads_, me, me}, MemCategory::activations, "nystromformer pinv iterates");
+    ensure_here(colmax_, {2, bh}, MemCategory::activations, "nystromformer pinv scale and its column (2, b, h)");
+    ensure_here(W_, {b_, me, D}, MemCategory::activations, "nystromformer K3 V (b, m, D)");
+    ensure_here(Y_, {b_, me, D}, MemCategory::activations, "nystromformer Z K3 V (b, m, D)");
+    ensure_here(pinv_, {kPinvSlots, b_, heads_, me, me}, MemCategory::workspace, "nystromformer pinv scratch");
 
     const std::int64_t lm_elems = b_ * me * D;
     landmark_means_kernel<<<LSB_BLOCKS(lm_elems, kThreads), kThreads>>>(Q_.data(), mask_, b_, n, me, D, Ql_.data(),
@@ -236,11 +236,11 @@ class CudaNystromformer final : public CudaProjectedAttention {
 
   void core_backward() override {
     const std::int64_t D = dim_, n = n_, me = me_, bh = b_ * heads_;
-    dev_ensure(dP_, {b_, heads_, n, me}, MemCategory::workspace, "nystromformer dK1 and dK3 (b, h, n, m)");
-    dev_ensure(dY_, {b_, me, D}, MemCategory::workspace, "nystromformer dY (b, m, D)");
-    dev_ensure(dW_, {b_, me, D}, MemCategory::workspace, "nystromformer dW (b, m, D)");
-    dev_ensure(dQl_, {b_, me, D}, MemCategory::workspace, "nystromformer dQl (b, m, D)");
-    dev_ensure(dKl_, {b_, me, D}, MemCategory::workspace, "nystromformer dKl (b, m, D)");
+    ensure_here(dP_, {b_, heads_, n, me}, MemCategory::workspace, "nystromformer dK1 and dK3 (b, h, n, m)");
+    ensure_here(dY_, {b_, me, D}, MemCategory::workspace, "nystromformer dY (b, m, D)");
+    ensure_here(dW_, {b_, me, D}, MemCategory::workspace, "nystromformer dW (b, m, D)");
+    ensure_here(dQl_, {b_, me, D}, MemCategory::workspace, "nystromformer dQl (b, m, D)");
+    ensure_here(dKl_, {b_, me, D}, MemCategory::workspace, "nystromformer dKl (b, m, D)");
 
     cuda_dense_attention_backward(heads_of(Q_, n), heads_of(Kl_, me), heads_of(Y_, me), P1_.data(), heads_of(dC_, n),
                                   dP_.data(), heads_of(dQ_, n), heads_of(dKl_, me), heads_of(dY_, me));

@@ -177,20 +177,20 @@ class CudaPerformer final : public CudaProjectedAttention {
         seed_(static_cast<std::uint64_t>(int_param("seed"))) {}
 
  protected:
-  void core_forward() override {
+  void core_forward(bool /*keep_for_backward*/) override {
     const std::int64_t d = head_dim(), m = m_, n = n_, bh = b_ * heads_, rows = bh * n;
     if (!omega_.defined()) {  // the CPU module's features, drawn from the same seed
-      dev_ensure(omega_, {m, d}, MemCategory::activations, "performer random features (m, d)");
+      ensure_here(omega_, {m, d}, MemCategory::activations, "performer random features (m, d)");
       const auto w = performer_features(d, m, seed_);
       std::vector<float> host(w.begin(), w.end());
       cuda::copy(omega_.data(), host.data(), host.size() * sizeof(float));
     }
-    dev_ensure(A_, {b_, heads_, n, m}, MemCategory::activations, "performer query features (b, h, n, m)");
-    dev_ensure(B_, {b_, heads_, n, m}, MemCategory::activations, "performer key features (b, h, n, m)");
-    dev_ensure(S_, {b_, heads_, m, d}, MemCategory::activations, "performer B^T V (b, h, m, d)");
-    dev_ensure(z_, {b_, heads_, m}, MemCategory::activations, "performer B^T 1 (b, h, m)");
-    dev_ensure(den_, {b_, heads_, n}, MemCategory::activations, "performer normalisers (b, h, n)");
-    dev_ensure(keymax_, {bh * n + bh}, MemCategory::workspace, "performer key exponent maxima (b*h*n + b*h)");
+    ensure_here(A_, {b_, heads_, n, m}, MemCategory::activations, "performer query features (b, h, n, m)");
+    ensure_here(B_, {b_, heads_, n, m}, MemCategory::activations, "performer key features (b, h, n, m)");
+    ensure_here(S_, {b_, heads_, m, d}, MemCategory::activations, "performer B^T V (b, h, m, d)");
+    ensure_here(z_, {b_, heads_, m}, MemCategory::activations, "performer B^T 1 (b, h, m)");
+    ensure_here(den_, {b_, heads_, n}, MemCategory::activations, "performer normalisers (b, h, n)");
+    ensure_here(keymax_, {bh * n + bh}, MemCategory::workspace, "performer key exponent maxima (b*h*n + b*h)");
     const float sq = std::pow(static_cast<float>(d), 0.25f), sk = 1.0f / sq, inv_sqrt_m = 1.0f / std::sqrt(float(m));
     const unsigned row_blocks = static_cast<unsigned>(rows);
 
@@ -217,11 +217,11 @@ class CudaPerformer final : public CudaProjectedAttention {
 
   void core_backward() override {
     const std::int64_t d = head_dim(), m = m_, n = n_, bh = b_ * heads_, rows = bh * n;
-    dev_ensure(dA_, A_.shape(), MemCategory::workspace, "performer dA (b, h, n, m)");
-    dev_ensure(dB_, B_.shape(), MemCategory::workspace, "performer dB (b, h, n, m)");
-    dev_ensure(dnum_, {b_, heads_, n, d}, MemCategory::workspace, "performer d numerator (b, h, n, d)");
-    dev_ensure(dS_, {b_, heads_, m, d}, MemCategory::workspace, "performer dS (b, h, m, d)");
-    dev_ensure(small_, {2 * rows + bh * m}, MemCategory::workspace, "performer d normaliser, row sums, dz");
+    ensure_here(dA_, A_.shape(), MemCategory::workspace, "performer dA (b, h, n, m)");
+    ensure_here(dB_, B_.shape(), MemCategory::workspace, "performer dB (b, h, n, m)");
+    ensure_here(dnum_, {b_, heads_, n, d}, MemCategory::workspace, "performer d numerator (b, h, n, d)");
+    ensure_here(dS_, {b_, heads_, m, d}, MemCategory::workspace, "performer dS (b, h, m, d)");
+    ensure_here(small_, {2 * rows + bh * m}, MemCategory::workspace, "performer d normaliser, row sums, dz");
     const float sq = std::pow(static_cast<float>(d), 0.25f), sk = 1.0f / sq;
     const unsigned row_blocks = static_cast<unsigned>(rows);
     float *dden = small_.data(), *rowsum = dden + rows, *dz = rowsum + rows;
