@@ -80,6 +80,9 @@ class Attention {
   Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads,
             Device device = Device::cpu);
   Param& add_param(const std::string& name, Shape shape);
+  // A parameter's value and gradient buffers (on the module's device).
+  float* value_of(const std::string& name) { return param(name).value.data(); }
+  float* grad_of(const std::string& name) { return param(name).grad.data(); }
 
   std::string name_;
   std::map<std::string, std::string> resolved_;

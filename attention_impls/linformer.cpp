@@ -55,7 +55,7 @@ class LinformerAttention final : public ProjectedAttention {
                              dP_.data(), heads_of(dQ_, n_), heads_of(dKp_, k_), heads_of(dVp_, k_), drop_);
     // dE[:, :n] += sum over batch of dK'_b (k x D) @ (K_b * m)^T (D x n); likewise for values.
     // dK_b = m * E^T dK'_b, dV_b = m * E^T dV'_b (or F^T).
-    auto grad = [&](const char* name) { return MatRef::rowmajor(param(name).grad.data(), k_, n_, n_max_); };
+    auto grad = [&](const char* name) { return MatRef::rowmajor(grad_of(name), k_, n_, n_max_); };
     const char* vproj = separate_ ? "f" : "e";
     for (std::int64_t bi = 0; bi < b_; ++bi) {
       matmul(rows(dKp_, bi, k_), rows(K_, bi, n_).t(), grad("e"), 1.0f, 1.0f);
@@ -76,7 +76,7 @@ class LinformerAttention final : public ProjectedAttention {
 
  private:
   // E[:, :n] (or F) as a (k x n) matrix.
-  MatRef proj(const char* name) { return MatRef::rowmajor(param(name).value.data(), k_, n_, n_max_); }
+  MatRef proj(const char* name) { return MatRef::rowmajor(value_of(name), k_, n_, n_max_); }
   // Example bi of a (b, count, D) buffer as a (count x D) matrix.
   MatRef rows(const Tensor& t, std::int64_t bi, std::int64_t count) const {
     return MatRef::rowmajor(t.data() + bi * count * dim_, count, dim_, dim_);

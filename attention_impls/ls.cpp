@@ -47,20 +47,20 @@ class LongShortAttention final : public ProjectedAttention {
     ensure(Vt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(V)");
     ensure(ln_l_stats_, {4, rows}, MemCategory::activations, "ls LN_L mean/rstd");
     float* st = ln_l_stats_.data();
-    layernorm_forward(K_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Kt_.data(), st, st + rows);
-    layernorm_forward(V_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Vt_.data(), st + 2 * rows, st + 3 * rows);
+    layernorm_forward(K_.data(), rows, D, value_of("ln_l_weight"), value_of("ln_l_bias"), Kt_.data(), st, st + rows);
+    layernorm_forward(V_.data(), rows, D, value_of("ln_l_weight"), value_of("ln_l_bias"), Vt_.data(), st + 2 * rows, st + 3 * rows);
     if (r_ > 0) {
       ensure(Pp_, {b_, n_, hr}, MemCategory::activations, "ls projection softmax (b, n, h*r)");
       ensure(land_, {4, b_, r_, D}, MemCategory::activations, "ls landmarks Kbar, Vbar, Khat, Vhat (b, r, D)");
       ensure(ln_g_stats_, {4, b_ * r_}, MemCategory::activations, "ls LN_G mean/rstd");
-      linear_forward(x_, rows, D, p("wp"), p("bp"), hr, Pp_.data());
+      linear_forward(x_, rows, D, value_of("wp"), value_of("bp"), hr, Pp_.data());
       column_softmax();
       matmul(proj_view().t(), heads(Kt_.data(), n_), heads(landmark(0), r_));
       matmul(proj_view().t(), heads(Vt_.data(), n_), heads(landmark(1), r_));
       float* gs = ln_g_stats_.data();
       const std::int64_t lr = b_ * r_;
-      layernorm_forward(landmark(0), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(2), gs, gs + lr);
-      layernorm_forward(landmark(1), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(3), gs + 2 * lr, gs + 3 * lr);
+      layernorm_forward(landmark(0), lr, D, value_of("ln_g_weight"), value_of("ln_g_bias"), landmark(2), gs, gs + lr);
+      layernorm_forward(landmark(1), lr, D, value_of("ln_g_weight"), value_of("ln_g_bias"), landmark(3), gs + 2 * lr, gs + 3 * lr);
     }
     ensure(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
     ensure(scratch_, {win_.scratch_floats(max_threads())}, MemCategory::workspace, "ls per-thread tiles");
@@ -82,10 +82,10 @@ class LongShortAttention final : public ProjectedAttention {
     if (r_ > 0) {
       const std::int64_t lr = b_ * r_;
       const float* gs = ln_g_stats_.data();
-      layernorm_backward(dlandmark(2), landmark(0), lr, D, p("ln_g_weight"), gs, gs + lr, dlandmark(0),
-                         g("ln_g_weight"), g("ln_g_bias"), false);
-      layernorm_backward(dlandmark(3), landmark(1), lr, D, p("ln_g_weight"), gs + 2 * lr, gs + 3 * lr, dlandmark(1),
-                         g("ln_g_weight"), g("ln_g_bias"), false);
+      layernorm_backward(dlandmark(2), landmark(0), lr, D, value_of("ln_g_weight"), gs, gs + lr, dlandmark(0),
+                         grad_of("ln_g_weight"), grad_of("ln_g_bias"), false);
+      layernorm_backward(dlandmark(3), landmark(1), lr, D, value_of("ln_g_weight"), gs + 2 * lr, gs + 3 * lr, dlandmark(1),
+                         grad_of("ln_g_weight"), grad_of("ln_g_bias"), false);
       // Kbar_i = Pp_i^T Kt_i: dPp_i = Kt_i dKbar_i^T (+ Vt_i dVbar_i^T); dKt_i += Pp_i dKbar_i.
       const MatRef dPp = proj_view(dPp_.data());
       matmul(heads(Kt_.data(), n_), heads(dlandmark(0), r_).t(), dPp);
@@ -93,17 +93,17 @@ class LongShortAttention final : public ProjectedAttention {
       matmul(proj_view(), heads(dlandmark(0), r_), heads(dKt_.data(), n_), 1.0f, 1.0f);
       matmul(proj_view(), heads(dlandmark(1), r_), heads(dVt_.data(), n_), 1.0f, 1.0f);
       column_softmax_backward();
-      linear_backward(dPp_.data(), x_, rows, D, p("wp"), heads_ * r_, g("wp"), g("bp"), nullptr, false);
+      linear_backward(dPp_.data(), x_, rows, D, value_of("wp"), heads_ * r_, grad_of("wp"), grad_of("bp"), nullptr, false);
     }
     const float* st = ln_l_stats_.data();
-    layernorm_backward(dKt_.data(), K_.data(), rows, D, p("ln_l_weight"), st, st + rows, dK_.data(), g("ln_l_weight"),
-                       g("ln_l_bias"), false);
-    layernorm_backward(dVt_.data(), V_.data(), rows, D, p("ln_l_weight"), st + 2 * rows, st + 3 * rows, dV_.data(),
-                       g("ln_l_weight"), g("ln_l_bias"), false);
+    layernorm_backward(dKt_.data(), K_.data(), rows, D, value_of("ln_l_weight"), st, st + rows, dK_.data(), grad_of("ln_l_weight"),
+                       grad_of("ln_l_bias"), false);
+    layernorm_backward(dVt_.data(), V_.data(), rows, D, value_of("ln_l_weight"), st + 2 * rows, st + 3 * rows, dV_.data(),
+                       grad_of("ln_l_weight"), grad_of("ln_l_bias"), false);
   }
 
   void add_input_grad(float* dx) override {
-    if (r_ > 0) linear_backward(dPp_.data(), x_, b_ * n_, dim_, p("wp"), heads_ * r_, nullptr, nullptr, dx, true);
+    if (r_ > 0) linear_backward(dPp_.data(), x_, b_ * n_, dim_, value_of("wp"), heads_ * r_, nullptr, nullptr, dx, true);
   }
 
   double core_flops(std::int64_t b, std::int64_t n) const override {
@@ -122,8 +122,6 @@ class LongShortAttention final : public ProjectedAttention {
   }
 
  private:
-  float* p(const char* name) { return param(name).value.data(); }
-  float* g(const char* name) { return param(name).grad.data(); }
   float* landmark(int i) { return land_.data() + i * b_ * r_ * dim_; }
   float* dlandmark(int i) { return dland_.data() + i * b_ * r_ * dim_; }
   MatRef heads(const float* t, std::int64_t rows) const { return head_view(t, b_, rows, heads_, head_dim()); }

@@ -71,23 +71,23 @@ class LsraAttention final : public Attention {
         std::memset(xc_.data() + r * H, 0, sizeof(float) * H);
     }
     // Attention branch: full attention of width D/2.
-    linear_forward(xa_.data(), rows, H, p("a_wq"), p("a_bq"), H, Q_.data());
-    linear_forward(xa_.data(), rows, H, p("a_wk"), p("a_bk"), H, Kt_.data());
-    linear_forward(xa_.data(), rows, H, p("a_wv"), p("a_bv"), H, V_.data());
+    linear_forward(xa_.data(), rows, H, value_of("a_wq"), value_of("a_bq"), H, Q_.data());
+    linear_forward(xa_.data(), rows, H, value_of("a_wk"), value_of("a_bk"), H, Kt_.data());
+    linear_forward(xa_.data(), rows, H, value_of("a_wv"), value_of("a_bv"), H, V_.data());
     const float scale = 1.0f / std::sqrt(static_cast<float>(H / ha_));
     for (std::int64_t i = 0; i < rows * H; ++i) Q_[i] *= scale;
     if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "lsra attention dP (b, h/2, n, n)");
     dense_attention_forward(view(Q_), view(Kt_), view(V_), keys_.data(), P_.data(), view(C_), drop_, dP_.data());
     zero_padded(C_);
-    linear_forward(C_.data(), rows, H, p("a_wo"), p("a_bo"), H, out_.data());
+    linear_forward(C_.data(), rows, H, value_of("a_wo"), value_of("a_bo"), H, out_.data());
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(y + r * D, out_.data() + r * H, sizeof(float) * H);
     // Convolution branch.
-    linear_forward(xc_.data(), rows, H, p("c_w1"), p("c_b1"), D, H1_.data());
+    linear_forward(xc_.data(), rows, H, value_of("c_w1"), value_of("c_b1"), D, H1_.data());
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r)
       for (std::int64_t c = 0; c < H; ++c)
         U_[r * H + c] = keys_[static_cast<std::size_t>(r)] ? H1_[r * D + c] * sigmoid(H1_[r * D + H + c]) : 0.0f;
-    linear_forward(U_.data(), rows, H, p("c_ww"), nullptr, G, Alpha_.data());
+    linear_forward(U_.data(), rows, H, value_of("c_ww"), nullptr, G, Alpha_.data());
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < rows * Hc_; ++r) {  // softmax over K per (row, conv head)
       float* z = Alpha_.data() + r * K_;
@@ -111,7 +111,7 @@ class LsraAttention final : public Attention {
           for (std::int64_t c = 0; c < H; ++c) o[c] += alpha[(c / width) * K_ + k] * u[c];
         }
       }
-    linear_forward(O_.data(), rows, H, p("c_w2"), p("c_b2"), H, out_.data());
+    linear_forward(O_.data(), rows, H, value_of("c_w2"), value_of("c_b2"), H, out_.data());
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(y + r * D + H, out_.data() + r * H, sizeof(float) * H);
   }
 
@@ -124,19 +124,19 @@ class LsraAttention final : public Attention {
     ensure(dP_, P_.shape(), MemCategory::workspace, "lsra attention dP (b, h/2, n, n)");
     // Attention branch (out_ holds the branch's dy, contiguous).
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(out_.data() + r * H, dy + r * D, sizeof(float) * H);
-    linear_backward(out_.data(), C_.data(), rows, H, p("a_wo"), H, g("a_wo"), g("a_bo"), dC_.data(), false);
+    linear_backward(out_.data(), C_.data(), rows, H, value_of("a_wo"), H, grad_of("a_wo"), grad_of("a_bo"), dC_.data(), false);
     zero_padded(dC_);
     dense_attention_backward(view(Q_), view(Kt_), view(V_), P_.data(), view(dC_), dP_.data(), view(dQ_), view(dK_),
                              view(dV_), drop_);
     const float scale = 1.0f / std::sqrt(static_cast<float>(H / ha_));
     for (std::int64_t i = 0; i < rows * H; ++i) dQ_[i] *= scale;
-    linear_backward(dQ_.data(), xa_.data(), rows, H, p("a_wq"), H, g("a_wq"), g("a_bq"), dxh_.data(), false);
-    linear_backward(dK_.data(), xa_.data(), rows, H, p("a_wk"), H, g("a_wk"), g("a_bk"), dxh_.data(), true);
-    linear_backward(dV_.data(), xa_.data(), rows, H, p("a_wv"), H, g("a_wv"), g("a_bv"), dxh_.data(), true);
+    linear_backward(dQ_.data(), xa_.data(), rows, H, value_of("a_wq"), H, grad_of("a_wq"), grad_of("a_bq"), dxh_.data(), false);
+    linear_backward(dK_.data(), xa_.data(), rows, H, value_of("a_wk"), H, grad_of("a_wk"), grad_of("a_bk"), dxh_.data(), true);
+    linear_backward(dV_.data(), xa_.data(), rows, H, value_of("a_wv"), H, grad_of("a_wv"), grad_of("a_bv"), dxh_.data(), true);
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(dx + r * D, dxh_.data() + r * H, sizeof(float) * H);
     // Convolution branch, backwards.
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(out_.data() + r * H, dy + r * D + H, sizeof(float) * H);
-    linear_backward(out_.data(), O_.data(), rows, H, p("c_w2"), H, g("c_w2"), g("c_b2"), dO_.data(), false);
+    linear_backward(out_.data(), O_.data(), rows, H, value_of("c_w2"), H, grad_of("c_w2"), grad_of("c_b2"), dO_.data(), false);
     // o_t[c] = sum_k alpha_t[head(c), k] u_{t+k-K/2}[c]: d alpha and d u (one example per thread).
     const std::int64_t width = H / Hc_, half_k = K_ / 2;
 #pragma omp parallel for schedule(static)
@@ -167,7 +167,7 @@ class LsraAttention final : public Attention {
       }
     }
     // z = u Ww^T: dWw += dz^T u, du += dz Ww; u was zeroed at padded rows, so no gradient flows there.
-    linear_backward(dAlpha_.data(), U_.data(), rows, H, p("c_ww"), G, g("c_ww"), nullptr, dU_.data(), true);
+    linear_backward(dAlpha_.data(), U_.data(), rows, H, value_of("c_ww"), G, grad_of("c_ww"), nullptr, dU_.data(), true);
     // u = a * sigmoid(g') with [a | g'] = xc W1^T + b1.
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r)
@@ -177,7 +177,7 @@ class LsraAttention final : public Attention {
         dH1_[r * D + c] = du * sg;
         dH1_[r * D + H + c] = du * a * sg * (1.0f - sg);
       }
-    linear_backward(dH1_.data(), xc_.data(), rows, H, p("c_w1"), D, g("c_w1"), g("c_b1"), dxh_.data(), false);
+    linear_backward(dH1_.data(), xc_.data(), rows, H, value_of("c_w1"), D, grad_of("c_w1"), grad_of("c_b1"), dxh_.data(), false);
     for (std::int64_t r = 0; r < rows; ++r)
       if (keys_[static_cast<std::size_t>(r)])
         std::memcpy(dx + r * D + H, dxh_.data() + r * H, sizeof(float) * H);
@@ -201,8 +201,6 @@ class LsraAttention final : public Attention {
 
  private:
   static float sigmoid(float v) { return 1.0f / (1.0f + std::exp(-v)); }
-  const float* p(const char* name) { return param(name).value.data(); }
-  float* g(const char* name) { return param(name).grad.data(); }
   MatRef view(const Tensor& t) const { return head_view(t.data(), b_, n_, ha_, half_ / ha_); }
   void zero_padded(Tensor& t) const {
     for (std::int64_t r = 0; r < b_ * n_; ++r)

@@ -299,7 +299,7 @@ class NystromformerAttention final : public ProjectedAttention {
   // C[t] += sum_k w[head, k] * m[s] V[s], s = t + k - K/2 inside the sequence, per head's channels.
   void conv_forward() {
     const std::int64_t D = dim_, d = head_dim(), n = n_, K = conv_;
-    const float* w = param("conv_w").value.data();
+    const float* w = value_of("conv_w");
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < b_ * n; ++r) {
       const std::int64_t bi = r / n, t = r % n;
@@ -317,8 +317,8 @@ class NystromformerAttention final : public ProjectedAttention {
   // dV[s] += m[s] sum_k w[head, k] dC[s - k + K/2]; dw[head, k] += sum over t, channels of dC[t] m[s] V[s].
   void conv_backward() {
     const std::int64_t D = dim_, d = head_dim(), n = n_, K = conv_;
-    const float* w = param("conv_w").value.data();
-    float* dw = param("conv_w").grad.data();
+    const float* w = value_of("conv_w");
+    float* dw = grad_of("conv_w");
 #pragma omp parallel for schedule(static)
     for (std::int64_t r = 0; r < b_ * n; ++r) {
       const std::int64_t bi = r / n, s = r % n;

@@ -49,16 +49,15 @@ void ProjectedAttention::forward(const float* x, const std::uint8_t* mask, std::
   ensure_here(K_, shape, MemCategory::activations, "attention K");
   ensure_here(V_, shape, MemCategory::activations, "attention V");
   ensure_here(C_, shape, MemCategory::activations, "attention context C");
-  const auto value = [this](const char* name) { return param(name).value.data(); };
-  device_ops::linear_forward(device_, x, rows, D, value("wq"), value("bq"), D, Q_.data());
-  device_ops::linear_forward(device_, x, rows, D, value("wk"), value("bk"), D, K_.data());
-  device_ops::linear_forward(device_, x, rows, D, value("wv"), value("bv"), D, V_.data());
+  device_ops::linear_forward(device_, x, rows, D, value_of("wq"), value_of("bq"), D, Q_.data());
+  device_ops::linear_forward(device_, x, rows, D, value_of("wk"), value_of("bk"), D, K_.data());
+  device_ops::linear_forward(device_, x, rows, D, value_of("wv"), value_of("bv"), D, V_.data());
   device_ops::scale(device_, Q_.data(), rows * D, 1.0f / std::sqrt(static_cast<float>(head_dim())));
 
   core_forward(keep_for_backward);
 
   zero_padded_rows(C_);  // padded queries: context rows exactly 0, so y there equals bo
-  device_ops::linear_forward(device_, C_.data(), rows, D, value("wo"), value("bo"), D, y);
+  device_ops::linear_forward(device_, C_.data(), rows, D, value_of("wo"), value_of("bo"), D, y);
 }
 
 void ProjectedAttention::backward(const float* dy, float* dx) {
@@ -68,19 +67,16 @@ void ProjectedAttention::backward(const float* dy, float* dx) {
   ensure_here(dK_, shape, MemCategory::workspace, "attention dK");
   ensure_here(dV_, shape, MemCategory::workspace, "attention dV");
   ensure_here(dC_, shape, MemCategory::workspace, "attention dC");
-  // Weight w's value and gradient; its bias's gradient.
-  const auto value = [this](const char* w) { return param(w).value.data(); };
-  const auto grad = [this](const char* name) { return param(name).grad.data(); };
-  device_ops::linear_backward(device_, dy, C_.data(), rows, D, value("wo"), D, grad("wo"), grad("bo"), dC_.data(),
+  device_ops::linear_backward(device_, dy, C_.data(), rows, D, value_of("wo"), D, grad_of("wo"), grad_of("bo"), dC_.data(),
                               false);
   zero_padded_rows(dC_);
 
   core_backward();
 
   device_ops::scale(device_, dQ_.data(), rows * D, 1.0f / std::sqrt(static_cast<float>(head_dim())));
-  device_ops::linear_backward(device_, dQ_.data(), x_, rows, D, value("wq"), D, grad("wq"), grad("bq"), dx, false);
-  device_ops::linear_backward(device_, dK_.data(), x_, rows, D, value("wk"), D, grad("wk"), grad("bk"), dx, true);
-  device_ops::linear_backward(device_, dV_.data(), x_, rows, D, value("wv"), D, grad("wv"), grad("bv"), dx, true);
+  device_ops::linear_backward(device_, dQ_.data(), x_, rows, D, value_of("wq"), D, grad_of("wq"), grad_of("bq"), dx, false);
+  device_ops::linear_backward(device_, dK_.data(), x_, rows, D, value_of("wk"), D, grad_of("wk"), grad_of("bk"), dx, true);
+  device_ops::linear_backward(device_, dV_.data(), x_, rows, D, value_of("wv"), D, grad_of("wv"), grad_of("bv"), dx, true);
   add_input_grad(dx);
 }
 

@@ -6,6 +6,7 @@
 
 #include "attention_impls/cuda/factory.hpp"
 #include "nn/errors.hpp"
+#include "nn/parse.hpp"
 
 namespace lsb {
 
@@ -88,18 +89,11 @@ SpecReader::SpecReader(const VariantSpec& spec, const std::vector<VariantKey>& k
 
 std::int64_t SpecReader::get_int(const std::string& key, std::int64_t min_value) const {
   const std::string& text = values_.at(key);
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty())
-    throw UsageError(fmt::format("--variant {}: {}={} is not an integer", variant_, key, text));
-  if (v < min_value)
+  const std::optional<std::int64_t> v = parse_int(text);
+  if (!v) throw UsageError(fmt::format("--variant {}: {}={} is not an integer", variant_, key, text));
+  if (*v < min_value)
     throw UsageError(fmt::format("--variant {}: {}={} must be >= {}", variant_, key, text, min_value));
-  return v;
+  return *v;
 }
 
 std::string SpecReader::get_choice(const std::string& key) const {
@@ -109,6 +103,10 @@ std::string SpecReader::get_choice(const std::string& key) const {
   if (std::find(k->choices.begin(), k->choices.end(), v) == k->choices.end())
     throw UsageError(fmt::format("--variant {}: {}={} is not one of {}", variant_, key, v, fmt::join(k->choices, ", ")));
   return v;
+}
+
+bool VariantInfo::is_length_key(const std::string& key) const {
+  return std::any_of(keys.begin(), keys.end(), [&](const VariantKey& k) { return k.name == key && k.default_value == kLengthDefault; });
 }
 
 // ---- the registry ----------------------------------------------------------------------------

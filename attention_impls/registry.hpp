@@ -118,6 +118,9 @@ struct VariantInfo {
   std::string results_note;  // a sentence under the reports' table of published results
 
   std::string spec() const { return default_spec.empty() ? name : default_spec; }
+  // A key whose default is the module's length (kLengthDefault): it bounds the sequences the module
+  // takes, and a report need not name it where it equals the run's n.
+  bool is_length_key(const std::string& key) const;
 };
 
 // Defines the function that returns a built-in variant's record (in namespace lsb, in the variant's file):

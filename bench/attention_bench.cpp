@@ -15,6 +15,7 @@
 #include "bench/result_fields.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
+#include "nn/parse.hpp"
 #include "nn/random.hpp"
 #include "bench/context.hpp"
 #include "reports/report.hpp"
@@ -31,10 +32,9 @@ ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_
   auto probe = make_attention(spec, D, h, 64);
   // A short sequence with padding; no longer than a length limit the spec sets (linformer's n_max).
   std::int64_t n = probe->padded_length(40);
-  if (auto it = spec.params.find("n_max"); it != spec.params.end()) {
-    const std::int64_t n_max = std::atoll(it->second.c_str());
-    if (n_max > 0 && n > n_max) n = n_max;
-  }
+  const VariantInfo& info = variant_info(spec.name);
+  for (const auto& [key, value] : probe->resolved_params())
+    if (info.is_length_key(key)) n = std::min(n, parse_int(value).value_or(n));
   auto host_module = make_attention(spec, D, h, std::max<std::int64_t>(n, 64));
   host_module->init_params(seed);
   auto device_module = device == Device::cpu ? nullptr : make_attention(spec, D, h, std::max<std::int64_t>(n, 64), device);

@@ -31,6 +31,7 @@
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
+#include "nn/parse.hpp"
 
 namespace {
 
@@ -83,10 +84,9 @@ std::string check_thread_count(long long v) {
 CLI::Validator thread_count() {
   return CLI::Validator(
       [](std::string& s) -> std::string {
-        char* end = nullptr;
-        const long long v = std::strtoll(s.c_str(), &end, 10);
-        if (end == s.c_str() || *end != '\0') return fmt::format("'{}' is not a thread count", s);
-        return check_thread_count(v);
+        const std::optional<std::int64_t> v = parse_int(s);
+        if (!v) return fmt::format("'{}' is not a thread count", s);
+        return check_thread_count(*v);
       },
       "0..CPUS");
 }

@@ -1,15 +1,14 @@
 #include "bench/result_fields.hpp"
 
-#include <cstdlib>
+#include "nn/parse.hpp"
 
 namespace lsb {
 
 nlohmann::json variant_params_json(const std::map<std::string, std::string>& resolved) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [k, v] : resolved) {
-    char* end = nullptr;
-    const long long iv = std::strtoll(v.c_str(), &end, 10);
-    out[k] = (end && *end == '\0' && !v.empty()) ? nlohmann::json(iv) : nlohmann::json(v);
+    const std::optional<std::int64_t> iv = parse_int(v);
+    out[k] = iv ? nlohmann::json(*iv) : nlohmann::json(v);
   }
   return out;
 }

@@ -10,6 +10,7 @@
 #include "attention_impls/registry.hpp"
 #include "bench/sweep_points.hpp"
 #include "nn/errors.hpp"
+#include "nn/parse.hpp"
 
 namespace lsb {
 
@@ -36,16 +37,9 @@ std::vector<std::string> split_variant_list(const std::string& text) {
 namespace {
 
 std::int64_t parse_positive(const std::string& text, const std::string& option) {
-  std::size_t used = 0;
-  long long v = 0;
-  try {
-    v = std::stoll(text, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != text.size() || text.empty() || v <= 0)
-    throw UsageError(fmt::format("{} {}: '{}' is not a positive integer", option, text, text));
-  return v;
+  const std::optional<std::int64_t> v = parse_int(text);
+  if (!v || *v <= 0) throw UsageError(fmt::format("{}: '{}' is not a positive integer", option, text));
+  return *v;
 }
 
 }  // namespace
@@ -76,13 +70,7 @@ std::pair<int, int> parse_shard(const std::string& text) {
   const auto slash = text.find('/');
   if (slash == std::string::npos) throw UsageError(fmt::format("--shard {}: expected i/N, e.g. 0/4", text));
   const auto count = parse_positive(text.substr(slash + 1), "--shard");
-  std::int64_t index = -1;
-  try {
-    std::size_t used = 0;
-    index = std::stoll(text.substr(0, slash), &used);
-    if (used != slash) index = -1;
-  } catch (const std::exception&) {
-  }
+  const std::int64_t index = parse_int(text.substr(0, slash)).value_or(-1);
   if (index < 0 || index >= count)
     throw UsageError(fmt::format("--shard {}: expected i/N with 0 <= i < N", text));
   return {static_cast<int>(index), static_cast<int>(count)};

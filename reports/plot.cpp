@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "attention_impls/registry.hpp"
 #include "reports/text.hpp"
 
 namespace lsb {
@@ -99,9 +100,10 @@ std::string run_label(const nlohmann::json& c) {
 std::string variant_label(const nlohmann::json& c) {
   std::string s = c.contains("variant") ? field_text(c, "variant") : "?";
   char sep = ':';
+  const VariantInfo* info = c.contains("variant") && c["variant"].is_string() ? find_variant(c["variant"].get<std::string>()) : nullptr;
   if (c.contains("variant_params"))
     for (const auto& [k, v] : c["variant_params"].items()) {
-      if (k == "n_max" && c.contains("n") && v == c["n"]) continue;
+      if (info && info->is_length_key(k) && c.contains("n") && v == c["n"]) continue;  // a length key equal to n
       s += fmt::format("{}{}={}", sep, k, v.is_string() ? v.get<std::string>() : v.dump());
       sep = ',';
     }

@@ -16,6 +16,8 @@
 #include "helpers.hpp"
 #include "model/encoder.hpp"
 #include "nn/errors.hpp"
+#include "nn/parse.hpp"
+#include "reports/plot.hpp"
 #include "reports/report.hpp"
 
 using namespace lsb;
@@ -171,6 +173,29 @@ TEST_CASE("the registry refuses a second record of a name, and unknown names lis
                     Catch::Contains("gain=x is not an integer"));
   CHECK_THROWS_WITH(make_attention(VariantSpec::parse("uniform:k=1"), 16, 2, 64),
                     Catch::Contains("unknown key 'k'") && Catch::Contains("gain"));
+}
+
+TEST_CASE("a key that defaults to the length is resolved to n_max, and left out of labels where it equals n",
+          "[registry]") {
+  VariantInfo v = uniform_record(false);
+  v.keys.push_back({"span", kLengthDefault, "the longest sequence"});
+  ScopedVariant u(v);
+  const VariantInfo& info = variant_info("uniform");
+  CHECK(info.is_length_key("span"));
+  CHECK_FALSE(info.is_length_key("gain"));
+  CHECK(make_attention(VariantSpec::parse("uniform"), 16, 2, 96)->resolved_params().at("span") == "96");
+  CHECK(make_attention(VariantSpec::parse("uniform:span=40"), 16, 2, 96)->resolved_params().at("span") == "40");
+  nlohmann::json config = {{"variant", "uniform"}, {"variant_params", {{"gain", 1}, {"span", 512}}}, {"n", 512}};
+  CHECK(variant_label(config) == "uniform:gain=1");
+  config["n"] = 256;
+  CHECK(variant_label(config) == "uniform:gain=1,span=512");
+}
+
+TEST_CASE("parse_int reads a whole integer or nothing", "[registry]") {
+  CHECK(parse_int("42") == 42);
+  CHECK(parse_int("-7") == -7);
+  CHECK(parse_int(" 8") == 8);  // as strtoll (and std::stoll) read it
+  for (const char* bad : {"", " ", "x", "8x", "1.5", "99999999999999999999"}) CHECK_FALSE(parse_int(bad).has_value());
 }
 
 TEST_CASE("a variant registered from outside is picked up by info, bench, the reference check, sweep and the encoder",

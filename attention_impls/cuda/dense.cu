@@ -91,7 +91,7 @@ class CudaLinformer final : public CudaProjectedAttention {
                                   heads_of(dC_, n_), dP_.data(), heads_of(dQ_, n_), heads_of(dKp_, k_),
                                   heads_of(dVp_, k_));
     const char* vproj = separate_ ? "f" : "e";
-    auto grad = [&](const char* name) { return MatRef::rowmajor(g(name), k_, n_, n_max_); };
+    auto grad = [&](const char* name) { return MatRef::rowmajor(grad_of(name), k_, n_, n_max_); };
     for (std::int64_t bi = 0; bi < b_; ++bi) {  // dE[:, :n] += dK'_b (K_b * m)^T, summed over the batch
       cuda::gemm(row_block(dKp_, bi, k_), row_block(K_, bi, n_).t(), grad("e"), 1.0f, 1.0f);
       cuda::gemm(row_block(dVp_, bi, k_), row_block(V_, bi, n_).t(), grad(vproj), 1.0f, 1.0f);
@@ -106,7 +106,7 @@ class CudaLinformer final : public CudaProjectedAttention {
   }
 
  private:
-  MatRef proj(const char* name) { return MatRef::rowmajor(p(name), k_, n_, n_max_); }
+  MatRef proj(const char* name) { return MatRef::rowmajor(value_of(name), k_, n_, n_max_); }
   // A (b, count, D) buffer as a batch of b (count x D) matrices, or example bi of it.
   MatRef rows(const Tensor& t, std::int64_t count) const {
     return MatRef::rowmajor(t.data(), count, dim_, dim_).batched(b_, count * dim_);

@@ -359,21 +359,21 @@ class CudaLongShort final : public CudaProjectedAttention {
     ensure_here(Vt_, {b_, n_, D}, MemCategory::activations, "ls LN_L(V)");
     ensure_here(ln_l_stats_, {4, rows}, MemCategory::activations, "ls LN_L mean/rstd");
     float* st = ln_l_stats_.data();
-    cuda::layernorm_forward(K_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Kt_.data(), st, st + rows);
-    cuda::layernorm_forward(V_.data(), rows, D, p("ln_l_weight"), p("ln_l_bias"), Vt_.data(), st + 2 * rows,
+    cuda::layernorm_forward(K_.data(), rows, D, value_of("ln_l_weight"), value_of("ln_l_bias"), Kt_.data(), st, st + rows);
+    cuda::layernorm_forward(V_.data(), rows, D, value_of("ln_l_weight"), value_of("ln_l_bias"), Vt_.data(), st + 2 * rows,
                             st + 3 * rows);
     if (r_ > 0) {
       ensure_here(Pp_, {b_, n_, hr}, MemCategory::activations, "ls projection softmax (b, n, h*r)");
       ensure_here(land_, {4, b_, r_, D}, MemCategory::activations, "ls landmarks Kbar, Vbar, Khat, Vhat (b, r, D)");
       ensure_here(ln_g_stats_, {4, b_ * r_}, MemCategory::activations, "ls LN_G mean/rstd");
-      cuda::linear_forward(x_, rows, D, p("wp"), p("bp"), hr, Pp_.data());
+      cuda::linear_forward(x_, rows, D, value_of("wp"), value_of("bp"), hr, Pp_.data());
       cuda::column_softmax(Pp_.data(), mask_, b_, n_, hr);
       cuda::gemm(proj_view().t(), heads_of(Kt_, n_), landmark_heads(0));
       cuda::gemm(proj_view().t(), heads_of(Vt_, n_), landmark_heads(1));
       float* gs = ln_g_stats_.data();
       const std::int64_t lr = b_ * r_;
-      cuda::layernorm_forward(landmark(0), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(2), gs, gs + lr);
-      cuda::layernorm_forward(landmark(1), lr, D, p("ln_g_weight"), p("ln_g_bias"), landmark(3), gs + 2 * lr,
+      cuda::layernorm_forward(landmark(0), lr, D, value_of("ln_g_weight"), value_of("ln_g_bias"), landmark(2), gs, gs + lr);
+      cuda::layernorm_forward(landmark(1), lr, D, value_of("ln_g_weight"), value_of("ln_g_bias"), landmark(3), gs + 2 * lr,
                               gs + 3 * lr);
     }
     ensure_here(P_, {b_, heads_, n_, win_.width()}, MemCategory::activations, "ls probabilities (b, h, n, r + w + 2e)");
@@ -395,10 +395,10 @@ class CudaLongShort final : public CudaProjectedAttention {
     if (r_ > 0) {
       const std::int64_t lr = b_ * r_;
       const float* gs = ln_g_stats_.data();
-      cuda::layernorm_backward(dlandmark(2), landmark(0), lr, D, p("ln_g_weight"), gs, gs + lr, dlandmark(0),
-                               g("ln_g_weight"), g("ln_g_bias"), false);
-      cuda::layernorm_backward(dlandmark(3), landmark(1), lr, D, p("ln_g_weight"), gs + 2 * lr, gs + 3 * lr,
-                               dlandmark(1), g("ln_g_weight"), g("ln_g_bias"), false);
+      cuda::layernorm_backward(dlandmark(2), landmark(0), lr, D, value_of("ln_g_weight"), gs, gs + lr, dlandmark(0),
+                               grad_of("ln_g_weight"), grad_of("ln_g_bias"), false);
+      cuda::layernorm_backward(dlandmark(3), landmark(1), lr, D, value_of("ln_g_weight"), gs + 2 * lr, gs + 3 * lr,
+                               dlandmark(1), grad_of("ln_g_weight"), grad_of("ln_g_bias"), false);
       // Kbar_i = Pp_i^T Kt_i: dPp_i = Kt_i dKbar_i^T + Vt_i dVbar_i^T; dKt_i += Pp_i dKbar_i.
       const MatRef dPp = proj_view(dPp_.data());
       cuda::gemm(heads_of(Kt_, n_), dlandmark_heads(0).t(), dPp);
@@ -406,17 +406,17 @@ class CudaLongShort final : public CudaProjectedAttention {
       cuda::gemm(proj_view(), dlandmark_heads(0), heads_of(dKt_, n_), 1.0f, 1.0f);
       cuda::gemm(proj_view(), dlandmark_heads(1), heads_of(dVt_, n_), 1.0f, 1.0f);
       cuda::column_softmax_backward(Pp_.data(), dPp_.data(), b_, n_, heads_ * r_);
-      cuda::linear_backward(dPp_.data(), x_, rows, D, p("wp"), heads_ * r_, g("wp"), g("bp"), nullptr, false);
+      cuda::linear_backward(dPp_.data(), x_, rows, D, value_of("wp"), heads_ * r_, grad_of("wp"), grad_of("bp"), nullptr, false);
     }
     const float* st = ln_l_stats_.data();
-    cuda::layernorm_backward(dKt_.data(), K_.data(), rows, D, p("ln_l_weight"), st, st + rows, dK_.data(),
-                             g("ln_l_weight"), g("ln_l_bias"), false);
-    cuda::layernorm_backward(dVt_.data(), V_.data(), rows, D, p("ln_l_weight"), st + 2 * rows, st + 3 * rows,
-                             dV_.data(), g("ln_l_weight"), g("ln_l_bias"), false);
+    cuda::layernorm_backward(dKt_.data(), K_.data(), rows, D, value_of("ln_l_weight"), st, st + rows, dK_.data(),
+                             grad_of("ln_l_weight"), grad_of("ln_l_bias"), false);
+    cuda::layernorm_backward(dVt_.data(), V_.data(), rows, D, value_of("ln_l_weight"), st + 2 * rows, st + 3 * rows,
+                             dV_.data(), grad_of("ln_l_weight"), grad_of("ln_l_bias"), false);
   }
   void add_input_grad(float* dx) override {
     if (r_ > 0)
-      cuda::linear_backward(dPp_.data(), x_, b_ * n_, dim_, p("wp"), heads_ * r_, nullptr, nullptr, dx, true);
+      cuda::linear_backward(dPp_.data(), x_, b_ * n_, dim_, value_of("wp"), heads_ * r_, nullptr, nullptr, dx, true);
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     const std::int64_t D = dim_, hr = heads_ * r_;

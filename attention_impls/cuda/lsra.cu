@@ -147,24 +147,24 @@ class CudaLsra final : public Attention {
     split_halves_kernel<<<blocks, kThreads>>>(x, mask, rows, H, xa_.data(), xc_.data());
     LSB_CUDA_LAUNCHED();
     // Attention half: full attention of width D/2.
-    cuda::linear_forward(xa_.data(), rows, H, p("a_wq"), p("a_bq"), H, Q_.data());
-    cuda::linear_forward(xa_.data(), rows, H, p("a_wk"), p("a_bk"), H, Kt_.data());
-    cuda::linear_forward(xa_.data(), rows, H, p("a_wv"), p("a_bv"), H, V_.data());
+    cuda::linear_forward(xa_.data(), rows, H, value_of("a_wq"), value_of("a_bq"), H, Q_.data());
+    cuda::linear_forward(xa_.data(), rows, H, value_of("a_wk"), value_of("a_bk"), H, Kt_.data());
+    cuda::linear_forward(xa_.data(), rows, H, value_of("a_wv"), value_of("a_bv"), H, V_.data());
     cuda::scale(Q_.data(), rows * H, 1.0f / std::sqrt(static_cast<float>(H / ha_)));
     cuda_dense_attention_forward(view(Q_), view(Kt_), view(V_), mask, P_.data(), view(C_));
     cuda::zero_masked_rows(C_.data(), mask, rows, H);
-    cuda::linear_forward(C_.data(), rows, H, p("a_wo"), p("a_bo"), H, out_.data());
+    cuda::linear_forward(C_.data(), rows, H, value_of("a_wo"), value_of("a_bo"), H, out_.data());
     write_half_kernel<<<blocks, kThreads>>>(out_.data(), mask, false, rows, H, 0, y);
     LSB_CUDA_LAUNCHED();
     // Convolution half.
-    cuda::linear_forward(xc_.data(), rows, H, p("c_w1"), p("c_b1"), D, H1_.data());
+    cuda::linear_forward(xc_.data(), rows, H, value_of("c_w1"), value_of("c_b1"), D, H1_.data());
     glu_kernel<<<blocks, kThreads>>>(H1_.data(), mask, rows, H, U_.data());
     LSB_CUDA_LAUNCHED();
-    cuda::linear_forward(U_.data(), rows, H, p("c_ww"), nullptr, G, Alpha_.data());
+    cuda::linear_forward(U_.data(), rows, H, value_of("c_ww"), nullptr, G, Alpha_.data());
     cuda::softmax_rows(Alpha_.data(), nullptr, rows * Hc_, K_, 1);  // over K per (row, conv head)
     dynconv_forward_kernel<<<blocks, kThreads>>>(U_.data(), Alpha_.data(), b, n, H, Hc_, K_, O_.data());
     LSB_CUDA_LAUNCHED();
-    cuda::linear_forward(O_.data(), rows, H, p("c_w2"), p("c_b2"), H, out_.data());
+    cuda::linear_forward(O_.data(), rows, H, value_of("c_w2"), value_of("c_b2"), H, out_.data());
     write_half_kernel<<<blocks, kThreads>>>(out_.data(), mask, false, rows, H, H, y);
     LSB_CUDA_LAUNCHED();
   }
@@ -180,20 +180,20 @@ class CudaLsra final : public Attention {
     // Attention half (out_ holds the half's dy).
     read_half_kernel<<<blocks, kThreads>>>(dy, rows, H, 0, out_.data());
     LSB_CUDA_LAUNCHED();
-    cuda::linear_backward(out_.data(), C_.data(), rows, H, p("a_wo"), H, g("a_wo"), g("a_bo"), dC_.data(), false);
+    cuda::linear_backward(out_.data(), C_.data(), rows, H, value_of("a_wo"), H, grad_of("a_wo"), grad_of("a_bo"), dC_.data(), false);
     cuda::zero_masked_rows(dC_.data(), mask_, rows, H);
     cuda_dense_attention_backward(view(Q_), view(Kt_), view(V_), P_.data(), view(dC_), dP_.data(), view(dQ_),
                                   view(dK_), view(dV_));
     cuda::scale(dQ_.data(), rows * H, 1.0f / std::sqrt(static_cast<float>(H / ha_)));
-    cuda::linear_backward(dQ_.data(), xa_.data(), rows, H, p("a_wq"), H, g("a_wq"), g("a_bq"), dxh_.data(), false);
-    cuda::linear_backward(dK_.data(), xa_.data(), rows, H, p("a_wk"), H, g("a_wk"), g("a_bk"), dxh_.data(), true);
-    cuda::linear_backward(dV_.data(), xa_.data(), rows, H, p("a_wv"), H, g("a_wv"), g("a_bv"), dxh_.data(), true);
+    cuda::linear_backward(dQ_.data(), xa_.data(), rows, H, value_of("a_wq"), H, grad_of("a_wq"), grad_of("a_bq"), dxh_.data(), false);
+    cuda::linear_backward(dK_.data(), xa_.data(), rows, H, value_of("a_wk"), H, grad_of("a_wk"), grad_of("a_bk"), dxh_.data(), true);
+    cuda::linear_backward(dV_.data(), xa_.data(), rows, H, value_of("a_wv"), H, grad_of("a_wv"), grad_of("a_bv"), dxh_.data(), true);
     write_half_kernel<<<blocks, kThreads>>>(dxh_.data(), mask_, false, rows, H, 0, dx);
     LSB_CUDA_LAUNCHED();
     // Convolution half, backwards.
     read_half_kernel<<<blocks, kThreads>>>(dy, rows, H, H, out_.data());
     LSB_CUDA_LAUNCHED();
-    cuda::linear_backward(out_.data(), O_.data(), rows, H, p("c_w2"), H, g("c_w2"), g("c_b2"), dO_.data(), false);
+    cuda::linear_backward(out_.data(), O_.data(), rows, H, value_of("c_w2"), H, grad_of("c_w2"), grad_of("c_b2"), dO_.data(), false);
     dynconv_input_grad_kernel<<<blocks, kThreads>>>(dO_.data(), Alpha_.data(), b, n, H, Hc_, K_, dU_.data());
     LSB_CUDA_LAUNCHED();
     dynconv_kernel_grad_kernel<<<LSB_BLOCKS(rows * G, kThreads), kThreads>>>(dO_.data(), U_.data(), b, n, H, Hc_, K_,
@@ -201,17 +201,15 @@ class CudaLsra final : public Attention {
     LSB_CUDA_LAUNCHED();
     cuda::softmax_backward_rows(Alpha_.data(), dAlpha_.data(), rows * Hc_, K_);
     // z = u Ww^T: dWw += dz^T u, du += dz Ww (u is 0 at padded rows, so nothing flows there).
-    cuda::linear_backward(dAlpha_.data(), U_.data(), rows, H, p("c_ww"), G, g("c_ww"), nullptr, dU_.data(), true);
+    cuda::linear_backward(dAlpha_.data(), U_.data(), rows, H, value_of("c_ww"), G, grad_of("c_ww"), nullptr, dU_.data(), true);
     glu_backward_kernel<<<blocks, kThreads>>>(dU_.data(), H1_.data(), mask_, rows, H, dH1_.data());
     LSB_CUDA_LAUNCHED();
-    cuda::linear_backward(dH1_.data(), xc_.data(), rows, H, p("c_w1"), D, g("c_w1"), g("c_b1"), dxh_.data(), false);
+    cuda::linear_backward(dH1_.data(), xc_.data(), rows, H, value_of("c_w1"), D, grad_of("c_w1"), grad_of("c_b1"), dxh_.data(), false);
     write_half_kernel<<<blocks, kThreads>>>(dxh_.data(), mask_, true, rows, H, H, dx);
     LSB_CUDA_LAUNCHED();
   }
 
  private:
-  float* p(const char* name) { return param(name).value.data(); }
-  float* g(const char* name) { return param(name).grad.data(); }
   MatRef view(const Tensor& t) const { return head_view(t.data(), b_, n_, ha_, half_ / ha_); }
 
   std::unique_ptr<Attention> twin_;

@@ -228,7 +228,7 @@ class CudaNystromformer final : public CudaProjectedAttention {
     cuda_dense_attention_forward(heads_of(Q_, n), heads_of(Kl_, me), heads_of(Y_, me), lmask(), P1_.data(),
                                  heads_of(C_, n));
     if (conv_ > 0) {
-      conv_forward_kernel<<<LSB_BLOCKS(b_ * n * D, kThreads), kThreads>>>(V_.data(), mask_, p("conv_w"), b_, n, D,
+      conv_forward_kernel<<<LSB_BLOCKS(b_ * n * D, kThreads), kThreads>>>(V_.data(), mask_, value_of("conv_w"), b_, n, D,
                                                                           head_dim(), conv_, C_.data());
       LSB_CUDA_LAUNCHED();
     }
@@ -264,11 +264,11 @@ class CudaNystromformer final : public CudaProjectedAttention {
                                                                                  b_, n, me, D, dK_.data());
     LSB_CUDA_LAUNCHED();
     if (conv_ > 0) {
-      conv_backward_input_kernel<<<LSB_BLOCKS(b_ * n * D, kThreads), kThreads>>>(dC_.data(), mask_, p("conv_w"), b_, n,
+      conv_backward_input_kernel<<<LSB_BLOCKS(b_ * n * D, kThreads), kThreads>>>(dC_.data(), mask_, value_of("conv_w"), b_, n,
                                                                                  D, head_dim(), conv_, dV_.data());
       LSB_CUDA_LAUNCHED();
       conv_backward_weight_kernel<<<static_cast<unsigned>(heads_ * conv_), kThreads>>>(
-          dC_.data(), V_.data(), mask_, b_, n, D, head_dim(), conv_, g("conv_w"));
+          dC_.data(), V_.data(), mask_, b_, n, D, head_dim(), conv_, grad_of("conv_w"));
       LSB_CUDA_LAUNCHED();
     }
   }

@@ -22,8 +22,6 @@ class CudaProjectedAttention : public ProjectedAttention {
   double core_flops(std::int64_t b, std::int64_t n) const override {
     return twin_->forward_flops(b, n) - projection_flops(b, n);
   }
-  float* p(const char* name) { return param(name).value.data(); }
-  float* g(const char* name) { return param(name).grad.data(); }
   std::int64_t int_param(const char* key) const { return std::stoll(resolved_.at(key)); }
 
   std::unique_ptr<Attention> twin_;
