@@ -15,6 +15,7 @@ namespace lsb {
 
 VariantSpec VariantSpec::parse(const std::string& text) {
   VariantSpec s;
+  s.text = text;
   const auto colon = text.find(':');
   s.name = text.substr(0, colon);
   if (s.name.empty())
@@ -38,6 +39,12 @@ VariantSpec VariantSpec::parse(const std::string& text) {
   return s;
 }
 
+std::vector<VariantSpec> VariantSpec::parse_all(const std::vector<std::string>& texts) {
+  std::vector<VariantSpec> out;
+  for (const auto& t : texts) out.push_back(parse(t));
+  return out;
+}
+
 std::string VariantSpec::str() const {
   std::string out = name;
   char sep = ':';
@@ -59,7 +66,7 @@ void copy_param_values(Attention& from, Attention& to) {
 }
 
 std::string Attention::spec_string() const {
-  VariantSpec s{name_, resolved_};
+  VariantSpec s{name_, resolved_, {}};
   return s.str();
 }
 

@@ -23,8 +23,10 @@ namespace lsb {
 struct VariantSpec {
   std::string name;
   std::map<std::string, std::string> params;  // as written; validated by the variant factory
+  std::string text;                           // the spec as the user wrote it (what ids and labels use)
 
   static VariantSpec parse(const std::string& text);  // throws UsageError
+  static std::vector<VariantSpec> parse_all(const std::vector<std::string>& texts);
   std::string str() const;                            // canonical: keys sorted
 };
 

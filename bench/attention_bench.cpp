@@ -287,7 +287,7 @@ Row row_of(const nlohmann::json& res, const std::string& spec_text) {
   const auto& c = res.at("config");
   r.variant = spec_text;
   if (c.contains("padded_n")) {
-    auto a = VariantSpec{c.at("variant").get<std::string>(), {}};
+    auto a = VariantSpec{c.at("variant").get<std::string>(), {}, {}};
     for (const auto& [k, v] : c.at("variant_params").items()) a.params[k] = v.is_string() ? v.get<std::string>() : v.dump();
     r.variant = a.str();
   }
@@ -329,8 +329,8 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   require_precision(precision, dev);
   if (opt.threads > 0) omp_set_num_threads(opt.threads);
   // Validate every spec (and the device) before measuring anything.
-  for (const auto& v : opt.variants)
-    make_attention(VariantSpec::parse(v), opt.dim, opt.heads, opt.lengths.front(), dev);
+  for (const auto& spec : opt.variants)
+    make_attention(spec, opt.dim, opt.heads, opt.lengths.front(), dev);
   auto& mt = MemoryTracker::instance();
   if (!opt.memory_budget.empty()) mt.set_budget(dev, opt.memory_budget.bytes());
 
@@ -354,15 +354,15 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
     if (!opt.json_path.empty()) write_report(opt.json_path, make_report(context, results));
   };
 
-  for (const auto& vtext : opt.variants) {
-    const ReferenceCheck check = check_against_reference(vtext, opt.dim, opt.heads, bwd, opt.seed, dev, precision);
+  for (const auto& spec : opt.variants) {
+    const ReferenceCheck check = check_against_reference(spec.text, opt.dim, opt.heads, bwd, opt.seed, dev, precision);
     for (const std::int64_t n : opt.lengths) {
-      const AttentionPoint pt{VariantSpec::parse(vtext), n, opt.batch, opt.dim, opt.heads, bwd, dev,
+      const AttentionPoint pt{spec, n, opt.batch, opt.dim, opt.heads, bwd, dev,
                               omp_get_max_threads(), opt.seed, precision};
       const nlohmann::json res = measure_attention_point(pt, check, opt.timing, peak);
       if (res.value("status", "") == "error") exit_code = kInternal;
       results.push_back(res);
-      rows.push_back(row_of(res, vtext));
+      rows.push_back(row_of(res, spec.text));
       save();  // after every point: an interrupted command keeps what it finished
     }
   }

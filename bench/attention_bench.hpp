@@ -14,7 +14,7 @@
 namespace lsb {
 
 struct AttentionBenchOptions {
-  std::vector<std::string> variants{headline_variant().name};
+  std::vector<VariantSpec> variants{VariantSpec::parse(headline_variant().name)};
   std::vector<std::int64_t> lengths{1024};
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
@@ -73,7 +73,8 @@ nlohmann::json measure_attention_point(const AttentionPoint& pt, const Reference
                                        const TimingPolicy& timing, double peak_gflops);
 
 struct AttentionRunOptions {
-  std::string variant, weights_dir, input, mask, output, grad_output, grads_dir;
+  VariantSpec variant;
+  std::string weights_dir, input, mask, output, grad_output, grads_dir;
   Device device = Device::cpu;
   Precision precision = Precision::fp32;
   std::int64_t heads = 0;

@@ -22,7 +22,7 @@ int run_attention_interop(const AttentionRunOptions& opt) {
   const Device dev = opt.device;
   const Precision precision = opt.precision;
   require_precision(precision, dev);
-  VariantSpec spec = VariantSpec::parse(opt.variant);
+  VariantSpec spec = opt.variant;  // with keys read from the weights added below
   // Every input is read and every output place checked before anything is computed or written.
   if (!opt.grads_dir.empty() && fs::exists(opt.grads_dir) && !fs::is_directory(opt.grads_dir))
     throw InputError(fmt::format("{}: --grads names a file; give a directory for dx.npy and the gradients", opt.grads_dir));

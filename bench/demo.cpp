@@ -18,7 +18,7 @@ namespace lsb {
 
 int run_demo(const DemoOptions& opt) {
   AttentionBenchOptions d;
-  d.variants = default_sweep_variants();
+  d.variants = VariantSpec::parse_all(default_sweep_variants());
   d.lengths = {512, 1024, 2048};
   d.batch = 4;
   d.mode = "fwdbwd";
@@ -46,7 +46,7 @@ int run_demo(const DemoOptions& opt) {
   std::vector<Row> rows;
   for (const std::string& variant : {baseline_variant().spec(), headline_variant().spec()}) {
     TrainOptions o;
-    o.task = "listops", o.data_dir = data, o.variant = variant, o.preset = "smoke", o.progress = false;
+    o.task = "listops", o.data_dir = data, o.variant = VariantSpec::parse(variant), o.preset = "smoke", o.progress = false;
     apply_train_preset(o);
     const TaskData task = load_task(o.task, task_options(o));
     rows.push_back({variant, train_run(o, task)});

@@ -140,8 +140,8 @@ nlohmann::json stub_result(const std::string& task, const LraOptions& o, const V
 
 }  // namespace
 
-std::vector<std::string> lra_default_variants(const std::string&) {
-  return default_lra_variants();  // ../shared/spec/lra.md, "Variant defaults in presets" (every preset)
+std::vector<VariantSpec> lra_default_variants(const std::string&) {
+  return VariantSpec::parse_all(default_lra_variants());  // ../shared/spec/lra.md, "Variant defaults in presets" (every preset)
 }
 
 int run_lra(const LraOptions& given) {
@@ -155,12 +155,9 @@ int run_lra(const LraOptions& given) {
   require_precision(o.precision, dev);
   if (dev == Device::cuda) cuda::require_device();
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
-  std::vector<VariantSpec> specs;
+  const std::vector<VariantSpec>& specs = o.variants;
   std::vector<std::map<std::string, std::string>> resolved;  // defaults filled in, for runs that produce no result
-  for (const auto& v : o.variants) {
-    specs.push_back(VariantSpec::parse(v));
-    resolved.push_back(make_attention(specs.back(), 32, 2, 1024)->resolved_params());  // bad specs fail here
-  }
+  for (const auto& spec : specs) resolved.push_back(make_attention(spec, 32, 2, 1024)->resolved_params());  // bad specs fail here
   const bool smoke = o.preset == "smoke";
   // Default budgets: smoke 4 GiB (so full attention on Path-X is an oom, as in CI); lra-small on the CPU
   // 80% of the machine's memory, so a point that cannot fit is recorded as oom instead of the process
@@ -262,7 +259,7 @@ int run_lra(const LraOptions& given) {
         continue;
       }
       TrainOptions t;
-      t.task = task, t.data_dir = prepared->dir, t.variant = label, t.preset = o.preset;
+      t.task = task, t.data_dir = prepared->dir, t.variant = VariantSpec::parse(label), t.preset = o.preset;
       apply_train_preset(t);
       t.seed = o.seed, t.progress = o.progress, t.device = o.device, t.precision = o.precision;
       // The device and precision name the folder too where they are not the defaults.

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_impls/attention.hpp"
 #include "bench/timing.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
@@ -19,7 +20,7 @@ namespace lsb {
 struct LraOptions {
   std::string preset = "smoke";  // smoke | lra-small
   std::vector<std::string> tasks{"listops", "text", "retrieval", "image", "pathfinder", "pathx"};
-  std::vector<std::string> variants;  // empty: the preset's list (lra_default_variants)
+  std::vector<VariantSpec> variants;  // empty: the preset's list (lra_default_variants)
   std::string data_dir;               // generated data goes here; official layouts are read from here
   std::string archives;               // folder with the shipped archives (../shared/data), "" = none
   std::string out;                    // the report; the summary goes to OUT.md unless `summary` is set
@@ -36,7 +37,7 @@ struct LraOptions {
 };
 
 // The variants of a preset: the spec's defaults, full, linformer:k=256, sliding:R=64, ls:w=8,r=32.
-std::vector<std::string> lra_default_variants(const std::string& preset);
+std::vector<VariantSpec> lra_default_variants(const std::string& preset);
 
 // Returns the exit code: 0 when every run finished or was skipped for missing data, 4 when some ran
 // out of memory, 5 when some failed, 6 when some diverged (the report keeps them all).

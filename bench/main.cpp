@@ -169,6 +169,33 @@ void add_precision(CLI::App* cmd, Precision& precision) {
          "fp32, or bf16: products on bf16-rounded operands with fp32 accumulation")
       ->default_str(precision_name(precision));
 }
+// Variant specs are parsed where they are read (NAME[:key=value,...] naming a registered variant; a
+// malformed spec or an unknown name is a usage error). Their keys are checked when the module is made.
+VariantSpec read_spec(const std::string& text) {
+  VariantSpec spec = VariantSpec::parse(text);
+  variant_info(spec.name);
+  return spec;
+}
+std::vector<VariantSpec> read_spec_list(const std::string& comma_list) {
+  std::vector<VariantSpec> specs;
+  for (const auto& text : split_variant_list(comma_list)) specs.push_back(read_spec(text));
+  return specs;
+}
+CLI::Option* add_variant(CLI::App* cmd, VariantSpec& spec, const char* help = "Attention variant spec NAME[:key=value,...]") {
+  return cmd->add_option_function<std::string>("--variant", [&spec](const std::string& text) { spec = read_spec(text); }, help);
+}
+// --variant repeated (or with several values): the given specs replace the defaults.
+CLI::Option* add_variants(CLI::App* cmd, std::vector<VariantSpec>& specs, const char* help) {
+  return cmd
+      ->add_option_function<std::vector<std::string>>(
+          "--variant",
+          [&specs](const std::vector<std::string>& texts) {
+            specs.clear();
+            for (const auto& text : texts) specs.push_back(read_spec(text));
+          },
+          help)
+      ->take_all();
+}
 void add_memory_budget(CLI::App* cmd, ByteSize& budget,
                        const char* help = "Refuse allocations beyond this (e.g. 8GiB); a point or run above it is oom") {
   cmd->add_option("--memory-budget", budget, help);
@@ -186,7 +213,7 @@ Command add_attention_bench(CLI::App* attention) {
   auto o = std::make_shared<AttentionBenchOptions>();
   auto* cmd = attention->add_subcommand(
       "bench", "Check a variant against the float64 reference on a small copy, then time it and measure memory");
-  cmd->add_option("--variant", o->variants, "Variant spec NAME[:key=value,...]; repeatable")->required()->take_all();
+  add_variants(cmd, o->variants, "Variant spec NAME[:key=value,...]; repeatable")->required();
   cmd->add_option("--n", o->lengths, "Sequence length(s)")->required()->take_all();
   cmd->add_option("--batch", o->batch, "Batch size")->capture_default_str();
   cmd->add_option("--dim", o->dim, "Model width D")->capture_default_str();
@@ -208,7 +235,7 @@ Command add_attention_bench(CLI::App* attention) {
 Command add_attention_run(CLI::App* attention) {
   auto o = std::make_shared<AttentionRunOptions>();
   auto* cmd = attention->add_subcommand("run", "Forward (and backward) of one variant on .npy arrays");
-  cmd->add_option("--variant", o->variant, "Variant spec NAME[:key=value,...]")->required();
+  add_variant(cmd, o->variant, "Variant spec NAME[:key=value,...]")->required();
   cmd->add_option("--heads", o->heads, "Heads h")->required();
   cmd->add_option("--weights", o->weights_dir, "Directory with one .npy per parameter")->required();
   cmd->add_option("--input", o->input, "x.npy, float32 (b, n, D)")->required();
@@ -228,7 +255,7 @@ Command add_model_run(CLI::App* model) {
   auto* cmd = model->add_subcommand(
       "run", "Logits of the encoder on token ids (.npy); with --labels the loss, with --grads every gradient");
   cmd->add_option("--weights", o->weights_dir, "Folder with one NAME.npy per state_dict tensor")->required();
-  cmd->add_option("--variant", o->variant, "Attention variant spec NAME[:key=value,...]")->required();
+  add_variant(cmd, o->variant)->required();
   cmd->add_option("--heads", o->heads, "Heads h")->required();
   cmd->add_option("--input", o->input, "ids.npy (b, n), integer token ids")->required();
   cmd->add_option("--mask", o->mask, "mask.npy (b, n), 1 = real token (default: all real)");
@@ -253,7 +280,7 @@ Command add_train(CLI::App& app) {
   TrainOptions& tg = train->given;
   cmd->add_option("--task", tg.task, "listops, text, retrieval, image, pathfinder or pathx")->required();
   cmd->add_option("--data-dir", tg.data_dir, "The task's data in its official layout")->required();
-  cmd->add_option("--variant", tg.variant, "Attention variant spec NAME[:key=value,...]")->capture_default_str();
+  add_variant(cmd, tg.variant)->default_str(tg.variant.text);
   cmd->add_option("--preset", tg.preset, "lra-small (the LRA recipe) or smoke (seconds, for CI)")->capture_default_str();
   cmd->add_option("--out", tg.out, "Write the report here (atomically, after every evaluation)");
   cmd->add_option("--checkpoint-dir", tg.checkpoint_dir, "Keep last.ckpt and best.ckpt here");
@@ -355,7 +382,7 @@ Command add_sweep(CLI::App& app) {
   return {cmd, [s](const CommandLine& cmdline) {
             SweepOptions& sw = s->o;
             auto ints = [](const std::string& text, const char* option) { return parse_length_list(text, option); };
-            sw.variants = split_variant_list(s->variants);
+            sw.variants = read_spec_list(s->variants);
             sw.lengths = ints(s->lengths, "--n");
             sw.batches = ints(s->batches, "--batch");
             sw.dims = ints(s->dims, "--dim");
@@ -393,7 +420,7 @@ Command add_maxlen(CLI::App& app) {
   MaxlenOptions& ml = m->o;
   auto* cmd = app.add_subcommand(
       "maxlen", "The longest sequence (a multiple of the granule) that fits a memory budget, per variant");
-  cmd->add_option("--variant", ml.variants, "Variant spec; repeatable")->take_all();
+  add_variants(cmd, ml.variants, "Variant spec; repeatable");
   cmd->add_option("--variants", m->variants, "Several specs, comma-separated; prints each one's ratio to the baseline");
   cmd->add_option("--mode", ml.mode, "attn-fwd, attn-fwdbwd, model-fwd or train-step")->capture_default_str();
   add_memory_budget(cmd, ml.memory_budget, "The memory to fit in (e.g. 16GiB)");
@@ -410,7 +437,7 @@ Command add_maxlen(CLI::App& app) {
   cmd->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
   cmd->add_option("--out", ml.out, "Report path");
   return {cmd, [m](const CommandLine& cmdline) {
-            for (const auto& v : split_variant_list(m->variants)) m->o.variants.push_back(v);
+            for (auto& spec : read_spec_list(m->variants)) m->o.variants.push_back(std::move(spec));
             m->o.command_line = cmdline;
             return run_maxlen(m->o);
           }};
@@ -466,7 +493,7 @@ Command add_lra(CLI::App& app) {
   add_seed(cmd, lra.seed, "Parameters, batch order and dropout of every run");
   cmd->add_flag("!--no-progress", lra.progress, "No live progress line");
   return {cmd, [l](const CommandLine& cmdline) {
-            if (!l->variants.empty()) l->o.variants = split_variant_list(l->variants);
+            if (!l->variants.empty()) l->o.variants = read_spec_list(l->variants);
             if (!l->lengths.empty()) l->o.efficiency_lengths = parse_length_list(l->lengths, "--efficiency-lengths");
             l->o.command_line = cmdline;
             return run_lra(l->o);

@@ -43,7 +43,7 @@ int run_maxlen(const MaxlenOptions& o) {
   nlohmann::json results = nlohmann::json::array();
   std::map<std::string, std::int64_t> best;
   for (const auto& v : o.variants) {
-    SweepPoint p{v, o.granule, o.batch, o.dim, o.heads, o.layers, o.mlp_dim > 0 ? o.mlp_dim : 2 * o.dim,
+    SweepPoint p{v.text, o.granule, o.batch, o.dim, o.heads, o.layers, o.mlp_dim > 0 ? o.mlp_dim : 2 * o.dim,
                  o.mode, o.task, o.device, o.threads, o.precision, o.seed, o.memory_budget};
     nlohmann::json attempts = nlohmann::json::array();
     std::string stop_reason;
@@ -52,7 +52,7 @@ int run_maxlen(const MaxlenOptions& o) {
       const nlohmann::json r = runner.run(p);
       const std::string st = r["status"].get<std::string>();
       attempts.push_back({{"n", n}, {"status", st}});
-      fmt::print("maxlen {} n={}: {}\n", v, n, st == "ok" ? "fits" : st + ": " + r.value("message", ""));
+      fmt::print("maxlen {} n={}: {}\n", v.text, n, st == "ok" ? "fits" : st + ": " + r.value("message", ""));
       if (st != "ok" && st != "oom") stop_reason = r.value("message", st);
       return st == "ok";
     };
@@ -88,19 +88,19 @@ int run_maxlen(const MaxlenOptions& o) {
       if (lo == 0) r["message"] = fmt::format("even n = {} does not fit", o.granule);
     }
     results.push_back(with_id(r));
-    best[VariantSpec::parse(v).name] = lo;
+    best[v.name] = lo;
     if (!o.out.empty()) write_report(o.out, make_report(context, results));
   }
   fmt::print("\nlongest n that fits {} ({} {}, batch {}, D {}, h {}{}):\n", o.memory_budget.text(), o.mode,
              device_name(o.device), o.batch, o.dim, o.heads,
              is_attention_mode(o.mode) ? "" : fmt::format(", L {}", o.layers));
   for (const auto& v : o.variants) {
-    const std::int64_t n = best[VariantSpec::parse(v).name];
+    const std::int64_t n = best[v.name];
     const std::string& base = baseline_variant().name;
-    const std::string ratio = best.count(base) && best[base] > 0 && VariantSpec::parse(v).name != base
+    const std::string ratio = best.count(base) && best[base] > 0 && v.name != base
                                   ? fmt::format("  ({:.2f}x {})", static_cast<double>(n) / best[base], base)
                                   : "";
-    fmt::print("  {:<24} {:>9}{}\n", v, n, ratio);
+    fmt::print("  {:<24} {:>9}{}\n", v.text, n, ratio);
   }
   return kOk;
 }

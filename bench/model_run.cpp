@@ -64,7 +64,7 @@ int run_model_command(const ModelRunOptions& opt) {
   const PrecisionScope scope(precision, dev);
   EncoderConfig cfg{.vocab = w.vocab, .classes = w.classes, .max_len = w.positions - (w.cls ? 1 : 0), .dim = w.dim,
                     .heads = opt.heads, .layers = w.layers, .mlp_dim = w.mlp_dim, .pooling = opt.pooling,
-                    .attention = opt.variant, .pair = w.pair, .device = dev};
+                    .attention = opt.variant.text, .pair = w.pair, .device = dev};
   Encoder enc(cfg);
   for (const auto& [name, p] : enc.parameters())
     if (name == "pos_emb" && p->value.dim(0) != w.positions)

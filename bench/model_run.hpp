@@ -6,13 +6,15 @@
 #include <cstdint>
 #include <string>
 
+#include "attention_impls/attention.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 
 namespace lsb {
 
 struct ModelRunOptions {
-  std::string weights_dir, variant, input, mask, labels, grads_dir, output;
+  VariantSpec variant;
+  std::string weights_dir, input, mask, labels, grads_dir, output;
   std::string pooling = "mean";  // mean | mean-all (the reference code's) | cls
   Device device = Device::cpu;
   Precision precision = Precision::fp32;

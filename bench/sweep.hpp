@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "attention_impls/attention.hpp"
 #include "bench/timing.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
@@ -16,7 +17,7 @@
 namespace lsb {
 
 struct SweepOptions {
-  std::vector<std::string> variants;  // specs; empty = every variant with its defaults
+  std::vector<VariantSpec> variants;  // empty = every variant with its defaults
   std::vector<std::int64_t> lengths{1024, 2048, 4096};
   std::vector<std::int64_t> batches{8}, dims{64}, heads{2}, layers{2};
   std::int64_t mlp_dim = 0;  // model modes; 0 = 2 * dim
@@ -68,7 +69,7 @@ std::vector<SweepPoint> sweep_points(const SweepOptions& o);
 int run_sweep(const SweepOptions& o);
 
 struct MaxlenOptions {
-  std::vector<std::string> variants;
+  std::vector<VariantSpec> variants;
   std::string mode = "train-step", task;
   Device device = Device::cpu;
   Precision precision = Precision::fp32;

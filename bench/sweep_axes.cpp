@@ -91,7 +91,7 @@ bool shard_from_slurm(int& index, int& count) {
 
 namespace sweep_internal {
 
-std::vector<std::string> check_axes(const SweepOptions& o) {
+std::vector<VariantSpec> check_axes(const SweepOptions& o) {
   for (const auto& m : o.modes)
     if (std::find(sweep_modes().begin(), sweep_modes().end(), m) == sweep_modes().end())
       throw UsageError(fmt::format("--mode {}: expected attn-fwd, attn-fwdbwd, model-fwd or train-step", m));
@@ -109,8 +109,8 @@ std::vector<std::string> check_axes(const SweepOptions& o) {
     for (auto d : o.dims)
       for (auto h : o.heads)
         for (auto n : o.lengths) check_problem_size(b * (task_shape(o.task).pair ? 2 : 1), n, d, h);
-  std::vector<std::string> variants = o.variants.empty() ? default_sweep_variants() : o.variants;
-  for (const auto& v : variants) variant_info(VariantSpec::parse(v).name);  // unknown: the list of variants
+  std::vector<VariantSpec> variants = o.variants.empty() ? VariantSpec::parse_all(default_sweep_variants()) : o.variants;
+  for (const auto& v : variants) variant_info(v.name);  // unknown: the list of variants
   return variants;
 }
 
@@ -132,7 +132,7 @@ std::string SweepPoint::command() const {
 }
 
 std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
-  const std::vector<std::string> variants = check_axes(o);
+  const std::vector<VariantSpec> variants = check_axes(o);
   std::vector<SweepPoint> pts;
   for (const auto& mode : o.modes)
     for (const Device device : o.devices)
@@ -144,7 +144,7 @@ std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
                 for (auto h : o.heads)
                   for (auto l : is_attention_mode(mode) ? std::vector<std::int64_t>{1} : o.layers)
                     for (auto n : o.lengths)
-                      pts.push_back({v, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
+                      pts.push_back({v.text, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
                                      threads, precision, o.seed, o.memory_budget});
   return pts;
 }

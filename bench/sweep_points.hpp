@@ -53,7 +53,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
 
 // Checks every axis of `o` (UsageError naming the option); returns its variant specs (the defaults
 // when it names none).
-std::vector<std::string> check_axes(const SweepOptions& o);
+std::vector<VariantSpec> check_axes(const SweepOptions& o);
 
 // The budget of both devices (empty: none).
 void set_budgets(const ByteSize& budget);

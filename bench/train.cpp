@@ -296,7 +296,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs(),
+               .dropout = static_cast<float>(o.dropout), .attention = o.variant.text, .pair = task.train.pairs(),
                .device = dev});
   enc.set_attention_dropout(static_cast<float>(attention_dropout(o, enc.attention(0))));
   enc.init_params(o.seed);
@@ -488,14 +488,14 @@ int run_train_command(const TrainOptions& opts) {
   const Device dev = o.device;
   if (!o.memory_budget.empty())
     MemoryTracker::instance().set_budget(dev, o.memory_budget.bytes());
-  const VariantSpec spec = VariantSpec::parse(o.variant);
+  const VariantSpec& spec = o.variant;
   // Unknown names, a missing GPU and impossible precisions fail before the data is loaded.
   make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);
   require_precision(o.precision, dev);
   const TaskData task = load_task(o.task, task_options(o));
   fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
              "{}, {}\n",
-             task.name, o.variant, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
+             task.name, o.variant.text, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
              o.steps, dev == Device::cpu ? fmt::format("{} threads", omp_get_max_threads()) : cuda::query(0).name,
              precision_name(o.precision));
   std::fflush(stdout);  // before the progress display on stderr

@@ -18,7 +18,8 @@
 namespace lsb {
 
 struct TrainOptions {
-  std::string task, data_dir, variant = baseline_variant().spec(), preset = "lra-small";
+  std::string task, data_dir, preset = "lra-small";
+  VariantSpec variant = VariantSpec::parse(baseline_variant().spec());
   // Model (../shared/spec/lra.md "Models"); the preset fills these, the command line overrides.
   std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
   std::string pooling = "mean";

@@ -36,6 +36,11 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
       {"attention bench --variant full --n 64 --device cuda" + kQuick, {"--device cuda"}},
       {"attention bench --variant full --n 64 --precision fp16" + kQuick, {"--precision", "'fp16'", "bf16"}},
       {"attention bench --n 64", {"--variant"}},
+      // Specs are read where the command line is: before any data, measurement or file.
+      {"train --task listops --data-dir /nonexistent --variant nope", {"unknown variant 'nope'"}},
+      {"sweep --variants full,nope --n 64 --list", {"unknown variant 'nope'"}},
+      {"lra --data-dir /nonexistent --out /nonexistent/r.json --variants ls:w", {"'w' is not key=value"}},
+      {"maxlen --variant full --variant :k=1 --memory-budget 1GiB", {"missing variant name"}},
       {"data generate pathx --out /tmp/x", {"pathx"}},
   };
   for (const auto& [args, expected] : cases) {

@@ -80,7 +80,7 @@ TEST_CASE("sweep axes parse from the command line forms", "[sweep]") {
 TEST_CASE("sweep points are the cartesian product in one order and each listed command reruns its point",
           "[sweep][cli]") {
   SweepOptions o;
-  o.variants = {"full", "ls:w=8,r=32"};
+  o.variants = VariantSpec::parse_all({"full", "ls:w=8,r=32"});
   o.lengths = {64, 128};
   o.batches = {1, 2};
   o.modes = {"attn-fwd", "train-step"};
@@ -116,7 +116,7 @@ TEST_CASE("sweep points are the cartesian product in one order and each listed c
 TEST_CASE("precision is a sweep axis: bf16 points name it, and bf16 on CUDA is skipped with the reason",
           "[sweep][cli][bf16]") {
   SweepOptions o;
-  o.variants = {"ls:w=8,r=4"};
+  o.variants = VariantSpec::parse_all({"ls:w=8,r=4"});
   o.lengths = {64};
   o.precisions = {Precision::fp32, Precision::bf16};
   const auto pts = sweep_points(o);

@@ -65,7 +65,7 @@ std::string smoke_listops_dir() {
 
 TrainOptions smoke_options(const std::string& task, const std::string& data_dir, const std::string& variant) {
   TrainOptions o;
-  o.task = task, o.data_dir = data_dir, o.variant = variant, o.preset = "smoke", o.progress = false;
+  o.task = task, o.data_dir = data_dir, o.variant = VariantSpec::parse(variant), o.preset = "smoke", o.progress = false;
   apply_train_preset(o);
   return o;
 }
@@ -491,7 +491,7 @@ TEST_CASE("train replays --batches from --init-weights under onecycle, step for 
   const TaskData task = load(o);
   const std::int64_t n = task.length;
   const EncoderConfig cfg{.vocab = task.vocab, .classes = task.classes, .max_len = n, .dim = o.dim, .heads = o.heads,
-                          .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling, .attention = o.variant};
+                          .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling, .attention = o.variant.text};
   const fs::path dir = fresh_dir("train_interop");
   {  // the starting point, drawn with another seed than the run's
     Encoder init(cfg);

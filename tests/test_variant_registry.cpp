@@ -222,18 +222,18 @@ TEST_CASE("a variant registered from outside is picked up by info, bench, the re
 
   // attention bench: checked, then timed, into a report; the skewed one is refused (exit 5, not timed).
   AttentionBenchOptions b;
-  b.variants = {"uniform"}, b.lengths = {64}, b.batch = 2, b.dim = 16, b.heads = 2, b.mode = "fwdbwd";
+  b.variants = VariantSpec::parse_all({"uniform"}), b.lengths = {64}, b.batch = 2, b.dim = 16, b.heads = 2, b.mode = "fwdbwd";
   b.timing = quick, b.json_path = (dir / "bench.json").string();
   REQUIRE(run_attention_bench(b) == 0);
   const auto bench = read_report(b.json_path);
   REQUIRE(bench["results"].size() == 1);
   CHECK(bench["results"][0]["status"] == "ok");
-  b.variants = {"uniform_skewed"}, b.json_path = (dir / "bench_skewed.json").string();
+  b.variants = VariantSpec::parse_all({"uniform_skewed"}), b.json_path = (dir / "bench_skewed.json").string();
   CHECK(run_attention_bench(b) == 5);
 
   // sweep: the attention module and a whole training step of the encoder around it.
   SweepOptions s;
-  s.variants = {"uniform"}, s.lengths = {64}, s.batches = {2}, s.dims = {16}, s.heads = {2}, s.layers = {1};
+  s.variants = VariantSpec::parse_all({"uniform"}), s.lengths = {64}, s.batches = {2}, s.dims = {16}, s.heads = {2}, s.layers = {1};
   s.modes = {"attn-fwdbwd", "train-step"}, s.task = "listops", s.timing = quick, s.progress = false;
   s.out = (dir / "sweep.json").string();
   REQUIRE(run_sweep(s) == 0);
