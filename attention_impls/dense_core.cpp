@@ -45,7 +45,7 @@ void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, 
     float sum = 0;
     if (m) {
 #pragma omp simd reduction(+ : sum)
-      for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = m[u] ? fast_exp(s[u] - mx) : 0.0f);
+      for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = exp_where(m[u], s[u] - mx));
     } else {
 #pragma omp simd reduction(+ : sum)
       for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = fast_exp(s[u] - mx));

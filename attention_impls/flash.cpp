@@ -71,7 +71,7 @@ class FlashAttention final : public ProjectedAttention {
                 for (std::int64_t u = 0; u < cols; ++u)
                   if (m[k0 + u]) mx = std::max(mx, s[u]);
 #pragma omp simd reduction(+ : sum)
-                for (std::int64_t u = 0; u < cols; ++u) sum += (s[u] = m[k0 + u] ? fast_exp(s[u] - mx) : 0.0f);
+                for (std::int64_t u = 0; u < cols; ++u) sum += (s[u] = exp_where(m[k0 + u], s[u] - mx));
               }
               const float alpha = fast_exp(mrow[i] - mx);  // 0 on the first valid tile
               lrow[i] = lrow[i] * alpha + sum;
@@ -133,7 +133,7 @@ class FlashAttention final : public ProjectedAttention {
               float* p = P + i * kBkBwd;
               const float l = lse[q0 + i];
 #pragma omp simd
-              for (std::int64_t u = 0; u < cols; ++u) p[u] = m[k0 + u] ? fast_exp(p[u] - l) : 0.0f;
+              for (std::int64_t u = 0; u < cols; ++u) p[u] = exp_where(m[k0 + u], p[u] - l);
             }
             gemm_tile(false, true, rows, cols, d, 1.0f, dc + q0 * D, D, v + k0 * D, D, 0.0f, dS, kBkBwd);
             for (std::int64_t i = 0; i < rows; ++i) {

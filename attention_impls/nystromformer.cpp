@@ -181,7 +181,7 @@ class NystromformerAttention final : public ProjectedAttention {
       return;
     }
     float sum = 0;
-    for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = key_mask[u] ? fast_exp(s[u] - mx) : 0.0f);
+    for (std::int64_t u = 0; u < nk; ++u) sum += (s[u] = exp_where(key_mask[u], s[u] - mx));
     for (std::int64_t u = 0; u < nk; ++u) s[u] /= sum;
   }
 

@@ -8,10 +8,19 @@
 
 namespace lsb {
 
+// c ? a : b, chosen with an integer mask. GCC turns a float `c ? a : b` into a loop the vectoriser
+// takes only with AVX-512's masked instructions (it may not speculate float compares and operations
+// otherwise): on AVX2 every loop over fast_exp or fast_erf ran scalar, 3-4x slower. The bit form
+// vectorises on both (a compare and a blend).
+inline float select_float(bool c, float a, float b) {
+  const std::uint32_t m = 0u - static_cast<std::uint32_t>(c);
+  return __builtin_bit_cast(float, (__builtin_bit_cast(std::uint32_t, a) & m) | (__builtin_bit_cast(std::uint32_t, b) & ~m));
+}
+
 // exp(x) for fp32, vectorisable (no libm call): Cody-Waite reduction and a degree-6 polynomial,
 // relative error below 2e-7; returns exactly 0 for x < -87.3 (so exp(-inf) == 0).
 inline float fast_exp(float x) {
-  const float xc = x > 88.3f ? 88.3f : x;
+  const float xc = select_float(x > 88.3f, 88.3f, x);
   const float t = xc * 1.44269504088896341f;
   const float k = (t + 12582912.0f) - 12582912.0f;  // round to nearest for |t| < 2^22
   const float r = (xc - k * 0.693359375f) - k * -2.12194440e-4f;
@@ -24,8 +33,12 @@ inline float fast_exp(float x) {
   p = p * r * r + r + 1.0f;
   const int ki = static_cast<int>(k);
   const float scale = __builtin_bit_cast(float, (ki + 127) << 23);
-  return x < -87.3f ? 0.0f : p * scale;
+  return select_float(x < -87.3f, 0.0f, p * scale);
 }
+
+// fast_exp(x) where `keep` is non-zero, else exactly 0 (a masked softmax numerator), computed for every
+// element and then selected, so that the loop vectorises without masked instructions.
+inline float exp_where(std::uint8_t keep, float x) { return select_float(keep != 0, fast_exp(x), 0.0f); }
 
 // erf(x) for fp32, vectorisable: a rational approximation on [-4, 4] (odd polynomial of degree 13 over
 // an even one of degree 8, the form and coefficients of Eigen's fast float erf), clamped outside (where
@@ -33,7 +46,7 @@ inline float fast_exp(float x) {
 // of 1e-5 (tests/test_matmul.cpp checks 4e-7); libm's erff is about 25x slower per element and not
 // vectorised, and GELU's erf took most of a small model's CPU training step.
 inline float fast_erf(float x) {
-  const float c = x < -4.0f ? -4.0f : (x > 4.0f ? 4.0f : x);
+  const float c = select_float(x < -4.0f, -4.0f, select_float(x > 4.0f, 4.0f, x));
   const float x2 = c * c;
   float p = -2.72614225801306e-10f;
   p = p * x2 + 2.77068142495902e-08f;

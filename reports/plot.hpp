@@ -47,7 +47,7 @@ std::string sweep_group_slug(const nlohmann::json& config);
 // The slugs of a training task's plots: "train-listops-loss", "train-listops-val-accuracy".
 std::string train_curve_slug(const std::string& task, const std::string& curve);
 
-// "ls:r=32,w=8": a result's variant as a spec (linformer's n_max left out where it is the length).
+// "ls:r=32,w=8": a result's variant as a spec (a length key, VariantInfo::is_length_key, left out where it equals n).
 std::string variant_label(const nlohmann::json& config);
 // A training run's label: the variant, its device where not cpu, its precision where not fp32
 // ("ls:r=32,w=8 cuda", "full bf16").

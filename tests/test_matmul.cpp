@@ -207,6 +207,20 @@ TEST_CASE("fast_exp is accurate to fp32 rounding and exact at the ends", "[ops]"
   CHECK(fast_exp(-std::numeric_limits<float>::infinity()) == 0.0f);
   CHECK(fast_exp(-100.0f) == 0.0f);
   CHECK(fast_exp(0.0f) == 1.0f);
+  CHECK(std::isnan(fast_exp(std::numeric_limits<float>::quiet_NaN())));  // NaN is not hidden
+  CHECK(std::isfinite(fast_exp(1000.0f)));                                 // clamped at exp(88.3)
+  CHECK(fast_exp(1000.0f) == fast_exp(88.3f));
+  // The masked form: exactly 0 where the key is masked (whatever the score), fast_exp elsewhere.
+  for (const float x : {-3.5f, 0.0f, 2.25f, 120.0f, -std::numeric_limits<float>::infinity()}) {
+    CHECK(exp_where(0, x) == 0.0f);
+    CHECK(std::signbit(exp_where(0, x)) == false);
+    CHECK(exp_where(1, x) == fast_exp(x));
+    CHECK(exp_where(7, x) == fast_exp(x));
+  }
+  CHECK(exp_where(0, std::numeric_limits<float>::quiet_NaN()) == 0.0f);
+  CHECK(select_float(true, -0.0f, 1.0f) == 0.0f);
+  CHECK(std::signbit(select_float(true, -0.0f, 1.0f)));
+  CHECK(select_float(false, -0.0f, 1.5f) == 1.5f);
 }
 
 TEST_CASE("fast_erf is within 4e-7 of erf everywhere and odd", "[ops]") {
