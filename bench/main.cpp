@@ -111,7 +111,7 @@ int print_info() {
   fmt::print("measured fp32 peak: {:.1f} GFLOP/s on {} threads (FMA loop, best of {} rounds, median {:.1f}; {}; "
              "other processes took {:.2f} CPUs while it ran, load average {:.2f})\n",
              peak.best_gflops, peak.threads, peak.rounds, peak.median_gflops,
-             peak.nominal_gflops > 0 ? fmt::format("{:.0f}% of the {:.0f} GFLOP/s the vector width and /proc/cpuinfo's clock imply",
+             peak.nominal_gflops > 0 ? fmt::format("{:.0f}% of the {:.0f} GFLOP/s this build's vectors and /proc/cpuinfo's clock imply",
                                                    100 * peak.best_gflops / peak.nominal_gflops, peak.nominal_gflops)
                                      : "no nominal figure (clock unknown)",
              peak.others_cpu, peak.load_average);
