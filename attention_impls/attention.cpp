@@ -13,13 +13,13 @@ namespace lsb {
 
 // ---- spec strings ----------------------------------------------------------------------------
 
-VariantSpec VariantSpec::parse(const std::string& text) {
+VariantSpec VariantSpec::parse(const std::string& text, const std::string& option) {
   VariantSpec s;
   s.text = text;
   const auto colon = text.find(':');
   s.name = text.substr(0, colon);
   if (s.name.empty())
-    throw UsageError(fmt::format("--variant '{}': missing variant name; valid: {}", text,
+    throw UsageError(fmt::format("{} '{}': missing variant name; valid: {}", option, text,
                                  fmt::join(variant_names(), ", ")));
   if (colon == std::string::npos) return s;
   std::string rest = text.substr(colon + 1);
@@ -29,9 +29,9 @@ VariantSpec VariantSpec::parse(const std::string& text) {
     const std::string item = rest.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
     const auto eq = item.find('=');
     if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
-      throw UsageError(fmt::format("--variant '{}': '{}' is not key=value (form: NAME[:key=value,...])", text, item));
+      throw UsageError(fmt::format("{} '{}': '{}' is not key=value (form: NAME[:key=value,...])", option, text, item));
     const std::string key = item.substr(0, eq);
-    if (s.params.count(key)) throw UsageError(fmt::format("--variant '{}': key '{}' given twice", text, key));
+    if (s.params.count(key)) throw UsageError(fmt::format("{} '{}': key '{}' given twice", option, text, key));
     s.params[key] = item.substr(eq + 1);
     if (comma == std::string::npos) break;
     pos = comma + 1;

@@ -25,7 +25,8 @@ struct VariantSpec {
   std::map<std::string, std::string> params;  // as written; validated by the variant factory
   std::string text;                           // the spec as the user wrote it (what ids and labels use)
 
-  static VariantSpec parse(const std::string& text);  // throws UsageError
+  // Throws UsageError naming `option` (where the spec came from) and the spec.
+  static VariantSpec parse(const std::string& text, const std::string& option = "--variant");
   static std::vector<VariantSpec> parse_all(const std::vector<std::string>& texts);
   std::string str() const;                            // canonical: keys sorted
 };

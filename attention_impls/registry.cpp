@@ -121,7 +121,8 @@ const VariantInfo* find_variant(const std::string& name) {
 
 const VariantInfo& variant_info(const std::string& name) {
   if (const VariantInfo* v = find_variant(name)) return *v;
-  throw UsageError(fmt::format("--variant: unknown variant '{}'; valid variants:\n{}", name, variants_help()));
+  throw UsageError(fmt::format("--variant: unknown variant '{}'; valid: {} (`lsbench info` describes them)", name,
+                               fmt::join(variant_names(), ", ")));
 }
 
 void register_variant(VariantInfo info) {

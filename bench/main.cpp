@@ -171,14 +171,16 @@ void add_precision(CLI::App* cmd, Precision& precision) {
 }
 // Variant specs are parsed where they are read (NAME[:key=value,...] naming a registered variant; a
 // malformed spec or an unknown name is a usage error). Their keys are checked when the module is made.
-VariantSpec read_spec(const std::string& text) {
-  VariantSpec spec = VariantSpec::parse(text);
-  variant_info(spec.name);
+VariantSpec read_spec(const std::string& text, const char* option = "--variant") {
+  VariantSpec spec = VariantSpec::parse(text, option);
+  if (!find_variant(spec.name))
+    throw UsageError(fmt::format("{} '{}': unknown variant '{}'; valid: {}", option, text, spec.name,
+                                 fmt::join(variant_names(), ", ")));
   return spec;
 }
 std::vector<VariantSpec> read_spec_list(const std::string& comma_list) {
   std::vector<VariantSpec> specs;
-  for (const auto& text : split_variant_list(comma_list)) specs.push_back(read_spec(text));
+  for (const auto& text : split_variant_list(comma_list)) specs.push_back(read_spec(text, "--variants"));
   return specs;
 }
 CLI::Option* add_variant(CLI::App* cmd, VariantSpec& spec, const char* help = "Attention variant spec NAME[:key=value,...]") {

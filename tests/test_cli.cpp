@@ -1,6 +1,7 @@
 // The command line as a user meets it: exit codes, one-line errors, and the interop path.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -51,6 +52,11 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
     for (const auto& e : expected) CHECK_THAT(r.output, Catch::Contains(e));
   }
   CHECK(run_cli("--help").code == 0);
+  // An unknown variant is one line naming the option, the spec and the valid names.
+  const auto unknown = run_cli("sweep --variants full,nope:k=2 --n 64 --list");
+  CHECK(unknown.code == 2);
+  CHECK(std::count(unknown.output.begin(), unknown.output.end(), '\n') == 1);
+  CHECK_THAT(unknown.output, Catch::Contains("--variants 'nope:k=2': unknown variant 'nope'; valid: full, flash"));
 }
 
 TEST_CASE("info names the machine, the CUDA status and where bf16 products can run", "[cli]") {
