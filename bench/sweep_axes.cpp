@@ -110,7 +110,25 @@ std::vector<VariantSpec> check_axes(const SweepOptions& o) {
       for (auto h : o.heads)
         for (auto n : o.lengths) check_problem_size(b * (task_shape(o.task).pair ? 2 : 1), n, d, h);
   std::vector<VariantSpec> variants = o.variants.empty() ? VariantSpec::parse_all(default_sweep_variants()) : o.variants;
-  for (const auto& v : variants) variant_info(v.name);  // unknown: the list of variants
+  // A spec no point of the sweep can build (ls:w=0,r=0, an unknown key, lsra at no usable width) is a
+  // usage error now, not one skipped point per length: each spec is built once per (dim, heads) at the
+  // shortest length. A spec that builds for some widths and not others keeps its skipped points, and
+  // length limits (linformer's n_max) are still found per point.
+  for (const auto& v : variants) {
+    variant_info(v.name);  // unknown: the list of variants
+    std::string why;
+    bool builds = false;
+    for (auto d : o.dims)
+      for (auto h : o.heads) try {
+          make_attention(v, d, h, o.lengths.front());
+          builds = true;
+        } catch (const UsageError& e) {
+          if (why.empty()) why = e.what();
+        } catch (const OutOfMemory&) {
+          builds = true;  // a question of the budget, answered per point
+        }
+    if (!builds) throw UsageError(fmt::format("--variants {}: no point of the sweep can use it: {}", v.text, why));
+  }
   return variants;
 }
 
