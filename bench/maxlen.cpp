@@ -43,7 +43,7 @@ int run_maxlen(const MaxlenOptions& o) {
   nlohmann::json results = nlohmann::json::array();
   std::map<std::string, std::int64_t> best;
   for (const auto& v : o.variants) {
-    SweepPoint p{v.text, o.granule, o.batch, o.dim, o.heads, o.layers, o.mlp_dim > 0 ? o.mlp_dim : 2 * o.dim,
+    SweepPoint p{v, o.granule, o.batch, o.dim, o.heads, o.layers, o.mlp_dim > 0 ? o.mlp_dim : 2 * o.dim,
                  o.mode, o.task, o.device, o.threads, o.precision, o.seed, o.memory_budget};
     nlohmann::json attempts = nlohmann::json::array();
     std::string stop_reason;

@@ -47,7 +47,7 @@ std::pair<int, int> parse_shard(const std::string& text);
 bool shard_from_slurm(int& index, int& count);
 
 struct SweepPoint {
-  std::string variant;  // spec as given
+  VariantSpec variant;  // its text as given names the point (ids, repro lines)
   std::int64_t n = 0, batch = 0, dim = 0, heads = 0, layers = 0, mlp_dim = 0;
   std::string mode, task;
   Device device = Device::cpu;

@@ -137,7 +137,7 @@ std::vector<VariantSpec> check_axes(const SweepOptions& o) {
 using namespace sweep_internal;
 
 std::string SweepPoint::command() const {
-  std::string cmd = fmt::format("lsbench sweep --variants {} --n {} --batch {} --dim {} --heads {}", variant, n,
+  std::string cmd = fmt::format("lsbench sweep --variants {} --n {} --batch {} --dim {} --heads {}", variant.text, n,
                                 batch, dim, heads);
   if (!is_attention_mode(mode)) cmd += fmt::format(" --layers {} --mlp-dim {}", layers, mlp_dim);
   if (!task.empty()) cmd += " --task " + task;
@@ -162,7 +162,7 @@ std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
                 for (auto h : o.heads)
                   for (auto l : is_attention_mode(mode) ? std::vector<std::int64_t>{1} : o.layers)
                     for (auto n : o.lengths)
-                      pts.push_back({v.text, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
+                      pts.push_back({v, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
                                      threads, precision, o.seed, o.memory_budget});
   return pts;
 }

@@ -31,7 +31,7 @@ TaskShape task_shape(const std::string& task) {
 // The config block of a point, with the variant's parameters resolved (the module is made on the CPU
 // at n_max = n for that) and the padded length; a spec that cannot be made gives the raw fields.
 nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
-  const VariantSpec spec = VariantSpec::parse(p.variant);
+  const VariantSpec& spec = p.variant;
   nlohmann::json c = {{"variant", spec.name},
                       {"variant_params", spec.params},
                       {"n", p.n},
@@ -92,7 +92,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
   try {
     Encoder enc({.vocab = ts.vocab, .classes = ts.classes, .max_len = p.n, .dim = p.dim, .heads = p.heads,
                  .layers = p.layers, .mlp_dim = p.mlp_dim, .pooling = "mean", .dropout = 0.0f,
-                 .attention = p.variant, .pair = ts.pair, .device = dev});
+                 .attention = p.variant.text, .pair = ts.pair, .device = dev});
     enc.init_params(seed);
     std::unique_ptr<AdamW> opt;
     if (train) opt = std::make_unique<AdamW>(enc.parameters(), AdamWConfig{});

@@ -84,11 +84,11 @@ class PointRunner {
         return measure_model_point(p, config, timing_, peak(dev, precision), seed_);
       }
       const bool bwd = p.mode == "attn-fwdbwd";
-      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant, p.dim, p.heads, bwd, device_name(dev),
+      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant.text, p.dim, p.heads, bwd, device_name(dev),
                                           precision_name(precision));
       if (!checks_.count(key))
-        checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
-      const AttentionPoint pt{VariantSpec::parse(p.variant), p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
+        checks_[key] = check_against_reference(p.variant.text, p.dim, p.heads, bwd, seed_, dev, precision);
+      const AttentionPoint pt{p.variant, p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
                               seed_, precision};
       nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev, precision));
       res["config"] = config;  // the sweep's config (threads as asked, task) names the point
