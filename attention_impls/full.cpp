@@ -57,8 +57,6 @@ LSB_VARIANT(full) {
   v.baseline = true;
   v.in_default_sweep = true;
   v.in_lra_defaults = true;
-  v.published = {{"LRA paper, Table 1", "Transformer", {36.37, 64.27, 57.46, 42.44, 71.40, NAN}},
-                 {"Nystromformer paper, PyTorch small recipe", "softmax attention", {37.10, 65.02, 79.35, 38.20, 74.16, NAN}}};
   v.published_efficiency = {{"Transformer (LRA Table 2, TPU v3)", {8.1, 4.9, 2.3, 1.4}, {0.85, 2.65, 5.51, 9.48}}};
   return v;
 }

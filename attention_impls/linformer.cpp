@@ -132,8 +132,6 @@ LSB_VARIANT(linformer) {
   v.default_spec = "linformer:k=256";
   v.in_default_sweep = true;
   v.in_lra_defaults = true;
-  v.published = {{"LRA paper, Table 1", "Linformer", {35.70, 53.94, 52.27, 38.56, 76.34, NAN}},
-                 {"Nystromformer paper, PyTorch small recipe", "Linformer", {37.25, 55.91, 79.37, 37.84, 67.60, NAN}}};
   v.published_efficiency = {{"Linformer (LRA Table 2, TPU v3)", {9.3, 9.1, 8.5, 7.7}, {0.37, 0.55, 0.99, 0.99}}};
   return v;
 }

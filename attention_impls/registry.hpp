@@ -1,7 +1,8 @@
 // One record per attention variant: everything the rest of lsbench needs to know about it, registered
 // from the variant's own file. Nothing else in the tree switches on a variant's name: the CLI's help
 // and default lists, the encoder, the float64 reference check, the CUDA dispatch, the PyTorch interop
-// names and the reports' published rows all read these records.
+// names and the reports' published efficiency rows all read these records (published accuracies are
+// the tasks', tasks/registry.hpp).
 //
 // Adding a variant (docs/VARIANTS.md, "Adding a variant"): write its file with a class and its record,
 //
@@ -59,14 +60,6 @@ class SpecReader {
   std::map<std::string, std::string> values_;
 };
 
-// A published LRA result of this variant's counterpart (test accuracy in %; NAN: FAIL or not given),
-// in the task order listops, text, retrieval, image, pathfinder, path-x (../shared/spec/lra.md).
-struct PublishedResult {
-  std::string source;  // "LRA paper, Table 1"
-  std::string model;   // the name the source gives it
-  std::array<double, 6> accuracy;
-};
-
 // A published LRA Table 2 row of this variant's counterpart (byte-level text, batch 32, TPU v3, per
 // device) at n = 1K, 2K, 3K, 4K.
 struct PublishedEfficiency {
@@ -113,7 +106,6 @@ struct VariantInfo {
   bool headline = false;         // the suite's subject: `attention bench`'s default, trained in the demo
   bool in_default_sweep = false; // sweep's and the demo's lists when --variants is not given
   bool in_lra_defaults = false;  // lra's list (../shared/spec/lra.md, "Variant defaults in presets")
-  std::vector<PublishedResult> published;
   std::vector<PublishedEfficiency> published_efficiency;
   std::string results_note;  // a sentence under the reports' table of published results
 

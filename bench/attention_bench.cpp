@@ -1,6 +1,5 @@
 #include "bench/attention_bench.hpp"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -17,17 +16,17 @@
 #include "nn/errors.hpp"
 #include "nn/parse.hpp"
 #include "nn/random.hpp"
+#include "nn/threads.hpp"
 #include "bench/context.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
 
-ReferenceCheck check_against_reference(const std::string& spec_text, std::int64_t D, std::int64_t h,
+ReferenceCheck check_against_reference(const VariantSpec& spec, std::int64_t D, std::int64_t h,
                                        bool with_backward, std::uint64_t seed, Device device, Precision precision) {
   const PrecisionScope scope(precision, device);
   const double tolerance_fwd = precision == Precision::bf16 ? 0x1p-5 : 1e-4;
   const double tolerance_grad = precision == Precision::bf16 ? 0x1p-5 : 1e-3;
-  const VariantSpec spec = VariantSpec::parse(spec_text);
   const std::int64_t b = 2;
   auto probe = make_attention(spec, D, h, 64);
   // A short sequence with padding; no longer than a length limit the spec sets (linformer's n_max).
@@ -116,7 +115,7 @@ void print_table(const std::vector<Row>& rows, const AttentionBenchOptions& opt,
                opt.batch, opt.dim, opt.heads, cuda::query(0).name, peak);
   else
     fmt::print("\nattention {} | {} | batch {} dim {} heads {} | {} threads | measured fp32 peak {:.0f} GFLOP/s{}\n",
-               opt.mode, precision_name(opt.precision), opt.batch, opt.dim, opt.heads, omp_get_max_threads(), peak,
+               opt.mode, precision_name(opt.precision), opt.batch, opt.dim, opt.heads, current_threads().granted, peak,
                opt.precision == Precision::bf16 ? " (the % of peak is against it at bf16 too)" : "");
   fmt::print("GFLOP/s from the cost model (fwd+bwd counted as 3x forward); spread = stdev / median;\n"
              "model mem = analytic bytes of parameters, inputs and the variant's buffer plan.\n\n");
@@ -327,7 +326,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   const Device dev = opt.device;
   const Precision precision = opt.precision;
   require_precision(precision, dev);
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  const ThreadGrant threads = use_threads(opt.threads);
   // Validate every spec (and the device) before measuring anything.
   for (const auto& spec : opt.variants)
     make_attention(spec, opt.dim, opt.heads, opt.lengths.front(), dev);
@@ -338,7 +337,7 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   // GFLOP/s against the CPU's measured FMA peak, or the GPU's published peak for the precision.
   PeakMeasurement cpu_peak;
   if (dev == Device::cpu) {
-    cpu_peak = measure_peak(omp_get_max_threads());
+    cpu_peak = measure_peak(threads.granted);
     if (!cpu_peak.warning.empty()) fmt::print(stderr, "lsbench: warning: {}\n", cpu_peak.warning);
   }
   const double peak = dev == Device::cpu ? cpu_peak.best_gflops
@@ -348,17 +347,17 @@ int run_attention_bench(const AttentionBenchOptions& opt) {
   int exit_code = kOk;
   // The CPU's measured peak belongs in the context only when it is what GFLOP/s are compared with;
   // the GPU's published peak is in context.gpu.peak_tflops.
-  auto context = make_context({opt.command_line, omp_get_max_threads(), dev == Device::cpu ? peak : 0.0,
+  auto context = make_context({opt.command_line, threads, dev == Device::cpu ? peak : 0.0,
                                dev == Device::cpu ? cpu_peak.to_json() : nlohmann::json()});
   auto save = [&] {
     if (!opt.json_path.empty()) write_report(opt.json_path, make_report(context, results));
   };
 
   for (const auto& spec : opt.variants) {
-    const ReferenceCheck check = check_against_reference(spec.text, opt.dim, opt.heads, bwd, opt.seed, dev, precision);
+    const ReferenceCheck check = check_against_reference(spec, opt.dim, opt.heads, bwd, opt.seed, dev, precision);
     for (const std::int64_t n : opt.lengths) {
       const AttentionPoint pt{spec, n, opt.batch, opt.dim, opt.heads, bwd, dev,
-                              omp_get_max_threads(), opt.seed, precision};
+                              threads.granted, opt.seed, precision};
       const nlohmann::json res = measure_attention_point(pt, check, opt.timing, peak);
       if (res.value("status", "") == "error") exit_code = kInternal;
       results.push_back(res);

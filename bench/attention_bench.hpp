@@ -44,7 +44,7 @@ struct ReferenceCheck {
   std::string message;
 };
 // On Device::cuda the module runs on the GPU with the parameters of a CPU module of the same seed.
-ReferenceCheck check_against_reference(const std::string& spec, std::int64_t dim, std::int64_t heads,
+ReferenceCheck check_against_reference(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
                                        bool with_backward, std::uint64_t seed, Device device = Device::cpu,
                                        Precision precision = Precision::fp32);
 

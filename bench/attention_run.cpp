@@ -1,6 +1,5 @@
 // `lsbench attention run`: one forward (and optionally backward) of a variant on user arrays, so a
 // user can check lsbench against their own PyTorch or NumPy implementation (README "Interop").
-#include <omp.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -13,12 +12,13 @@
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "nn/npy.hpp"
+#include "nn/threads.hpp"
 
 namespace lsb {
 
 int run_attention_interop(const AttentionRunOptions& opt) {
   namespace fs = std::filesystem;
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  use_threads(opt.threads);
   const Device dev = opt.device;
   const Precision precision = opt.precision;
   require_precision(precision, dev);

@@ -25,11 +25,13 @@ nlohmann::json make_context(const ContextInputs& in) {
       {"os", os_name()},
       {"compiler", compiler_name()},
       {"build_type", LSBENCH_BUILD_TYPE},
-      {"cpu", {{"model", cpu.model}, {"cores", cpu.cores}, {"threads_used", in.threads_used}, {"flags", cpu.flags}}},
+      {"cpu", {{"model", cpu.model}, {"cores", cpu.cores}, {"threads_used", in.threads.granted}, {"threads_requested", in.threads.requested},
+              {"flags", cpu.flags}}},
       {"gpu", nullptr},
       {"libraries", {{"onednn", onednn_version()}}},
       {"shard", {{"index", 0}, {"count", 1}}},
   };
+  if (!in.threads.why_fewer.empty()) c["cpu"]["threads_warning"] = in.threads.why_fewer;
   if (in.peak_gflops_fp32 > 0) c["cpu"]["peak_gflops_fp32"] = in.peak_gflops_fp32;
   if (in.peak_measurement.is_object()) c["cpu"]["peak_measurement"] = in.peak_measurement;
   if (const std::string v = cuda::cublas_version(); !v.empty()) c["libraries"]["cublas"] = v;

@@ -7,11 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nn/threads.hpp"
+
 namespace lsb {
 
 struct ContextInputs {
   std::vector<std::string> command_line;
-  int threads_used = 1;
+  ThreadGrant threads = current_threads();  // the threads asked for and used (nn/threads.hpp)
   double peak_gflops_fp32 = 0;  // measured; 0 = not measured (omitted)
   nlohmann::json peak_measurement = nullptr;  // PeakMeasurement::to_json() where it was measured; null = none
 };

@@ -1,23 +1,56 @@
 #include "bench/data_cli.hpp"
 
-#include <omp.h>
-#include <unistd.h>
-
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "nn/errors.hpp"
+#include "nn/threads.hpp"
 #include "tasks/listops.hpp"
 #include "tasks/pathfinder.hpp"
 #include "tasks/png.hpp"
+#include "tasks/registry.hpp"
 #include "tasks/retrieval.hpp"
 
 namespace lsb {
 
+namespace {
+
+// p10, median, p90 and the maximum of `v` (sorted in place).
+std::string quantiles_text(std::vector<std::int64_t>& v) {
+  if (v.empty()) return "| | | |";
+  std::sort(v.begin(), v.end());
+  auto at = [&](double q) { return v[static_cast<std::size_t>(q * static_cast<double>(v.size() - 1))]; };
+  return fmt::format("{} | {} | {} | {} |", at(0.1), at(0.5), at(0.9), v.back());
+}
+
+}  // namespace
+
+void print_task_stats(const TaskInfo& task, const TaskOptions& opt, std::int64_t max_items) {
+  const TaskData data = load_task(task.name, opt);
+  fmt::print("{} ({}, {} classes, vocabulary {}, length {}): {} in {}\n\n", task.name, task_kind_name(task.kind),
+             task.classes, task.vocab, data.length, data.provenance.value("source", "?"),
+             data.provenance.value("path", opt.data_dir));
+  fmt::print("| split | examples | tokens p10 | median | p90 | max | label shares (0, 1, ...) |\n"
+             "|---|---:|---:|---:|---:|---:|---|\n");
+  for (const Split* s : {&data.train, &data.val, &data.test}) {
+    std::vector<std::int64_t> lengths;
+    for (const auto& t : s->tokens) lengths.push_back(static_cast<std::int64_t>(t.size()));
+    for (const auto& t : s->tokens2) lengths.push_back(static_cast<std::int64_t>(t.size()));
+    std::vector<std::int64_t> count(static_cast<std::size_t>(task.classes), 0);
+    for (const int l : s->labels) ++count[static_cast<std::size_t>(l)];
+    std::vector<std::string> shares;
+    for (const auto c : count) shares.push_back(fmt::format("{:.3f}", static_cast<double>(c) / std::max<std::int64_t>(s->size(), 1)));
+    fmt::print("| {} | {} | {} {} |\n", s->name, s->size(), quantiles_text(lengths), fmt::join(shares, ", "));
+  }
+  if (task.pairs()) fmt::print("\n(token counts are per document: two per example)\n");
+  if (task.print_stats) task.print_stats(opt, max_items);
+}
+
 struct DataCli::Impl {
   CLI::App *data = nullptr, *generate = nullptr;
-  CLI::App *listops = nullptr, *pathfinder = nullptr, *retrieval = nullptr, *preview = nullptr, *stats = nullptr;
+  CLI::App *listops = nullptr, *pathfinder = nullptr, *retrieval = nullptr, *preview = nullptr, *stats = nullptr,
+           *prepare = nullptr;
   std::string out;
   listops::GeneratorConfig lcfg;
   int size = 32;
@@ -29,6 +62,10 @@ struct DataCli::Impl {
   int preview_count = 16;
   std::int64_t stats_count = 1000;
   int threads = 0;
+  std::string task;  // stats, prepare
+  TaskOptions task_options;
+  std::string archives;
+  bool small = false;
 };
 
 DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
@@ -58,7 +95,7 @@ DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   d.pathfinder->add_option("--seed", d.seed, "Generator seed")->capture_default_str();
   d.pathfinder->add_option("--threads", d.threads, "CPU threads (0: OpenMP's default); the files do not depend on it")
       ->capture_default_str()
-      ->check(CLI::Range(0, std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN)))));
+      ->check(CLI::Range(0, usable_cpus()));
 
   d.retrieval = generate->add_subcommand(
       "retrieval-pairs", "The Retrieval stand-in from IMDb: new_aan_pairs.{train,eval,test}.tsv (same title = 1)");
@@ -78,14 +115,24 @@ DataCli::DataCli(CLI::App& app) : impl_(std::make_unique<Impl>()) {
   d.preview->add_option("--difficulty", d.difficulty, "baseline, 9 or 14")->capture_default_str();
   d.preview->add_option("--count", d.preview_count, "Samples in the grid")->capture_default_str()->check(CLI::PositiveNumber);
 
-  auto* stats = d.data->add_subcommand("stats", "Per-image statistics of generated data");
-  stats->require_subcommand(1);
-  d.stats = stats->add_subcommand("pathfinder", "Quantiles over images of the mean grey level and the shares of "
-                                                "pixels above 0, 64 and 128, beside the published generator's medians");
-  d.stats->add_option("dir", d.preview_dir, "The data (any folder find_root accepts)")->required();
-  d.stats->add_option("--size", d.size, "32 or 128")->capture_default_str();
-  d.stats->add_option("--difficulty", d.difficulty, "baseline, 9 or 14")->capture_default_str();
-  d.stats->add_option("--count", d.stats_count, "The first N images (0: all)")->capture_default_str();
+  d.stats = d.data->add_subcommand("stats", "What a task's data holds: examples per split, tokens per example, label "
+                                            "shares (and the task's own statistics: per-image ones for pathfinder, pathx)");
+  d.stats->add_option("task", d.task, fmt::format("The task ({})", fmt::join(task_names(), ", ")))->required();
+  d.stats->add_option("dir", d.task_options.data_dir, "The task's data (what train's --data-dir takes)")->required();
+  d.stats->add_option("--length", d.task_options.length, "Cut examples to this many tokens (0: the task's)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  d.stats->add_option("--difficulty", d.task_options.difficulty, "pathfinder, pathx: baseline, 9 or 14")->capture_default_str();
+  d.stats->add_option("--count", d.stats_count, "The task's own statistics over the first N items (0: all)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+
+  d.prepare = d.data->add_subcommand("prepare", "Make a task's data as `lra` does: generated, or extracted from the "
+                                                "shipped archives, unless it is there already");
+  d.prepare->add_option("task", d.task, fmt::format("The task ({})", fmt::join(task_names(), ", ")))->required();
+  d.prepare->add_option("--data-dir", d.out, "The suite's data folder (the task's folder is made inside)")->required();
+  d.prepare->add_option("--archives", d.archives, "Folder with the shipped archives (e.g. ../shared/data)");
+  d.prepare->add_flag("--small", d.small, "The smoke preset's smaller generated splits");
 }
 
 DataCli::~DataCli() = default;
@@ -106,7 +153,7 @@ int DataCli::run() const {
                d.lcfg.train, d.lcfg.val, d.lcfg.test, d.out, d.lcfg.seed, st.drawn, st.duplicates, st.seconds);
   } else if (d.pathfinder->parsed()) {
     const auto p = pathfinder::params_for(d.size, d.difficulty);
-    if (d.threads > 0) omp_set_num_threads(d.threads);
+    use_threads(d.threads);
     const auto st = pathfinder::generate(p, d.difficulty, d.count, d.seed, d.out);
     fmt::print("pathfinder{}: wrote {} images ({} with label 1) to {} (seed {}; {:.1f} s, {:.0f} images/s)\n", d.size,
                st.count, st.positives, st.dir, d.seed, st.seconds, st.count / std::max(st.seconds, 1e-9));
@@ -119,22 +166,13 @@ int DataCli::run() const {
     write_png(d.preview_out, pathfinder::preview_grid(root, d.size, d.preview_count));
     fmt::print("preview: {} samples of {} in {}\n", d.preview_count, root, d.preview_out);
   } else if (d.stats->parsed()) {
-    const std::string root = pathfinder::find_root(d.preview_dir, d.size, d.difficulty);
-    const auto st = pathfinder::image_statistics(root, d.size, d.stats_count);
-    // The published generator's medians (1,000 images of Pathfinder-32, contour length 14), from the
-    // issue that asked for this rendering; none were measured for Path-X.
-    const bool published = d.size == 32 && pathfinder::difficulty_folder(d.difficulty) == "curv_contour_length_14";
-    fmt::print("{}: {} images\n\n| per-image statistic | p10 | p25 | median | p75 | p90 |{}\n|---|---:|---:|---:|---:|---:|{}\n",
-               root, st.images, published ? " published median |" : "", published ? "---:|" : "");
-    const std::pair<const char*, std::pair<const pathfinder::ImageStatistics::Quantiles*, double>> rows[] = {
-        {"mean intensity (0..255)", {&st.mean, 19.9}}, {"share of non-zero pixels", {&st.nonzero, 0.339}},
-        {"share of pixels > 64", {&st.above64, 0.123}}, {"share of pixels > 128", {&st.above128, 0.083}}};
-    for (const auto& [name, qr] : rows) {
-      const auto& q = *qr.first;
-      const int digits = qr.second > 1 ? 1 : 3;
-      fmt::print("| {} | {:.{}f} | {:.{}f} | {:.{}f} | {:.{}f} | {:.{}f} |{}\n", name, q.p10, digits, q.p25, digits, q.p50,
-                 digits, q.p75, digits, q.p90, digits, published ? fmt::format(" {:.{}f} |", qr.second, digits) : "");
-    }
+    print_task_stats(task_info(d.task, "data stats"), d.task_options, d.stats_count);
+  } else if (d.prepare->parsed()) {
+    const TaskInfo& t = task_info(d.task, "data prepare");
+    if (!t.prepare) throw UsageError(fmt::format("data prepare {}: the task has no data preparation", d.task));
+    const Prepared p = t.prepare({.data_dir = d.out, .archives = d.archives, .small = d.small});
+    if (!p.skip.empty()) throw InputError(p.skip);
+    fmt::print("{}: data in {} (train with --task {} --data-dir {})\n", t.name, p.dir, t.name, p.dir);
   }
   return kOk;
 }

@@ -1,6 +1,5 @@
 #include "bench/demo.hpp"
 
-#include <omp.h>
 
 #include <filesystem>
 #include <fstream>

@@ -1,6 +1,5 @@
 #include "bench/lra.hpp"
 
-#include <omp.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -19,98 +18,16 @@
 #include "nn/matmul.hpp"
 #include "nn/files.hpp"
 #include "nn/memory.hpp"
+#include "nn/threads.hpp"
 #include "reports/render.hpp"
 #include "bench/context.hpp"
 #include "reports/report.hpp"
 #include "reports/text.hpp"
-#include "tasks/listops.hpp"
-#include "tasks/pathfinder.hpp"
-#include "tasks/retrieval.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb {
 namespace {
 namespace fs = std::filesystem;
-
-// Where a task's data is, or why the task cannot run here.
-struct Prepared {
-  std::string dir, skip;
-};
-
-std::string quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// dir/inner, extracted from archives/archive when it is not there yet; "" when neither exists.
-std::string from_archive(const LraOptions& o, const std::string& inner, const std::string& archive) {
-  const fs::path dir = fs::path(o.data_dir) / inner;
-  if (fs::is_directory(dir)) return dir.string();
-  const fs::path arch = fs::path(o.archives) / archive;
-  if (o.archives.empty() || !fs::exists(arch)) return "";
-  fmt::print("lra: extracting {} into {}\n", arch.string(), o.data_dir);
-  std::fflush(stdout);
-  const fs::path tmp = fs::path(o.data_dir) / (inner + ".extracting");
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  if (std::system(fmt::format("tar -xJf {} -C {}", quoted(arch.string()), quoted(tmp.string())).c_str()) != 0 ||
-      !fs::is_directory(tmp / inner))
-    throw InputError(fmt::format("{}: extracting it failed (expected {}/ inside)", arch.string(), inner));
-  fs::rename(tmp / inner, dir);
-  fs::remove_all(tmp);
-  return dir.string();
-}
-
-Prepared prepare(const LraOptions& o, const std::string& task) {
-  const bool smoke = o.preset == "smoke";
-  const fs::path root(o.data_dir);
-  if (task == "listops") {
-    const fs::path dir = root / "listops";
-    if (!fs::exists(dir / "basic_test.tsv")) {
-      listops::GeneratorConfig c{.seed = 1};
-      if (smoke) c.train = 5000, c.val = 500, c.test = 2000, c.min_length = 10, c.max_length = 250;  // fits length 256
-      const auto st = listops::generate(c, dir.string());
-      fmt::print("lra: generated ListOps into {} ({:.1f} s)\n", dir.string(), st.seconds);
-    }
-    return {dir.string(), ""};
-  }
-  if (task == "text" || task == "retrieval") {
-    const std::string imdb = from_archive(o, "aclImdb", "aclImdb_v1-labeled.tar.xz");
-    if (task == "text")
-      return imdb.empty() ? Prepared{"", fmt::format("no IMDb data: put aclImdb/ in {} or pass --archives with "
-                                                     "aclImdb_v1-labeled.tar.xz in it",
-                                                     o.data_dir)}
-                          : Prepared{root.string(), ""};
-    const fs::path dir = root / "retrieval";
-    if (fs::exists(dir / "new_aan_pairs.train.tsv")) return {dir.string(), ""};  // official or generated before
-    if (imdb.empty())
-      return {"", fmt::format("no Retrieval data: put the AAN files in {} or IMDb data for the stand-in (see text)",
-                              dir.string())};
-    retrieval::PairConfig c{.seed = 1};
-    if (smoke) c.train = 2000, c.eval = 300, c.test = 1000;
-    const auto st = retrieval::generate_pairs(imdb, dir.string(), c);
-    fmt::print("lra: generated the Retrieval stand-in from IMDb into {} ({:.1f} s)\n", dir.string(), st.seconds);
-    return {dir.string(), ""};
-  }
-  if (task == "image") {
-    const std::string cifar = from_archive(o, "cifar-10-batches-bin", "cifar-10-binary-from-jpeg-q75.tar.xz");
-    return cifar.empty() ? Prepared{"", fmt::format("no CIFAR-10 data: put cifar-10-batches-bin/ in {} or pass "
-                                                    "--archives with cifar-10-binary-from-jpeg-q75.tar.xz in it",
-                                                    o.data_dir)}
-                         : Prepared{cifar, ""};
-  }
-  // pathfinder, pathx: generated (LRA's hard difficulty) unless the layout is there already.
-  const int size = task == "pathx" ? 128 : 32;
-  const fs::path dir = root / task;
-  try {
-    pathfinder::find_root(dir.string(), size, "14");
-  } catch (const InputError&) {
-    const std::int64_t count = task == "pathx" ? (smoke ? 200 : 20000) : (smoke ? 2000 : 200000);
-    const auto st = pathfinder::generate(pathfinder::params_for(size, "14"), "14", count, 1, dir.string());
-    fmt::print("lra: generated {} {} images into {} ({:.1f} s)\n", count, task, st.dir, st.seconds);
-  }
-  return {dir.string(), ""};
-}
 
 // A finished run of the same task, preset and variant (every parameter the spec names equal).
 bool same_run(const nlohmann::json& c, const std::string& task, const LraOptions& o, const VariantSpec& spec) {
@@ -150,7 +67,8 @@ int run_lra(const LraOptions& given) {
     throw UsageError(fmt::format("--preset {}: expected smoke or lra-small", o.preset));
   if (o.data_dir.empty()) throw UsageError("--data-dir: required (data is generated or extracted there)");
   if (o.out.empty()) throw UsageError("--out: required (the suite's report)");
-  for (const auto& t : o.tasks) default_task_length(t);  // names the unknown task
+  if (o.tasks.empty()) o.tasks = lra_task_names();
+  for (const auto& t : o.tasks) task_info(t, "--tasks");  // names the unknown task
   const Device dev = o.device;
   require_precision(o.precision, dev);
   if (dev == Device::cuda) cuda::require_device();
@@ -166,10 +84,10 @@ int run_lra(const LraOptions& given) {
     o.memory_budget = smoke ? ByteSize("4GiB")
                             : ByteSize::of_bytes(static_cast<std::int64_t>(0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
                                                                            static_cast<double>(sysconf(_SC_PAGE_SIZE))));
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  const ThreadGrant threads = use_threads(o.threads);
   fs::create_directories(o.data_dir);
   const std::string summary_path = o.summary.empty() ? o.out + ".md" : o.summary;
-  const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
+  const nlohmann::json context = make_context({.command_line = o.command_line, .threads = threads});
 
   // Finished results of an earlier run of this command.
   std::vector<nlohmann::json> earlier;
@@ -199,20 +117,20 @@ int run_lra(const LraOptions& given) {
                                               : std::vector<std::int64_t>{1024, 2048, 3072, 4096, 8192};
     s.batches = {o.efficiency_batch > 0 ? o.efficiency_batch : smoke ? 4 : 32};
     TrainOptions model;
-    model.task = "text", model.preset = o.preset;
+    model.task = lra_efficiency_task().name, model.preset = o.preset;
     apply_train_preset(model);
     s.dims = {model.dim}, s.heads = {model.heads}, s.layers = {model.layers}, s.mlp_dim = model.mlp_dim;
     s.modes = {"train-step"};
     s.devices = {o.device};
     s.precisions = {o.precision};
-    s.task = "text";
+    s.task = model.task;
     s.memory_budget = o.memory_budget;
     if (smoke) s.timing.warmup = 1, s.timing.min_reps = 2, s.timing.min_time_s = 0;
     s.out = o.out + ".efficiency.json";
     s.resume = o.resume;
     s.progress = o.progress;
     s.command_line = o.command_line;
-    fmt::print("lra: efficiency (LRA Table 2 shape): train-step on byte-level text, batch {}, n = {}\n",
+    fmt::print("lra: efficiency (LRA Table 2 shape): train-step on the {} task, batch {}, n = {}\n", s.task,
                s.batches.front(), fmt::join(s.lengths, ", "));
     std::fflush(stdout);
     const int sc = run_sweep(s);
@@ -245,7 +163,9 @@ int run_lra(const LraOptions& given) {
       }
       if (!prepared) {
         try {
-          prepared = prepare(o, task);
+          const TaskInfo& info = task_info(task);
+          if (!info.prepare) throw InputError(fmt::format("the {} task has no data preparation", task));
+          prepared = info.prepare({.data_dir = o.data_dir, .archives = o.archives, .small = o.preset == "smoke"});
         } catch (const InputError& e) {
           prepared = Prepared{"", ""};
           data_error = e.what();

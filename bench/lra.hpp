@@ -19,7 +19,7 @@ namespace lsb {
 
 struct LraOptions {
   std::string preset = "smoke";  // smoke | lra-small
-  std::vector<std::string> tasks{"listops", "text", "retrieval", "image", "pathfinder", "pathx"};
+  std::vector<std::string> tasks;  // empty: the suite's (the tasks whose record has lra_suite)
   std::vector<VariantSpec> variants;  // empty: the preset's list (lra_default_variants)
   std::string data_dir;               // generated data goes here; official layouts are read from here
   std::string archives;               // folder with the shipped archives (../shared/data), "" = none

@@ -1,6 +1,5 @@
 // lsbench: the command line. Subcommands map onto drivers in bench/; errors map onto exit codes:
 //   0 ok, 1 regression found by compare, 2 usage error, 3 bad input data, 4 out of memory, 5 internal.
-#include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -28,10 +27,12 @@
 #include "reports/render.hpp"
 #include "reports/report.hpp"
 #include "reports/version.hpp"
+#include "tasks/registry.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
 #include "nn/parse.hpp"
+#include "nn/threads.hpp"
 
 namespace {
 
@@ -73,12 +74,11 @@ CLI::Validator finite_number(bool positive) {
 
 // --threads: 0 (OpenMP's default) up to the machine's logical CPUs. More threads than CPUs only spin
 // against each other in libgomp's wait loops (a millisecond kernel then takes minutes), so they are refused.
-int logical_cpus() { return std::max(1, static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN))); }
 std::string check_thread_count(long long v) {
-  if (v < 0 || v > logical_cpus())
-    return fmt::format("{} threads: expected 0 (OpenMP's default) to {}, this machine's logical CPUs (more only spin "
-                       "against each other)",
-                       v, logical_cpus());
+  if (v < 0 || v > usable_cpus())
+    return fmt::format("{} threads: expected 0 (OpenMP's default) to {}, the CPUs this process may use (more only "
+                       "spin against each other)",
+                       v, usable_cpus());
   return "";
 }
 CLI::Validator thread_count() {
@@ -90,6 +90,16 @@ CLI::Validator thread_count() {
       },
       "0..CPUS");
 }
+
+// A registered task's name (tasks/registry.hpp), for --task and --tasks.
+CLI::Validator known_task() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        return find_task(s) ? "" : fmt::format("'{}' is not a task; expected {}", s, task_names_text());
+      },
+      "TASK");
+}
+std::string task_help(const std::string& what) { return fmt::format("{} ({})", what, fmt::join(task_names(), ", ")); }
 
 void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
   cmd->add_option("--warmup", t.warmup, "Warm-up iterations, never counted")->capture_default_str()->check(
@@ -105,9 +115,9 @@ void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
 int print_info() {
   const CpuInfo c = cpu_info();
   fmt::print("lsbench {} ({}, {})\n", LSBENCH_VERSION, git_commit(), LSBENCH_BUILD_TYPE);
-  fmt::print("cpu: {} | {} logical CPUs | OpenMP threads {} | {}\n", c.model, c.cores, omp_get_max_threads(),
+  fmt::print("cpu: {} | {} logical CPUs | OpenMP threads {} | {}\n", c.model, c.cores, current_threads().granted,
              fmt::join(c.flags, " "));
-  const PeakMeasurement peak = measure_peak(omp_get_max_threads());
+  const PeakMeasurement peak = measure_peak(current_threads().granted);
   fmt::print("measured fp32 peak: {:.1f} GFLOP/s on {} threads (FMA loop, best of {} rounds, median {:.1f}; {}; "
              "other processes took {:.2f} CPUs while it ran, load average {:.2f})\n",
              peak.best_gflops, peak.threads, peak.rounds, peak.median_gflops,
@@ -280,7 +290,7 @@ Command add_train(CLI::App& app) {
       "train", "Train the LRA encoder on a task with one attention variant; validation every E steps, test "
                "accuracy of the best-validation and final models, curves, throughput and memory in the report");
   TrainOptions& tg = train->given;
-  cmd->add_option("--task", tg.task, "listops, text, retrieval, image, pathfinder or pathx")->required();
+  cmd->add_option("--task", tg.task, task_help("The task"))->required()->check(known_task());
   cmd->add_option("--data-dir", tg.data_dir, "The task's data in its official layout")->required();
   add_variant(cmd, tg.variant)->default_str(tg.variant.text);
   cmd->add_option("--preset", tg.preset, "lra-small (the LRA recipe) or smoke (seconds, for CI)")->capture_default_str();
@@ -367,9 +377,8 @@ Command add_sweep(CLI::App& app) {
   cmd->add_option("--layers", s->layers, "Encoder layers (model modes)")->capture_default_str();
   cmd->add_option("--mlp-dim", s->o.mlp_dim, "MLP width (model modes; default 2 D)");
   cmd->add_option("--mode", s->modes, "attn-fwd, attn-fwdbwd, model-fwd, train-step (a list)")->capture_default_str();
-  cmd->add_option("--task", s->o.task,
-                  "listops, text, retrieval, image, pathfinder or pathx: vocabulary, classes (and two towers) of the "
-                  "model modes");
+  cmd->add_option("--task", s->o.task, task_help("The task whose vocabulary, classes (and two towers) the model modes take"))
+      ->check(known_task());
   cmd->add_option("--device", s->devices, "cpu, cuda (a list)")->capture_default_str();
   cmd->add_option("--precision", s->precisions, "fp32, bf16 (a list; bf16: the products)")->capture_default_str();
   cmd->add_option("--threads", s->threads, "CPU thread counts (0: OpenMP's default)")->capture_default_str();
@@ -432,7 +441,7 @@ Command add_maxlen(CLI::App& app) {
   cmd->add_option("--dim", ml.dim, "Model width D")->capture_default_str();
   cmd->add_option("--heads", ml.heads, "Heads")->capture_default_str();
   cmd->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
-  cmd->add_option("--task", ml.task, "a task's vocabulary and classes (model modes)");
+  cmd->add_option("--task", ml.task, task_help("a task's vocabulary and classes (model modes)"))->check(known_task());
   add_device(cmd, ml.device);
   add_precision(cmd, ml.precision);
   add_threads(cmd, ml.threads);
@@ -471,8 +480,9 @@ Command add_lra(CLI::App& app) {
   cmd->add_option("--preset", lra.preset, "smoke (minutes on 2 cores) or lra-small (the LRA recipe)")
       ->capture_default_str()
       ->check(CLI::IsMember({"smoke", "lra-small"}));
-  cmd->add_option("--tasks", lra.tasks, "Comma list (default: listops,text,retrieval,image,pathfinder,pathx)")
-      ->delimiter(',');
+  cmd->add_option("--tasks", lra.tasks, fmt::format("Comma list (default: {})", fmt::join(lra_task_names(), ",")))
+      ->delimiter(',')
+      ->check(known_task());
   cmd->add_option("--variants", l->variants,
                   fmt::format("Comma list of specs (default: {})", fmt::join(default_lra_variants(), ",")));
   cmd->add_option("--data-dir", lra.data_dir, "Data is generated or extracted here, official layouts read from here")
@@ -629,6 +639,9 @@ int main(int argc, char** argv) {
     return kUsage;
   }
 
+  // Before any parallel region: OpenMP's default (OMP_NUM_THREADS) capped by the CPUs this process may use
+  // and the runtime's limits, so that no region gets fewer threads than oneDNN splits its work into.
+  use_threads(0);
   const CommandLine cmdline(argv, argv + argc);
   return with_exit_codes([&]() -> int {
     if (data_cli.parsed()) return data_cli.run();

@@ -1,5 +1,4 @@
 // `lsbench maxlen`: the longest sequence that fits a memory budget, per variant.
-#include <omp.h>
 
 #include <algorithm>
 #include <map>
@@ -11,6 +10,7 @@
 #include "bench/sweep.hpp"
 #include "bench/sweep_points.hpp"
 #include "nn/errors.hpp"
+#include "nn/threads.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
@@ -39,7 +39,7 @@ int run_maxlen(const MaxlenOptions& o) {
   once.min_reps = 1;
   once.min_time_s = 0;
   PointRunner runner(once, o.seed);
-  nlohmann::json context = make_context({o.command_line, omp_get_max_threads(), 0.0});
+  nlohmann::json context = make_context({o.command_line, current_threads(), 0.0});
   nlohmann::json results = nlohmann::json::array();
   std::map<std::string, std::int64_t> best;
   for (const auto& v : o.variants) {

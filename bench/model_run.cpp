@@ -1,6 +1,5 @@
 #include "bench/model_run.hpp"
 
-#include <omp.h>
 
 #include <filesystem>
 
@@ -11,12 +10,13 @@
 #include "nn/matmul.hpp"
 #include "model/model_weights.hpp"
 #include "nn/npy.hpp"
+#include "nn/threads.hpp"
 
 namespace lsb {
 namespace fs = std::filesystem;
 
 int run_model_command(const ModelRunOptions& opt) {
-  if (opt.threads > 0) omp_set_num_threads(opt.threads);
+  use_threads(opt.threads);
   const Device dev = opt.device;
   const Precision precision = opt.precision;
   require_precision(precision, dev);
@@ -64,7 +64,7 @@ int run_model_command(const ModelRunOptions& opt) {
   const PrecisionScope scope(precision, dev);
   EncoderConfig cfg{.vocab = w.vocab, .classes = w.classes, .max_len = w.positions - (w.cls ? 1 : 0), .dim = w.dim,
                     .heads = opt.heads, .layers = w.layers, .mlp_dim = w.mlp_dim, .pooling = opt.pooling,
-                    .attention = opt.variant.text, .pair = w.pair, .device = dev};
+                    .attention = opt.variant, .pair = w.pair, .device = dev};
   Encoder enc(cfg);
   for (const auto& [name, p] : enc.parameters())
     if (name == "pos_emb" && p->value.dim(0) != w.positions)

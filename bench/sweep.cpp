@@ -1,6 +1,5 @@
 #include "bench/sweep.hpp"
 
-#include <omp.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -14,6 +13,7 @@
 #include "bench/progress.hpp"
 #include "bench/sweep_points.hpp"
 #include "nn/errors.hpp"
+#include "nn/threads.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
@@ -75,7 +75,7 @@ int run_sweep(const SweepOptions& o) {
   set_budgets(o.memory_budget);
 
   PointRunner runner(o.timing, o.seed);
-  nlohmann::json context = make_context({o.command_line, omp_get_max_threads(), runner.cpu_peak(),
+  nlohmann::json context = make_context({o.command_line, current_threads(), runner.cpu_peak(),
                                          runner.cpu_peak_measurement().to_json()});
   context["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   std::map<std::string, nlohmann::json> results = o.resume ? finished_results(o.out) : decltype(results){};

@@ -7,7 +7,7 @@
 #include "model/encoder.hpp"
 #include "nn/optim.hpp"
 #include "nn/random.hpp"
-#include "tasks/task.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb::sweep_internal {
 
@@ -19,13 +19,8 @@ bool is_attention_mode(const std::string& m) { return m.rfind("attn-", 0) == 0; 
 
 TaskShape task_shape(const std::string& task) {
   if (task.empty()) return {};
-  if (task == "listops") return {17, 10, 2048};
-  if (task == "text") return {257, 2, 4096};
-  if (task == "retrieval") return {257, 2, 4096, true};
-  if (task == "image") return {256, 10, 1024};
-  if (task == "pathfinder") return {256, 2, 1024};
-  if (task == "pathx") return {256, 2, 16384};
-  throw UsageError(fmt::format("--task {}: expected one of {}", task, fmt::join(task_names(), ", ")));
+  const TaskInfo& t = task_info(task);
+  return {t.vocab, t.classes, t.default_length, t.pairs()};
 }
 
 // The config block of a point, with the variant's parameters resolved (the module is made on the CPU
@@ -92,7 +87,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
   try {
     Encoder enc({.vocab = ts.vocab, .classes = ts.classes, .max_len = p.n, .dim = p.dim, .heads = p.heads,
                  .layers = p.layers, .mlp_dim = p.mlp_dim, .pooling = "mean", .dropout = 0.0f,
-                 .attention = p.variant.text, .pair = ts.pair, .device = dev});
+                 .attention = p.variant, .pair = ts.pair, .device = dev});
     enc.init_params(seed);
     std::unique_ptr<AdamW> opt;
     if (train) opt = std::make_unique<AdamW>(enc.parameters(), AdamWConfig{});

@@ -1,7 +1,6 @@
 // The points of `sweep` and `maxlen` (bench/sweep*.cpp, bench/maxlen.cpp; not for other drivers): a
 // point's config and id, and measuring it in any mode on either device under the current budget.
 #pragma once
-#include <omp.h>
 
 #include <cstdint>
 #include <map>
@@ -17,6 +16,7 @@
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"
+#include "nn/threads.hpp"
 #include "reports/report.hpp"
 
 namespace lsb::sweep_internal {
@@ -77,7 +77,7 @@ class PointRunner {
     }
     if (dev == Device::cuda && cuda::device_count() == 0)
       return skipped(config, cuda::unavailable_reason());
-    omp_set_num_threads(p.threads > 0 ? p.threads : default_threads_);
+    const ThreadGrant threads = use_threads(p.threads);
     try {
       if (!is_attention_mode(p.mode)) {
         const PrecisionScope scope(precision, dev);
@@ -87,11 +87,12 @@ class PointRunner {
       const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant.text, p.dim, p.heads, bwd, device_name(dev),
                                           precision_name(precision));
       if (!checks_.count(key))
-        checks_[key] = check_against_reference(p.variant.text, p.dim, p.heads, bwd, seed_, dev, precision);
+        checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
       const AttentionPoint pt{p.variant, p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
                               seed_, precision};
       nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev, precision));
       res["config"] = config;  // the sweep's config (threads as asked, task) names the point
+      if (threads.granted < threads.requested) res["threads_granted"] = threads.granted;
       return with_id(res);
     } catch (const UsageError& e) {  // e.g. linformer past its n_max
       return skipped(config, e.what());
@@ -106,7 +107,7 @@ class PointRunner {
   double cpu_peak() { return cpu_peak_measurement().best_gflops; }
   // Measured once per thread count; a measurement the machine's load makes doubtful is said once.
   const PeakMeasurement& cpu_peak_measurement() {
-    const int t = omp_get_max_threads();
+    const int t = current_threads().granted;
     if (!peaks_.count(t)) {
       peaks_[t] = measure_peak(t);
       if (!peaks_[t].warning.empty()) fmt::print(stderr, "lsbench: warning: {}\n", peaks_[t].warning);
@@ -117,7 +118,6 @@ class PointRunner {
  private:
   TimingPolicy timing_;
   std::uint64_t seed_;
-  int default_threads_ = omp_get_max_threads();
   std::map<std::string, ReferenceCheck> checks_;
   std::map<int, PeakMeasurement> peaks_;
 };

@@ -1,6 +1,5 @@
 #include "bench/train.hpp"
 
-#include <omp.h>
 
 #include <chrono>
 #include <cmath>
@@ -21,6 +20,7 @@
 #include "model/model_weights.hpp"
 #include "nn/npy.hpp"
 #include "nn/optim.hpp"
+#include "nn/threads.hpp"
 #include "bench/context.hpp"
 #include "reports/report.hpp"
 
@@ -59,7 +59,7 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"mode", "train"},
           {"device", device_name(o.device)},
           {"precision", precision_name(o.precision)},
-          {"threads", omp_get_max_threads()},
+          {"threads", current_threads().granted},
           {"steps", o.steps},
           {"warmup", o.warmup},
           {"lr", o.lr},
@@ -223,50 +223,26 @@ const std::vector<std::string>& train_preset_names() {
 }
 
 void apply_train_preset(TrainOptions& o) {
-  default_task_length(o.task);  // validates the task name
+  const TaskInfo& task = task_info(o.task);
   if (o.preset == "lra-small") {
     // ../shared/spec/lra.md "Models": the Transformer-LS / Nystromformer PyTorch LRA recipe.
-    o.dim = 64, o.heads = 2, o.layers = 2, o.mlp_dim = 128, o.pooling = "mean", o.length = 0;
-    o.max_train = o.max_val = o.max_test = 0, o.clip_norm = 0;
-    if (o.task == "listops") o.batch = 32, o.steps = 5000, o.warmup = 1000, o.lr = 1e-4, o.weight_decay = 0, o.dropout = 0;
-    if (o.task == "text") o.batch = 32, o.steps = 20000, o.warmup = 8000, o.lr = 1e-4, o.weight_decay = 0.01, o.dropout = 0;
-    if (o.task == "retrieval")
-      o.batch = 32, o.steps = 30000, o.warmup = 8000, o.lr = 1e-4, o.weight_decay = 0.01, o.dropout = 0.1;
-    if (o.task == "image") o.batch = 256, o.steps = 35000, o.warmup = 175, o.lr = 1e-4, o.weight_decay = 0, o.dropout = 0.1;
-    if (o.task == "pathfinder" || o.task == "pathx")  // lra.md gives no Path-X row: Pathfinder's, at 16K tokens
-      o.batch = 256, o.steps = 62400, o.warmup = 312, o.lr = 1e-4, o.weight_decay = 0, o.dropout = 0.1;
-    o.eval_every = std::max<std::int64_t>(o.steps / 20, 1);
-    o.log_every = 10;
+    o.dim = 64, o.heads = 2, o.layers = 2, o.mlp_dim = 128, o.pooling = "mean", o.log_every = 10;
   } else if (o.preset == "smoke") {
-    // Seconds per run on two CPU cores, still clearly above chance: a narrow one-layer model, a
-    // short sequence where the task allows it, a high learning rate, and evaluation on subsets.
-    // Test subsets are large enough that chance stays 5 binomial standard deviations below what the
-    // runs reach (tests/test_train.cpp checks exactly that).
-    o.dim = 32, o.heads = 2, o.layers = 1, o.mlp_dim = 64, o.pooling = "mean", o.dropout = 0;
-    o.lr = 2e-3, o.weight_decay = 0, o.clip_norm = 0, o.log_every = 5, o.max_train = 0;
-    if (o.task == "listops")  // needs data generated short, e.g. --max-length 250
-      o.length = 256, o.batch = 32, o.steps = 150, o.warmup = 15, o.eval_every = 50, o.max_val = 500, o.max_test = 2000;
-    if (o.task == "text")  // byte-level sentiment is slow to pick up and easily collapses to one class:
-      // larger batches, more steps (cheap at 256 bytes) and clipping
-      o.length = 256, o.batch = 64, o.steps = 300, o.warmup = 30, o.eval_every = 100, o.max_val = 500, o.max_test = 5000,
-      o.lr = 1e-3, o.clip_norm = 0.5;
-    if (o.task == "image")  // 1024 pixels: a smaller batch keeps full attention at seconds; a lower rate,
-      // because at 1e-3 and 2e-3 linformer stayed at chance here (its E starts at scale 1/sqrt(n))
-      o.length = 1024, o.batch = 16, o.steps = 250, o.warmup = 25, o.eval_every = 125, o.max_val = 256,
-      o.max_test = 2000, o.lr = 5e-4;
-    if (o.task == "retrieval")  // two 256-byte documents per example
-      o.length = 256, o.batch = 32, o.steps = 200, o.warmup = 20, o.eval_every = 100, o.max_val = 256,
-      o.max_test = 1000, o.lr = 1e-3, o.clip_norm = 0.5;
-    if (o.task == "pathfinder")
-      o.length = 1024, o.batch = 16, o.steps = 200, o.warmup = 20, o.eval_every = 100, o.max_val = 200,
-      o.max_test = 400, o.lr = 5e-4;
-    if (o.task == "pathx")  // 16,384 pixels: a few steps only; full attention needs 2 GiB per head and image
-      o.length = 16384, o.batch = 2, o.steps = 10, o.warmup = 2, o.eval_every = 10, o.max_val = 16, o.max_test = 32,
-      o.lr = 5e-4;
+    // Seconds per run on two CPU cores, still clearly above chance: a narrow one-layer model, a short
+    // sequence where the task allows it, a high learning rate, and evaluation on subsets. Test subsets
+    // are large enough that chance stays 5 binomial standard deviations below what the runs reach
+    // (tests/test_train.cpp checks exactly that).
+    o.dim = 32, o.heads = 2, o.layers = 1, o.mlp_dim = 64, o.pooling = "mean", o.log_every = 5;
   } else {
     throw UsageError(fmt::format("--preset {}: unknown; expected one of {}", o.preset,
                                  fmt::join(train_preset_names(), ", ")));
   }
+  // The task's own recipe for the preset (its file, tasks/*.cpp).
+  const TaskRecipe& r = task.recipe(o.preset);
+  o.length = r.length, o.batch = r.batch, o.steps = r.steps, o.warmup = r.warmup;
+  o.eval_every = r.eval_every > 0 ? r.eval_every : std::max<std::int64_t>(r.steps / 20, 1);
+  o.lr = r.lr, o.weight_decay = r.weight_decay, o.dropout = r.dropout, o.clip_norm = r.clip_norm;
+  o.max_train = 0, o.max_val = r.max_val, o.max_test = r.max_test;
 }
 
 TaskOptions task_options(const TrainOptions& o) {
@@ -296,7 +272,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention = o.variant.text, .pair = task.train.pairs(),
+               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs(),
                .device = dev});
   enc.set_attention_dropout(static_cast<float>(attention_dropout(o, enc.attention(0))));
   enc.init_params(o.seed);
@@ -484,7 +460,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 
 int run_train_command(const TrainOptions& opts) {
   TrainOptions o = opts;
-  if (o.threads > 0) omp_set_num_threads(o.threads);
+  const ThreadGrant threads = use_threads(o.threads);
   const Device dev = o.device;
   if (!o.memory_budget.empty())
     MemoryTracker::instance().set_budget(dev, o.memory_budget.bytes());
@@ -496,10 +472,10 @@ int run_train_command(const TrainOptions& opts) {
   fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
              "{}, {}\n",
              task.name, o.variant.text, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
-             o.steps, dev == Device::cpu ? fmt::format("{} threads", omp_get_max_threads()) : cuda::query(0).name,
+             o.steps, dev == Device::cpu ? fmt::format("{} threads", threads.granted) : cuda::query(0).name,
              precision_name(o.precision));
   std::fflush(stdout);  // before the progress display on stderr
-  const nlohmann::json context = make_context({.command_line = o.command_line, .threads_used = omp_get_max_threads()});
+  const nlohmann::json context = make_context({.command_line = o.command_line, .threads = threads});
   nlohmann::json last;  // the latest result, so that an out-of-memory stop keeps what was finished
   auto write = [&](const nlohmann::json& r) {
     last = r;

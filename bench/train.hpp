@@ -13,7 +13,7 @@
 #include "attention_impls/registry.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
-#include "tasks/task.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb {
 

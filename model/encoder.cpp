@@ -76,7 +76,7 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
     throw UsageError(fmt::format("--pooling {}: expected mean, mean-all or cls", cfg.pooling));
   if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f))
     throw UsageError(fmt::format("--dropout {}: expected a value in [0, 1)", cfg.dropout));
-  const VariantSpec spec = VariantSpec::parse(cfg.attention);
+  const VariantSpec& spec = cfg.attention;
   const std::int64_t D = cfg.dim, F = cfg.mlp_dim;
   // The attention's own padding rule decides the longest internal sequence.
   const std::int64_t n_cls = cfg.max_len + (cfg.pooling == "cls" ? 1 : 0);

@@ -27,7 +27,7 @@ struct EncoderConfig {
   std::string pooling = "mean";  // mean (real tokens) | mean-all (every position, pads as 0) | cls
   float dropout = 0.0f;          // on block outputs
   float attention_dropout = 0.0f;  // on attention probabilities: a UsageError where the variant has none
-  std::string attention = baseline_variant().spec();  // a variant spec
+  VariantSpec attention = VariantSpec::parse(baseline_variant().spec());  // parsed where it was read
   bool pair = false;  // two towers: tokens hold 2b sequences, the b first documents then the b second ones
   Device device = Device::cpu;  // where parameters, activations and every step live
 };

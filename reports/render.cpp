@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <functional>
+#include <optional>
 #include <map>
 #include <filesystem>
 #include <set>
@@ -14,6 +17,7 @@
 #include "reports/plot.hpp"
 #include "reports/report.hpp"
 #include "reports/text.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb {
 namespace fs = std::filesystem;
@@ -42,15 +46,33 @@ std::string point_cell(const nlohmann::json& r) {
   return cell;
 }
 
-const char* const kTasks[6] = {"listops", "text", "retrieval", "image", "pathfinder", "pathx"};
+// The columns of the accuracy table: the suite's tasks in the registry's order, then any other task the
+// report has runs of (a registered one in the registry's order, then unknown names as they come).
+std::vector<std::string> accuracy_columns(const std::vector<std::string>& tasks_run) {
+  std::vector<std::string> cols;
+  for (const auto& t : tasks())
+    if (t.lra_suite || std::find(tasks_run.begin(), tasks_run.end(), t.name) != tasks_run.end()) cols.push_back(t.name);
+  for (const auto& t : tasks_run)
+    if (std::find(cols.begin(), cols.end(), t) == cols.end()) cols.push_back(t);
+  return cols;
+}
 
-// The published rows of every registered variant (../shared/spec/lra.md, "Published reference points"),
-// grouped by source.
-std::vector<PublishedResult> published_results() {
-  std::vector<PublishedResult> out;
-  for (const auto& v : variants()) out.insert(out.end(), v.published.begin(), v.published.end());
-  std::stable_sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
-  return out;
+// A published row: one (source, model) across the tasks that give it a number (../shared/spec/lra.md,
+// "Published reference points"), grouped by source.
+struct PublishedRow {
+  std::string source, model;
+  std::map<std::string, double> by_task;  // NAN: FAIL
+};
+std::vector<PublishedRow> published_rows() {
+  std::vector<PublishedRow> rows;
+  for (const auto& t : tasks())
+    for (const auto& p : t.published) {
+      auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.source == p.source && r.model == p.model; });
+      if (it == rows.end()) it = rows.insert(rows.end(), {p.source, p.model, {}});
+      it->by_task[t.name] = p.accuracy;
+    }
+  std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
+  return rows;
 }
 
 }  // namespace
@@ -187,7 +209,8 @@ void sweep_sections(const nlohmann::json& report, std::vector<Block>& doc) {
 void efficiency_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::vector<const nlohmann::json*> pts;
   for (const auto& r : report["results"])
-    if (field_text(r, "kind") == "sweep-point" && field_text(r["config"], "mode") == "train-step" && field_text(r["config"], "task") == "text")
+    if (field_text(r, "kind") == "sweep-point" && field_text(r["config"], "mode") == "train-step" &&
+        field_text(r["config"], "task") == lra_efficiency_task().name)
       pts.push_back(&r);
   if (pts.empty()) return;
   const PointGrid grid = point_grid(pts);
@@ -286,35 +309,49 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
     acc[v][task] = text + (field_text(c, "preset").empty() ? "" : " [" + field_text(c, "preset") + "]");
   }
   if (run_variants.empty()) return;
+  std::vector<std::string> tasks_run;
+  for (const auto& [v, cells] : acc)
+    for (const auto& [task, cell] : cells)
+      if (std::find(tasks_run.begin(), tasks_run.end(), task) == tasks_run.end()) tasks_run.push_back(task);
+  const std::vector<std::string> cols = accuracy_columns(tasks_run);
+  // The average of LRA Table 1: over the tasks it averages (all but Path-X), where a row has every one.
+  std::vector<std::string> averaged;
+  for (const auto& c : cols)
+    if (const TaskInfo* t = find_task(c); t && t->lra_average) averaged.push_back(c);
   Table t{{"model"}, "l", {}};
-  for (const char* task : kTasks) t.header.push_back(task), t.align += 'r';
-  t.header.push_back("average of 5");
+  for (const auto& c : cols) t.header.push_back(c), t.align += 'r';
+  t.header.push_back(fmt::format("average of {}", averaged.size()));
   t.align += 'r';
+  auto average = [&](const std::function<std::optional<double>(const std::string&)>& value) -> std::string {
+    double sum = 0;
+    for (const auto& c : averaged) {
+      const auto x = value(c);
+      if (!x) return "";
+      sum += *x;
+    }
+    return averaged.empty() ? "" : fmt::format("{:.2f}", sum / static_cast<double>(averaged.size()));
+  };
   for (const auto& v : run_variants) {
     std::vector<std::string> row = {"lsbench " + v};
-    double sum = 0;
-    int counted = 0;
-    for (const char* task : kTasks) {
-      row.push_back(acc[v].count(task) ? acc[v][task] : "");
-      if (std::string(task) == "pathx") continue;
-      try {
-        std::size_t used = 0;
-        const double x = std::stod(row.back(), &used);
-        if (used > 0) sum += x, ++counted;
-      } catch (const std::exception&) {
-      }
-    }
-    row.push_back(counted == 5 ? fmt::format("{:.2f}", sum / 5) : "");
+    for (const auto& c : cols) row.push_back(acc[v].count(c) ? acc[v][c] : "");
+    row.push_back(average([&](const std::string& c) -> std::optional<double> {
+      const std::string cell = acc[v].count(c) ? acc[v][c] : "";
+      char* end = nullptr;
+      const double x = std::strtod(cell.c_str(), &end);
+      return end != cell.c_str() ? std::optional<double>(x) : std::nullopt;
+    }));
     t.rows.push_back(std::move(row));
   }
-  for (const auto& ref : published_results()) {
+  for (const auto& ref : published_rows()) {
     std::vector<std::string> row = {fmt::format("{} ({})", ref.model, ref.source)};
-    double sum = 0;
-    for (int i = 0; i < 6; ++i) {
-      row.push_back(std::isnan(ref.accuracy[i]) ? "FAIL" : fmt::format("{:.2f}", ref.accuracy[i]));
-      if (i < 5) sum += ref.accuracy[i];
+    for (const auto& c : cols) {
+      const auto it = ref.by_task.find(c);
+      row.push_back(it == ref.by_task.end() ? "" : std::isnan(it->second) ? "FAIL" : fmt::format("{:.2f}", it->second));
     }
-    row.push_back(fmt::format("{:.2f}", sum / 5));
+    row.push_back(average([&](const std::string& c) -> std::optional<double> {
+      const auto it = ref.by_task.find(c);
+      return it == ref.by_task.end() || std::isnan(it->second) ? std::nullopt : std::optional<double>(it->second);
+    }));
     t.rows.push_back(std::move(row));
   }
   doc.push_back(heading(2, "Accuracy (test, %, at the best validation step)"));
@@ -323,8 +360,9 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
   for (const auto& v : variants())
     if (!v.results_note.empty()) notes += " " + v.results_note;
   doc.push_back(paragraph(
-      "Published rows: ../shared/spec/lra.md (test accuracy). The average is over the five tasks other than Path-X, "
-      "as in LRA's Table 1, where every model failed Path-X." + notes));
+      fmt::format("Published rows: ../shared/spec/lra.md (test accuracy). The average is over {}, as in LRA's Table 1, "
+                  "which leaves out Path-X, where every model failed.",
+                  fmt::join(averaged, ", ")) + notes));
   if (tasks_with_curves.empty()) return;
   doc.push_back(heading(2, "Training curves"));
   doc.back().heads_plots_only = true;

@@ -13,6 +13,7 @@
 
 #include "nn/errors.hpp"
 #include "nn/files.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb::listops {
 namespace {
@@ -260,3 +261,64 @@ int evaluate(const std::string& source) {
 }
 
 }  // namespace lsb::listops
+
+// ---- The task record ------------------------------------------------------------------------------
+
+namespace lsb {
+namespace {
+
+TaskData load_listops(const TaskOptions& opt, std::int64_t length) {
+  TaskData t;
+  const std::filesystem::path dir(opt.data_dir);
+  const auto file = [&](const char* split) { return (dir / fmt::format("basic_{}.tsv", split)).string(); };
+  if (!std::filesystem::exists(file("train")))
+    throw InputError(fmt::format("{}: missing (the ListOps layout is basic_{{train,val,test}}.tsv; make one with "
+                                 "'lsbench data generate listops --out {}')",
+                                 file("train"), opt.data_dir));
+  t.train = listops::load_split(file("train"), length);
+  t.val = listops::load_split(file("val"), length);
+  t.test = listops::load_split(file("test"), length);
+  t.train.name = "train", t.val.name = "val", t.test.name = "test";
+  t.provenance = {{"source", "ListOps TSV (official layout)"},
+                  {"path", dir.string()},
+                  {"tokenizer", "corrected official: ']' -> X, parentheses dropped, fixed vocabulary of 17"}};
+  const std::filesystem::path meta = dir / listops::kGeneratorFile;
+  t.provenance["generated"] = std::filesystem::exists(meta);
+  if (std::filesystem::exists(meta)) t.provenance["generator"] = read_generator_file(meta.string());
+  return t;
+}
+
+// Generated with the spec's process (smoke: short trees that fit its length of 256).
+Prepared prepare_listops(const PrepareContext& ctx) {
+  const std::filesystem::path dir = std::filesystem::path(ctx.data_dir) / "listops";
+  if (!std::filesystem::exists(dir / "basic_test.tsv")) {
+    listops::GeneratorConfig c{.seed = 1};
+    if (ctx.small) c.train = 5000, c.val = 500, c.test = 2000, c.min_length = 10, c.max_length = 250;
+    const auto st = listops::generate(c, dir.string());
+    fmt::print("generated ListOps into {} ({:.1f} s)\n", dir.string(), st.seconds);
+  }
+  return {dir.string(), ""};
+}
+
+}  // namespace
+
+LSB_TASK(listops) {
+  TaskInfo t;
+  t.name = "listops";
+  t.summary = "ListOps: the value 0..9 of a nested list expression (generated; basic_{train,val,test}.tsv)";
+  t.vocab = listops::kVocabSize, t.classes = listops::kClasses, t.default_length = 2048;
+  t.load = load_listops;
+  t.prepare = prepare_listops;
+  // ../shared/spec/lra.md "Models" (lra-small); smoke: data generated short (trees under 250 tokens).
+  t.presets["lra-small"] = {.batch = 32, .steps = 5000, .warmup = 1000, .lr = 1e-4};
+  t.presets["smoke"] = {.length = 256, .batch = 32, .steps = 150, .warmup = 15, .eval_every = 50, .lr = 2e-3,
+                        .max_val = 500, .max_test = 2000};
+  t.published = {{"full", "LRA paper, Table 1", "Transformer", 36.37},
+                 {"linformer", "LRA paper, Table 1", "Linformer", 35.70},
+                 {"full", "Nystromformer paper, PyTorch small recipe", "softmax attention", 37.10},
+                 {"linformer", "Nystromformer paper, PyTorch small recipe", "Linformer", 37.25}};
+  t.lra_suite = t.lra_average = true;
+  return t;
+}
+
+}  // namespace lsb

@@ -13,6 +13,7 @@
 #include "nn/errors.hpp"
 #include "nn/files.hpp"
 #include "nn/random.hpp"
+#include "tasks/registry.hpp"
 #include "tasks/text.hpp"
 
 namespace lsb::retrieval {
@@ -215,3 +216,64 @@ PairStats generate_pairs(const std::string& imdb_dir, const std::string& out, co
 }
 
 }  // namespace lsb::retrieval
+
+// ---- The task record ------------------------------------------------------------------------------
+
+namespace lsb {
+namespace {
+namespace fs = std::filesystem;
+
+TaskData load_retrieval(const TaskOptions& opt, std::int64_t length) {
+  retrieval::Data d = retrieval::load_aan(opt.data_dir, length);
+  TaskData t;
+  t.train = std::move(d.train), t.val = std::move(d.val), t.test = std::move(d.test);
+  const fs::path meta = fs::path(d.root) / retrieval::kGeneratorFile;
+  t.provenance = {{"source", fs::exists(meta) ? "lsbench stand-in from IMDb (AAN file layout)" : "AAN pairs TSV (official layout)"},
+                  {"path", d.root},
+                  {"generated", fs::exists(meta)},
+                  {"tokenizer", fmt::format("bytes + 1, pad 0; each document's first {} bytes", retrieval::kDocumentBytes)},
+                  {"truncated_to", length},
+                  {"model", "two towers: one encoder, head on [u, v, u*v, u-v]"},
+                  {"validation", "the eval file"}};
+  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta.string());
+  return t;
+}
+
+// The AAN files where they are (official, or generated before); else the stand-in made from IMDb.
+Prepared prepare_retrieval(const PrepareContext& ctx) {
+  const fs::path dir = fs::path(ctx.data_dir) / "retrieval";
+  if (fs::exists(dir / retrieval::kFiles[0])) return {dir.string(), ""};
+  const std::string imdb = from_archive(ctx, "aclImdb", text::kArchive);
+  if (imdb.empty())
+    return {"", fmt::format("no Retrieval data: put the AAN files in {} or IMDb data for the stand-in (see text)",
+                            dir.string())};
+  retrieval::PairConfig c{.seed = 1};
+  if (ctx.small) c.train = 2000, c.eval = 300, c.test = 1000;
+  const auto st = retrieval::generate_pairs(imdb, dir.string(), c);
+  fmt::print("generated the Retrieval stand-in from IMDb into {} ({:.1f} s)\n", dir.string(), st.seconds);
+  return {dir.string(), ""};
+}
+
+}  // namespace
+
+LSB_TASK(retrieval) {
+  TaskInfo t;
+  t.name = "retrieval";
+  t.summary = "Retrieval: do two documents match (AAN pairs layout; a stand-in is generated from IMDb)";
+  t.kind = TaskKind::pair_classification;
+  t.vocab = retrieval::kVocabSize, t.classes = retrieval::kClasses, t.default_length = 4096;
+  t.load = load_retrieval;
+  t.prepare = prepare_retrieval;
+  t.presets["lra-small"] = {.batch = 32, .steps = 30000, .warmup = 8000, .lr = 1e-4, .weight_decay = 0.01,
+                            .dropout = 0.1};
+  t.presets["smoke"] = {.length = 256, .batch = 32, .steps = 200, .warmup = 20, .eval_every = 100, .lr = 1e-3,
+                        .clip_norm = 0.5, .max_val = 256, .max_test = 1000};  // two 256-byte documents per example
+  t.published = {{"full", "LRA paper, Table 1", "Transformer", 57.46},
+                 {"linformer", "LRA paper, Table 1", "Linformer", 52.27},
+                 {"full", "Nystromformer paper, PyTorch small recipe", "softmax attention", 79.35},
+                 {"linformer", "Nystromformer paper, PyTorch small recipe", "Linformer", 79.37}};
+  t.lra_suite = t.lra_average = true;
+  return t;
+}
+
+}  // namespace lsb

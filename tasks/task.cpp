@@ -1,6 +1,8 @@
 #include "tasks/task.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -9,11 +11,7 @@
 
 #include "nn/errors.hpp"
 #include "nn/random.hpp"
-#include "tasks/image.hpp"
-#include "tasks/listops.hpp"
-#include "tasks/pathfinder.hpp"
-#include "tasks/retrieval.hpp"
-#include "tasks/text.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb {
 namespace fs = std::filesystem;
@@ -34,136 +32,50 @@ void subsample(Split& s, std::int64_t count, std::uint64_t seed) {
   s = std::move(out);
 }
 
-// A generator's provenance file (lsbench-generator.json).
-nlohmann::json read_generator_file(const fs::path& path) {
-  try {
-    return nlohmann::json::parse(std::ifstream(path));
-  } catch (const nlohmann::json::exception& e) {
-    throw InputError(fmt::format("{}: not valid JSON: {}", path.string(), e.what()));
-  }
-}
-
-TaskData load_listops(const TaskOptions& opt, std::int64_t length) {
-  TaskData t{"listops", listops::kClasses, listops::kVocabSize, length, {}, {}, {}, {}};
-  fs::path dir(opt.data_dir);
-  const auto file = [&](const char* split) { return (dir / fmt::format("basic_{}.tsv", split)).string(); };
-  if (!fs::exists(file("train")))
-    throw InputError(fmt::format("{}: missing (the ListOps layout is basic_{{train,val,test}}.tsv; make one with "
-                                 "'lsbench data generate listops --out {}')",
-                                 file("train"), opt.data_dir));
-  t.train = listops::load_split(file("train"), length);
-  t.val = listops::load_split(file("val"), length);
-  t.test = listops::load_split(file("test"), length);
-  t.train.name = "train", t.val.name = "val", t.test.name = "test";
-  t.provenance = {{"source", "ListOps TSV (official layout)"},
-                  {"path", dir.string()},
-                  {"tokenizer", "corrected official: ']' -> X, parentheses dropped, fixed vocabulary of 17"}};
-  const fs::path meta = dir / listops::kGeneratorFile;
-  t.provenance["generated"] = fs::exists(meta);
-  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta);
-  return t;
-}
-
-TaskData load_text(const TaskOptions& opt, std::int64_t length) {
-  if (opt.val_from != "train" && opt.val_from != "test")
-    throw UsageError(fmt::format("--val-from {}: expected train or test", opt.val_from));
-  text::Data d = text::load_imdb(opt.data_dir, length, opt.split_seed, opt.val_from == "test");
-  TaskData t{"text", text::kClasses, text::kVocabSize, length, std::move(d.train), std::move(d.val),
-             std::move(d.test), {}};
-  t.provenance = {{"source", "aclImdb (IMDb reviews)"},
-                  {"path", d.root},
-                  {"generated", false},
-                  {"tokenizer", "bytes + 1, pad 0"},
-                  {"truncated_to", length},
-                  {"validation", d.val_from_test ? "the test split (LRA convention)" : "seeded 10% hold-out of train"}};
-  return t;
-}
-
-TaskData load_image(const TaskOptions& opt, std::int64_t length) {
-  if (length != image::kLength)
-    throw UsageError(fmt::format("--length {}: the image task has exactly {} pixels per example", length,
-                                 image::kLength));
-  image::Data d = image::load_cifar10(opt.data_dir, opt.split_seed);
-  TaskData t{"image", image::kClasses, image::kVocabSize, length, std::move(d.train), std::move(d.val),
-             std::move(d.test), {}};
-  t.provenance = {{"source", "CIFAR-10 binary"},
-                  {"path", d.root},
-                  {"generated", false},
-                  {"tokenizer", "grey level round(0.2989 R + 0.5870 G + 0.1140 B), row-major"},
-                  {"black_pixels", "real tokens, never padding"},
-                  {"validation", "seeded 5,000 of the 50,000 training images"}};
-  return t;
-}
-
-TaskData load_retrieval(const TaskOptions& opt, std::int64_t length) {
-  retrieval::Data d = retrieval::load_aan(opt.data_dir, length);
-  TaskData t{"retrieval", retrieval::kClasses, retrieval::kVocabSize, length, std::move(d.train), std::move(d.val),
-             std::move(d.test), {}};
-  const fs::path meta = fs::path(d.root) / retrieval::kGeneratorFile;
-  t.provenance = {{"source", fs::exists(meta) ? "lsbench stand-in from IMDb (AAN file layout)" : "AAN pairs TSV (official layout)"},
-                  {"path", d.root},
-                  {"generated", fs::exists(meta)},
-                  {"tokenizer", fmt::format("bytes + 1, pad 0; each document's first {} bytes", retrieval::kDocumentBytes)},
-                  {"truncated_to", length},
-                  {"model", "two towers: one encoder, head on [u, v, u*v, u-v]"},
-                  {"validation", "the eval file"}};
-  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta);
-  return t;
-}
-
-// Pathfinder (S = 32) and Path-X (S = 128): images read from the official layout, split 80/10/10.
-TaskData load_pathfinder(const TaskOptions& opt, std::int64_t length, int size) {
-  const std::string name = size == 32 ? "pathfinder" : "pathx";
-  if (length != static_cast<std::int64_t>(size) * size)
-    throw UsageError(fmt::format("--length {}: the {} task has exactly {} pixels per example", length, name, size * size));
-  const std::string root = pathfinder::find_root(opt.data_dir, size, opt.difficulty);
-  pathfinder::Loaded d = pathfinder::load(root, size);
-  if (d.skipped > 0)
-    fmt::print(stderr, "warning: {}: {} images skipped (missing, unreadable or not {}x{}); the first: {}\n", root,
-               d.skipped, size, size, d.first_skip);
-  TaskData t{name, pathfinder::kClasses, pathfinder::kVocabSize, length, std::move(d.all), {}, {}, {}};
-  t.test = hold_out(t.train, 0.1, opt.split_seed, "test");
-  t.val = hold_out(t.train, 1.0 / 9.0, opt.split_seed + 7, "val");
-  t.train.name = "train";
-  const fs::path meta = fs::path(root) / "lsbench-generator.json";
-  t.provenance = {{"source", fmt::format("Pathfinder {}x{} PNG + metadata (official layout)", size, size)},
-                  {"path", root},
-                  {"difficulty", pathfinder::difficulty_folder(opt.difficulty)},
-                  {"generated", fs::exists(meta)},
-                  {"tokenizer", "grey level 0..255, row-major"},
-                  {"skipped_images", d.skipped},
-                  {"validation", "seeded 80/10/10 split of all images"}};
-  if (fs::exists(meta)) t.provenance["generator"] = read_generator_file(meta);
-  return t;
+std::string quoted_for_shell(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
 }  // namespace
 
-const std::vector<std::string>& task_names() {
-  static const std::vector<std::string> names = {"listops", "text", "retrieval", "image", "pathfinder", "pathx"};
-  return names;
+nlohmann::json read_generator_file(const std::string& path) {
+  try {
+    return nlohmann::json::parse(std::ifstream(path));
+  } catch (const nlohmann::json::exception& e) {
+    throw InputError(fmt::format("{}: not valid JSON: {}", path, e.what()));
+  }
 }
 
-std::int64_t default_task_length(const std::string& name) {
-  if (name == "listops") return 2048;
-  if (name == "text" || name == "retrieval") return 4096;
-  if (name == "image" || name == "pathfinder") return 1024;
-  if (name == "pathx") return 128 * 128;
-  throw UsageError(fmt::format("--task {}: unknown task; expected one of {}", name, fmt::join(task_names(), ", ")));
+std::string from_archive(const PrepareContext& ctx, const std::string& inner, const std::string& archive) {
+  const fs::path dir = fs::path(ctx.data_dir) / inner;
+  if (fs::is_directory(dir)) return dir.string();
+  const fs::path arch = fs::path(ctx.archives) / archive;
+  if (ctx.archives.empty() || !fs::exists(arch)) return "";
+  fmt::print("extracting {} into {}\n", arch.string(), ctx.data_dir);
+  std::fflush(stdout);
+  const fs::path tmp = fs::path(ctx.data_dir) / (inner + ".extracting");
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  if (std::system(fmt::format("tar -xJf {} -C {}", quoted_for_shell(arch.string()), quoted_for_shell(tmp.string())).c_str()) != 0 ||
+      !fs::is_directory(tmp / inner))
+    throw InputError(fmt::format("{}: extracting it failed (expected {}/ inside)", arch.string(), inner));
+  fs::rename(tmp / inner, dir);
+  fs::remove_all(tmp);
+  return dir.string();
 }
 
 TaskData load_task(const std::string& name, const TaskOptions& opt) {
-  const std::int64_t length = opt.length > 0 ? opt.length : default_task_length(name);
+  const TaskInfo& info = task_info(name);
+  const std::int64_t length = opt.length > 0 ? opt.length : info.default_length;
+  if (info.fixed_length && length != info.default_length)
+    throw UsageError(fmt::format("--length {}: the {} task has exactly {} tokens per example", length, name,
+                                 info.default_length));
   if (opt.data_dir.empty()) throw UsageError(fmt::format("--data-dir: required for the {} task", name));
   if (!fs::is_directory(opt.data_dir)) throw InputError(fmt::format("{}: not a directory", opt.data_dir));
-  TaskData t = name == "listops"      ? load_listops(opt, length)
-               : name == "text"       ? load_text(opt, length)
-               : name == "retrieval"  ? load_retrieval(opt, length)
-               : name == "image"      ? load_image(opt, length)
-               : name == "pathfinder" ? load_pathfinder(opt, length, 32)
-               : name == "pathx"      ? load_pathfinder(opt, length, 128)
-                                      : TaskData{};
-  if (t.name.empty()) default_task_length(name);  // throws the unknown-task error
+  TaskData t = info.load(opt, length);
+  t.name = info.name, t.classes = info.classes, t.vocab = info.vocab, t.length = length;
   subsample(t.train, opt.max_train, opt.split_seed + 1);
   subsample(t.val, opt.max_val, opt.split_seed + 2);
   subsample(t.test, opt.max_test, opt.split_seed + 3);

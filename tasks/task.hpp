@@ -31,14 +31,9 @@ struct TaskData {
   nlohmann::json provenance;  // source, path, generated?, tokenizer, split seed, split sizes, ...
 };
 
-// The tasks that can be trained: listops, text, retrieval, image, pathfinder, pathx.
-const std::vector<std::string>& task_names();
-// The task's default model length (2048, 4096, 4096 per document, 1024, 1024, 16384); UsageError for
-// an unknown name.
-std::int64_t default_task_length(const std::string& name);
-
-// Loads a task. UsageError: unknown task or an impossible option; InputError: missing or malformed
-// files (naming the file and line or record).
+// Loads a registered task (tasks/registry.hpp) and cuts its splits to the options' subsets.
+// UsageError: unknown task or an impossible option; InputError: missing or malformed files (naming the
+// file and line or record), an empty split.
 TaskData load_task(const std::string& name, const TaskOptions& opt);
 
 // The majority-class rate of a split: the accuracy of always answering its most common label.

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "nn/errors.hpp"
+#include "tasks/registry.hpp"
 
 namespace lsb::text {
 namespace fs = std::filesystem;
@@ -85,3 +86,54 @@ Data load_imdb(const std::string& root_in, std::int64_t max_len, std::uint64_t s
 }
 
 }  // namespace lsb::text
+
+// ---- The task record ------------------------------------------------------------------------------
+
+namespace lsb {
+namespace {
+
+TaskData load_text(const TaskOptions& opt, std::int64_t length) {
+  if (opt.val_from != "train" && opt.val_from != "test")
+    throw UsageError(fmt::format("--val-from {}: expected train or test", opt.val_from));
+  text::Data d = text::load_imdb(opt.data_dir, length, opt.split_seed, opt.val_from == "test");
+  TaskData t;
+  t.train = std::move(d.train), t.val = std::move(d.val), t.test = std::move(d.test);
+  t.provenance = {{"source", "aclImdb (IMDb reviews)"},
+                  {"path", d.root},
+                  {"generated", false},
+                  {"tokenizer", "bytes + 1, pad 0"},
+                  {"truncated_to", length},
+                  {"validation", d.val_from_test ? "the test split (LRA convention)" : "seeded 10% hold-out of train"}};
+  return t;
+}
+
+// IMDb from the shipped archive (../shared/data) where aclImdb/ is not in the data folder yet.
+Prepared prepare_text(const PrepareContext& ctx) {
+  if (!from_archive(ctx, "aclImdb", text::kArchive).empty()) return {ctx.data_dir, ""};
+  return {"", fmt::format("no IMDb data: put aclImdb/ in {} or pass --archives with {} in it", ctx.data_dir,
+                          text::kArchive)};
+}
+
+}  // namespace
+
+LSB_TASK(text) {
+  TaskInfo t;
+  t.name = "text";
+  t.summary = "Text: IMDb review sentiment from bytes (aclImdb layout)";
+  t.vocab = text::kVocabSize, t.classes = text::kClasses, t.default_length = 4096;
+  t.load = load_text;
+  t.prepare = prepare_text;
+  t.presets["lra-small"] = {.batch = 32, .steps = 20000, .warmup = 8000, .lr = 1e-4, .weight_decay = 0.01};
+  // Byte-level sentiment is slow to pick up and easily collapses to one class: larger batches, more
+  // steps (cheap at 256 bytes) and clipping.
+  t.presets["smoke"] = {.length = 256, .batch = 64, .steps = 300, .warmup = 30, .eval_every = 100, .lr = 1e-3,
+                        .clip_norm = 0.5, .max_val = 500, .max_test = 5000};
+  t.published = {{"full", "LRA paper, Table 1", "Transformer", 64.27},
+                 {"linformer", "LRA paper, Table 1", "Linformer", 53.94},
+                 {"full", "Nystromformer paper, PyTorch small recipe", "softmax attention", 65.02},
+                 {"linformer", "Nystromformer paper, PyTorch small recipe", "Linformer", 55.91}};
+  t.lra_suite = t.lra_average = t.lra_efficiency = true;
+  return t;
+}
+
+}  // namespace lsb

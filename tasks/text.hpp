@@ -10,6 +10,8 @@
 namespace lsb::text {
 
 constexpr int kPad = 0, kVocabSize = 257, kClasses = 2;
+// The shipped archive (../shared/data) that holds aclImdb/ (Text, and the Retrieval stand-in made from it).
+constexpr const char* kArchive = "aclImdb_v1-labeled.tar.xz";
 
 struct Data {
   Split train, val, test;

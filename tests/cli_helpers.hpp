@@ -13,8 +13,9 @@ struct CliResult {
   std::string output;  // stdout and stderr together
 };
 
-inline CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(LSBENCH_BIN) + " " + args + " 2>&1";
+// `env`: variable assignments for the shell ("OMP_THREAD_LIMIT=1"), put before the binary.
+inline CliResult run_cli(const std::string& args, const std::string& env = "") {
+  const std::string cmd = env + (env.empty() ? "" : " ") + std::string(LSBENCH_BIN) + " " + args + " 2>&1";
   CliResult r;
   FILE* p = popen(cmd.c_str(), "r");
   if (!p) return r;

@@ -594,7 +594,7 @@ TEST_CASE("the float64 reference check of the bench accepts every variant and mo
        {"full", "flash", "linformer:k=8", "sliding:R=3", "ls:w=4,r=3", "performer:features=64", "lsra:K=7,Hc=4",
         "nystromformer:m=8,conv=5"}) {
     INFO(spec);
-    const ReferenceCheck c = check_against_reference(spec, 32, 4, true, 5);
+    const ReferenceCheck c = check_against_reference(VariantSpec::parse(spec), 32, 4, true, 5);
     INFO(c.message);
     CHECK(c.ok);
   }

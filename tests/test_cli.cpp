@@ -249,7 +249,7 @@ TEST_CASE("hostile command lines and files get a one-line error and their exit c
   const std::string bench = "attention bench --variant full --n 64" + kQuick;
   // Options: impossible values are usage errors (exit 2) naming the option.
   const std::pair<std::string, std::vector<std::string>> usage[] = {
-      {bench + " --threads 100000", {"logical CPUs"}},
+      {bench + " --threads 100000", {"the CPUs this process may use"}},
       {bench + " --threads -1", {"--threads"}},
       {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --warmup -1", {"--warmup"}},
       {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --min-reps -1", {"--min-reps"}},
@@ -257,7 +257,7 @@ TEST_CASE("hostile command lines and files get a one-line error and their exit c
       {"attention bench --variant full --n 64 --batch 2 --dim 16 --heads 2 --max-time -1", {"--max-time"}},
       {bench + " --memory-budget 99999999999999999999999GiB", {"larger than any memory"}},
       {"attention bench --variant full --n 99999999999 --batch 8 --dim 64 --heads 2", {"beyond any machine"}},
-      {"sweep --variants full --n 64 --batch 1 --dim 16 --heads 2 --threads 100000", {"--threads", "logical CPUs"}},
+      {"sweep --variants full --n 64 --batch 1 --dim 16 --heads 2 --threads 100000", {"--threads", "the CPUs this process may use"}},
   };
   for (const auto& [args, expected] : usage) {
     INFO(args);

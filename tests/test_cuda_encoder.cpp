@@ -92,7 +92,7 @@ TEST_CASE("the encoder on CUDA computes the CPU's loss, logits and every gradien
   for (const auto& c : cases) {
     INFO(c.attention << " " << c.pooling << (c.pair ? " two towers" : "") << " dropout " << c.dropout);
     EncoderConfig cfg{.vocab = 13, .classes = 3, .max_len = 40, .dim = 32, .heads = 2, .layers = 2, .mlp_dim = 48,
-                      .pooling = c.pooling, .dropout = c.dropout, .attention = c.attention, .pair = c.pair};
+                      .pooling = c.pooling, .dropout = c.dropout, .attention = VariantSpec::parse(c.attention), .pair = c.pair};
     Encoder cpu(cfg);
     cfg.device = Device::cuda;
     Encoder gpu(cfg);
@@ -132,7 +132,7 @@ TEST_CASE("training steps on CUDA follow the CPU's, and repeat bit for bit", "[c
   // does not see.
   auto run = [](Device dev) {
     EncoderConfig cfg{.vocab = 13, .classes = 3, .max_len = 40, .dim = 32, .heads = 2, .layers = 2, .mlp_dim = 48,
-                      .dropout = 0.1f, .attention = "ls:w=8,r=4", .device = dev};
+                      .dropout = 0.1f, .attention = VariantSpec::parse("ls:w=8,r=4"), .device = dev};
     Encoder enc(cfg);
     enc.init_params(4);
     AdamW opt(enc.parameters(), {.weight_decay = 0.01});
@@ -173,7 +173,7 @@ TEST_CASE("the encoder on CUDA allocates its analytic plan on the device", "[cud
       for (const bool train : {false, true}) {
         INFO(spec << (pair ? " two towers" : "") << (train ? " train" : " inference"));
         const EncoderConfig cfg{.vocab = 11, .classes = 3, .max_len = 16, .dim = 8, .heads = 2, .layers = 2,
-                                .mlp_dim = 12, .dropout = 0.1f, .attention = spec, .pair = pair, .device = Device::cuda};
+                                .mlp_dim = 12, .dropout = 0.1f, .attention = VariantSpec::parse(spec), .pair = pair, .device = Device::cuda};
         const Inputs x = make_inputs(13, cfg.vocab, pair);
         const auto live0 = mt.stats(Device::cuda).live;
         Encoder enc(cfg);

@@ -84,7 +84,7 @@ TEST_CASE("encoder gradients agree with finite differences for every variant and
                      << c.attention_dropout);
     const EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2,
                             .mlp_dim = 12, .pooling = c.pooling, .dropout = c.dropout,
-                            .attention_dropout = c.attention_dropout, .attention = c.attention};
+                            .attention_dropout = c.attention_dropout, .attention = VariantSpec::parse(c.attention)};
     Encoder enc(cfg);
     enc.init_params(3);
     Rng rng(11);
@@ -107,7 +107,7 @@ TEST_CASE("two towers: gradients through the shared encoder and the [u, v, u*v, 
   for (const std::string attention : {"full", "ls:w=2,r=2"}) {
     INFO(attention);
     const EncoderConfig cfg{.vocab = 7, .classes = 2, .max_len = 6, .dim = 8, .heads = 2, .layers = 2, .mlp_dim = 12,
-                            .pooling = "mean", .dropout = 0.0f, .attention = attention, .pair = true};
+                            .pooling = "mean", .dropout = 0.0f, .attention = VariantSpec::parse(attention), .pair = true};
     Encoder enc(cfg);
     enc.init_params(4);
     for (const auto& [name, prm] : enc.parameters())
@@ -148,12 +148,12 @@ TEST_CASE("two towers: gradients through the shared encoder and the [u, v, u*v, 
 
 TEST_CASE("lsra layers take their kernel size from the schedule unless the spec sets it", "[encoder]") {
   EncoderConfig cfg{.vocab = 7, .classes = 2, .max_len = 6, .dim = 8, .heads = 2, .layers = 3, .mlp_dim = 12,
-                    .pooling = "mean", .dropout = 0.0f, .attention = "lsra:Hc=2"};
+                    .pooling = "mean", .dropout = 0.0f, .attention = VariantSpec::parse("lsra:Hc=2")};
   const Encoder scheduled(cfg);
   CHECK(scheduled.attention(0).resolved_params().at("K") == "3");
   CHECK(scheduled.attention(1).resolved_params().at("K") == "7");
   CHECK(scheduled.attention(2).resolved_params().at("K") == "15");
-  cfg.attention = "lsra:K=5,Hc=2";
+  cfg.attention = VariantSpec::parse("lsra:K=5,Hc=2");
   const Encoder fixed(cfg);
   CHECK(fixed.attention(2).resolved_params().at("K") == "5");
 }
@@ -181,7 +181,7 @@ TEST_CASE("dropout masks are a counter-based stream: the keep rate, the scale, o
 TEST_CASE("attention dropout acts in training only, with a mask per step, and is refused where there are no "
           "probabilities", "[encoder]") {
   EncoderConfig cfg{.vocab = 7, .classes = 3, .max_len = 6, .dim = 8, .heads = 2, .layers = 2, .mlp_dim = 12,
-                    .attention_dropout = 0.3f, .attention = "ls:w=2,r=2"};
+                    .attention_dropout = 0.3f, .attention = VariantSpec::parse("ls:w=2,r=2")};
   Encoder enc(cfg);
   enc.init_params(3);
   const Batch x = make_batch(cfg.vocab);
@@ -194,7 +194,7 @@ TEST_CASE("attention dropout acts in training only, with a mask per step, and is
   CHECK(step1 != eval);
   CHECK(loss(true, 1) == step1);
   CHECK(loss(true, 2) != step1);
-  cfg.attention = "performer:features=8";
+  cfg.attention = VariantSpec::parse("performer:features=8");
   CHECK_THROWS_WITH(Encoder(cfg), Catch::Contains("does not drop attention probabilities"));
   cfg.attention_dropout = 0.0f;
   CHECK_NOTHROW(Encoder(cfg));
@@ -235,7 +235,7 @@ TEST_CASE("the encoder's analytic memory model equals what the allocator counts"
         INFO(spec << " " << pooling << (train ? " train" : " inference"));
         const bool pair = pooling == "mean-pair";
         const EncoderConfig cfg{.vocab = 11, .classes = 3, .max_len = 16, .dim = 8, .heads = 2, .layers = 2,
-                                .mlp_dim = 12, .pooling = pair ? "mean" : pooling, .dropout = 0.1f, .attention = spec,
+                                .mlp_dim = 12, .pooling = pair ? "mean" : pooling, .dropout = 0.1f, .attention = VariantSpec::parse(spec),
                                 .pair = pair};
         const auto* tok = pair ? tokens2.data() : tokens.data();
         const auto* msk = pair ? mask2.data() : mask.data();

@@ -68,7 +68,7 @@ GoldenBatch load_batch(const fs::path& dir) {
 EncoderConfig golden_config(const std::string& variant) {
   const WeightFolderShape w = read_weight_folder_shape((kGolden / "full" / "weights").string());
   return {.vocab = w.vocab, .classes = w.classes, .max_len = w.positions, .dim = w.dim, .heads = 2,
-          .layers = w.layers, .mlp_dim = w.mlp_dim, .pooling = "mean-all", .attention = variant};
+          .layers = w.layers, .mlp_dim = w.mlp_dim, .pooling = "mean-all", .attention = VariantSpec::parse(variant)};
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ TEST_CASE("the encoder with AdamW learns whether a token occurs in the sequence"
   for (const std::string attention : {"full", "ls:w=4,r=2"}) {
     INFO(attention);
     Encoder enc({.vocab = 4, .classes = 2, .max_len = 8, .dim = 16, .heads = 2, .layers = 1, .mlp_dim = 32,
-                 .attention = attention});
+                 .attention = VariantSpec::parse(attention)});
     enc.init_params(1);
     AdamW opt(enc.parameters(), AdamWConfig{});
     Rng rng(2);

@@ -37,31 +37,10 @@ extern char** environ;
 
 using namespace lsb;
 using lsb::test::fresh_dir;
+using lsb::test::smoke_listops_dir;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Short ListOps data (trees of 10..250 tokens) for the smoke preset, generated once per build into the
-// build's data cache (the generator is deterministic). Safe when several test processes ask at once:
-// each generates into its own temporary directory and the first rename wins.
-std::string smoke_listops_dir() {
-  static const std::string dir = [] {
-    const fs::path cache = LSBENCH_DATA_CACHE, d = cache / "listops-smoke-seed1", done = cache / "listops-smoke-seed1.done";
-    if (!fs::exists(done)) {
-      const fs::path tmp = cache / fmt::format("listops-smoke-seed1.tmp{}", ::getpid());
-      fs::remove_all(tmp);
-      fs::create_directories(tmp);
-      listops::generate({.seed = 1, .train = 5000, .val = 500, .test = 2000, .min_length = 10, .max_length = 250},
-                        tmp.string());
-      std::error_code ec;
-      fs::rename(tmp, d, ec);  // fails harmlessly when another process was first
-      fs::remove_all(tmp);
-      if (!fs::exists(done)) std::ofstream(done) << "ok\n";
-    }
-    return d.string();
-  }();
-  return dir;
-}
 
 TrainOptions smoke_options(const std::string& task, const std::string& data_dir, const std::string& variant) {
   TrainOptions o;
@@ -491,7 +470,7 @@ TEST_CASE("train replays --batches from --init-weights under onecycle, step for 
   const TaskData task = load(o);
   const std::int64_t n = task.length;
   const EncoderConfig cfg{.vocab = task.vocab, .classes = task.classes, .max_len = n, .dim = o.dim, .heads = o.heads,
-                          .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling, .attention = o.variant.text};
+                          .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling, .attention = o.variant};
   const fs::path dir = fresh_dir("train_interop");
   {  // the starting point, drawn with another seed than the run's
     Encoder init(cfg);

@@ -207,12 +207,12 @@ TEST_CASE("a variant registered from outside is picked up by info, bench, the re
   CHECK_THAT(variants_help(), Catch::Contains("uniform") && Catch::Contains("gain=1 (a factor on the context)"));
 
   // The reference check: the honest one passes forward and gradient, the skewed one is caught.
-  const ReferenceCheck good = check_against_reference("uniform:gain=2", 16, 2, true, 1);
+  const ReferenceCheck good = check_against_reference(VariantSpec::parse("uniform:gain=2"), 16, 2, true, 1);
   INFO(good.message);
   CHECK(good.ok);
   CHECK(good.forward_rel_error < 1e-5);
   CHECK(good.grad_rel_error < 1e-4);
-  const ReferenceCheck bad = check_against_reference("uniform_skewed", 16, 2, false, 1);
+  const ReferenceCheck bad = check_against_reference(VariantSpec::parse("uniform_skewed"), 16, 2, false, 1);
   CHECK_FALSE(bad.ok);
   CHECK(bad.forward_rel_error > 1e-2);
 
