@@ -58,8 +58,8 @@ std::string VariantSpec::str() const {
 // ---- Attention -----------------------------------------------------------------------------
 
 Attention::Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
-                     std::int64_t heads, Device device)
-    : name_(std::move(name)), resolved_(std::move(resolved)), dim_(dim), heads_(heads), device_(device) {}
+                     std::int64_t heads, Device device, bool causal)
+    : name_(std::move(name)), resolved_(std::move(resolved)), dim_(dim), heads_(heads), device_(device), causal_(causal) {}
 
 void copy_param_values(Attention& from, Attention& to) {
   for (auto& p : from.params()) copy_elements(p.value, to.param(p.name).value);

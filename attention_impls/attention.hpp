@@ -24,6 +24,9 @@ struct VariantSpec {
   std::string name;
   std::map<std::string, std::string> params;  // as written; validated by the variant factory
   std::string text;                           // the spec as the user wrote it (what ids and labels use)
+  // --causal: query t sees keys u <= t only (../shared/spec/attention.md, "Causal attention"). Not part of
+  // the text: reports record it as the config's "causal": true, and only when it is on.
+  bool causal = false;
 
   // Throws UsageError naming `option` (where the spec came from) and the spec.
   static VariantSpec parse(const std::string& text, const std::string& option = "--variant");
@@ -42,6 +45,7 @@ class Attention {
   std::int64_t dim() const { return dim_; }
   std::int64_t heads() const { return heads_; }
   Device device() const { return device_; }
+  bool causal() const { return causal_; }
 
   // y = Attn(x, mask). x and mask must stay alive and unchanged until backward() when
   // keep_for_backward is set (the module keeps pointers, not copies).
@@ -81,7 +85,7 @@ class Attention {
 
  protected:
   Attention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads,
-            Device device = Device::cpu);
+            Device device = Device::cpu, bool causal = false);
   Param& add_param(const std::string& name, Shape shape);
   // A parameter's value and gradient buffers (on the module's device).
   float* value_of(const std::string& name) { return param(name).value.data(); }
@@ -91,20 +95,12 @@ class Attention {
   std::map<std::string, std::string> resolved_;
   std::int64_t dim_, heads_;
   Device device_;
+  bool causal_;
   std::vector<Param> params_;
   ProbDropout drop_;
 };
 
-// Registry. n_max is the longest sequence the module will see (linformer sizes E with it when the
-// spec does not say n_max). Throws UsageError for unknown names or keys and impossible values,
-// listing what is valid. Device::cuda throws UsageError saying why when CUDA was not built or no
-// device is present.
-std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
-                                          std::int64_t n_max, Device device = Device::cpu);
 // Copies parameter values by name (shapes must match), across devices.
 void copy_param_values(Attention& from, Attention& to);
-std::vector<std::string> variant_names();
-// One line per variant: name, keys with defaults, and what it is (for --help and error messages).
-std::string variants_help();
 
 }  // namespace lsb

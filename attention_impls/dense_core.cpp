@@ -20,7 +20,7 @@ void drop_rows(const ProbDropout& drop, const float* P, float* out, std::int64_t
 }  // namespace
 
 void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
-                             float* P, const MatRef& C, const ProbDropout& drop, float* dropped) {
+                             float* P, const MatRef& C, const ProbDropout& drop, float* dropped, bool causal) {
   const std::int64_t b = Q.batch[0], h = Q.batch[1], nq = Q.rows, nk = K.rows;
   const MatRef Pv = probs_view(P, Q, nk);
   matmul(Q, K.t(), Pv);  // scores, (b, h, nq, nk)
@@ -29,6 +29,9 @@ void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, 
   for (std::int64_t row = 0; row < b * h * nq; ++row) {
     float* s = P + row * nk;
     const std::uint8_t* m = key_mask ? key_mask + (row / (h * nq)) * nk : nullptr;
+    // Causal: query t's row ends at key t (the keys after it get exactly 0 and take no part below).
+    const std::int64_t nk_all = nk, nk = causal ? std::min(row % nq + 1, nk_all) : nk_all;
+    std::fill(s + nk, s + nk_all, 0.0f);
     // Branch-free, vectorised loops; masked keys become -inf, then exactly 0.
     float mx = neg_inf;
     if (m) {
@@ -39,7 +42,7 @@ void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, 
       for (std::int64_t u = 0; u < nk; ++u) mx = std::max(mx, s[u]);
     }
     if (mx == neg_inf) {  // no valid key: the row gets no probability at all
-      std::fill(s, s + nk, 0.0f);
+      std::fill(s, s + nk_all, 0.0f);
       continue;
     }
     float sum = 0;

@@ -4,6 +4,9 @@
 //
 // Parallel work: forward over (batch, head, query block); backward over (batch, head), each thread
 // owning the head's column slice of dQ, dK, dV so that no two threads write the same element.
+//
+// Causal: key tiles wholly above the diagonal (every key after every query of the block) are skipped,
+// not masked; only the tiles the diagonal crosses mask, row by row, the keys after the query.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -27,7 +30,8 @@ constexpr std::int64_t kBkBwd = 128;   // backward: keys per tile
 
 class FlashAttention final : public ProjectedAttention {
  public:
-  FlashAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("flash", {}, dim, heads) {}
+  FlashAttention(std::int64_t dim, std::int64_t heads, bool causal)
+      : ProjectedAttention("flash", {}, dim, heads, causal) {}
 
  protected:
   void core_forward(bool) override {
@@ -51,7 +55,8 @@ class FlashAttention final : public ProjectedAttention {
           std::fill(mrow, mrow + rows, neg_inf);
           std::fill(lrow, lrow + rows, 0.0f);
           const std::uint8_t* m = mask_ + bi * n;
-          for (std::int64_t k0 = 0; k0 < n; k0 += kBk) {
+          const std::int64_t k_end = causal_ ? q0 + rows : n;  // causal: no tile after the block's last query
+          for (std::int64_t k0 = 0; k0 < k_end; k0 += kBk) {
             const std::int64_t cols = std::min(kBk, n - k0);
             if (std::none_of(m + k0, m + k0 + cols, [](std::uint8_t v) { return v != 0; })) continue;
             const float* k = K_.data() + (bi * n + k0) * D + hi * d;
@@ -62,7 +67,14 @@ class FlashAttention final : public ProjectedAttention {
               float* s = S + i * kBk;
               float mx = mrow[i];
               float sum = 0;
-              if (all_valid) {  // the common case, branch-free and vectorised
+              // Causal: row i sees the tile's first `seen` keys (those up to its own position).
+              const std::int64_t seen = causal_ ? std::clamp<std::int64_t>(q0 + i - k0 + 1, 0, cols) : cols;
+              if (seen < cols) {  // a tile the diagonal crosses
+                for (std::int64_t u = 0; u < seen; ++u)
+                  if (m[k0 + u]) mx = std::max(mx, s[u]);
+                for (std::int64_t u = 0; u < cols; ++u)
+                  sum += (s[u] = exp_where(u < seen ? m[k0 + u] : std::uint8_t{0}, s[u] - mx));
+              } else if (all_valid) {  // the common case, branch-free and vectorised
 #pragma omp simd reduction(max : mx)
                 for (std::int64_t u = 0; u < cols; ++u) mx = std::max(mx, s[u]);
 #pragma omp simd reduction(+ : sum)
@@ -73,7 +85,8 @@ class FlashAttention final : public ProjectedAttention {
 #pragma omp simd reduction(+ : sum)
                 for (std::int64_t u = 0; u < cols; ++u) sum += (s[u] = exp_where(m[k0 + u], s[u] - mx));
               }
-              const float alpha = fast_exp(mrow[i] - mx);  // 0 on the first valid tile
+              // 0 on the first valid tile; a row that has seen no valid key yet keeps O = 0 and l = 0.
+              const float alpha = mx == neg_inf ? 0.0f : fast_exp(mrow[i] - mx);
               lrow[i] = lrow[i] * alpha + sum;
               mrow[i] = mx;
               float* o = O + i * d;
@@ -126,14 +139,21 @@ class FlashAttention final : public ProjectedAttention {
         for (std::int64_t k0 = 0; k0 < n; k0 += kBkBwd) {
           const std::int64_t cols = std::min(kBkBwd, n - k0);
           if (std::none_of(m + k0, m + k0 + cols, [](std::uint8_t x) { return x != 0; })) continue;
-          for (std::int64_t q0 = 0; q0 < n; q0 += kBqBwd) {
+          // Causal: from the query tile that holds the key tile's first key (kBqBwd == kBkBwd).
+          for (std::int64_t q0 = causal_ ? k0 : 0; q0 < n; q0 += kBqBwd) {
             const std::int64_t rows = std::min(kBqBwd, n - q0);
             gemm_tile(false, true, rows, cols, d, 1.0f, q + q0 * D, D, k + k0 * D, D, 0.0f, P, kBkBwd);
             for (std::int64_t i = 0; i < rows; ++i) {
               float* p = P + i * kBkBwd;
               const float l = lse[q0 + i];
+              const std::int64_t seen = causal_ ? std::clamp<std::int64_t>(q0 + i - k0 + 1, 0, cols) : cols;
+              if (seen < cols) {
+                for (std::int64_t u = 0; u < cols; ++u)
+                  p[u] = exp_where(u < seen ? m[k0 + u] : std::uint8_t{0}, p[u] - l);
+              } else {
 #pragma omp simd
-              for (std::int64_t u = 0; u < cols; ++u) p[u] = exp_where(m[k0 + u], p[u] - l);
+                for (std::int64_t u = 0; u < cols; ++u) p[u] = exp_where(m[k0 + u], p[u] - l);
+              }
             }
             gemm_tile(false, true, rows, cols, d, 1.0f, dc + q0 * D, D, v + k0 * D, D, 0.0f, dS, kBkBwd);
             for (std::int64_t i = 0; i < rows; ++i) {
@@ -160,7 +180,17 @@ class FlashAttention final : public ProjectedAttention {
       }
   }
 
-  double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
+  // Bidirectional 4 b h n^2 d. Causal: what the forward computes, the tiles up to and across the diagonal
+  // (the spec's 2 b h n (n + 1) d plus what the crossed tiles waste).
+  double core_flops(std::int64_t b, std::int64_t n) const override {
+    if (!causal_) return 4.0 * b * heads_ * n * n * head_dim();
+    double pairs = 0;  // (query, key) pairs of the tiles computed
+    for (std::int64_t q0 = 0; q0 < n; q0 += kBq) {
+      const std::int64_t rows = std::min(kBq, n - q0), k_end = q0 + rows;
+      pairs += static_cast<double>(rows) * static_cast<double>(std::min(n, (k_end + kBk - 1) / kBk * kBk));
+    }
+    return 4.0 * b * heads_ * pairs * head_dim();
+  }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     const std::int64_t T = max_threads(), d = head_dim();
     return b * heads_ * n + T * (kBq * kBk + kBq * d + 2 * kBq) + (with_backward ? T * (2 * kBqBwd * kBkBwd + n) : 0);
@@ -180,9 +210,10 @@ LSB_VARIANT(flash) {
   VariantInfo v;
   v.name = "flash";
   v.summary = "exact softmax attention in key tiles with online softmax (linear memory)";
-  v.make_cpu = [](const SpecReader&, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
-    return std::make_unique<FlashAttention>(dim, heads);
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<FlashAttention>(dim, heads, keys.causal());
   };
+  v.causal = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_flash);
   v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, in.n); };
   v.prob_dropout = true;

@@ -11,7 +11,8 @@ namespace {
 
 class FullAttention final : public ProjectedAttention {
  public:
-  FullAttention(std::int64_t dim, std::int64_t heads) : ProjectedAttention("full", {}, dim, heads) {}
+  FullAttention(std::int64_t dim, std::int64_t heads, bool causal)
+      : ProjectedAttention("full", {}, dim, heads, causal) {}
 
  public:
   const Tensor* saved_probabilities() const override { return &P_; }
@@ -22,14 +23,18 @@ class FullAttention final : public ProjectedAttention {
     // With dropout, P * M goes to dP's buffer (the backward's workspace, so training's peak is unchanged).
     if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
     dense_attention_forward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), mask_, P_.data(), heads_of(C_, n_),
-                            drop_, dP_.data());
+                            drop_, dP_.data(), causal_);
   }
   void core_backward() override {
     ensure(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");
     dense_attention_backward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), P_.data(), heads_of(dC_, n_),
                              dP_.data(), heads_of(dQ_, n_), heads_of(dK_, n_), heads_of(dV_, n_), drop_);
   }
-  double core_flops(std::int64_t b, std::int64_t n) const override { return 4.0 * b * heads_ * n * n * head_dim(); }
+  // Causal: the spec's count of the work the mask leaves, 2 b h n (n + 1) d (the products here still
+  // compute the whole square; ../shared/spec/attention.md, "Causal attention").
+  double core_flops(std::int64_t b, std::int64_t n) const override {
+    return (causal_ ? 2.0 * (n + 1) : 4.0 * n) * b * heads_ * n * head_dim();
+  }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     return b * heads_ * n * n * (with_backward ? 2 : 1);
   }
@@ -48,9 +53,10 @@ LSB_VARIANT(full) {
   VariantInfo v;
   v.name = "full";
   v.summary = "naive softmax attention, materialises n x n scores (quadratic memory)";
-  v.make_cpu = [](const SpecReader&, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
-    return std::make_unique<FullAttention>(dim, heads);
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<FullAttention>(dim, heads, keys.causal());
   };
+  v.causal = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_full);
   v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, in.n); };
   v.prob_dropout = true;

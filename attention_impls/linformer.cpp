@@ -127,6 +127,7 @@ LSB_VARIANT(linformer) {
   };
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_linformer);
   v.reference_core = reference_linformer;
+  v.no_causal_reason = "its projection E mixes every position, the future included";
   v.prob_dropout = true;
   v.keys_from_weights = {{"n_max", "e", 1}};  // E is (k, n_max)
   v.default_spec = "linformer:k=256";

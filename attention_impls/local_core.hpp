@@ -29,6 +29,8 @@ struct LocalWindow {
 
 // The windows of the variants built on this core (the CUDA kernels take the same four numbers).
 inline LocalWindow sliding_window(std::int64_t R) { return {2 * R + 1, 1, R, 0}; }
+// Causal sliding: the R keys before the query and itself.
+inline LocalWindow causal_sliding_window(std::int64_t R) { return {R + 1, 1, R, 0}; }
 // ls: e = max(floor(w/2), 1); segments of w (w = 0: no window keys, landmarks only).
 inline LocalWindow ls_window(std::int64_t w, std::int64_t r) {
   const std::int64_t e = std::max<std::int64_t>(w / 2, 1);

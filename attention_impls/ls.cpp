@@ -5,6 +5,7 @@
 //   C_i = joint softmax over [Q_i Khat_i^T | Q_i Kt_i[window]^T] times [Vhat_i | Vt_i[window]]
 // The window of query t is segment-relative: keys [s*w - e, (s+1)*w + e), s = t / w, e = max(w/2, 1).
 // r = 0: window only (LN_L kept, no wp/bp/LN_G parameters); w = 0: landmarks only.
+// The causal form (--causal: window, chunks of l compressed to r vectors) is ls_causal.cpp.
 #include <cmath>
 #include <limits>
 
@@ -256,6 +257,11 @@ void reference_ls(const ref::CoreInput& in, ref::Mat& C) {
 
 }  // namespace
 
+// attention_impls/ls_causal.cpp
+std::unique_ptr<Attention> make_causal_ls(std::map<std::string, std::string> resolved, std::int64_t dim,
+                                          std::int64_t heads, std::int64_t w, std::int64_t l, std::int64_t r);
+void reference_causal_ls(const ref::CoreInput& in, ref::Mat& C);
+
 #if LSBENCH_HAVE_CUDA
 std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin);  // attention_impls/cuda/local.cu
 #endif
@@ -264,17 +270,24 @@ LSB_VARIANT(ls) {
   VariantInfo v;
   v.name = "ls";
   v.summary = "Transformer-LS: segment window (w) plus r dynamic-projection landmarks, dual LayerNorm";
-  v.keys = {{"w", "8"}, {"r", "32"}};
+  // Causal defaults: the authors' enwik8 runs (w = 512, l = 16, r = 1).
+  v.keys = {{"w", "8", "causal: 512", {}, false, "512"},
+            {"r", "32", "causal: 1", {}, false, "1"},
+            {"l", "16", "causal only: chunk length", {}, true}};
   v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
     const auto w = keys.get_int("w", 0), r = keys.get_int("r", 0);
     if (w == 0 && r == 0)
       throw UsageError(fmt::format("--variant {}: w=0 and r=0 leave nothing to attend to; give w>0 (segment window) "
                                    "or r>0 (landmarks), or both",
                                    keys.spec_text()));
+    if (keys.causal()) return make_causal_ls(keys.resolved(), dim, heads, w, keys.get_int("l", 1), r);
     return std::make_unique<LongShortAttention>(keys.resolved(), dim, heads, w, r);
   };
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_ls);
-  v.reference_core = reference_ls;
+  v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) {
+    in.causal ? reference_causal_ls(in, C) : reference_ls(in, C);
+  };
+  v.causal = true;
   v.prob_dropout = true;
   // AttentionLS of the reference code: W_o for the output, dconv_fc (the dynamic projection),
   // dual_ln_l (K, V), dual_ln_s (landmarks).

@@ -5,6 +5,7 @@
 //        alpha_t = softmax over K of u_t Ww^T per conv head (Hc heads of K logits),
 //        o_t[c] = sum_k alpha_t[head(c), k] u_{t + k - K/2}[c] (0 outside [0, n)), yc = o W2^T + b2
 //   y = [ya | yc]
+// Causal (Lite Transformer's decoder): causal full attention, and taps u_{t-K+1} .. u_t (left-padded).
 // Parameter names (the .npy interop): a_wq a_bq a_wk a_bk a_wv a_bv a_wo a_bo, c_w1 c_b1 c_ww c_w2 c_b2.
 #include <cmath>
 #include <cstring>
@@ -24,9 +25,9 @@ namespace {
 class LsraAttention final : public Attention {
  public:
   LsraAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads, std::int64_t K,
-                std::int64_t Hc)
-      : Attention("lsra", std::move(resolved), dim, heads), half_(dim / 2), ha_(std::max<std::int64_t>(heads / 2, 1)),
-        K_(K), Hc_(Hc) {
+                std::int64_t Hc, bool causal)
+      : Attention("lsra", std::move(resolved), dim, heads, Device::cpu, causal), half_(dim / 2),
+        ha_(std::max<std::int64_t>(heads / 2, 1)), K_(K), Hc_(Hc), shift_(causal ? K - 1 : K / 2) {
     for (const char* p : {"q", "k", "v", "o"}) {
       add_param(fmt::format("a_w{}", p), {half_, half_});
       add_param(fmt::format("a_b{}", p), {half_});
@@ -77,7 +78,8 @@ class LsraAttention final : public Attention {
     const float scale = 1.0f / std::sqrt(static_cast<float>(H / ha_));
     for (std::int64_t i = 0; i < rows * H; ++i) Q_[i] *= scale;
     if (drop_.active()) ensure(dP_, P_.shape(), MemCategory::workspace, "lsra attention dP (b, h/2, n, n)");
-    dense_attention_forward(view(Q_), view(Kt_), view(V_), keys_.data(), P_.data(), view(C_), drop_, dP_.data());
+    dense_attention_forward(view(Q_), view(Kt_), view(V_), keys_.data(), P_.data(), view(C_), drop_, dP_.data(),
+                            causal_);
     zero_padded(C_);
     linear_forward(C_.data(), rows, H, value_of("a_wo"), value_of("a_bo"), H, out_.data());
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(y + r * D, out_.data() + r * H, sizeof(float) * H);
@@ -97,7 +99,7 @@ class LsraAttention final : public Attention {
       for (std::int64_t k = 0; k < K_; ++k) sum += (z[k] = std::exp(z[k] - mx));
       for (std::int64_t k = 0; k < K_; ++k) z[k] /= sum;
     }
-    const std::int64_t width = H / Hc_, half_k = K_ / 2;
+    const std::int64_t width = H / Hc_, half_k = shift_;
 #pragma omp parallel for collapse(2) schedule(static)
     for (std::int64_t bi = 0; bi < b; ++bi)
       for (std::int64_t t = 0; t < n; ++t) {
@@ -138,7 +140,7 @@ class LsraAttention final : public Attention {
     for (std::int64_t r = 0; r < rows; ++r) std::memcpy(out_.data() + r * H, dy + r * D + H, sizeof(float) * H);
     linear_backward(out_.data(), O_.data(), rows, H, value_of("c_w2"), H, grad_of("c_w2"), grad_of("c_b2"), dO_.data(), false);
     // o_t[c] = sum_k alpha_t[head(c), k] u_{t+k-K/2}[c]: d alpha and d u (one example per thread).
-    const std::int64_t width = H / Hc_, half_k = K_ / 2;
+    const std::int64_t width = H / Hc_, half_k = shift_;
 #pragma omp parallel for schedule(static)
     for (std::int64_t bi = 0; bi < b; ++bi) {
       std::memset(dU_.data() + bi * n * H, 0, sizeof(float) * n * H);
@@ -187,7 +189,8 @@ class LsraAttention final : public Attention {
 
   double forward_flops(std::int64_t b, std::int64_t n) const override {
     const double H = static_cast<double>(half_);
-    return 4.0 * b * n * n * H + 2.0 * b * n * H * dim_ + 2.0 * b * n * H * (Hc_ * K_) + 2.0 * b * n * H * K_ +
+    const double attention = causal_ ? 2.0 * b * n * (n + 1) * H : 4.0 * b * n * n * H;  // the full formula
+    return attention + 2.0 * b * n * H * dim_ + 2.0 * b * n * H * (Hc_ * K_) + 2.0 * b * n * H * K_ +
            2.0 * b * n * H * H + 8.0 * b * n * H * H;
   }
 
@@ -208,6 +211,7 @@ class LsraAttention final : public Attention {
   }
 
   std::int64_t half_, ha_, K_, Hc_;
+  std::int64_t shift_;  // tap k reads position t + k - shift_: K/2 (centred), or K-1 causal
   std::int64_t b_ = 0, n_ = 0;
   std::vector<std::uint8_t> keys_;  // the mask as bytes (1 = real; b*n bytes, outside the tracked plan)
   Tensor xa_, xc_, Q_, Kt_, V_, C_, P_, H1_, U_, Alpha_, O_, out_;
@@ -222,7 +226,7 @@ namespace {
 // heads), dynamic convolution on the other D/2 (../shared/spec/attention.md), written out on its own.
 std::vector<double> reference_lsra(const ref::Keys& keys, std::int64_t D, std::int64_t h, std::int64_t b,
                                    std::int64_t n, const RefParams& P, const std::vector<double>& x,
-                                   const std::vector<std::uint8_t>& mask, const ProbDropout& drop) {
+                                   const std::vector<std::uint8_t>& mask, const ProbDropout& drop, bool causal) {
   using ref::Mat;
   const std::int64_t H = D / 2, ha = std::max<std::int64_t>(h / 2, 1);
   const std::int64_t K = ref::key_int(keys, "K"), Hc = ref::key_int(keys, "Hc");
@@ -235,7 +239,7 @@ std::vector<double> reference_lsra(const ref::Keys& keys, std::int64_t D, std::i
       xc[r * H + c] = mask[r] ? x[r * D + H + c] : 0.0;
     }
   const std::vector<double> ya = ref::projected([](const ref::CoreInput& in, Mat& C) { ref::band_core(in, C, in.n); },
-                                                {}, H, ha, b, n, Pa, xa, mask, drop);
+                                                {}, H, ha, b, n, Pa, xa, mask, drop, causal);
   const Mat h1 = ref::linear(xc, b * n, H, P.at("c_w1"), P.at("c_b1"), D);
   Mat u(b * n * H);
   for (std::int64_t r = 0; r < b * n; ++r)
@@ -249,7 +253,7 @@ std::vector<double> reference_lsra(const ref::Keys& keys, std::int64_t D, std::i
         std::vector<double> logits(z.begin() + (bi * n + t) * Hc * K + g * K, z.begin() + (bi * n + t) * Hc * K + (g + 1) * K);
         const auto alpha = ref::softmax(logits, std::vector<bool>(K, true));
         for (std::int64_t k = 0; k < K; ++k) {
-          const std::int64_t s = t + k - K / 2;
+          const std::int64_t s = t + k - (causal ? K - 1 : K / 2);
           if (s < 0 || s >= n) continue;
           for (std::int64_t c = g * (H / Hc); c < (g + 1) * (H / Hc); ++c)
             o[(bi * n + t) * H + c] += alpha[k] * u[(bi * n + s) * H + c];
@@ -293,8 +297,9 @@ LSB_VARIANT(lsra) {
       throw UsageError(fmt::format("{}: D = {} must be even with D/2 = {} divisible by the attention heads max(h/2, 1) "
                                    "= {} and by Hc = {}",
                                    keys.spec_text(), dim, half, ha, Hc));
-    return std::make_unique<LsraAttention>(keys.resolved(), dim, heads, K, Hc);
+    return std::make_unique<LsraAttention>(keys.resolved(), dim, heads, K, Hc, keys.causal());
   };
+  v.causal = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_lsra);
   v.reference_module = reference_lsra;
   v.prob_dropout = true;

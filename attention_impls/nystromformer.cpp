@@ -487,6 +487,7 @@ LSB_VARIANT(nystromformer) {
   };
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_nystromformer);
   v.reference_core = reference_nystromformer;
+  v.no_causal_reason = "its landmarks average segments of the whole sequence, the future included";
   // NystromAttention's Conv2d(h, h, (K, 1), groups=h): weight (h, 1, K, 1) for lsbench's (h, K).
   v.torch_names = {{"conv_w", "attn.conv.weight"}};
   v.torch_shape = [](const std::string& param, const Shape& shape) -> Shape {

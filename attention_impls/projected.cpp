@@ -13,8 +13,8 @@ int max_threads() { return omp_get_max_threads(); }
 int thread_id() { return omp_get_thread_num(); }
 
 ProjectedAttention::ProjectedAttention(std::string name, std::map<std::string, std::string> resolved,
-                                       std::int64_t dim, std::int64_t heads)
-    : Attention(std::move(name), std::move(resolved), dim, heads) {
+                                       std::int64_t dim, std::int64_t heads, bool causal)
+    : Attention(std::move(name), std::move(resolved), dim, heads, Device::cpu, causal) {
   for (const char* p : {"q", "k", "v", "o"}) {
     add_param(std::string("w") + p, {dim, dim});
     add_param(std::string("b") + p, {dim});
@@ -22,7 +22,7 @@ ProjectedAttention::ProjectedAttention(std::string name, std::map<std::string, s
 }
 
 ProjectedAttention::ProjectedAttention(Attention& twin, Device device)
-    : Attention(twin.name(), twin.resolved_params(), twin.dim(), twin.heads(), device) {
+    : Attention(twin.name(), twin.resolved_params(), twin.dim(), twin.heads(), device, twin.causal()) {
   for (auto& tp : twin.params()) add_param(tp.name, tp.value.shape());
   copy_param_values(twin, *this);
 }

@@ -25,7 +25,7 @@ class ProjectedAttention : public Attention {
  protected:
   // A CPU module with the four projections' parameters (wq, bq, ..., wo, bo); the variant adds its own.
   ProjectedAttention(std::string name, std::map<std::string, std::string> resolved, std::int64_t dim,
-                     std::int64_t heads);
+                     std::int64_t heads, bool causal = false);
   // A module on `device` with the same name, parameters (every one of `twin`'s, values copied) and shapes
   // as `twin` (the CUDA modules mirror their CPU twin).
   ProjectedAttention(Attention& twin, Device device);

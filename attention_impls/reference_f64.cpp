@@ -5,7 +5,6 @@
 #include <limits>
 #include <stdexcept>
 
-#include "attention_impls/registry.hpp"
 
 namespace lsb {
 namespace ref {
@@ -70,14 +69,14 @@ void band_core(const CoreInput& in, Mat& C, std::int64_t R) {
   for (std::int64_t i = 0; i < in.h; ++i)
     for (std::int64_t t = 0; t < in.n; ++t) {
       std::vector<bool> valid(in.n);
-      for (std::int64_t u = 0; u < in.n; ++u) valid[u] = in.m[u] && std::llabs(t - u) <= R;
+      for (std::int64_t u = 0; u < in.n; ++u) valid[u] = in.m[u] && std::llabs(t - u) <= R && !(in.causal && u > t);
       in.attend(C, i, t, in.K, in.V, in.n, valid, in.n, [](std::int64_t u) { return u; });
     }
 }
 
 std::vector<double> projected(Core core, const Keys& keys, std::int64_t D, std::int64_t h, std::int64_t b,
                               std::int64_t n, const RefParams& P, const std::vector<double>& x,
-                              const std::vector<std::uint8_t>& mask, const ProbDropout& drop) {
+                              const std::vector<std::uint8_t>& mask, const ProbDropout& drop, bool causal) {
   const std::int64_t d = D / h;
   std::vector<double> y(b * n * D);
   for (std::int64_t bi = 0; bi < b; ++bi) {
@@ -88,7 +87,7 @@ std::vector<double> projected(Core core, const Keys& keys, std::int64_t D, std::
     const Mat K = linear(X, n, D, P.at("wk"), P.at("bk"), D);
     const Mat V = linear(X, n, D, P.at("wv"), P.at("bv"), D);
     Mat C(n * D, 0.0);
-    core(CoreInput{keys, P, D, h, d, n, bi, X, Q, K, V, m, drop}, C);
+    core(CoreInput{keys, P, D, h, d, n, bi, X, Q, K, V, m, drop, causal}, C);
     for (std::int64_t t = 0; t < n; ++t)
       if (!m[t]) std::fill(C.begin() + t * D, C.begin() + (t + 1) * D, 0.0);
     const Mat Y = linear(C, n, D, P.at("wo"), P.at("bo"), D);
@@ -103,18 +102,6 @@ RefParams params_f64(Attention& a) {
   RefParams out;
   for (auto& p : a.params()) out[p.name] = ref::Mat(p.value.data(), p.value.data() + p.value.numel());
   return out;
-}
-
-std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
-                                        std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
-                                        const RefParams& P, const std::vector<double>& x,
-                                        const std::vector<std::uint8_t>& mask, const ProbDropout& drop) {
-  const VariantInfo* v = find_variant(name);
-  if (!v || !(v->reference_core || v->reference_module))
-    throw std::invalid_argument("reference_attention: no reference for variant " + name);
-  if (drop.active() && !v->prob_dropout) throw std::invalid_argument(name + " has no attention dropout");
-  if (v->reference_module) return v->reference_module(keys, D, h, b, n, P, x, mask, drop);
-  return ref::projected(v->reference_core, keys, D, h, b, n, P, x, mask, drop);
 }
 
 ErrorStats compare_to_reference(const float* got, const std::vector<double>& ref) {

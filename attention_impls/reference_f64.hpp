@@ -21,13 +21,6 @@ using RefParams = std::map<std::string, std::vector<double>>;
 // The module's parameters as float64 copies.
 RefParams params_f64(Attention& a);
 
-// y (b, n, D) in float64 for variant `name` with resolved spec keys `keys`; mask (b, n), 1 = real; with
-// dropout on the attention probabilities where the variant has it (std::invalid_argument where not).
-std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
-                                        std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
-                                        const RefParams& params, const std::vector<double>& x,
-                                        const std::vector<std::uint8_t>& mask, const ProbDropout& drop = {});
-
 struct ErrorStats {
   double max_abs = 0, max_rel = 0;  // max |a - r| and max |a - r| / (|r| + scale), scale = rms(r)
 };
@@ -54,6 +47,7 @@ struct CoreInput {
   const Mat &X, &Q, &K, &V;  // (n, D); Q already divided by sqrt(d); heads are column slices of width d
   const std::uint8_t* m;     // (n), 1 = real
   const ProbDropout& drop;
+  bool causal = false;       // query t sees keys u <= t only
 
   // Query t of head i attends to the nk rows of Kr, Vr ((nk, D), the valid ones only): C[t, head i] +=
   // softmax(Q_t . Kr_u) Vr_u. With dropout, probability u is multiplied by the factor of key key_id(u)
@@ -67,15 +61,16 @@ using Core = void (*)(const CoreInput& in, Mat& C);
 // A whole module that is not Q/K/V/O around a core: y (b, n, D).
 using Module = std::vector<double> (*)(const Keys& keys, std::int64_t D, std::int64_t h, std::int64_t b,
                                        std::int64_t n, const RefParams& P, const std::vector<double>& x,
-                                       const std::vector<std::uint8_t>& mask, const ProbDropout& drop);
+                                       const std::vector<std::uint8_t>& mask, const ProbDropout& drop, bool causal);
 
-// Softmax attention of every query over the real keys within R positions of it (R >= n: all of them).
+// Softmax attention of every query over the real keys within R positions of it (R >= n: all of them);
+// causal: the real keys u in [t - R, t].
 void band_core(const CoreInput& in, Mat& C, std::int64_t R);
 
 // y (b, n, D) of the Q/K/V/O module around `core`, with the parameters wq, bq, ..., wo, bo of P.
 std::vector<double> projected(Core core, const Keys& keys, std::int64_t D, std::int64_t h, std::int64_t b,
                               std::int64_t n, const RefParams& P, const std::vector<double>& x,
-                              const std::vector<std::uint8_t>& mask, const ProbDropout& drop);
+                              const std::vector<std::uint8_t>& mask, const ProbDropout& drop, bool causal = false);
 
 }  // namespace ref
 }  // namespace lsb

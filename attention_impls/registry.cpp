@@ -74,9 +74,16 @@ std::vector<std::string> specs_with(bool VariantInfo::*role) {
 // ---- SpecReader ------------------------------------------------------------------------------
 
 SpecReader::SpecReader(const VariantSpec& spec, const std::vector<VariantKey>& keys, std::int64_t n_max)
-    : variant_(spec.name), spec_text_(spec.str()), keys_(keys) {
-  for (const auto& k : keys) values_[k.name] = k.default_value == kLengthDefault ? std::to_string(n_max) : k.default_value;
+    : variant_(spec.name), spec_text_(spec.str()), causal_(spec.causal), keys_(keys) {
+  for (const auto& k : keys) {
+    if (k.causal_only && !causal_) continue;
+    const std::string& def = causal_ && !k.causal_default.empty() ? k.causal_default : k.default_value;
+    values_[k.name] = def == kLengthDefault ? std::to_string(n_max) : def;
+  }
   for (const auto& [k, v] : spec.params) {
+    const auto key = std::find_if(keys.begin(), keys.end(), [&](const VariantKey& x) { return x.name == k; });
+    if (key != keys.end() && key->causal_only && !causal_)
+      throw UsageError(fmt::format("--variant {}: key '{}' belongs to the causal form (add --causal)", spec_text_, k));
     if (!values_.count(k)) {
       std::vector<std::string> valid;
       for (const auto& key : keys) valid.push_back(key.name);
@@ -156,7 +163,9 @@ std::string variants_help() {
     std::vector<std::string> keys;
     for (const auto& k : v.keys) keys.push_back(key_text(k));
     const std::string key_list = keys.empty() ? "(no keys)" : fmt::format("{}", fmt::join(keys, ", "));
-    out += fmt::format("  {:<14} {:<40} {}\n", v.name, key_list, v.summary);
+    const std::string causal = v.causal ? (v.causal_cuda ? "causal: cpu, cuda" : "causal: cpu")
+                                        : "no causal form: " + v.no_causal_reason;
+    out += fmt::format("  {:<14} {:<40} {} [{}]\n", v.name, key_list, v.summary, causal);
   }
   return out;
 }
@@ -166,9 +175,31 @@ std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t 
   if (heads <= 0 || dim <= 0 || dim % heads != 0)
     throw UsageError(fmt::format("--dim {} must be a positive multiple of --heads {}", dim, heads));
   const VariantInfo& v = variant_info(spec.name);
+  if (spec.causal && !v.causal)
+    throw UsageError(fmt::format("--causal: {} has no causal form ({})", v.name,
+                                 v.no_causal_reason.empty() ? "not built" : v.no_causal_reason));
+  if (spec.causal && device == Device::cuda && !v.causal_cuda)
+    throw UsageError(fmt::format("--causal --device cuda: the causal form of {} has no CUDA kernels yet (it runs on "
+                                 "--device cpu)",
+                                 v.name));
   auto cpu = v.make_cpu(SpecReader(spec, v.keys, n_max), dim, heads);
+  if (cpu->causal() != spec.causal) throw std::logic_error(v.name + ": make_cpu ignored --causal");
   if (device == Device::cuda) return make_cuda_attention(std::move(cpu));
   return cpu;
+}
+
+std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
+                                        std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
+                                        const RefParams& P, const std::vector<double>& x,
+                                        const std::vector<std::uint8_t>& mask, const ProbDropout& drop,
+                                        bool causal) {
+  const VariantInfo* v = find_variant(name);
+  if (!v || !(v->reference_core || v->reference_module))
+    throw std::invalid_argument("reference_attention: no reference for variant " + name);
+  if (drop.active() && !v->prob_dropout) throw std::invalid_argument(name + " has no attention dropout");
+  if (causal && !v->causal) throw std::invalid_argument(name + " has no causal form");
+  if (v->reference_module) return v->reference_module(keys, D, h, b, n, P, x, mask, drop, causal);
+  return ref::projected(v->reference_core, keys, D, h, b, n, P, x, mask, drop, causal);
 }
 
 }  // namespace lsb

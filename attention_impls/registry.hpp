@@ -40,13 +40,17 @@ struct VariantKey {
   std::string default_value;
   std::string note = {};             // shown after the key in help, e.g. a per-layer schedule
   std::vector<std::string> choices = {};  // non-empty: the only values allowed (get_choice)
+  bool causal_only = false;               // a key of the causal form only (ls's chunk length l)
+  std::string causal_default = {};        // the default of the causal form where it differs
 };
 
 // The keys of one spec with the record's defaults filled in; unknown keys are usage errors listing the
 // valid ones, and every accessor's error names the variant and the key.
 class SpecReader {
  public:
+  // A causal-only key is resolved only for a causal spec, and a usage error in any other.
   SpecReader(const VariantSpec& spec, const std::vector<VariantKey>& keys, std::int64_t n_max);
+  bool causal() const { return causal_; }
   std::int64_t get_int(const std::string& key, std::int64_t min_value) const;
   std::string get_choice(const std::string& key) const;  // one of the key's choices
   // Every key with its value, defaults filled in.
@@ -56,6 +60,7 @@ class SpecReader {
 
  private:
   std::string variant_, spec_text_;
+  bool causal_ = false;
   std::vector<VariantKey> keys_;
   std::map<std::string, std::string> values_;
 };
@@ -89,6 +94,10 @@ struct VariantInfo {
   ref::Module reference_module = nullptr;
   // Dropout on the attention probabilities on the CPU (what Attention::supports_prob_dropout answers).
   bool prob_dropout = false;
+  // A causal form (--causal; make_cpu reads SpecReader::causal()), on the CPU and on CUDA; where there is
+  // none, why not (the usage error says it).
+  bool causal = false, causal_cuda = false;
+  std::string no_causal_reason;
   // The spec encoder layer `layer` (from 0) uses, where it differs by layer (lsra's kernel-size schedule).
   VariantSpec (*layer_spec)(const VariantSpec& spec, std::int64_t layer) = nullptr;
 
@@ -126,6 +135,24 @@ struct VariantInfo {
 #else
 #define LSB_CUDA_FACTORY(factory) nullptr
 #endif
+
+// A module of a registered variant. n_max is the longest sequence the module will see (linformer sizes E
+// with it when the spec does not say n_max). Throws UsageError for unknown names or keys and impossible
+// values, listing what is valid. Device::cuda throws UsageError saying why when CUDA was not built or no
+// device is present.
+std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t dim, std::int64_t heads,
+                                          std::int64_t n_max, Device device = Device::cpu);
+std::vector<std::string> variant_names();
+// y (b, n, D) in float64 of variant `name`'s reference (its record's reference_core or reference_module)
+// with resolved spec keys `keys`; mask (b, n), 1 = real; with dropout on the attention probabilities where
+// the variant has it (std::invalid_argument where not, or where the variant has no reference).
+std::vector<double> reference_attention(const std::string& name, const std::map<std::string, std::string>& keys,
+                                        std::int64_t D, std::int64_t h, std::int64_t b, std::int64_t n,
+                                        const RefParams& params, const std::vector<double>& x,
+                                        const std::vector<std::uint8_t>& mask, const ProbDropout& drop = {},
+                                        bool causal = false);
+// One line per variant: name, keys with defaults, and what it is (for --help and error messages).
+std::string variants_help();
 
 // Every variant: the built-in ones in CMakeLists.txt's order, then those given to register_variant().
 // Element addresses stay valid for the life of the process.

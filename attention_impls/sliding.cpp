@@ -1,5 +1,6 @@
 // sliding: query t attends to the keys u with |t - u| <= R (truncated at the ends, padded keys
-// masked). Probabilities kept for backward in band form, (b, h, n, 2R+1).
+// masked); causal: u in [t - R, t]. Probabilities kept for backward in band form, (b, h, n, 2R+1), or
+// (b, h, n, R+1) causal.
 #include "attention_impls/local_core.hpp"
 #include "attention_impls/projected.hpp"
 #include "attention_impls/registry.hpp"
@@ -10,9 +11,10 @@ namespace {
 
 class SlidingAttention final : public ProjectedAttention {
  public:
-  SlidingAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads, std::int64_t R)
-      : ProjectedAttention("sliding", std::move(resolved), dim, heads) {
-    win_ = sliding_window(R);
+  SlidingAttention(std::map<std::string, std::string> resolved, std::int64_t dim, std::int64_t heads, std::int64_t R,
+                   bool causal)
+      : ProjectedAttention("sliding", std::move(resolved), dim, heads, causal), R_(R) {
+    win_ = causal ? causal_sliding_window(R) : sliding_window(R);
   }
 
  public:
@@ -30,8 +32,13 @@ class SlidingAttention final : public ProjectedAttention {
                              P_.data(), dC_.data(), dQ_.data(), dK_.data(), dV_.data(), nullptr, nullptr,
                              scratch_.data(), drop_);
   }
+  // Causal: the keys each query has, 4 b h d sum_t min(R + 1, t + 1).
   double core_flops(std::int64_t b, std::int64_t n) const override {
-    return 4.0 * b * heads_ * n * win_.span * head_dim();
+    if (!causal_) return 4.0 * b * heads_ * n * win_.span * head_dim();
+    const double full_rows = static_cast<double>(std::max<std::int64_t>(n - (R_ + 1), 0));
+    const double ramp = static_cast<double>(std::min(n, R_ + 1));  // rows t < R + 1 see t + 1 keys
+    const double keys = full_rows * static_cast<double>(R_ + 1) + ramp * (ramp + 1) / 2;
+    return 4.0 * b * heads_ * keys * head_dim();
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     (void)with_backward;  // the tiles are shared by forward and backward
@@ -39,6 +46,7 @@ class SlidingAttention final : public ProjectedAttention {
   }
 
  private:
+  std::int64_t R_;
   LocalWindow win_;
   Tensor P_, scratch_;
 };
@@ -55,8 +63,9 @@ LSB_VARIANT(sliding) {
   v.summary = "each query sees the keys within R positions on each side";
   v.keys = {{"R", "64"}};
   v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
-    return std::make_unique<SlidingAttention>(keys.resolved(), dim, heads, keys.get_int("R", 0));
+    return std::make_unique<SlidingAttention>(keys.resolved(), dim, heads, keys.get_int("R", 0), keys.causal());
   };
+  v.causal = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_sliding);
   v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, ref::key_int(in.keys, "R")); };
   v.prob_dropout = true;

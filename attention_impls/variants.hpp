@@ -27,8 +27,10 @@ inline MatRef probs_view(const float* P, const MatRef& Q, std::int64_t nk) {
 // (nullptr: all keys valid; a row with no valid key gets P = 0), C = P V; with dropout C = (P * M) V,
 // P * M written to `dropped` (P's size; the backward's dP buffer serves), P kept as it is.
 // Q: (b, h, nq, d) views, K, V: (b, h, nk, d) views, P: contiguous (b, h, nq, nk); key = column.
+// causal (nq = nk): query t's keys are u <= t (the others get P = 0, so the backward needs no flag).
 void dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
-                             float* P, const MatRef& C, const ProbDropout& drop = {}, float* dropped = nullptr);
+                             float* P, const MatRef& C, const ProbDropout& drop = {}, float* dropped = nullptr,
+                             bool causal = false);
 // dV = (P * M)^T dC; dP = M * dC V^T; dS = P * (dP - rowsum(P * dP)); dQ = dS K; dK = dS^T Q (all
 // written; M = 1 without dropout). dP: workspace of P's size.
 void dense_attention_backward(const MatRef& Q, const MatRef& K, const MatRef& V, const float* P, const MatRef& dC,

@@ -18,6 +18,7 @@
 #include "nn/random.hpp"
 #include "nn/threads.hpp"
 #include "bench/context.hpp"
+#include "bench/sweep_points.hpp"
 #include "reports/report.hpp"
 
 namespace lsb {
@@ -34,7 +35,7 @@ ReferenceCheck check_against_reference(const VariantSpec& spec, std::int64_t D, 
   const VariantInfo& info = variant_info(spec.name);
   for (const auto& [key, value] : probe->resolved_params())
     if (info.is_length_key(key)) n = std::min(n, parse_int(value).value_or(n));
-  auto host_module = make_attention(spec, D, h, std::max<std::int64_t>(n, 64));
+  auto host_module = n <= 64 ? std::move(probe) : make_attention(spec, D, h, n);  // built once where it can be
   host_module->init_params(seed);
   auto device_module = device == Device::cpu ? nullptr : make_attention(spec, D, h, std::max<std::int64_t>(n, 64), device);
   if (device_module) copy_param_values(*host_module, *device_module);
@@ -54,7 +55,7 @@ ReferenceCheck check_against_reference(const VariantSpec& spec, std::int64_t D, 
   float* y_dev = dev.on_device(y, "check y");
   a->forward(dev.on_device(xf, "check x"), dev.on_device(mask, "check mask"), b, n, y_dev, with_backward);
   dev.to_host(y_dev, y);
-  const std::vector<double> yref = reference_attention(a->name(), keys, D, h, b, n, P, x, mask);
+  const std::vector<double> yref = reference_attention(a->name(), keys, D, h, b, n, P, x, mask, {}, spec.causal);
   r.forward_rel_error = compare_to_reference(y.data(), yref).max_rel;
   r.ok = r.forward_rel_error <= tolerance_fwd;
   if (with_backward) {
@@ -85,7 +86,7 @@ ReferenceCheck check_against_reference(const VariantSpec& spec, std::int64_t D, 
       RefParams ps = P;
       for (auto& [name, vals] : ps)
         for (std::size_t i = 0; i < vals.size(); ++i) vals[i] += eps * vp[name][i];
-      const auto ys = reference_attention(a->name(), keys, D, h, b, n, ps, xs, mask);
+      const auto ys = reference_attention(a->name(), keys, D, h, b, n, ps, xs, mask, {}, spec.causal);
       double L = 0;
       for (std::size_t i = 0; i < ys.size(); ++i) L += ys[i] * g[i];
       return L;
@@ -162,6 +163,7 @@ nlohmann::json attention_point_config(const AttentionPoint& pt, const Attention*
                       {"device", device_name(pt.device)},
                       {"precision", precision_name(pt.precision)},
                       {"threads", pt.threads}};
+  if (pt.spec.causal) c["causal"] = true;  // only when on, so that every bidirectional id stays as it was
   if (module) c["padded_n"] = module->padded_length(pt.n);
   return c;
 }
@@ -318,62 +320,59 @@ Row row_of(const nlohmann::json& res, const std::string& spec_text) {
 int run_attention_bench(const AttentionBenchOptions& opt) {
   if (opt.mode != "fwd" && opt.mode != "fwdbwd")
     throw UsageError(fmt::format("--mode {}: expected fwd or fwdbwd", opt.mode));
-  if (opt.batch <= 0) throw UsageError(fmt::format("--batch {}: must be positive", opt.batch));
-  for (auto n : opt.lengths) {
-    if (n <= 0) throw UsageError(fmt::format("--n {}: must be positive", n));
-    check_problem_size(opt.batch, n, opt.dim, opt.heads);
-  }
-  const Device dev = opt.device;
-  const Precision precision = opt.precision;
-  require_precision(precision, dev);
-  const ThreadGrant threads = use_threads(opt.threads);
-  // Validate every spec (and the device) before measuring anything.
-  for (const auto& spec : opt.variants)
-    make_attention(spec, opt.dim, opt.heads, opt.lengths.front(), dev);
-  auto& mt = MemoryTracker::instance();
-  if (!opt.memory_budget.empty()) mt.set_budget(dev, opt.memory_budget.bytes());
+  require_precision(opt.precision, opt.device);
+  if (opt.device == Device::cuda) cuda::require_device();
+  // The points of a sweep with one batch, width and head count: the same ids, checks, measurements and
+  // lines as `sweep --mode attn-fwd` (sweep_points checks every axis and spec before anything runs).
+  SweepOptions s;
+  s.variants = opt.variants, s.variants_option = "--variant", s.lengths = opt.lengths, s.batches = {opt.batch}, s.dims = {opt.dim};
+  s.heads = {opt.heads}, s.modes = {opt.mode == "fwd" ? "attn-fwd" : "attn-fwdbwd"}, s.devices = {opt.device};
+  s.precisions = {opt.precision}, s.threads = {opt.threads}, s.memory_budget = opt.memory_budget;
+  s.timing = opt.timing, s.seed = opt.seed, s.causal = {opt.causal};
+  const std::vector<SweepPoint> points = sweep_points(s);
+  sweep_internal::set_budgets(opt.memory_budget);
 
-  const bool bwd = opt.mode == "fwdbwd";
-  // GFLOP/s against the CPU's measured FMA peak, or the GPU's published peak for the precision.
-  PeakMeasurement cpu_peak;
-  if (dev == Device::cpu) {
-    cpu_peak = measure_peak(threads.granted);
-    if (!cpu_peak.warning.empty()) fmt::print(stderr, "lsbench: warning: {}\n", cpu_peak.warning);
-  }
-  const double peak = dev == Device::cpu ? cpu_peak.best_gflops
-                                         : gpu_peak_gflops(cuda::query(0).name, precision == Precision::bf16);
+  const ThreadGrant threads = use_threads(opt.threads);
+  sweep_internal::PointRunner runner(opt.timing, opt.seed);
+  // GFLOP/s against the CPU's measured FMA peak, or the GPU's published peak for the precision. The CPU's
+  // measured peak belongs in the context only when it is what GFLOP/s are compared with; the GPU's
+  // published peak is in context.gpu.peak_tflops.
+  const bool cpu = opt.device == Device::cpu;
+  const double peak = runner.peak(opt.device, opt.precision);
+  auto context = make_context({opt.command_line, threads, cpu ? peak : 0.0,
+                               cpu ? runner.cpu_peak_measurement().to_json() : nlohmann::json()});
   nlohmann::json results = nlohmann::json::array();
   std::vector<Row> rows;
-  int exit_code = kOk;
-  // The CPU's measured peak belongs in the context only when it is what GFLOP/s are compared with;
-  // the GPU's published peak is in context.gpu.peak_tflops.
-  auto context = make_context({opt.command_line, threads, dev == Device::cpu ? peak : 0.0,
-                               dev == Device::cpu ? cpu_peak.to_json() : nlohmann::json()});
-  auto save = [&] {
-    if (!opt.json_path.empty()) write_report(opt.json_path, make_report(context, results));
-  };
-
-  for (const auto& spec : opt.variants) {
-    const ReferenceCheck check = check_against_reference(spec, opt.dim, opt.heads, bwd, opt.seed, dev, precision);
-    for (const std::int64_t n : opt.lengths) {
-      const AttentionPoint pt{spec, n, opt.batch, opt.dim, opt.heads, bwd, dev,
-                              threads.granted, opt.seed, precision};
-      const nlohmann::json res = measure_attention_point(pt, check, opt.timing, peak);
-      if (res.value("status", "") == "error") exit_code = kInternal;
-      results.push_back(res);
-      rows.push_back(row_of(res, spec.text));
-      save();  // after every point: an interrupted command keeps what it finished
-    }
+  // Unlike a sweep's, a bench's points are each asked for by name: one that cannot be made (a length past
+  // linformer's n_max) is a usage error before anything is measured, not a skipped point.
+  std::vector<sweep_internal::ResolvedPoint> resolved;
+  for (const auto& p : points) {
+    resolved.push_back(sweep_internal::resolve(p));
+    if (!resolved.back().why_not.empty())
+      throw UsageError(fmt::format("--variant {} --n {}: {}", p.variant.text, p.n, resolved.back().why_not));
+  }
+  for (std::size_t i = 0; i < points.size(); ++i) {
+    const nlohmann::json res = runner.run(points[i], resolved[i]);
+    if (res["status"] == "skipped")  // e.g. a length past linformer's n_max; the points before are in the report
+      throw UsageError(fmt::format("--variant {} --n {}: {}", points[i].variant.text, points[i].n,
+                                   res.value("message", "cannot run")));
+    results.push_back(res);
+    rows.push_back(row_of(res, points[i].variant.text));
+    if (!opt.json_path.empty()) write_report(opt.json_path, make_report(context, results));  // after every point
+    fmt::print("[{}/{}] {}\n", i + 1, points.size(), sweep_internal::point_line(res));
   }
   print_table(rows, opt, peak);
   if (!opt.json_path.empty()) fmt::print("\nreport: {}\n", opt.json_path);
-  const auto oom = std::count_if(rows.begin(), rows.end(), [](const Row& r) { return r.status == "oom"; });
-  if (oom > 0 && exit_code == kOk) {
+  auto count = [&](const char* status) {
+    return std::count_if(rows.begin(), rows.end(), [&](const Row& r) { return r.status == status; });
+  };
+  if (count("error") > 0) return kInternal;  // a variant failed its reference check (it was not timed)
+  if (const auto oom = count("oom"); oom > 0) {
     fmt::print(stderr, "lsbench: {} of {} points did not fit the memory budget (status oom in the report)\n", oom,
                rows.size());
-    exit_code = kOutOfMemory;
+    return kOutOfMemory;
   }
-  return exit_code;
+  return kOk;
 }
 
 }  // namespace lsb

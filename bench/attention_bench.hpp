@@ -18,6 +18,7 @@ struct AttentionBenchOptions {
   std::vector<std::int64_t> lengths{1024};
   std::int64_t batch = 8, dim = 64, heads = 2;
   std::string mode = "fwd";  // fwd | fwdbwd
+  bool causal = false;       // every variant's causal form
   Device device = Device::cpu;
   Precision precision = Precision::fp32;  // of the products (fp32 accumulation)
   int threads = 0;           // 0 = OpenMP default

@@ -101,6 +101,11 @@ CLI::Validator known_task() {
 }
 std::string task_help(const std::string& what) { return fmt::format("{} ({})", what, fmt::join(task_names(), ", ")); }
 
+// --causal: every variant of the command in its causal form (../shared/spec/attention.md).
+void add_causal(CLI::App* cmd, bool& causal) {
+  cmd->add_flag("--causal", causal, "Causal attention: query t sees keys u <= t (variants without a causal form refuse)");
+}
+
 void add_timing_options(CLI::App* cmd, TimingPolicy& t) {
   cmd->add_option("--warmup", t.warmup, "Warm-up iterations, never counted")->capture_default_str()->check(
       CLI::NonNegativeNumber);
@@ -231,6 +236,7 @@ Command add_attention_bench(CLI::App* attention) {
   cmd->add_option("--dim", o->dim, "Model width D")->capture_default_str();
   cmd->add_option("--heads", o->heads, "Heads h (D must be a multiple)")->capture_default_str();
   cmd->add_option("--mode", o->mode, "fwd or fwdbwd")->capture_default_str();
+  add_causal(cmd, o->causal);
   add_threads(cmd, o->threads);
   add_memory_budget(cmd, o->memory_budget);
   cmd->add_option("--json", o->json_path, "Write the report here (atomically, after every point)");
@@ -248,6 +254,7 @@ Command add_attention_run(CLI::App* attention) {
   auto o = std::make_shared<AttentionRunOptions>();
   auto* cmd = attention->add_subcommand("run", "Forward (and backward) of one variant on .npy arrays");
   add_variant(cmd, o->variant, "Variant spec NAME[:key=value,...]")->required();
+  add_causal(cmd, o->variant.causal);
   cmd->add_option("--heads", o->heads, "Heads h")->required();
   cmd->add_option("--weights", o->weights_dir, "Directory with one .npy per parameter")->required();
   cmd->add_option("--input", o->input, "x.npy, float32 (b, n, D)")->required();
@@ -362,7 +369,8 @@ Command add_sweep(CLI::App& app) {
   struct Sweep {
     SweepOptions o;
     std::string variants, lengths = "1024:4096:x2", batches = "8", dims = "64", heads = "2", layers = "2",
-                          modes = "attn-fwdbwd", devices = "cpu", threads = "0", shard, precisions = "fp32";
+                          modes = "attn-fwdbwd", devices = "cpu", threads = "0", shard, precisions = "fp32",
+                          causal = "off";
   };
   auto s = std::make_shared<Sweep>();
   auto* cmd = app.add_subcommand(
@@ -382,6 +390,7 @@ Command add_sweep(CLI::App& app) {
   cmd->add_option("--device", s->devices, "cpu, cuda (a list)")->capture_default_str();
   cmd->add_option("--precision", s->precisions, "fp32, bf16 (a list; bf16: the products)")->capture_default_str();
   cmd->add_option("--threads", s->threads, "CPU thread counts (0: OpenMP's default)")->capture_default_str();
+  cmd->add_option("--causal", s->causal, "off, on (a list): bidirectional and/or causal attention")->capture_default_str();
   add_memory_budget(cmd, s->o.memory_budget, "Points above it are recorded as oom (e.g. 16GiB)");
   cmd->add_option("--out", s->o.out, "Report path (journal beside it while running)");
   cmd->add_flag("--resume", s->o.resume, "Skip the points --out (and its journal) already holds");
@@ -405,6 +414,11 @@ Command add_sweep(CLI::App& app) {
             sw.precisions.clear();
             for (const auto& p : split_variant_list(s->precisions))
               sw.precisions.push_back(parse_precision(p, "--precision"));
+            sw.causal.clear();
+            for (const auto& c : split_variant_list(s->causal)) {
+              if (c != "off" && c != "on") throw UsageError("--causal " + c + ": expected off, on or both (off,on)");
+              sw.causal.push_back(c == "on");
+            }
             sw.threads.clear();
             for (const auto& t : split_variant_list(s->threads)) {
               if (t == "0") sw.threads.push_back(0);
@@ -434,6 +448,7 @@ Command add_maxlen(CLI::App& app) {
   add_variants(cmd, ml.variants, "Variant spec; repeatable");
   cmd->add_option("--variants", m->variants, "Several specs, comma-separated; prints each one's ratio to the baseline");
   cmd->add_option("--mode", ml.mode, "attn-fwd, attn-fwdbwd, model-fwd or train-step")->capture_default_str();
+  add_causal(cmd, ml.causal);
   add_memory_budget(cmd, ml.memory_budget, "The memory to fit in (e.g. 16GiB)");
   cmd->get_option("--memory-budget")->required();
   cmd->add_option("--granule", ml.granule, "n is a multiple of this")->capture_default_str();
@@ -445,10 +460,12 @@ Command add_maxlen(CLI::App& app) {
   add_device(cmd, ml.device);
   add_precision(cmd, ml.precision);
   add_threads(cmd, ml.threads);
+  add_seed(cmd, ml.seed);
   cmd->add_option("--limit", ml.n_limit, "Stop doubling at this n")->capture_default_str();
   cmd->add_option("--out", ml.out, "Report path");
   return {cmd, [m](const CommandLine& cmdline) {
             for (auto& spec : read_spec_list(m->variants)) m->o.variants.push_back(std::move(spec));
+            for (auto& spec : m->o.variants) spec.causal = m->o.causal;
             m->o.command_line = cmdline;
             return run_maxlen(m->o);
           }};

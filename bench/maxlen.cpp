@@ -28,6 +28,7 @@ int run_maxlen(const MaxlenOptions& o) {
   so.precisions = {o.precision};
   so.task = o.task;
   so.variants = o.variants;
+  so.causal = {o.causal};
   so.batches = {o.batch};
   so.dims = {o.dim};
   so.heads = {o.heads};
@@ -51,7 +52,7 @@ int run_maxlen(const MaxlenOptions& o) {
       p.n = n;
       const nlohmann::json r = runner.run(p);
       const std::string st = r["status"].get<std::string>();
-      attempts.push_back({{"n", n}, {"status", st}});
+      attempts.push_back({{"n", n}, {"status", st}, {"repro", r["repro"]}});
       fmt::print("maxlen {} n={}: {}\n", v.text, n, st == "ok" ? "fits" : st + ": " + r.value("message", ""));
       if (st != "ok" && st != "oom") stop_reason = r.value("message", st);
       return st == "ok";
@@ -87,6 +88,16 @@ int run_maxlen(const MaxlenOptions& o) {
       r["status"] = lo > 0 ? "ok" : "oom";
       if (lo == 0) r["message"] = fmt::format("even n = {} does not fit", o.granule);
     }
+    // The maxlen command for this variant alone (its result's id), beside the sweep command of each attempt.
+    r["repro"] = fmt::format("lsbench maxlen --variant {} --mode {}{} --device {}{} --batch {} --dim {} --heads {}{}{} "
+                             "--granule {} --limit {}{}{} --memory-budget {}",
+                             v.text, o.mode, o.causal ? " --causal" : "", device_name(o.device),
+                             o.precision == Precision::fp32 ? "" : " --precision " + std::string(precision_name(o.precision)),
+                             o.batch, o.dim, o.heads, is_attention_mode(o.mode) ? "" : fmt::format(" --layers {}", o.layers),
+                             o.task.empty() ? "" : " --task " + o.task, o.granule, o.n_limit,
+                             o.threads > 0 ? fmt::format(" --threads {}", o.threads) : "",
+                             o.seed != MaxlenOptions{}.seed ? fmt::format(" --seed {}", o.seed) : "",
+                             o.memory_budget.text());
     results.push_back(with_id(r));
     best[v.name] = lo;
     if (!o.out.empty()) write_report(o.out, make_report(context, results));

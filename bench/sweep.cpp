@@ -21,26 +21,6 @@ namespace {
 using namespace sweep_internal;
 
 // A one-line summary of a finished point.
-std::string point_line(const nlohmann::json& r) {
-  const auto& c = r["config"];
-  std::string what = fmt::format("{} {} n={} b={} D={} h={}{} {}", c["mode"].get<std::string>(),
-                                 c["variant"].get<std::string>(), c["n"].get<std::int64_t>(),
-                                 c["batch"].get<std::int64_t>(), c["dim"].get<std::int64_t>(),
-                                 c["heads"].get<std::int64_t>(),
-                                 c["mode"].get<std::string>().rfind("attn-", 0) == 0
-                                     ? ""
-                                     : fmt::format(" L={}", c["layers"].get<std::int64_t>()),
-                                 c["device"].get<std::string>()) +
-                     (c.value("precision", "fp32") == "fp32" ? ""
-                                                             : fmt::format(" {}", c["precision"].get<std::string>()));
-  const std::string st = r["status"].get<std::string>();
-  if (st != "ok") return fmt::format("{}: {}: {}", what, st, r.value("message", ""));
-  return fmt::format("{}: {:.3f} ms, {:.0f} tok/s, {:.1f} GFLOP/s, peak {}", what,
-                     r["time_s"]["median"].get<double>() * 1e3, r["throughput"]["tokens_per_s"].get<double>(),
-                     r["throughput"]["gflops"].get<double>(),
-                     format_bytes(r["memory"]["peak_tracked_bytes"].get<std::int64_t>()));
-}
-
 // Results of an earlier run of the same report (the report itself and the journal beside it).
 std::map<std::string, nlohmann::json> finished_results(const std::string& out) {
   std::map<std::string, nlohmann::json> done;

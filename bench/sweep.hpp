@@ -18,6 +18,7 @@ namespace lsb {
 
 struct SweepOptions {
   std::vector<VariantSpec> variants;  // empty = every variant with its defaults
+  std::string variants_option = "--variants";  // the option they came from, for usage errors
   std::vector<std::int64_t> lengths{1024, 2048, 4096};
   std::vector<std::int64_t> batches{8}, dims{64}, heads{2}, layers{2};
   std::int64_t mlp_dim = 0;  // model modes; 0 = 2 * dim
@@ -26,6 +27,7 @@ struct SweepOptions {
   std::vector<Device> devices{Device::cpu};
   std::vector<Precision> precisions{Precision::fp32};
   std::vector<int> threads{0};                     // 0 = OpenMP's default
+  std::vector<bool> causal{false};                 // --causal off,on: each variant bidirectional and/or causal
   ByteSize memory_budget;                          // empty = none
   TimingPolicy timing;
   std::uint64_t seed = 1;
@@ -47,7 +49,7 @@ std::pair<int, int> parse_shard(const std::string& text);
 bool shard_from_slurm(int& index, int& count);
 
 struct SweepPoint {
-  VariantSpec variant;  // its text as given names the point (ids, repro lines)
+  VariantSpec variant;  // its text as given names the point (ids, repro lines); variant.causal: --causal on
   std::int64_t n = 0, batch = 0, dim = 0, heads = 0, layers = 0, mlp_dim = 0;
   std::string mode, task;
   Device device = Device::cpu;
@@ -71,6 +73,7 @@ int run_sweep(const SweepOptions& o);
 struct MaxlenOptions {
   std::vector<VariantSpec> variants;
   std::string mode = "train-step", task;
+  bool causal = false;  // the variants' causal forms (set on each spec too)
   Device device = Device::cpu;
   Precision precision = Precision::fp32;
   ByteSize memory_budget;

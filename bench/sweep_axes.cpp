@@ -114,12 +114,15 @@ std::vector<VariantSpec> check_axes(const SweepOptions& o) {
   // usage error now, not one skipped point per length: each spec is built once per (dim, heads) at the
   // shortest length. A spec that builds for some widths and not others keeps its skipped points, and
   // length limits (linformer's n_max) are still found per point.
-  for (const auto& v : variants) {
-    variant_info(v.name);  // unknown: the list of variants
+  for (const auto& given : variants) {
+    variant_info(given.name);  // unknown: the list of variants
     std::string why;
     bool builds = false;
-    for (auto d : o.dims)
-      for (auto h : o.heads) try {
+    for (const bool causal : o.causal)
+      for (auto d : o.dims)
+        for (auto h : o.heads) try {
+          VariantSpec v = given;
+          v.causal = causal;
           make_attention(v, d, h, o.lengths.front());
           builds = true;
         } catch (const UsageError& e) {
@@ -127,7 +130,7 @@ std::vector<VariantSpec> check_axes(const SweepOptions& o) {
         } catch (const OutOfMemory&) {
           builds = true;  // a question of the budget, answered per point
         }
-    if (!builds) throw UsageError(fmt::format("--variants {}: no point of the sweep can use it: {}", v.text, why));
+    if (!builds) throw UsageError(fmt::format("{} {}: no point can use it: {}", o.variants_option, given.text, why));
   }
   return variants;
 }
@@ -142,6 +145,7 @@ std::string SweepPoint::command() const {
   if (!is_attention_mode(mode)) cmd += fmt::format(" --layers {} --mlp-dim {}", layers, mlp_dim);
   if (!task.empty()) cmd += " --task " + task;
   cmd += fmt::format(" --mode {} --device {}", mode, device_name(device));
+  if (variant.causal) cmd += " --causal on";
   if (precision != Precision::fp32) cmd += fmt::format(" --precision {}", precision_name(precision));
   if (threads > 0) cmd += fmt::format(" --threads {}", threads);
   if (seed != SweepOptions{}.seed) cmd += fmt::format(" --seed {}", seed);
@@ -156,14 +160,17 @@ std::vector<SweepPoint> sweep_points(const SweepOptions& o) {
     for (const Device device : o.devices)
       for (const Precision precision : o.precisions)
         for (int threads : o.threads)
-          for (const auto& v : variants)
+          for (const bool causal : o.causal)
+            for (VariantSpec v : variants)
             for (auto b : o.batches)
               for (auto d : o.dims)
                 for (auto h : o.heads)
                   for (auto l : is_attention_mode(mode) ? std::vector<std::int64_t>{1} : o.layers)
-                    for (auto n : o.lengths)
+                    for (auto n : o.lengths) {
+                      v.causal = causal;
                       pts.push_back({v, n, b, d, h, l, o.mlp_dim > 0 ? o.mlp_dim : 2 * d, mode, o.task, device,
                                      threads, precision, o.seed, o.memory_budget});
+                    }
   return pts;
 }
 

@@ -39,6 +39,7 @@ nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
                       {"precision", precision_name(p.precision)},
                       {"threads", p.threads}};
   if (!p.task.empty()) c["task"] = p.task;
+  if (spec.causal) c["causal"] = true;  // only when on, so that every bidirectional id stays as it was
   if (!is_attention_mode(p.mode)) {
     const TaskShape ts = task_shape(p.task);
     c["mlp_dim"] = p.mlp_dim;
@@ -62,6 +63,28 @@ ResolvedPoint resolve(const SweepPoint& p) {
   ResolvedPoint r;
   r.config = point_config(p, &r.why_not);
   return r;
+}
+
+std::string point_line(const nlohmann::json& r) {
+  const auto& c = r["config"];
+  std::string what = fmt::format("{} {} n={} b={} D={} h={}{} {}", c["mode"].get<std::string>(),
+                                 c["variant"].get<std::string>(), c["n"].get<std::int64_t>(),
+                                 c["batch"].get<std::int64_t>(), c["dim"].get<std::int64_t>(),
+                                 c["heads"].get<std::int64_t>(),
+                                 c["mode"].get<std::string>().rfind("attn-", 0) == 0
+                                     ? ""
+                                     : fmt::format(" L={}", c["layers"].get<std::int64_t>()),
+                                 c["device"].get<std::string>()) +
+                     (c.value("precision", "fp32") == "fp32" ? ""
+                                                             : fmt::format(" {}", c["precision"].get<std::string>()));
+  const std::string st = r["status"].get<std::string>();
+  if (st != "ok")
+    return fmt::format("{}: {}: {}{}", what, st, r.value("message", ""),
+                       r.contains("repro") ? fmt::format(" (rerun: {})", r["repro"].get<std::string>()) : "");
+  return fmt::format("{}: {:.3f} ms, {:.0f} tok/s, {:.1f} GFLOP/s, peak {}", what,
+                     r["time_s"]["median"].get<double>() * 1e3, r["throughput"]["tokens_per_s"].get<double>(),
+                     r["throughput"]["gflops"].get<double>(),
+                     format_bytes(r["memory"]["peak_tracked_bytes"].get<std::int64_t>()));
 }
 
 nlohmann::json with_id(nlohmann::json res) {

@@ -1,5 +1,5 @@
-// The points of `sweep` and `maxlen` (bench/sweep*.cpp, bench/maxlen.cpp; not for other drivers): a
-// point's config and id, and measuring it in any mode on either device under the current budget.
+// The points of `sweep`, `attention bench` and `maxlen`: a point's config and id, and measuring it in any
+// mode on either device under the current budget (the one path every measured point takes).
 #pragma once
 
 #include <cstdint>
@@ -51,6 +51,9 @@ nlohmann::json skipped(const nlohmann::json& config, const std::string& why);
 nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& config, const TimingPolicy& timing,
                                    double peak_gflops, std::uint64_t seed);
 
+// One line for the console: what the point is and its time, or its status, message and repro line.
+std::string point_line(const nlohmann::json& result);
+
 // Checks every axis of `o` (UsageError naming the option); returns its variant specs (the defaults
 // when it names none).
 std::vector<VariantSpec> check_axes(const SweepOptions& o);
@@ -64,39 +67,14 @@ class PointRunner {
  public:
   PointRunner(const TimingPolicy& timing, std::uint64_t seed) : timing_(timing), seed_(seed) {}
 
+  // The point's result, whatever its status, with its repro line (the command that reruns just it).
   nlohmann::json run(const SweepPoint& p) { return run(p, resolve(p)); }
   nlohmann::json run(const SweepPoint& p, const ResolvedPoint& resolved) {
-    const nlohmann::json& config = resolved.config;
-    if (!resolved.why_not.empty()) return skipped(config, resolved.why_not);
-    const Device dev = p.device;
-    const Precision precision = p.precision;
-    try {
-      require_precision(precision, dev);
-    } catch (const UsageError& e) {
-      return skipped(config, e.what());
-    }
-    if (dev == Device::cuda && cuda::device_count() == 0)
-      return skipped(config, cuda::unavailable_reason());
     const ThreadGrant threads = use_threads(p.threads);
-    try {
-      if (!is_attention_mode(p.mode)) {
-        const PrecisionScope scope(precision, dev);
-        return measure_model_point(p, config, timing_, peak(dev, precision), seed_);
-      }
-      const bool bwd = p.mode == "attn-fwdbwd";
-      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant.text, p.dim, p.heads, bwd, device_name(dev),
-                                          precision_name(precision));
-      if (!checks_.count(key))
-        checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
-      const AttentionPoint pt{p.variant, p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
-                              seed_, precision};
-      nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev, precision));
-      res["config"] = config;  // the sweep's config (threads as asked, task) names the point
-      if (threads.granted < threads.requested) res["threads_granted"] = threads.granted;
-      return with_id(res);
-    } catch (const UsageError& e) {  // e.g. linformer past its n_max
-      return skipped(config, e.what());
-    }
+    nlohmann::json res = measure(p, resolved);
+    if (threads.granted < threads.requested) res["threads_granted"] = threads.granted;
+    res["repro"] = p.command();
+    return res;
   }
 
   // The peak in GFLOP/s: on the CPU the fp32 FMA peak measured for the current thread count (once per
@@ -116,6 +94,38 @@ class PointRunner {
   }
 
  private:
+  nlohmann::json measure(const SweepPoint& p, const ResolvedPoint& resolved) {
+    const nlohmann::json& config = resolved.config;
+    if (!resolved.why_not.empty()) return skipped(config, resolved.why_not);
+    const Device dev = p.device;
+    const Precision precision = p.precision;
+    try {
+      require_precision(precision, dev);
+    } catch (const UsageError& e) {
+      return skipped(config, e.what());
+    }
+    if (dev == Device::cuda && cuda::device_count() == 0)
+      return skipped(config, cuda::unavailable_reason());
+    try {
+      if (!is_attention_mode(p.mode)) {
+        const PrecisionScope scope(precision, dev);
+        return measure_model_point(p, config, timing_, peak(dev, precision), seed_);
+      }
+      const bool bwd = p.mode == "attn-fwdbwd";
+      const std::string key = fmt::format("{}|{}|{}|{}|{}|{}", p.variant.text, p.dim, p.heads, bwd, device_name(dev),
+                                          precision_name(precision));
+      if (!checks_.count(key))
+        checks_[key] = check_against_reference(p.variant, p.dim, p.heads, bwd, seed_, dev, precision);
+      const AttentionPoint pt{p.variant, p.n, p.batch, p.dim, p.heads, bwd, dev, p.threads,
+                              seed_, precision};
+      nlohmann::json res = measure_attention_point(pt, checks_[key], timing_, peak(dev, precision));
+      res["config"] = config;  // the sweep's config (threads as asked, task) names the point
+      return with_id(res);
+    } catch (const UsageError& e) {  // e.g. linformer past its n_max
+      return skipped(config, e.what());
+    }
+  }
+
   TimingPolicy timing_;
   std::uint64_t seed_;
   std::map<std::string, ReferenceCheck> checks_;

@@ -1,10 +1,13 @@
 #include "bench/train.hpp"
 
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -215,6 +218,17 @@ std::vector<CheckpointEntry> param_entries(const std::vector<std::pair<std::stri
   return out;
 }
 
+// A path as a shell word: quoted where it holds anything but letters, digits and / . _ - + , :
+std::string quoted_if_needed(const std::string& s) {
+  const bool plain = !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || std::string_view("/._-+,:").find(c) != std::string_view::npos;
+  });
+  if (plain) return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 }  // namespace
 
 const std::vector<std::string>& train_preset_names() {
@@ -243,6 +257,36 @@ void apply_train_preset(TrainOptions& o) {
   o.eval_every = r.eval_every > 0 ? r.eval_every : std::max<std::int64_t>(r.steps / 20, 1);
   o.lr = r.lr, o.weight_decay = r.weight_decay, o.dropout = r.dropout, o.clip_norm = r.clip_norm;
   o.max_train = 0, o.max_val = r.max_val, o.max_test = r.max_test;
+}
+
+std::string train_command(const TrainOptions& o) {
+  TrainOptions preset = o;  // what --preset alone gives: options equal to it are left out
+  apply_train_preset(preset);
+  std::string cmd = fmt::format("lsbench train --task {} --data-dir {} --preset {} --variant {}", o.task,
+                                quoted_if_needed(o.data_dir), o.preset, o.variant.text);
+  auto add = [&](const char* flag, const auto& value, const auto& preset_value) {
+    if (value != preset_value) cmd += fmt::format(" {} {}", flag, value);
+  };
+  add("--steps", o.steps, preset.steps), add("--batch", o.batch, preset.batch), add("--lr", o.lr, preset.lr);
+  add("--warmup", o.warmup, preset.warmup), add("--schedule", o.schedule, preset.schedule);
+  add("--weight-decay", o.weight_decay, preset.weight_decay), add("--dropout", o.dropout, preset.dropout);
+  add("--attention-dropout", o.attention_dropout, preset.attention_dropout);
+  add("--clip-norm", o.clip_norm, preset.clip_norm), add("--eval-every", o.eval_every, preset.eval_every);
+  add("--log-every", o.log_every, preset.log_every), add("--length", o.length, preset.length);
+  add("--dim", o.dim, preset.dim), add("--heads", o.heads, preset.heads), add("--layers", o.layers, preset.layers);
+  add("--mlp-dim", o.mlp_dim, preset.mlp_dim), add("--pooling", o.pooling, preset.pooling);
+  add("--max-train", o.max_train, preset.max_train), add("--max-val", o.max_val, preset.max_val);
+  add("--max-test", o.max_test, preset.max_test);
+  const TrainOptions defaults;
+  add("--difficulty", o.difficulty, defaults.difficulty), add("--val-from", o.val_from, defaults.val_from);
+  add("--split-seed", o.split_seed, defaults.split_seed), add("--seed", o.seed, defaults.seed);
+  add("--threads", o.threads, defaults.threads);
+  if (o.device != defaults.device) cmd += fmt::format(" --device {}", device_name(o.device));
+  if (o.precision != defaults.precision) cmd += fmt::format(" --precision {}", precision_name(o.precision));
+  if (!o.memory_budget.empty()) cmd += " --memory-budget " + o.memory_budget.text();
+  if (!o.init_weights.empty()) cmd += " --init-weights " + quoted_if_needed(o.init_weights);
+  if (!o.batches_dir.empty()) cmd += " --batches " + quoted_if_needed(o.batches_dir);
+  return cmd;
 }
 
 TaskOptions task_options(const TrainOptions& o) {
@@ -305,6 +349,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   add_interop_config(result["config"], o, init_digest, batch_folder ? batch_folder->digest() : "");
   const std::string id = config_id(result["config"]);
   result["id"] = id;
+  result["repro"] = train_command(o);
 
   // Checkpoints: last.ckpt (parameters, AdamW state, run state) and best.ckpt (parameters).
   RunState st;

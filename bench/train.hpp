@@ -55,6 +55,11 @@ const std::vector<std::string>& train_preset_names();  // lra-small, smoke
 // UsageError for an unknown preset or task.
 void apply_train_preset(TrainOptions& o);
 
+// The command that reruns this training run (`lsbench train ...`: the preset, and every option that
+// differs from what the preset gives), so that its result gets the same id. Every train-run result
+// stores it as "repro".
+std::string train_command(const TrainOptions& o);
+
 // What to load for these options (length, split seed, validation source, subsets).
 TaskOptions task_options(const TrainOptions& o);
 

@@ -7,8 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/reference_f64.hpp"
 #include "bench/attention_bench.hpp"
 #include "nn/errors.hpp"
@@ -253,12 +254,12 @@ TEST_CASE("linformer with k = n and E = I equals full", "[attention][equivalence
   CHECK(max_rel_diff(run_forward(*lin, p), run_forward(*full, p)) <= 1e-5);
 }
 
-TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K) and LN_L(V)", "[attention][equivalence][ls]") {
-  const Problem p = make_problem(2, 12, 8, 2, 4, 13);
-  auto ls = make("ls:w=12,r=0", p.D, p.h, p.n, 6);
-  const auto y = run_forward(*ls, p);
-  // Full attention in float64 with K and V replaced by their LayerNorm: written out here.
-  const RefParams P = params_f64(*ls);
+namespace {
+
+// Full attention in float64 with K and V replaced by their LayerNorm LN_L (ls's parameters), written
+// out here; causal: query t's keys are u <= t.
+std::vector<double> full_on_normalised_kv(Attention& ls, const Problem& p, bool causal) {
+  const RefParams P = params_f64(ls);
   const std::int64_t D = p.D, d = D / p.h, n = p.n;
   auto lin = [&](const char* w, const char* bias, std::int64_t bi, std::int64_t t, std::int64_t o) {
     double s = P.at(bias)[o];
@@ -287,19 +288,20 @@ TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K) and LN_L(V)"
     }
     for (std::int64_t t = 0; t < n; ++t) {
       std::vector<double> C(D, 0.0);
+      auto key = [&](std::int64_t u) { return p.mask[bi * n + u] && !(causal && u > t); };
       if (p.mask[bi * n + t])
         for (std::int64_t hh = 0; hh < p.h; ++hh) {
           std::vector<double> s(n, -1e300);
           double mx = -1e300, sum = 0;
           for (std::int64_t u = 0; u < n; ++u)
-            if (p.mask[bi * n + u]) {
+            if (key(u)) {
               s[u] = 0;
               for (std::int64_t c = 0; c < d; ++c) s[u] += Q[t][hh * d + c] * K[u][hh * d + c];
               mx = std::max(mx, s[u]);
             }
-          for (std::int64_t u = 0; u < n; ++u) sum += p.mask[bi * n + u] ? std::exp(s[u] - mx) : 0.0;
+          for (std::int64_t u = 0; u < n; ++u) sum += key(u) ? std::exp(s[u] - mx) : 0.0;
           for (std::int64_t u = 0; u < n; ++u)
-            if (p.mask[bi * n + u])
+            if (key(u))
               for (std::int64_t c = 0; c < d; ++c) C[hh * d + c] += std::exp(s[u] - mx) / sum * V[u][hh * d + c];
         }
       for (std::int64_t o = 0; o < D; ++o) {
@@ -309,7 +311,135 @@ TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K) and LN_L(V)"
       }
     }
   }
-  CHECK(compare_to_reference(y.data(), expect).max_rel < 2e-6);
+  return expect;
+}
+
+std::unique_ptr<Attention> make_causal(const std::string& spec, std::int64_t D, std::int64_t h, std::int64_t n_max,
+                                       std::uint64_t seed) {
+  VariantSpec s = VariantSpec::parse(spec);
+  s.causal = true;
+  auto a = make_attention(s, D, h, n_max);
+  randomize(*a, seed);
+  return a;
+}
+
+// Every causal form, with the ls keys' corners (chunks of 4 with 2 vectors, the authors' r = 1, window
+// only, compressed vectors only).
+const std::vector<std::string> kCausalSpecs = {"full", "flash", "sliding:R=5", "lsra:K=3,Hc=2", "ls:w=8,l=4,r=2",
+                                               "ls:w=6,l=4,r=1", "ls:w=8,l=4,r=0", "ls:w=0,l=4,r=2",
+                                               "performer:features=16"};
+
+}  // namespace
+
+TEST_CASE("ls with r = 0 and w = n equals full attention on LN_L(K) and LN_L(V)", "[attention][equivalence][ls]") {
+  const Problem p = make_problem(2, 12, 8, 2, 4, 13);
+  auto ls = make("ls:w=12,r=0", p.D, p.h, p.n, 6);
+  CHECK(compare_to_reference(run_forward(*ls, p).data(), full_on_normalised_kv(*ls, p, false)).max_rel < 2e-6);
+}
+
+TEST_CASE("causal ls with r = 0 and w >= n equals causal full attention on LN_L(Kp) and LN_L(Vp)",
+          "[attention][equivalence][ls][causal]") {
+  const Problem p = make_problem(2, 24, 8, 2, 5, 13);
+  auto ls = make_causal("ls:w=24,l=4,r=0", p.D, p.h, p.n, 6);
+  CHECK(compare_to_reference(run_forward(*ls, p).data(), full_on_normalised_kv(*ls, p, true)).max_rel < 2e-6);
+}
+
+TEST_CASE("every causal form matches its float64 reference, forward and gradient", "[attention][causal][gradient]") {
+  // check_against_reference: the output, and a directional derivative of the input and of every parameter
+  // against central differences of the causal float64 reference, with padding present.
+  for (const auto& spec : kCausalSpecs) {
+    INFO(spec);
+    VariantSpec s = VariantSpec::parse(spec);
+    s.causal = true;
+    const ReferenceCheck c = check_against_reference(s, 16, 2, true, 3);
+    INFO(c.message);
+    CHECK(c.ok);
+  }
+}
+
+TEST_CASE("a causal output never depends on the future: perturbing inputs after t leaves outputs up to t bit for bit",
+          "[attention][causal]") {
+  for (const auto& spec : kCausalSpecs) {
+    INFO(spec);
+    const Problem p = make_problem(2, 300, 16, 2, 7, 21);  // several flash tiles, padding at the end of one example
+    auto a = make_causal(spec, p.D, p.h, p.n, 4);
+    const auto y = run_forward(*a, p);
+    for (const std::int64_t t0 : {0, 37, 128, 255}) {
+      INFO("perturbed after " << t0);
+      Problem q = p;
+      Rng rng(t0 + 1);
+      for (std::int64_t bi = 0; bi < p.b; ++bi)
+        for (std::int64_t t = t0 + 1; t < p.n; ++t)
+          for (std::int64_t c = 0; c < p.D; ++c) q.x[(bi * p.n + t) * p.D + c] += static_cast<float>(3 * rng.normal());
+      const auto y2 = run_forward(*a, q);
+      bool same = true, changed = false;
+      for (std::int64_t bi = 0; bi < p.b; ++bi)
+        for (std::int64_t t = 0; t < p.n; ++t)
+          for (std::int64_t c = 0; c < p.D; ++c) {
+            const std::size_t i = static_cast<std::size_t>((bi * p.n + t) * p.D + c);
+            if (t <= t0) same = same && std::memcmp(&y[i], &y2[i], sizeof(float)) == 0;
+            else changed = changed || (p.mask[bi * p.n + t] && y[i] != y2[i]);
+          }
+      CHECK(same);
+      CHECK(changed);  // the perturbation reached the module
+    }
+  }
+}
+
+TEST_CASE("causal flash equals causal full, and causal sliding with R >= n equals causal full",
+          "[attention][equivalence][causal]") {
+  const Problem p = make_problem(2, 300, 16, 2, 37, 5);
+  auto full = make_causal("full", p.D, p.h, p.n, 9);
+  auto flash = make_causal("flash", p.D, p.h, p.n, 9);
+  auto sliding = make_causal("sliding:R=300", p.D, p.h, p.n, 9);
+  const auto yf = run_forward(*full, p, true), yl = run_forward(*flash, p, true);
+  CHECK(max_rel_diff(yl, yf) <= 1e-5);
+  CHECK(max_rel_diff(run_forward(*sliding, p), yf) <= 1e-5);
+  std::vector<float> g(p.x.size()), dxf(p.x.size()), dxl(p.x.size());
+  Rng rng(3);
+  for (auto& v : g) v = static_cast<float>(rng.normal());
+  full->zero_grad();
+  flash->zero_grad();
+  full->backward(g.data(), dxf.data());
+  flash->backward(g.data(), dxl.data());
+  CHECK(max_rel_diff(dxl, dxf) <= 1e-4);
+  for (std::size_t i = 0; i < full->params().size(); ++i) {
+    const auto& pf = full->params()[i].grad;
+    const auto& pl = flash->params()[i].grad;
+    INFO(full->params()[i].name);
+    CHECK(max_rel_diff({pl.data(), pl.data() + pl.numel()}, {pf.data(), pf.data() + pf.numel()}, 1e-1) <= 1e-4);
+  }
+  // And causal differs from bidirectional (the mask is applied at all).
+  CHECK(max_rel_diff(yf, run_forward(*make("full", p.D, p.h, p.n, 9), p)) > 1e-2);
+}
+
+TEST_CASE("causal: variants without a causal form refuse, causal keys need it, and its flops follow the spec",
+          "[attention][causal][spec]") {
+  VariantSpec lin = VariantSpec::parse("linformer");
+  lin.causal = true;
+  CHECK_THROWS_WITH(make_attention(lin, 16, 2, 64), Catch::Contains("linformer has no causal form"));
+  VariantSpec nys = VariantSpec::parse("nystromformer");
+  nys.causal = true;
+  CHECK_THROWS_WITH(make_attention(nys, 16, 2, 64), Catch::Contains("nystromformer has no causal form"));
+  CHECK_THROWS_WITH(make_attention(VariantSpec::parse("ls:l=4"), 16, 2, 64), Catch::Contains("add --causal"));
+  // The causal ls keys: the authors' enwik8 defaults, and l only where causal.
+  CHECK(make_attention(VariantSpec::parse("ls"), 16, 2, 64)->resolved_params() ==
+        std::map<std::string, std::string>{{"r", "32"}, {"w", "8"}});
+  CHECK(make_causal("ls", 16, 2, 64, 1)->resolved_params() ==
+        std::map<std::string, std::string>{{"l", "16"}, {"r", "1"}, {"w", "512"}});
+  CHECK(make_causal("ls:l=16", 16, 2, 64, 1)->padded_length(40) == 48);
+  // Cost: causal full 2 b h n (n + 1) d; flash what it computes (at least that, at most the square).
+  const double n = 1000, b = 2, h = 2, d = 8;
+  const double causal_full = make_causal("full", 16, 2, 1000, 1)->forward_flops(2, 1000) - 8 * b * n * 16 * 16;
+  CHECK(causal_full == Approx(2 * b * h * n * (n + 1) * d));
+  const double flash = make_causal("flash", 16, 2, 1000, 1)->forward_flops(2, 1000) - 8 * b * n * 16 * 16;
+  CHECK(flash >= causal_full);
+  CHECK(flash < 4 * b * h * n * n * d * 0.75);
+  // sliding: 4 b h d sum_t min(R + 1, t + 1)
+  double keys = 0;
+  for (int t = 0; t < 1000; ++t) keys += std::min(6, t + 1);
+  CHECK(make_causal("sliding:R=5", 16, 2, 1000, 1)->forward_flops(2, 1000) - 8 * b * n * 16 * 16 ==
+        Approx(4 * b * h * d * keys));
 }
 
 TEST_CASE("ls with Wp = 0 and bp = 0 has r identical landmarks LN_G(mean of LN_L over real tokens)",

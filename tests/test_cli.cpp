@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/reference_f64.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/matmul.hpp"
@@ -40,7 +40,7 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
       // Specs are read where the command line is: before any data, measurement or file.
       {"train --task listops --data-dir /nonexistent --variant nope", {"unknown variant 'nope'"}},
       {"sweep --variants full,nope --n 64 --list", {"unknown variant 'nope'"}},
-      {"sweep --variants ls:w=0,r=0 --n 64,128 --list", {"--variants ls:w=0,r=0: no point of the sweep", "w=0 and r=0"}},
+      {"sweep --variants ls:w=0,r=0 --n 64,128 --list", {"--variants ls:w=0,r=0: no point can use it", "w=0 and r=0"}},
       {"sweep --variants sliding:X=3 --n 64 --list", {"unknown key 'X'", "R"}},
       {"lra --data-dir /nonexistent --out /nonexistent/r.json --variants ls:w", {"'w' is not key=value"}},
       {"maxlen --variant full --variant :k=1 --memory-budget 1GiB", {"missing variant name"}},

@@ -45,7 +45,7 @@ nlohmann::json train_run(double test_acc) {
 }
 
 nlohmann::json report(nlohmann::json results) {
-  return make_report(make_context({{"lsbench", "test"}, {.requested = 2, .granted = 2}, 100.0}), std::move(results));
+  return make_report(make_context({{"lsbench", "test"}, {.requested = 2, .granted = 2, .why_fewer = {}}, 100.0}), std::move(results));
 }
 
 std::string save(const fs::path& dir, const std::string& name, const nlohmann::json& rep) {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "attention_impls/reference_f64.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"

@@ -17,7 +17,7 @@ TEST_CASE("a report built by the writer validates and ids are stable hashes of t
   nlohmann::json res = {{"id", config_id(config)}, {"kind", "sweep-point"}, {"config", config}, {"status", "ok"},
                         {"time_s", {{"min", 1}, {"median", 1}, {"mean", 1}, {"max", 1}, {"stdev", 0}, {"samples", 5}}},
                         {"memory", {{"peak_tracked_bytes", 100}}}};
-  auto rep = make_report(make_context({{"lsbench", "x"}, {.requested = 2, .granted = 2}, 100.0}), nlohmann::json::array({res}));
+  auto rep = make_report(make_context({{"lsbench", "x"}, {.requested = 2, .granted = 2, .why_fewer = {}}, 100.0}), nlohmann::json::array({res}));
   CHECK(validate_report(rep).empty());
   auto no_time = rep;  // what every render reads of an ok point
   no_time["results"][0].erase("time_s");
@@ -49,7 +49,7 @@ TEST_CASE("the JSON Schema file accepts what the writer writes and names what is
                        {"time_s", {{"min", 1}, {"median", 1}, {"mean", 1}, {"max", 1}, {"stdev", 0}, {"samples", 5}}},
                        {"throughput", {{"tokens_per_s", 10.0}}},
                        {"memory", {{"peak_tracked_bytes", 100}}}};
-  const auto rep = make_report(make_context({{"lsbench", "x"}, {.requested = 2, .granted = 2}, 100.0}), nlohmann::json::array({ok}));
+  const auto rep = make_report(make_context({{"lsbench", "x"}, {.requested = 2, .granted = 2, .why_fewer = {}}, 100.0}), nlohmann::json::array({ok}));
   CHECK(validate_json_schema(rep, schema).empty());
 
   // One defect at a time, each reported with its JSON path.

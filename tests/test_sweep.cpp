@@ -24,6 +24,7 @@
 #include "nn/matmul.hpp"
 #include "reports/report.hpp"
 #include "tests/cli_helpers.hpp"
+#include "tests/data_helpers.hpp"
 #include "tests/helpers.hpp"
 
 extern char** environ;
@@ -331,4 +332,73 @@ TEST_CASE("a point's repro line carries the sweep's seed and budget, and rerun i
   }
   CHECK(whole["results"][0]["status"] == "oom");
   CHECK(whole["results"][1]["status"] == "ok");
+}
+
+TEST_CASE("attention bench and sweep measure a point through one path, and every result's repro line reproduces "
+          "its id",
+          "[sweep][cli]") {
+  const auto dir = test::fresh_dir("one_path");
+  const std::string quick = " --warmup 0 --min-reps 1 --min-time 0 ";
+  const auto bench = test::run_cli("attention bench --variant full ls:w=8,r=4 --n 64 100 --batch 2 --dim 16 --heads 2 "
+                                   "--mode fwdbwd --seed 3" + quick + "--json " + (dir / "bench.json").string());
+  INFO(bench.output);
+  REQUIRE(bench.code == 0);
+  const auto sweep = test::run_cli("sweep --variants full,ls:w=8,r=4 --n 64,100 --batch 2 --dim 16 --heads 2 "
+                                   "--mode attn-fwdbwd --seed 3 --no-progress" + quick + "--out " +
+                                   (dir / "sweep.json").string());
+  INFO(sweep.output);
+  REQUIRE(sweep.code == 0);
+  const auto b = read_report((dir / "bench.json").string())["results"];
+  const auto s = read_report((dir / "sweep.json").string())["results"];
+  REQUIRE(b.size() == 4);
+  REQUIRE(s.size() == 4);
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    INFO(b[i]["repro"]);
+    CHECK(b[i]["id"] == s[i]["id"]);
+    CHECK(b[i]["status"] == s[i]["status"]);
+    CHECK(b[i]["memory"]["peak_tracked_bytes"] == s[i]["memory"]["peak_tracked_bytes"]);
+    CHECK(b[i]["memory"]["analytic_bytes"] == s[i]["memory"]["analytic_bytes"]);
+    CHECK(b[i]["throughput"]["flops"] == s[i]["throughput"]["flops"]);
+    CHECK(b[i]["repro"] == s[i]["repro"]);
+    // The repro line, run as it stands, gives a report with the same id.
+    std::string repro = b[i]["repro"].get<std::string>();
+    REQUIRE(repro.rfind("lsbench ", 0) == 0);
+    const auto again = test::run_cli(repro.substr(8) + quick + "--no-progress --out " + (dir / "again.json").string());
+    REQUIRE(again.code == 0);
+    CHECK(read_report((dir / "again.json").string())["results"][0]["id"] == b[i]["id"]);
+  }
+  // The same line for a point in both commands' output.
+  CHECK_THAT(bench.output, Catch::Contains("attn-fwdbwd ls n=100 b=2 D=16 h=2 cpu: "));
+  CHECK_THAT(sweep.output, Catch::Contains("attn-fwdbwd ls n=100 b=2 D=16 h=2 cpu: "));
+  // A skipped point prints its repro line.
+  const auto skipped = test::run_cli("sweep --variants linformer:k=8,n_max=64 --n 64,128 --batch 1 --dim 16 --heads 2 "
+                                     "--mode attn-fwd --no-progress" + quick);
+  CHECK_THAT(skipped.output, Catch::Contains("skipped") &&
+                                 Catch::Contains("(rerun: lsbench sweep --variants linformer:k=8,n_max=64 --n 128"));
+}
+
+TEST_CASE("maxlen and train results carry a repro line that reproduces their id", "[sweep][cli][train]") {
+  const auto dir = test::fresh_dir("repro_maxlen");
+  const auto m = test::run_cli("maxlen --variant full --mode attn-fwd --batch 1 --dim 16 --heads 2 --granule 64 "
+                               "--limit 256 --memory-budget 64MiB --out " + (dir / "m.json").string());
+  REQUIRE(m.code == 0);
+  const auto r = read_report((dir / "m.json").string())["results"][0];
+  const std::string repro = r["repro"].get<std::string>();
+  INFO(repro);
+  REQUIRE(test::run_cli(repro.substr(8) + " --out " + (dir / "again.json").string()).code == 0);
+  CHECK(read_report((dir / "again.json").string())["results"][0]["id"] == r["id"]);
+  CHECK(r["attempts"][0].contains("repro"));
+
+  // A training run with overrides of its preset.
+  const auto t = test::run_cli(fmt::format("train --task listops --data-dir {} --preset smoke --variant ls:w=8,r=4 "
+                                           "--steps 4 --eval-every 2 --max-val 16 --max-test 16 --lr 0.003 --seed 5 "
+                                           "--no-progress --out {}",
+                                           test::smoke_listops_dir(), (dir / "t.json").string()));
+  REQUIRE(t.code == 0);
+  const auto run = read_report((dir / "t.json").string())["results"][0];
+  const std::string train_repro = run["repro"].get<std::string>();
+  INFO(train_repro);
+  CHECK_THAT(train_repro, Catch::Contains("--steps 4") && Catch::Contains("--seed 5") && !Catch::Contains("--batch"));
+  REQUIRE(test::run_cli(train_repro.substr(8) + " --no-progress --out " + (dir / "t2.json").string()).code == 0);
+  CHECK(read_report((dir / "t2.json").string())["results"][0]["id"] == run["id"]);
 }

@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "attention_impls/attention.hpp"
+#include "attention_impls/registry.hpp"
 #include "nn/npy.hpp"
 #include "nn/threads.hpp"
 #include "tests/cli_helpers.hpp"

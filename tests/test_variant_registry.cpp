@@ -143,8 +143,24 @@ TEST_CASE("every built-in variant's record is whole and agrees with its module",
     } else {
       CHECK_THROWS_AS(a->set_prob_dropout(ProbDropout{0.5f, 3}), UsageError);
     }
-    for (const auto& k : v.keys) CHECK(a->resolved_params().count(k.name) == 1);  // every key resolved
-    CHECK(a->resolved_params().size() == v.keys.size());
+    // Every key resolved, the causal form's only where causal.
+    std::size_t bidirectional_keys = 0;
+    for (const auto& k : v.keys) {
+      CHECK(a->resolved_params().count(k.name) == (k.causal_only ? 0u : 1u));
+      bidirectional_keys += !k.causal_only;
+    }
+    CHECK(a->resolved_params().size() == bidirectional_keys);
+    // The record's causal flag is what make_attention does: a causal module with every key, or a refusal.
+    VariantSpec causal = VariantSpec::parse(v.spec());
+    causal.causal = true;
+    if (v.causal) {
+      const auto c = make_attention(causal, 16, 2, 64);
+      CHECK(c->causal());
+      CHECK(c->resolved_params().size() == v.keys.size());
+    } else {
+      CHECK_THROWS_WITH(make_attention(causal, 16, 2, 64), Catch::Contains(v.no_causal_reason));
+      CHECK_FALSE(v.no_causal_reason.empty());
+    }
 #if LSBENCH_HAVE_CUDA
     CHECK(v.make_cuda != nullptr);  // every variant has its CUDA twin today
 #endif

@@ -109,7 +109,7 @@ __global__ void dynconv_kernel_grad_kernel(const float* dO, const float* U, std:
 class CudaLsra final : public Attention {
  public:
   explicit CudaLsra(std::unique_ptr<Attention> twin)
-      : Attention(twin->name(), twin->resolved_params(), twin->dim(), twin->heads(), Device::cuda),
+      : Attention(twin->name(), twin->resolved_params(), twin->dim(), twin->heads(), Device::cuda, twin->causal()),
         twin_(std::move(twin)), half_(dim_ / 2), ha_(std::max<std::int64_t>(heads_ / 2, 1)),
         K_(std::stoll(resolved_.at("K"))), Hc_(std::stoll(resolved_.at("Hc"))) {
     for (auto& tp : twin_->params()) add_param(tp.name, tp.value.shape());
