@@ -1,6 +1,6 @@
 // The sweep's axes: the comma lists of the command line, shards, and the cartesian product of points
 // with the command that reruns each one.
-#include "bench/sweep.hpp"
+#include "bench/sweep_axes.hpp"
 
 #include <algorithm>
 #include <cstdlib>

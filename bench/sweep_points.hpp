@@ -12,7 +12,7 @@
 
 #include "bench/attention_bench.hpp"
 #include "bench/machine.hpp"
-#include "bench/sweep.hpp"
+#include "bench/sweep_axes.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
 #include "nn/matmul.hpp"

@@ -15,7 +15,6 @@
 #include "nn/errors.hpp"
 #include "nn/tensor.hpp"
 #if LSBENCH_HAVE_CUDA
-#include "nn/cuda/blas.hpp"
 #endif
 
 namespace lsb {
@@ -288,9 +287,7 @@ PrecisionScope::~PrecisionScope() {
     std::lock_guard<std::mutex> lock(cache_mu);
     staging(0) = Tensor();
     staging(1) = Tensor();
-#if LSBENCH_HAVE_CUDA
     cuda::release_bf16_staging();
-#endif
   }
   g_precision = saved_;
 }

@@ -1,4 +1,5 @@
 #include "nn/cuda/blas.hpp"
+#include "nn/cuda/device.hpp"
 
 #include <cuda_bf16.h>
 

@@ -11,7 +11,6 @@ namespace lsb::cuda {
 // compact staging buffers and multiplied on tensor cores with fp32 accumulation into the fp32 c, as the
 // CPU does with oneDNN; the split-K kernel rounds its operands as it loads them.
 void gemm(const MatRef& a, const MatRef& b, const MatRef& c, float alpha = 1.0f, float beta = 0.0f);
-// Frees the bf16 staging buffers (PrecisionScope calls it when a run leaves bf16).
-void release_bf16_staging();
+// (Its bf16 staging buffers are freed by release_bf16_staging, nn/cuda/device.hpp.)
 
 }  // namespace lsb::cuda

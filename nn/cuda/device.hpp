@@ -41,6 +41,10 @@ void device_fill(float* p, std::int64_t count, float value);
 void device_memset(void* p, int byte, std::size_t bytes);
 // Waits for all queued work; throws if any of it failed.
 void synchronize();
+// Frees cuda::gemm's bf16 staging buffers (nn/cuda/blas.cu; PrecisionScope calls it when a run leaves
+// bf16). Declared here, below the products, so that nn/matmul does not include the GPU products that
+// include it.
+void release_bf16_staging();
 // The driver's view of the device: bytes free and total (cudaMemGetInfo).
 struct DriverMemory {
   std::int64_t free = 0, total = 0;

@@ -15,6 +15,7 @@ void copy(void*, const void*, std::size_t) { throw std::runtime_error(unavailabl
 void device_fill(float*, std::int64_t, float) { throw std::runtime_error(unavailable_reason()); }
 void device_memset(void*, int, std::size_t) { throw std::runtime_error(unavailable_reason()); }
 void synchronize() {}
+void release_bf16_staging() {}
 DriverMemory driver_memory() { return {}; }
 EventTimer::EventTimer() { throw std::runtime_error(unavailable_reason()); }
 EventTimer::~EventTimer() = default;
