@@ -56,7 +56,7 @@ LSB_VARIANT(full) {
   v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
     return std::make_unique<FullAttention>(dim, heads, keys.causal());
   };
-  v.causal = true;
+  v.causal = v.causal_cuda = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_full);
   v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, in.n); };
   v.prob_dropout = true;

@@ -299,7 +299,7 @@ LSB_VARIANT(lsra) {
                                    keys.spec_text(), dim, half, ha, Hc));
     return std::make_unique<LsraAttention>(keys.resolved(), dim, heads, K, Hc, keys.causal());
   };
-  v.causal = true;
+  v.causal = v.causal_cuda = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_lsra);
   v.reference_module = reference_lsra;
   v.prob_dropout = true;

@@ -65,7 +65,7 @@ LSB_VARIANT(sliding) {
   v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
     return std::make_unique<SlidingAttention>(keys.resolved(), dim, heads, keys.get_int("R", 0), keys.causal());
   };
-  v.causal = true;
+  v.causal = v.causal_cuda = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_sliding);
   v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, ref::key_int(in.keys, "R")); };
   v.prob_dropout = true;

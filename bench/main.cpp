@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -30,6 +31,7 @@
 #include "tasks/registry.hpp"
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 #include "nn/matmul.hpp"
 #include "nn/parse.hpp"
 #include "nn/threads.hpp"
@@ -45,11 +47,12 @@ struct TrainCli {
   std::vector<std::function<void(TrainOptions&)>> overrides;
 
   template <typename T>
-  void add(CLI::App* cmd, const char* flag, T TrainOptions::*field, const char* help) {
+  CLI::Option* add(CLI::App* cmd, const char* flag, T TrainOptions::*field, const char* help) {
     CLI::Option* opt = cmd->add_option(flag, given.*field, help);
     overrides.push_back([this, opt, field](TrainOptions& o) {
       if (opt->count() > 0) o.*field = given.*field;
     });
+    return opt;
   }
   TrainOptions resolve() const {
     TrainOptions o = given;  // task, variant, paths and execution fields as given
@@ -89,6 +92,18 @@ CLI::Validator thread_count() {
         return check_thread_count(*v);
       },
       "0..CPUS");
+}
+
+// A finite probability p with 0 <= p < 1 (dropout rates).
+CLI::Validator unit_interval() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        char* end = nullptr;
+        const double v = std::strtod(s.c_str(), &end);
+        if (end == s.c_str() || *end != '\0' || !(v >= 0 && v < 1)) return fmt::format("'{}' is not in [0, 1)", s);
+        return "";
+      },
+      "[0,1)");
 }
 
 // A registered task's name (tasks/registry.hpp), for --task and --tasks.
@@ -195,7 +210,8 @@ VariantSpec read_spec(const std::string& text, const char* option = "--variant")
 }
 std::vector<VariantSpec> read_spec_list(const std::string& comma_list) {
   std::vector<VariantSpec> specs;
-  for (const auto& text : split_variant_list(comma_list)) specs.push_back(read_spec(text, "--variants"));
+  if (comma_list.empty()) return specs;  // not given
+  for (const auto& text : split_variant_list(comma_list, "--variants")) specs.push_back(read_spec(text, "--variants"));
   return specs;
 }
 CLI::Option* add_variant(CLI::App* cmd, VariantSpec& spec, const char* help = "Attention variant spec NAME[:key=value,...]") {
@@ -218,7 +234,7 @@ void add_memory_budget(CLI::App* cmd, ByteSize& budget,
   cmd->add_option("--memory-budget", budget, help);
 }
 void add_seed(CLI::App* cmd, std::uint64_t& seed, const char* help = "Seed of parameters and inputs") {
-  cmd->add_option("--seed", seed, help)->capture_default_str();
+  cmd->add_option("--seed", seed, help)->capture_default_str()->check(CLI::NonNegativeNumber);
 }
 
 Command add_info(CLI::App& app) {
@@ -309,8 +325,12 @@ Command add_train(CLI::App& app) {
   add_precision(cmd, tg.precision);
   add_memory_budget(cmd, tg.memory_budget);
   cmd->add_option("--difficulty", tg.difficulty, "pathfinder, pathx: baseline, 9 or 14 (LRA's)")->capture_default_str();
-  cmd->add_option("--val-from", tg.val_from, "text: train (10% hold-out) or test (LRA convention)")->capture_default_str();
-  cmd->add_option("--split-seed", tg.split_seed, "Seed of hold-outs and subsets")->capture_default_str();
+  cmd->add_option("--val-from", tg.val_from, "text: train (10% hold-out) or test (LRA convention)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"train", "test"}));
+  cmd->add_option("--split-seed", tg.split_seed, "Seed of hold-outs and subsets")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   add_seed(cmd, tg.seed, "Seed of parameters, batch order and dropout");
   cmd->add_flag("!--no-progress", tg.progress, "No progress display");
   cmd->add_option("--init-weights", tg.init_weights,
@@ -321,30 +341,32 @@ Command add_train(CLI::App& app) {
                   "Train on the batches of this folder (ids_000000.npy, mask_..., labels_..., one per step) "
                   "instead of the task's sampler");
   // Overrides of the preset.
-  train->add(cmd, "--steps", &TrainOptions::steps, "Training steps");
-  train->add(cmd, "--batch", &TrainOptions::batch, "Batch size");
-  train->add(cmd, "--lr", &TrainOptions::lr, "Peak learning rate");
-  train->add(cmd, "--warmup", &TrainOptions::warmup, "Linear warm-up steps");
+  train->add(cmd, "--steps", &TrainOptions::steps, "Training steps")->check(CLI::PositiveNumber);
+  train->add(cmd, "--batch", &TrainOptions::batch, "Batch size")->check(CLI::PositiveNumber);
+  train->add(cmd, "--lr", &TrainOptions::lr, "Peak learning rate")->check(finite_number(true));
+  train->add(cmd, "--warmup", &TrainOptions::warmup, "Linear warm-up steps")->check(CLI::NonNegativeNumber);
   train->add(cmd, "--schedule", &TrainOptions::schedule,
              "linear (warm-up, then linear decay to 0) or onecycle (torch's OneCycleLR as the reference PyTorch LRA "
              "code runs it: from lr/25, beta1 cycled 0.95-0.85-0.95)");
-  train->add(cmd, "--weight-decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay");
+  train->add(cmd, "--weight-decay", &TrainOptions::weight_decay, "AdamW decoupled weight decay")
+      ->check(finite_number(false));
   train->add(cmd, "--dropout", &TrainOptions::dropout,
-             "Dropout on block outputs, and on attention probabilities unless --attention-dropout is given");
+             "Dropout on block outputs, and on attention probabilities unless --attention-dropout is given")->check(unit_interval());
   train->add(cmd, "--attention-dropout", &TrainOptions::attention_dropout,
-             "Dropout on attention probabilities (default: --dropout where the variant has them, else 0)");
-  train->add(cmd, "--clip-norm", &TrainOptions::clip_norm, "Clip the global gradient norm (0: off)");
-  train->add(cmd, "--eval-every", &TrainOptions::eval_every, "Validate every E steps");
-  train->add(cmd, "--log-every", &TrainOptions::log_every, "Curve point every K steps");
-  train->add(cmd, "--length", &TrainOptions::length, "Model sequence length (text: truncation)");
-  train->add(cmd, "--dim", &TrainOptions::dim, "Model width D");
-  train->add(cmd, "--heads", &TrainOptions::heads, "Attention heads");
-  train->add(cmd, "--layers", &TrainOptions::layers, "Encoder blocks");
-  train->add(cmd, "--mlp-dim", &TrainOptions::mlp_dim, "MLP width");
+             "Dropout on attention probabilities (default: --dropout where the variant has them, else 0)")->check(unit_interval());
+  train->add(cmd, "--clip-norm", &TrainOptions::clip_norm, "Clip the global gradient norm (0: off)")
+      ->check(finite_number(false));
+  train->add(cmd, "--eval-every", &TrainOptions::eval_every, "Validate every E steps")->check(CLI::PositiveNumber);
+  train->add(cmd, "--log-every", &TrainOptions::log_every, "Curve point every K steps")->check(CLI::PositiveNumber);
+  train->add(cmd, "--length", &TrainOptions::length, "Model sequence length (text: truncation)")->check(CLI::PositiveNumber);
+  train->add(cmd, "--dim", &TrainOptions::dim, "Model width D")->check(CLI::PositiveNumber);
+  train->add(cmd, "--heads", &TrainOptions::heads, "Attention heads")->check(CLI::PositiveNumber);
+  train->add(cmd, "--layers", &TrainOptions::layers, "Encoder blocks")->check(CLI::PositiveNumber);
+  train->add(cmd, "--mlp-dim", &TrainOptions::mlp_dim, "MLP width")->check(CLI::PositiveNumber);
   train->add(cmd, "--pooling", &TrainOptions::pooling, "mean, mean-all (the reference code's) or cls");
-  train->add(cmd, "--max-train", &TrainOptions::max_train, "Train on a seeded subset of this size (0: all)");
-  train->add(cmd, "--max-val", &TrainOptions::max_val, "Validate on a seeded subset (0: all)");
-  train->add(cmd, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (0: all)");
+  train->add(cmd, "--max-train", &TrainOptions::max_train, "Train on a seeded subset of this size (0: all)")->check(CLI::NonNegativeNumber);
+  train->add(cmd, "--max-val", &TrainOptions::max_val, "Validate on a seeded subset (0: all)")->check(CLI::NonNegativeNumber);
+  train->add(cmd, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (0: all)")->check(CLI::NonNegativeNumber);
   return {cmd, [train](const CommandLine& cmdline) {
             TrainOptions o = train->resolve();
             o.command_line = cmdline;
@@ -383,7 +405,7 @@ Command add_sweep(CLI::App& app) {
   cmd->add_option("--dim", s->dims, "Model widths D")->capture_default_str();
   cmd->add_option("--heads", s->heads, "Head counts")->capture_default_str();
   cmd->add_option("--layers", s->layers, "Encoder layers (model modes)")->capture_default_str();
-  cmd->add_option("--mlp-dim", s->o.mlp_dim, "MLP width (model modes; default 2 D)");
+  cmd->add_option("--mlp-dim", s->o.mlp_dim, "MLP width (model modes; default 2 D)")->check(CLI::PositiveNumber);
   cmd->add_option("--mode", s->modes, "attn-fwd, attn-fwdbwd, model-fwd, train-step (a list)")->capture_default_str();
   cmd->add_option("--task", s->o.task, task_help("The task whose vocabulary, classes (and two towers) the model modes take"))
       ->check(known_task());
@@ -408,19 +430,19 @@ Command add_sweep(CLI::App& app) {
             sw.dims = ints(s->dims, "--dim");
             sw.heads = ints(s->heads, "--heads");
             sw.layers = ints(s->layers, "--layers");
-            sw.modes = split_variant_list(s->modes);
+            sw.modes = split_variant_list(s->modes, "--mode");
             sw.devices.clear();
-            for (const auto& d : split_variant_list(s->devices)) sw.devices.push_back(parse_device(d, "--device"));
+            for (const auto& d : split_variant_list(s->devices, "--device")) sw.devices.push_back(parse_device(d, "--device"));
             sw.precisions.clear();
-            for (const auto& p : split_variant_list(s->precisions))
+            for (const auto& p : split_variant_list(s->precisions, "--precision"))
               sw.precisions.push_back(parse_precision(p, "--precision"));
             sw.causal.clear();
-            for (const auto& c : split_variant_list(s->causal)) {
+            for (const auto& c : split_variant_list(s->causal, "--causal")) {
               if (c != "off" && c != "on") throw UsageError("--causal " + c + ": expected off, on or both (off,on)");
               sw.causal.push_back(c == "on");
             }
             sw.threads.clear();
-            for (const auto& t : split_variant_list(s->threads)) {
+            for (const auto& t : split_variant_list(s->threads, "--threads")) {
               if (t == "0") sw.threads.push_back(0);
               else sw.threads.push_back(static_cast<int>(parse_length_list(t, "--threads").front()));
               if (const std::string why = check_thread_count(sw.threads.back()); !why.empty())
@@ -584,11 +606,7 @@ Command add_compare(CLI::App& app) {
             }
             const Comparison cmp = compare_reports(base, next, c->base, c->next, t);
             fmt::print("{}", cmp.markdown);
-            if (!c->out.empty()) {
-              std::ofstream f(c->out);
-              f << cmp.markdown;
-              if (!f) throw InputError(fmt::format("{}: cannot write the comparison", c->out));
-            }
+            if (!c->out.empty()) write_file_atomic(c->out, cmp.markdown);
             return cmp.regressed > 0 ? kRegression : kOk;
           }};
 }
@@ -624,8 +642,9 @@ int with_exit_codes(const std::function<int()>& body) {
 int main(int argc, char** argv) {
   CLI::App app{"lsbench: long-sequence attention benchmarks (Transformer-LS and baselines) on Long Range Arena"};
   app.require_subcommand(1);
-  app.footer("Exit codes: 0 ok, 1 regression (compare), 2 usage error, 3 bad input data, 4 out of memory, "
-             "5 internal error.");
+  std::vector<std::string> codes;
+  for (const auto& [code, meaning] : kExitCodes) codes.push_back(fmt::format("{} {}", code, meaning));
+  app.footer(fmt::format("Exit codes: {}.", fmt::join(codes, ", ")));
 
   std::vector<Command> commands;
   commands.push_back(add_info(app));
@@ -656,11 +675,20 @@ int main(int argc, char** argv) {
     return kUsage;
   }
 
+  // No option takes an empty or blank value (an output path "" would silently mean "none").
+  const std::function<void(const CLI::App*)> refuse_blank = [&](const CLI::App* a) {
+    for (const CLI::Option* opt : a->get_options())
+      for (const std::string& v : opt->results())
+        if (v.find_first_not_of(" \t\n") == std::string::npos)
+          throw UsageError(fmt::format("{}: an empty value", opt->get_name()));
+    for (const CLI::App* sub : a->get_subcommands()) refuse_blank(sub);
+  };
   // Before any parallel region: OpenMP's default (OMP_NUM_THREADS) capped by the CPUs this process may use
   // and the runtime's limits, so that no region gets fewer threads than oneDNN splits its work into.
   use_threads(0);
   const CommandLine cmdline(argv, argv + argc);
   return with_exit_codes([&]() -> int {
+    refuse_blank(&app);
     if (data_cli.parsed()) return data_cli.run();
     for (const auto& c : commands)
       if (c.app->parsed()) return c.run(cmdline);

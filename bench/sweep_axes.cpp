@@ -16,7 +16,9 @@ namespace lsb {
 
 // ---- parsing -----------------------------------------------------------------------------------
 
-std::vector<std::string> split_variant_list(const std::string& text) {
+std::vector<std::string> split_variant_list(const std::string& text, const std::string& option) {
+  if (!option.empty() && text.find_first_not_of(" \t") == std::string::npos)
+    throw UsageError(fmt::format("{} '{}': an empty list", option, text));
   std::vector<std::string> out;
   std::size_t pos = 0;
   while (pos <= text.size()) {
@@ -28,9 +30,15 @@ std::vector<std::string> split_variant_list(const std::string& text) {
       out.back() += "," + piece;
     else if (!piece.empty())
       out.push_back(piece);
+    else if (!option.empty())
+      throw UsageError(fmt::format("{} '{}': an empty item (two commas, or one at an end)", option, text));
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
+  if (!option.empty())
+    for (std::size_t i = 0; i < out.size(); ++i)
+      if (std::find(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(i), out[i]) != out.begin() + static_cast<std::ptrdiff_t>(i))
+        throw UsageError(fmt::format("{} '{}': '{}' is listed twice", option, text, out[i]));
   return out;
 }
 
@@ -48,7 +56,7 @@ std::vector<std::int64_t> parse_length_list(const std::string& text, const std::
   std::vector<std::int64_t> out;
   const auto c1 = text.find(':');
   if (c1 == std::string::npos) {
-    for (const auto& piece : split_variant_list(text)) out.push_back(parse_positive(piece, option));
+    for (const auto& piece : split_variant_list(text, option)) out.push_back(parse_positive(piece, option));
     return out;
   }
   const auto c2 = text.find(':', c1 + 1);
@@ -62,7 +70,15 @@ std::vector<std::int64_t> parse_length_list(const std::string& text, const std::
     throw UsageError(fmt::format("{} {}: a range is START:STOP:xFACTOR (factor >= 2) or START:STOP:+STEP with "
                                  "START <= STOP",
                                  option, text));
-  for (std::int64_t n = start; n <= stop; n = kind == 'x' ? n * step : n + step) out.push_back(n);
+  // A bounded number of points, and no overflow on the way: the next value is made only when it fits.
+  constexpr std::size_t kMaxPoints = 4096;
+  for (std::int64_t n = start;;) {
+    out.push_back(n);
+    if (out.size() > kMaxPoints)
+      throw UsageError(fmt::format("{} {}: more than {} values", option, text, kMaxPoints));
+    if (kind == 'x' ? n > stop / step : n > stop - step) break;  // the next one would pass STOP
+    n = kind == 'x' ? n * step : n + step;
+  }
   return out;
 }
 
@@ -81,9 +97,19 @@ bool shard_from_slurm(int& index, int& count) {
   const char* n = std::getenv("SLURM_ARRAY_TASK_COUNT");
   if (!id || !n) return false;
   const char* lo = std::getenv("SLURM_ARRAY_TASK_MIN");
-  const auto [i, c] = parse_shard(fmt::format("{}/{}", std::atoll(id) - (lo ? std::atoll(lo) : 0), n));
-  index = i;
-  count = c;
+  // Strict integers, blamed on the variable that holds them (not on --shard).
+  auto env_int = [](const char* name, const char* text) {
+    const std::optional<std::int64_t> v = parse_int(text);
+    if (!v || *v < 0) throw UsageError(fmt::format("{}='{}': not a non-negative integer", name, text));
+    return *v;
+  };
+  const std::int64_t task = env_int("SLURM_ARRAY_TASK_ID", id), tasks = env_int("SLURM_ARRAY_TASK_COUNT", n);
+  const std::int64_t first = lo ? env_int("SLURM_ARRAY_TASK_MIN", lo) : 0;
+  if (tasks < 1 || task < first || task - first >= tasks)
+    throw UsageError(fmt::format("SLURM_ARRAY_TASK_ID={} SLURM_ARRAY_TASK_COUNT={}{}: not a task of the array", id, n,
+                                 lo ? fmt::format(" SLURM_ARRAY_TASK_MIN={}", lo) : ""));
+  index = static_cast<int>(task - first);
+  count = static_cast<int>(tasks);
   return true;
 }
 

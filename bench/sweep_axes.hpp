@@ -37,7 +37,8 @@ struct SweepOptions {
 
 // "full,flash,ls:w=8,r=32" -> {"full", "flash", "ls:w=8,r=32"}: a piece with '=' but no ':' continues
 // the previous spec's keys.
-std::vector<std::string> split_variant_list(const std::string& text);
+// With `option`: an empty list, an empty item or an item given twice is a UsageError naming it.
+std::vector<std::string> split_variant_list(const std::string& text, const std::string& option = "");
 // "1024:32768:x2" (doubling), "1024:4096:+1024" (steps) or "1024,2048,4096". UsageError names `option`.
 std::vector<std::int64_t> parse_length_list(const std::string& text, const std::string& option);
 // "i/N" with 0 <= i < N. UsageError names the option.

@@ -14,6 +14,7 @@
 
 #include "nn/cuda/device.hpp"
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 
 namespace lsb {
 namespace {
@@ -119,24 +120,7 @@ void save_checkpoint(const std::string& path, const std::string& metadata, const
     }
   }
   w.u64(fnv1a(w.buf.data(), w.buf.size()));
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) throw InputError(fmt::format("{}: cannot write checkpoint: {}", tmp, std::strerror(errno)));
-  std::size_t done = 0;
-  while (done < w.buf.size()) {
-    const ssize_t got = ::write(fd, w.buf.data() + done, w.buf.size() - done);
-    if (got <= 0) {
-      ::close(fd);
-      throw InputError(fmt::format("{}: write failed: {}", tmp, std::strerror(errno)));
-    }
-    done += static_cast<std::size_t>(got);
-  }
-  // Durable before it replaces the previous checkpoint.
-  if (::fsync(fd) != 0 || ::close(fd) != 0)
-    throw InputError(fmt::format("{}: fsync failed: {}", tmp, std::strerror(errno)));
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw InputError(fmt::format("{}: cannot rename checkpoint into place: {}", path, ec.message()));
+  write_file_atomic(path, std::string_view(w.buf.data(), w.buf.size()));  // durable before it replaces the old one
 }
 
 std::string read_checkpoint_metadata(const std::string& path) {

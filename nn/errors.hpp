@@ -28,4 +28,9 @@ struct OutOfMemory : std::runtime_error {
 enum ExitCode : int { kOk = 0, kRegression = 1, kUsage = 2, kBadInput = 3, kOutOfMemory = 4, kInternal = 5,
                        kDiverged = 6 };  // a training run whose loss became NaN/Inf (report kept)
 
+// Every exit code with its meaning, in order: the one table the help footer and README print.
+inline constexpr const char* kExitCodes[][2] = {
+    {"0", "ok"}, {"1", "regression (compare)"}, {"2", "usage error"}, {"3", "bad input data"},
+    {"4", "out of memory"}, {"5", "internal error"}, {"6", "a training run diverged (its report kept)"}};
+
 }  // namespace lsb

@@ -1,29 +1,16 @@
-// Files that are either whole or absent: written to PATH.tmp, then renamed over PATH.
+// The one way lsbench writes an output file: whole or not at all, never a destroyed target.
 #pragma once
-#include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 
-#include <fmt/format.h>
-
-#include "nn/errors.hpp"
-
 namespace lsb {
 
-// Throws InputError naming `path` when it cannot be written.
-inline void write_file_atomic(const std::string& path, std::string_view content) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw InputError(fmt::format("{}: cannot open for writing", path));
-    f.write(content.data(), static_cast<std::streamsize>(content.size()));
-    f.close();
-    if (!f) throw InputError(fmt::format("{}: writing failed", path));
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) throw InputError(fmt::format("{}: cannot move into place: {}", path, ec.message()));
-}
+// Writes `content` to `path`. A regular file (or a new one) is written to PATH.tmp, flushed to disk, then
+// renamed over PATH, so PATH is the old file or the new one, never a part; a failed write leaves the old
+// file as it was. A target that exists and is not a regular file (a character device such as /dev/null,
+// a FIFO) is written in place, never replaced. Every write, flush and close is checked: an empty path is
+// a UsageError; a directory, a missing folder, no permission, a name too long or a full disk is an
+// InputError naming the path and the system's reason (exit 3).
+void write_file_atomic(const std::string& path, std::string_view content);
 
 }  // namespace lsb

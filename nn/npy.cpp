@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 
 namespace lsb {
 
@@ -203,30 +204,13 @@ void write_npy_f32(const std::string& path, const Shape& shape, const float* dat
   const std::size_t total = 10 + header.size() + 1;
   header.append((64 - total % 64) % 64, ' ');
   header += '\n';
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    throw InputError(fmt::format("{}: is a directory; give a file name for the array", path));
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary);
-    if (!f) throw InputError(fmt::format("{}: cannot write ({})", path, std::strerror(errno)));
-    const std::uint16_t hl = static_cast<std::uint16_t>(header.size());
-    f.write("\x93NUMPY\x01\x00", 8);
-    f.put(static_cast<char>(hl & 0xff));
-    f.put(static_cast<char>(hl >> 8));
-    f.write(header.data(), static_cast<std::streamsize>(header.size()));
-    f.write(reinterpret_cast<const char*>(data), numel_of(shape) * 4);
-    if (!f) {
-      f.close();
-      std::filesystem::remove(tmp, ec);
-      throw InputError(fmt::format("{}: write failed", path));
-    }
-  }
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    throw InputError(fmt::format("{}: cannot write ({})", path, ec.message()));
-  }
+  const std::uint16_t hl = static_cast<std::uint16_t>(header.size());
+  std::string bytes("\x93NUMPY\x01\x00", 8);
+  bytes += static_cast<char>(hl & 0xff);
+  bytes += static_cast<char>(hl >> 8);
+  bytes += header;
+  bytes.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(numel_of(shape) * 4));
+  write_file_atomic(path, bytes);
 }
 
 }  // namespace lsb

@@ -1,9 +1,11 @@
 #include "reports/report.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 
 #include <fmt/format.h>
@@ -140,14 +142,45 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
   return errs;
 }
 
+namespace {
+
+// The deepest nesting of arrays and objects in JSON text (brackets inside strings not counted), so that a
+// hostile file is refused before any recursive walk of it.
+int json_depth(const std::string& text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+}  // namespace
+
 nlohmann::json read_report(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw InputError(fmt::format("{}: is a directory, not a report", path));
-  std::ifstream f(path);
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw InputError(fmt::format("{}: not a regular file (a device, FIFO or socket), not a report", path));
+  std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("{}: cannot open the report", path));
+  const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  constexpr int kMaxDepth = 64;  // a report nests 6 deep; the schema allows free-form blocks below that
+  if (const int depth = json_depth(text); depth > kMaxDepth)
+    throw InputError(fmt::format("{}: JSON nested {} deep (more than {}): not an lsbench report", path, depth, kMaxDepth));
   nlohmann::json r;
   try {
-    r = nlohmann::json::parse(f);
+    r = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw InputError(fmt::format("{}: not a JSON report (byte {}: {})", path, e.byte, e.what()));
   } catch (const nlohmann::json::exception& e) {  // e.g. a number too large for a double

@@ -152,8 +152,18 @@ GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw InputError(fmt::format("{}: cannot create directory: {}", dir, ec.message()));
+  // Kept lengths are those strictly between the bounds: none exist when they are less than 2 apart, and
+  // the shortest tree ("[MIN d ]") has 3 tokens.
+  if (cfg.min_length < 0 || cfg.max_length - cfg.min_length < 2 || cfg.max_length <= 3)
+    throw UsageError(fmt::format("--min-length {} --max-length {}: no tree length lies strictly between them (the "
+                                 "shortest tree has 3 tokens)",
+                                 cfg.min_length, cfg.max_length));
   Generator gen(cfg);
   GenerateStats st;
+  // A window the process (almost) never draws into would loop for ever: give up after this many draws in
+  // a row without a new tree kept.
+  constexpr std::int64_t kFruitlessDraws = 2'000'000;
+  std::int64_t fruitless = 0;
   // Duplicates are recognised by a 64-bit fingerprint of the text (the texts themselves would take
   // hundreds of MiB); the chance of a false match among 10^5 trees is below 10^-9.
   std::unordered_set<std::uint64_t> seen;
@@ -167,6 +177,10 @@ GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir) {
     for (std::int64_t k = 0; k < count;) {
       const Expression e = gen.draw();
       ++st.drawn;
+      if (++fruitless > kFruitlessDraws)
+        throw UsageError(fmt::format("--min-length {} --max-length {}: {} trees drawn in a row without a new one of a "
+                                     "length between the bounds (max depth {}, max arguments {}); widen the bounds",
+                                     cfg.min_length, cfg.max_length, kFruitlessDraws, cfg.max_depth, cfg.max_args));
       if (e.text.empty()) continue;  // outside the length window
       std::uint64_t h = 1469598103934665603ULL;
       for (unsigned char c : e.text) h = (h ^ c) * 1099511628211ULL;
@@ -175,6 +189,7 @@ GenerateStats generate(const GeneratorConfig& cfg, const std::string& dir) {
         continue;
       }
       f << e.text << '\t' << e.value << '\n';
+      fruitless = 0;
       ++k;
       ++st.kept;
     }
@@ -224,9 +239,17 @@ Split load_split(const std::string& path, std::int64_t max_tokens) {
     if (!unknown.empty())
       throw InputError(fmt::format("{}:{}: unknown token '{}' (ListOps has digits, [MIN, [MAX, [MED, [SM and ])", path,
                                    lineno, unknown.substr(0, 40)));
+    // Balanced: every operator's list is closed, and nothing is closed that was not opened.
+    std::int64_t depth = 0;
+    for (const std::int32_t id : tokens) {
+      depth += id >= 12 && id <= 15 ? 1 : id == 16 ? -1 : 0;
+      if (depth < 0) throw InputError(fmt::format("{}:{}: a ']' closes a list that was never opened", path, lineno));
+    }
+    if (depth != 0) throw InputError(fmt::format("{}:{}: {} list(s) never closed with ']'", path, lineno, depth));
     if (static_cast<std::int64_t>(tokens.size()) > max_tokens)
-      throw InputError(fmt::format("{}:{}: {} tokens, longer than the maximum {}", path, lineno, tokens.size(),
-                                   max_tokens));
+      throw InputError(fmt::format("{}:{}: {} tokens, longer than the model's length {} (--length, or the task's "
+                                   "default)",
+                                   path, lineno, tokens.size(), max_tokens));
     s.tokens.push_back(std::move(tokens));
     s.labels.push_back(target[0] - '0');
   }

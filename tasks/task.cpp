@@ -81,6 +81,20 @@ TaskData load_task(const std::string& name, const TaskOptions& opt) {
   subsample(t.test, opt.max_test, opt.split_seed + 3);
   for (const Split* s : {&t.train, &t.val, &t.test})
     if (s->size() == 0) throw InputError(fmt::format("{}: the {} split is empty", s->path, s->name));
+  // A classifier trained on a split that lacks a class cannot learn it: say so instead of training.
+  std::vector<bool> seen(static_cast<std::size_t>(info.classes), false);
+  for (const int l : t.train.labels) {
+    if (l < 0 || l >= info.classes)
+      throw InputError(fmt::format("{}: label {} outside the task's {} classes", t.train.path, l, info.classes));
+    seen[static_cast<std::size_t>(l)] = true;
+  }
+  std::vector<int> missing;
+  for (int c = 0; c < info.classes; ++c)
+    if (!seen[static_cast<std::size_t>(c)]) missing.push_back(c);
+  if (!missing.empty())
+    throw InputError(fmt::format("{}: the training split ({} examples{}) has no example of class {}", t.train.path,
+                                 t.train.size(), opt.max_train > 0 ? ", after --max-train" : "",
+                                 fmt::join(missing, ", ")));
   t.provenance["split_seed"] = opt.split_seed;
   t.provenance["split_sizes"] = {{"train", t.train.size()}, {"val", t.val.size()}, {"test", t.test.size()}};
   if (opt.max_train > 0 || opt.max_val > 0 || opt.max_test > 0)

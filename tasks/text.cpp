@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "nn/errors.hpp"
+#include "nn/parse.hpp"
 #include "tasks/registry.hpp"
 
 namespace lsb::text {
@@ -61,6 +62,10 @@ std::vector<Review> list_reviews(const std::string& root, const std::string& par
       const long long id = std::strtoll(stem.c_str(), &end, 10);
       if (us == std::string::npos || end != stem.c_str() + us || us == 0)
         throw InputError(fmt::format("{}: file name is not <id>_<rating>.txt", e.path().string()));
+      const std::optional<std::int64_t> rating = parse_int(stem.substr(us + 1));
+      if (!rating || *rating < 1 || *rating > 10)
+        throw InputError(fmt::format("{}: the rating '{}' is not an integer 1..10 (aclImdb names reviews <id>_<rating>.txt)",
+                                     e.path().string(), stem.substr(us + 1)));
       files.push_back({id, label, e.path().string()});
     }
     std::sort(files.begin(), files.end(), [](const Review& a, const Review& b) { return a.id < b.id; });

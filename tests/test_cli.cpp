@@ -1,6 +1,9 @@
 // The command line as a user meets it: exit codes, one-line errors, and the interop path.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
@@ -329,4 +332,67 @@ TEST_CASE("hostile command lines and files get a one-line error and their exit c
   const int huge_window = run_cli("attention bench --variant ls:w=1000000000 --n 64" + kQuick).code;
   CHECK((huge_window == 2 || huge_window == 4));
 #endif
+}
+
+TEST_CASE("hostile values of the probe's second round: empty and huge axes, bad numbers, bad environment, deep JSON, "
+          "device outputs",
+          "[cli][hardening]") {
+  const auto dir = fresh_dir("hostile2");
+  const std::string sweep = "sweep --variants full --batch 1 --dim 16 --heads 2 --list ";
+  // Each is a usage error (exit 2) naming the option, never a crash, a hang or exit 0.
+  const std::pair<std::string, std::vector<std::string>> usage[] = {
+      {sweep + "--n ''", {"--n", "empty"}},
+      {sweep + "--n ,", {"--n", "empty item"}},
+      {sweep + "--n 64,,128", {"--n", "empty item"}},
+      {sweep + "--n 64,64", {"--n", "twice"}},
+      {sweep + "--n 64:9223372036854775807:x2", {"--n", "beyond any machine"}},  // 57 values, the last too large
+      {sweep + "--n 1:9223372036854775807:+1", {"--n", "more than 4096 values"}},
+      {sweep + "--n 64 --mode attn-fwd,", {"--mode", "empty item"}},
+      {sweep + "--n 64 --causal maybe", {"--causal maybe"}},
+      {sweep + "--n 64 --mlp-dim -5", {"--mlp-dim"}},
+      {"sweep --variants full,,flash --n 64 --list", {"--variants", "empty item"}},
+      {"train --task listops --data-dir /tmp --val-from bogus", {"--val-from"}},
+      {"train --task listops --data-dir /tmp --lr nan", {"--lr"}},
+      {"train --task listops --data-dir /tmp --weight-decay inf", {"--weight-decay"}},
+      {"train --task listops --data-dir /tmp --clip-norm nan", {"--clip-norm"}},
+      {"train --task listops --data-dir /tmp --seed -1", {"--seed"}},
+      {"train --task listops --data-dir /tmp --max-val -1", {"--max-val"}},
+      {"train --task listops --data-dir /tmp --attention-dropout -0.5", {"--attention-dropout"}},
+      {"train --task listops --data-dir /tmp --length 0", {"--length"}},
+      {"data generate listops --out " + (dir / "l").string() + " --min-length 10 --max-length 11", {"--min-length"}},
+  };
+  for (const auto& [args, expected] : usage) {
+    INFO(args);
+    const auto r = run_cli(args);
+    CHECK(r.code == 2);
+    for (const auto& e : expected) CHECK_THAT(r.output, Catch::Contains(e));
+  }
+  // Sharding from the environment: strict integers, blamed on the variable.
+  const auto slurm = run_cli(sweep + "--n 64", "SLURM_ARRAY_TASK_ID=x SLURM_ARRAY_TASK_COUNT=4");
+  CHECK(slurm.code == 2);
+  CHECK_THAT(slurm.output, Catch::Contains("SLURM_ARRAY_TASK_ID='x'"));
+  // Every exit code in the help footer.
+  CHECK_THAT(run_cli("--help").output, Catch::Contains("6 a training run diverged"));
+  // A report nested deeper than any report is refused before it is walked.
+  std::ofstream(dir / "deep.json") << std::string(100000, '[') << std::string(100000, ']');
+  const auto deep = run_cli("report " + (dir / "deep.json").string());
+  CHECK(deep.code == 3);
+  CHECK_THAT(deep.output, Catch::Contains("nested 100000 deep"));
+  // A FIFO as input is refused, not read for ever.
+  REQUIRE(::mkfifo((dir / "fifo.json").c_str(), 0600) == 0);
+  const auto fifo = run_cli("report " + (dir / "fifo.json").string());
+  CHECK(fifo.code == 3);
+  CHECK_THAT(fifo.output, Catch::Contains("not a regular file"));
+  // Outputs: an empty path is refused; a character device (a copy of /dev/null made for the test, where the
+  // system lets us) is written in place, never replaced by a regular file.
+  const std::string bench = "attention bench --variant full --n 32 --batch 1 --dim 16 --heads 2 --warmup 0 "
+                            "--min-reps 1 --min-time 0 --json ";
+  CHECK(run_cli(bench + "''").code == 2);
+  const fs::path dev = dir / "null-copy";
+  if (::mknod(dev.c_str(), S_IFCHR | 0666, makedev(1, 3)) == 0) {
+    CHECK(run_cli(bench + dev.string()).code == 0);
+    CHECK(fs::is_character_file(dev));
+  } else {
+    WARN("skipped the device-output case: mknod is not permitted here");
+  }
 }

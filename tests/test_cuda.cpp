@@ -2,6 +2,8 @@
 // present and say why they skip where none is.
 #include <catch2/catch.hpp>
 
+#include <cstring>
+
 #include <algorithm>
 #include <cmath>
 
@@ -157,6 +159,64 @@ TEST_CASE("every variant on CUDA matches the CPU forward and backward with paddi
         CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
       }
     }
+  }
+}
+
+TEST_CASE("every causal form on CUDA matches the CPU, and its past outputs ignore the future", "[cuda][attention][causal]") {
+  auto causal = [](const std::string& spec) {
+    VariantSpec s = VariantSpec::parse(spec);
+    s.causal = true;
+    return s;
+  };
+  // The variants whose record has causal_cuda; the others refuse --causal --device cuda with the reason.
+  std::vector<std::string> specs;
+  for (const auto& v : variants())
+    if (v.causal_cuda) specs.push_back(v.spec());
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    return;
+  }
+  CHECK_THROWS_WITH(make_attention(causal("ls:w=8,l=4,r=2"), 32, 4, 64, Device::cuda), Catch::Contains("no CUDA kernels"));
+  for (const auto& spec : specs) {
+    INFO(spec);
+    const std::int64_t D = 128, h = 2;
+    const Problem p = test::make_problem(2, 200, D, h, 37, 17);  // several tiles; padding at one end
+    auto cpu = make_attention(causal(spec), D, h, p.n);
+    test::randomize(*cpu, 5);
+    auto gpu = make_attention(causal(spec), D, h, p.n, Device::cuda);
+    REQUIRE(gpu->causal());
+    copy_param_values(*cpu, *gpu);
+    std::vector<float> dy(p.x.size());
+    Rng rng(9);
+    for (auto& v : dy) v = static_cast<float>(rng.normal());
+    const Pass c = run_pass(*cpu, p, dy), g = run_pass(*gpu, p, dy);
+    const auto ref = reference_attention(cpu->name(), cpu->resolved_params(), D, h, p.b, p.n, params_f64(*cpu),
+                                         test::to_f64(p.x), p.mask, {}, true);
+    const double cpu_err = compare_to_reference(c.y.data(), ref).max_rel;
+    const double gpu_err = compare_to_reference(g.y.data(), ref).max_rel;
+    INFO("forward error against float64: cpu " << cpu_err << ", cuda " << gpu_err);
+    CHECK(gpu_err <= std::max(2 * cpu_err, 2e-6));
+    const double scale = max_abs(c.dx);
+    CHECK(rel_diff(g.dx, c.dx, 0) <= 1e-4);
+    for (std::size_t i = 0; i < c.grads.size(); ++i) {
+      INFO("gradient of " << cpu->params()[i].name);
+      CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
+    }
+    // The future: inputs after t0 changed, outputs up to t0 the same bits.
+    const std::int64_t t0 = 70;
+    Problem q = p;
+    for (std::int64_t bi = 0; bi < p.b; ++bi)
+      for (std::int64_t t = t0 + 1; t < p.n; ++t)
+        for (std::int64_t e = 0; e < D; ++e) q.x[(bi * p.n + t) * D + e] += 1.5f;
+    const Pass g2 = run_pass(*gpu, q, dy);
+    bool same = true;
+    for (std::int64_t bi = 0; bi < p.b; ++bi)
+      for (std::int64_t t = 0; t <= t0; ++t)
+        for (std::int64_t e = 0; e < D; ++e) {
+          const std::size_t i = static_cast<std::size_t>((bi * p.n + t) * D + e);
+          same = same && std::memcmp(&g.y[i], &g2.y[i], sizeof(float)) == 0;
+        }
+    CHECK(same);
   }
 }
 

@@ -120,4 +120,9 @@ TEST_CASE("listops loader errors name the file and line", "[listops]") {
              Catch::Contains("cols.tsv:2: more than two tab-separated columns"));
   CHECK_THAT(err(write("junk.tsv", "Source\tTarget\n( [MIN 3 @@ ] )\t3\n")),
              Catch::Contains("junk.tsv:2: unknown token '@@'"));
+  // Unbalanced brackets: a list never closed, and a close without an open list.
+  CHECK_THAT(err(write("open.tsv", "Source\tTarget\n" + ok + "( ( [MAX 2 ) 9 )\t9\n")),
+             Catch::Contains("open.tsv:3: 1 list(s) never closed"));
+  CHECK_THAT(err(write("close.tsv", "Source\tTarget\n( [MIN 3 ] ) ]\t3\n")),
+             Catch::Contains("close.tsv:2: a ']' closes a list that was never opened"));
 }

@@ -208,3 +208,15 @@ TEST_CASE("the accuracy table takes its columns and published rows from the task
   CHECK_THAT(md, Catch::Contains("| softmax attention (Nystromformer paper, PyTorch small recipe) | 37.10 | 65.02 | 79.35 | 38.20 | 74.16 | | 58.77 |"));
   CHECK_THAT(md, Catch::Contains("| lsbench full | 37.12 |"));
 }
+
+TEST_CASE("a training split without every class is refused, naming the file and the missing classes", "[tasks]") {
+  ScopedTask scoped(majority_record());
+  const auto dir = test::fresh_dir("task_one_class");
+  std::ofstream(dir / kFile) << [] {
+    std::string lines;
+    for (int i = 0; i < 40; ++i) lines += "1\t2 2 2 3\n";  // every example says "more 2s": class 0 is absent
+    return lines;
+  }();
+  CHECK_THROWS_WITH(load_task("majority", {.data_dir = dir.string()}),
+                    Catch::Contains(kFile) && Catch::Contains("has no example of class 0"));
+}

@@ -74,6 +74,10 @@ TEST_CASE("imdb loader errors name the file", "[text]") {
                     Catch::Contains("review.txt: file name is not <id>_<rating>.txt"));
   fs::remove_all(root / "test" / "neg");
   fs::remove(root / "train" / "pos" / "review.txt");
+  write_file(root / "train" / "pos" / "7_11.txt", "x");  // aclImdb's ratings are 1..10
+  CHECK_THROWS_WITH(text::load_imdb(root.string(), 10, 1, false),
+                    Catch::Contains("7_11.txt: the rating '11' is not an integer 1..10"));
+  fs::remove(root / "train" / "pos" / "7_11.txt");
   CHECK_THROWS_WITH(text::load_imdb(root.string(), 10, 1, false), Catch::Contains("test/neg: missing directory"));
   CHECK_THROWS_AS(text::load_imdb("/nonexistent/imdb", 10, 1, false), InputError);
 }

@@ -10,11 +10,11 @@
 namespace lsb {
 
 void cuda_dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
-                                  float* P, const MatRef& C) {
+                                  float* P, const MatRef& C, bool causal) {
   const std::int64_t h = Q.batch[1], nq = Q.rows, nk = K.rows;
   const MatRef Pv = probs_view(P, Q, nk);
   cuda::gemm(Q, K.t(), Pv);
-  cuda::softmax_rows(P, key_mask, Q.batch[0] * h * nq, nk, h * nq);
+  cuda::softmax_rows(P, key_mask, Q.batch[0] * h * nq, nk, h * nq, causal ? nq : 0);
   cuda::gemm(Pv, V, C);
 }
 
@@ -40,7 +40,7 @@ class CudaFull final : public CudaProjectedAttention {
   void core_forward(bool /*keep_for_backward*/) override {
     ensure_here(P_, {b_, heads_, n_, n_}, MemCategory::activations, "full attention probabilities (b, h, n, n)");
     cuda_dense_attention_forward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), mask_, P_.data(),
-                                 heads_of(C_, n_));
+                                 heads_of(C_, n_), causal_);
   }
   void core_backward() override {
     ensure_here(dP_, P_.shape(), MemCategory::workspace, "full attention dP (b, h, n, n)");

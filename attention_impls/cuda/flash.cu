@@ -7,6 +7,9 @@
 // floats) is staged in shared memory, read without bank conflicts. fp32 on the CUDA cores.
 // Deterministic: dQ and dK/dV come from two kernels (query- and key-centric), with no atomics.
 // Under --precision bf16 the module runs the tensor-core kernels of flash_bf16.cu instead.
+// Causal (--causal; fp32 kernels only so far): a block's query rows never load the key tiles after its
+// last row, nor a key block the query tiles before its first key; the tiles the diagonal crosses mask
+// key u > query t.
 #include <string>
 
 #include "attention_impls/cuda/flash.hpp"
@@ -19,6 +22,7 @@ namespace lsb {
 namespace {
 
 constexpr int kRows = 64, kTile = 32, kThreads = 256;
+static_assert(kRows % kTile == 0, "causal: a block of query rows starts on a key tile");
 
 // Sum of the 4 partial sums of a row's threads (lanes 4r .. 4r+3).
 __device__ float row_sum4(float v) {
@@ -63,7 +67,7 @@ __device__ float dot_part(const float (&r)[KPT], const float* tile_row, int sub)
 template <int KPT>
 __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const float* Q, const float* K, const float* V,
                                                                  const std::uint8_t* mask, HeadLayout L, float* O,
-                                                                 float* lse) {
+                                                                 float* lse, bool causal) {
   __shared__ float Ks[kTile * 4 * KPT], Vs[kTile * 4 * KPT];
   __shared__ bool valid[kTile];
   const int bh = blockIdx.y, sub = threadIdx.x % 4;
@@ -74,7 +78,8 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const float* Q,
 #pragma unroll
   for (int i = 0; i < KPT; ++i) o[i] = 0;
   float mx = -INFINITY, l = 0;
-  for (std::int64_t u0 = 0; u0 < L.n; u0 += kTile) {
+  const std::int64_t u_end = causal ? min(L.n, (std::int64_t(blockIdx.x) + 1) * kRows) : L.n;
+  for (std::int64_t u0 = 0; u0 < u_end; u0 += kTile) {
     __syncthreads();
     stage_tile<KPT>(K, V, L, bh, u0, Ks, Vs);
     if (threadIdx.x < kTile) valid[threadIdx.x] = u0 + threadIdx.x < L.n && m[u0 + threadIdx.x];
@@ -84,7 +89,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const float* Q,
 #pragma unroll
     for (int j = 0; j < kTile; ++j) {
       s[j] = row_sum4(dot_part<KPT>(q, Ks + j * 4 * KPT, sub));
-      s[j] = valid[j] ? s[j] : -INFINITY;
+      s[j] = valid[j] && !(causal && u0 + j > t) ? s[j] : -INFINITY;
       tile_max = fmaxf(tile_max, s[j]);
     }
     const float mx_new = fmaxf(mx, tile_max);
@@ -126,7 +131,8 @@ __global__ void flash_delta_kernel(const float* O, const float* dO, HeadLayout L
 template <int KPT>
 __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const float* Q, const float* K, const float* V,
                                                             const float* dO, const std::uint8_t* mask, HeadLayout L,
-                                                            const float* lse, const float* delta, float* dQ) {
+                                                            const float* lse, const float* delta, float* dQ,
+                                                            bool causal) {
   __shared__ float Ks[kTile * 4 * KPT], Vs[kTile * 4 * KPT];
   __shared__ bool valid[kTile];
   const int bh = blockIdx.y, sub = threadIdx.x % 4;
@@ -139,7 +145,8 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const float* Q, cons
   for (int i = 0; i < KPT; ++i) dq[i] = 0;
   const float row_lse = t < L.n ? lse[bh * L.n + t] : -INFINITY;
   const float row_delta = t < L.n ? delta[bh * L.n + t] : 0.0f;
-  for (std::int64_t u0 = 0; u0 < L.n; u0 += kTile) {
+  const std::int64_t u_end = causal ? min(L.n, (std::int64_t(blockIdx.x) + 1) * kRows) : L.n;
+  for (std::int64_t u0 = 0; u0 < u_end; u0 += kTile) {
     __syncthreads();
     stage_tile<KPT>(K, V, L, bh, u0, Ks, Vs);
     if (threadIdx.x < kTile) valid[threadIdx.x] = u0 + threadIdx.x < L.n && m[u0 + threadIdx.x];
@@ -148,7 +155,7 @@ __global__ void __launch_bounds__(kThreads) flash_dq_kernel(const float* Q, cons
     for (int j = 0; j < kTile; ++j) {
       const float sj = row_sum4(dot_part<KPT>(q, Ks + j * 4 * KPT, sub));
       const float dpj = row_sum4(dot_part<KPT>(dout, Vs + j * 4 * KPT, sub));
-      const float pj = (valid[j] && row_lse != -INFINITY) ? expf(sj - row_lse) : 0.0f;
+      const float pj = (valid[j] && row_lse != -INFINITY && !(causal && u0 + j > t)) ? expf(sj - row_lse) : 0.0f;
       const float ds = pj * (dpj - row_delta);
 #pragma unroll
       for (int i = 0; i < KPT; ++i) dq[i] += ds * Ks[j * 4 * KPT + 4 * i + sub];
@@ -165,7 +172,7 @@ template <int KPT>
 __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const float* Q, const float* K, const float* V,
                                                               const float* dO, const std::uint8_t* mask, HeadLayout L,
                                                               const float* lse, const float* delta, float* dK,
-                                                              float* dV) {
+                                                              float* dV, bool causal) {
   __shared__ float Qs[kTile * 4 * KPT], dOs[kTile * 4 * KPT];
   __shared__ float lse_s[kTile], delta_s[kTile];
   const int bh = blockIdx.y, sub = threadIdx.x % 4;
@@ -176,7 +183,8 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const float* Q, co
   load_row<KPT>(V, L, bh, u, sub, vr);
 #pragma unroll
   for (int i = 0; i < KPT; ++i) dk[i] = dv[i] = 0;
-  for (std::int64_t t0 = 0; t0 < L.n; t0 += kTile) {
+  // Causal: from the query tile that holds the block's first key (kRows is a multiple of kTile).
+  for (std::int64_t t0 = causal ? std::int64_t(blockIdx.x) * kRows : 0; t0 < L.n; t0 += kTile) {
     __syncthreads();
     stage_tile<KPT>(Q, dO, L, bh, t0, Qs, dOs);
     if (threadIdx.x < kTile) {
@@ -189,7 +197,7 @@ __global__ void __launch_bounds__(kThreads) flash_dkdv_kernel(const float* Q, co
     for (int j = 0; j < kTile; ++j) {
       const float sj = row_sum4(dot_part<KPT>(kr, Qs + j * 4 * KPT, sub));
       const float dpj = row_sum4(dot_part<KPT>(vr, dOs + j * 4 * KPT, sub));
-      const float pj = (key_valid && lse_s[j] != -INFINITY) ? expf(sj - lse_s[j]) : 0.0f;
+      const float pj = (key_valid && lse_s[j] != -INFINITY && !(causal && t0 + j < u)) ? expf(sj - lse_s[j]) : 0.0f;
       const float ds = pj * (dpj - delta_s[j]);
 #pragma unroll
       for (int i = 0; i < KPT; ++i) {
@@ -234,12 +242,14 @@ class CudaFlash final : public CudaProjectedAttention {
     // bf16 runs on tensor cores (require_precision has checked compute capability 8.0); the choice is
     // kept for the backward, which must match the forward's lse.
     tensor_cores_ = matmul_precision() == Precision::bf16;
+    if (tensor_cores_ && causal_)
+      throw UsageError("causal flash on CUDA runs in fp32 only so far (its tensor-core kernels are bidirectional)");
     if (tensor_cores_) return flash_bf16_forward(Q_.data(), K_.data(), V_.data(), mask_, L, batch_heads(), C_.data(),
                                                  lse_.data());
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       flash_forward_kernel<decltype(kpt)::value>
-          <<<grid, kThreads>>>(Q_.data(), K_.data(), V_.data(), mask_, L, C_.data(), lse_.data());
+          <<<grid, kThreads>>>(Q_.data(), K_.data(), V_.data(), mask_, L, C_.data(), lse_.data(), causal_);
     });
     LSB_CUDA_LAUNCHED();
   }
@@ -256,10 +266,10 @@ class CudaFlash final : public CudaProjectedAttention {
     with_kpt(L.d, [&](auto kpt) {
       constexpr int K = decltype(kpt)::value;
       flash_dq_kernel<K><<<grid, kThreads>>>(Q_.data(), K_.data(), V_.data(), dC_.data(), mask_, L, lse_.data(),
-                                             delta_.data(), dQ_.data());
+                                             delta_.data(), dQ_.data(), causal_);
       LSB_CUDA_LAUNCHED();
       flash_dkdv_kernel<K><<<grid, kThreads>>>(Q_.data(), K_.data(), V_.data(), dC_.data(), mask_, L, lse_.data(),
-                                               delta_.data(), dK_.data(), dV_.data());
+                                               delta_.data(), dK_.data(), dV_.data(), causal_);
     });
     LSB_CUDA_LAUNCHED();
   }

@@ -318,7 +318,7 @@ void local_backward(const Window& w, const Shape4& s, const float* Q, const floa
 class CudaSliding final : public CudaProjectedAttention {
  public:
   explicit CudaSliding(std::unique_ptr<Attention> twin) : CudaProjectedAttention(std::move(twin)) {
-    win_ = Window(sliding_window(int_param("R")));
+    win_ = Window(causal_ ? causal_sliding_window(int_param("R")) : sliding_window(int_param("R")));
   }
   const Tensor* saved_probabilities() const override { return &P_; }
 

@@ -64,42 +64,45 @@ __global__ void glu_backward_kernel(const float* dU, const float* H1, const std:
   dH1[r * 2 * H + H + c] = du * a * sg * (1.0f - sg);
 }
 
-// o_t[c] = sum_k alpha_t[c / width, k] u_{t + k - K/2}[c] (0 outside [0, n)); one thread per element.
+// o_t[c] = sum_k alpha_t[c / width, k] u_{t + k - shift}[c] (0 outside [0, n)); one thread per element.
+// shift: K/2 (centred), K-1 (causal: taps t-K+1 .. t).
 __global__ void dynconv_forward_kernel(const float* U, const float* alpha, std::int64_t b, std::int64_t n,
-                                       std::int64_t H, std::int64_t Hc, std::int64_t K, float* O) {
+                                       std::int64_t H, std::int64_t Hc, std::int64_t K, std::int64_t shift, float* O) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= b * n * H) return;
   const std::int64_t r = i / H, c = i % H, t = r % n, row0 = r - t, group = c / (H / Hc);
   const float* a = alpha + r * Hc * K + group * K;
   float s = 0;
   for (std::int64_t k = 0; k < K; ++k) {
-    const std::int64_t src = t + k - K / 2;
+    const std::int64_t src = t + k - shift;
     if (src >= 0 && src < n) s += a[k] * U[(row0 + src) * H + c];
   }
   O[i] = s;
 }
 
-// du_s[c] = sum_k dO_t[c] alpha_t[c / width, k] over t = s - k + K/2 in [0, n) (a gather, no atomics).
+// du_s[c] = sum_k dO_t[c] alpha_t[c / width, k] over t = s - k + shift in [0, n) (a gather, no atomics).
 __global__ void dynconv_input_grad_kernel(const float* dO, const float* alpha, std::int64_t b, std::int64_t n,
-                                          std::int64_t H, std::int64_t Hc, std::int64_t K, float* dU) {
+                                          std::int64_t H, std::int64_t Hc, std::int64_t K, std::int64_t shift,
+                                          float* dU) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= b * n * H) return;
   const std::int64_t r = i / H, c = i % H, s = r % n, row0 = r - s, group = c / (H / Hc);
   float acc = 0;
   for (std::int64_t k = 0; k < K; ++k) {
-    const std::int64_t t = s - k + K / 2;
+    const std::int64_t t = s - k + shift;
     if (t >= 0 && t < n) acc += dO[(row0 + t) * H + c] * alpha[(row0 + t) * Hc * K + group * K + k];
   }
   dU[i] = acc;
 }
 
-// d alpha_t[g, k] = sum over the channels c of conv head g of dO_t[c] u_{t + k - K/2}[c].
+// d alpha_t[g, k] = sum over the channels c of conv head g of dO_t[c] u_{t + k - shift}[c].
 __global__ void dynconv_kernel_grad_kernel(const float* dO, const float* U, std::int64_t b, std::int64_t n,
-                                           std::int64_t H, std::int64_t Hc, std::int64_t K, float* dalpha) {
+                                           std::int64_t H, std::int64_t Hc, std::int64_t K, std::int64_t shift,
+                                           float* dalpha) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= b * n * Hc * K) return;
   const std::int64_t r = i / (Hc * K), group = (i / K) % Hc, k = i % K, t = r % n, row0 = r - t;
-  const std::int64_t src = t + k - K / 2, width = H / Hc;
+  const std::int64_t src = t + k - shift, width = H / Hc;
   float acc = 0;
   if (src >= 0 && src < n)
     for (std::int64_t c = group * width; c < (group + 1) * width; ++c) acc += dO[r * H + c] * U[(row0 + src) * H + c];
@@ -151,7 +154,7 @@ class CudaLsra final : public Attention {
     cuda::linear_forward(xa_.data(), rows, H, value_of("a_wk"), value_of("a_bk"), H, Kt_.data());
     cuda::linear_forward(xa_.data(), rows, H, value_of("a_wv"), value_of("a_bv"), H, V_.data());
     cuda::scale(Q_.data(), rows * H, 1.0f / std::sqrt(static_cast<float>(H / ha_)));
-    cuda_dense_attention_forward(view(Q_), view(Kt_), view(V_), mask, P_.data(), view(C_));
+    cuda_dense_attention_forward(view(Q_), view(Kt_), view(V_), mask, P_.data(), view(C_), causal_);
     cuda::zero_masked_rows(C_.data(), mask, rows, H);
     cuda::linear_forward(C_.data(), rows, H, value_of("a_wo"), value_of("a_bo"), H, out_.data());
     write_half_kernel<<<blocks, kThreads>>>(out_.data(), mask, false, rows, H, 0, y);
@@ -162,7 +165,7 @@ class CudaLsra final : public Attention {
     LSB_CUDA_LAUNCHED();
     cuda::linear_forward(U_.data(), rows, H, value_of("c_ww"), nullptr, G, Alpha_.data());
     cuda::softmax_rows(Alpha_.data(), nullptr, rows * Hc_, K_, 1);  // over K per (row, conv head)
-    dynconv_forward_kernel<<<blocks, kThreads>>>(U_.data(), Alpha_.data(), b, n, H, Hc_, K_, O_.data());
+    dynconv_forward_kernel<<<blocks, kThreads>>>(U_.data(), Alpha_.data(), b, n, H, Hc_, K_, shift(), O_.data());
     LSB_CUDA_LAUNCHED();
     cuda::linear_forward(O_.data(), rows, H, value_of("c_w2"), value_of("c_b2"), H, out_.data());
     write_half_kernel<<<blocks, kThreads>>>(out_.data(), mask, false, rows, H, H, y);
@@ -194,9 +197,9 @@ class CudaLsra final : public Attention {
     read_half_kernel<<<blocks, kThreads>>>(dy, rows, H, H, out_.data());
     LSB_CUDA_LAUNCHED();
     cuda::linear_backward(out_.data(), O_.data(), rows, H, value_of("c_w2"), H, grad_of("c_w2"), grad_of("c_b2"), dO_.data(), false);
-    dynconv_input_grad_kernel<<<blocks, kThreads>>>(dO_.data(), Alpha_.data(), b, n, H, Hc_, K_, dU_.data());
+    dynconv_input_grad_kernel<<<blocks, kThreads>>>(dO_.data(), Alpha_.data(), b, n, H, Hc_, K_, shift(), dU_.data());
     LSB_CUDA_LAUNCHED();
-    dynconv_kernel_grad_kernel<<<LSB_BLOCKS(rows * G, kThreads), kThreads>>>(dO_.data(), U_.data(), b, n, H, Hc_, K_,
+    dynconv_kernel_grad_kernel<<<LSB_BLOCKS(rows * G, kThreads), kThreads>>>(dO_.data(), U_.data(), b, n, H, Hc_, K_, shift(),
                                                                             dAlpha_.data());
     LSB_CUDA_LAUNCHED();
     cuda::softmax_backward_rows(Alpha_.data(), dAlpha_.data(), rows * Hc_, K_);
@@ -210,6 +213,8 @@ class CudaLsra final : public Attention {
   }
 
  private:
+  // Tap k of position t reads t + k - shift(): centred, or (causal) the K most recent positions.
+  std::int64_t shift() const { return causal_ ? K_ - 1 : K_ / 2; }
   MatRef view(const Tensor& t) const { return head_view(t.data(), b_, n_, ha_, half_ / ha_); }
 
   std::unique_ptr<Attention> twin_;

@@ -30,7 +30,7 @@ class CudaProjectedAttention : public ProjectedAttention {
 // Dense softmax attention per (batch, head) on the GPU, as dense_attention_forward/backward in
 // attention_impls/variants.hpp (P contiguous (b, h, nq, nk)).
 void cuda_dense_attention_forward(const MatRef& Q, const MatRef& K, const MatRef& V, const std::uint8_t* key_mask,
-                                  float* P, const MatRef& C);
+                                  float* P, const MatRef& C, bool causal = false);
 void cuda_dense_attention_backward(const MatRef& Q, const MatRef& K, const MatRef& V, const float* P,
                                    const MatRef& dC, float* dP, const MatRef& dQ, const MatRef& dK, const MatRef& dV);
 

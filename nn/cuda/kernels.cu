@@ -97,14 +97,16 @@ __global__ void zero_masked_rows_kernel(float* t, const std::uint8_t* mask, std:
 
 // One block per row.
 __global__ void softmax_rows_kernel(float* s, const std::uint8_t* key_mask, std::int64_t nk,
-                                    std::int64_t rows_per_example) {
+                                    std::int64_t rows_per_example, std::int64_t causal_rows) {
   __shared__ float red[kThreads / 32];
   const std::int64_t row = blockIdx.x;
   float* x = s + row * nk;
   const std::uint8_t* m = key_mask ? key_mask + (row / rows_per_example) * nk : nullptr;
+  // Causal: the row's query is row % causal_rows, and the keys after it get 0.
+  const std::int64_t last = causal_rows > 0 ? row % causal_rows : nk - 1;
   float mx = -INFINITY;
   for (std::int64_t u = threadIdx.x; u < nk; u += blockDim.x)
-    if (!m || m[u]) mx = fmaxf(mx, x[u]);
+    if ((!m || m[u]) && u <= last) mx = fmaxf(mx, x[u]);
   mx = block_reduce(mx, Max{}, red);
   if (mx == -INFINITY) {
     for (std::int64_t u = threadIdx.x; u < nk; u += blockDim.x) x[u] = 0.0f;
@@ -112,7 +114,7 @@ __global__ void softmax_rows_kernel(float* s, const std::uint8_t* key_mask, std:
   }
   float sum = 0;
   for (std::int64_t u = threadIdx.x; u < nk; u += blockDim.x) {
-    const float e = (!m || m[u]) ? expf(x[u] - mx) : 0.0f;
+    const float e = (!m || m[u]) && u <= last ? expf(x[u] - mx) : 0.0f;
     x[u] = e;
     sum += e;
   }
@@ -267,9 +269,9 @@ void zero_masked_rows(float* t, const std::uint8_t* mask, std::int64_t rows, std
 }
 
 void softmax_rows(float* s, const std::uint8_t* key_mask, std::int64_t rows, std::int64_t nk,
-                  std::int64_t rows_per_example) {
+                  std::int64_t rows_per_example, std::int64_t causal_rows) {
   if (rows == 0) return;
-  softmax_rows_kernel<<<static_cast<unsigned>(rows), kThreads>>>(s, key_mask, nk, rows_per_example);
+  softmax_rows_kernel<<<static_cast<unsigned>(rows), kThreads>>>(s, key_mask, nk, rows_per_example, causal_rows);
   LSB_CUDA_LAUNCHED();
 }
 

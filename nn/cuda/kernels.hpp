@@ -18,9 +18,10 @@ void scale(float* p, std::int64_t count, float factor);
 void zero_masked_rows(float* t, const std::uint8_t* mask, std::int64_t rows, std::int64_t cols);
 
 // Softmax of each row of s (rows, nk) in place; key u of row r is valid when key_mask is null or
-// key_mask[(r / rows_per_example) * nk + u] != 0; a row with no valid key becomes 0.
+// key_mask[(r / rows_per_example) * nk + u] != 0; a row with no valid key becomes 0. causal_rows > 0:
+// row r is query r % causal_rows, whose keys after it get 0 (causal attention).
 void softmax_rows(float* s, const std::uint8_t* key_mask, std::int64_t rows, std::int64_t nk,
-                  std::int64_t rows_per_example);
+                  std::int64_t rows_per_example, std::int64_t causal_rows = 0);
 // g <- p * (g - rowsum(p * g)) per row (dP to dScores).
 void softmax_backward_rows(const float* p, float* g, std::int64_t rows, std::int64_t nk);
 
