@@ -60,15 +60,7 @@ class PerformerAttention final : public ProjectedAttention {
     const float* W = omega_.data();
 #pragma omp parallel for schedule(dynamic, 1)
     for (std::int64_t bh = 0; bh < b_ * heads_; ++bh) {
-      const std::int64_t bi = bh / heads_, hi = bh % heads_;
-      const std::uint8_t* mask = mask_ + bi * n;
-      const float *q = head(Q_, bi, hi), *k = head(K_, bi, hi), *v = head(V_, bi, hi);
-      float* A = A_.data() + bh * n * m;
-      float* B = B_.data() + bh * n * m;
-      float* S = S_.data() + bh * m * d;
-      float* z = z_.data() + bh * m;
-      float* den = den_.data() + bh * n;
-      float* c = C_.data() + bi * n * D + hi * d;
+      const auto [mask, q, k, v, A, B, S, z, den, c] = group(bh);
       float* tmp = rowtmp_.data() + thread_id() * n;
       gemm_tile(false, true, n, m, d, 1.0f, q, D, W, d, 0.0f, A, m);  // w . u before scaling
       gemm_tile(false, true, n, m, d, 1.0f, k, D, W, d, 0.0f, B, m);
@@ -191,15 +183,8 @@ class PerformerAttention final : public ProjectedAttention {
     const float* W = omega_.data();
 #pragma omp parallel for schedule(dynamic, 1)
     for (std::int64_t bh = 0; bh < b_ * heads_; ++bh) {
-      const std::int64_t bi = bh / heads_, hi = bh % heads_;
-      const std::uint8_t* mask = mask_ + bi * n;
-      const float *q = head(Q_, bi, hi), *k = head(K_, bi, hi), *v = head(V_, bi, hi);
-      float* A = A_.data() + bh * n * m;
-      float* B = B_.data() + bh * n * m;
-      float* S = S_.data() + bh * m * d;  // the running state: B^T V and B^T 1 of the chunks so far
-      float* z = z_.data() + bh * m;
-      float* den = den_.data() + bh * n;
-      float* c = C_.data() + bi * n * D + hi * d;
+      // S, z: the running state, B^T V and B^T 1 of the chunks so far.
+      const auto [mask, q, k, v, A, B, S, z, den, c] = group(bh);
       float* tmp = rowtmp_.data() + thread_id() * n;
       float* T = ctile_.data() + thread_id() * L * L;
       gemm_tile(false, true, n, m, d, 1.0f, q, D, W, d, 0.0f, A, m);
@@ -388,6 +373,19 @@ class PerformerAttention final : public ProjectedAttention {
     gemm_tile(false, false, n, d, m, 1.0f, dP, m, W, d, 0.0f, dX, D);
     for (std::int64_t t = 0; t < n; ++t)
       for (std::int64_t c = 0; c < d; ++c) dX[t * D + c] = s * dX[t * D + c] - s * s * rowsum[t] * X[t * D + c];
+  }
+
+  // The forward's buffers of one (batch, head) group bh.
+  struct Group {
+    const std::uint8_t* mask;
+    const float *q, *k, *v;  // (n x d), row stride D
+    float *A, *B, *S, *z, *den, *c;
+  };
+  Group group(std::int64_t bh) {
+    const std::int64_t bi = bh / heads_, hi = bh % heads_, n = n_, m = m_, d = head_dim();
+    return {mask_ + bi * n,          head(Q_, bi, hi),        head(K_, bi, hi),  head(V_, bi, hi),
+            A_.data() + bh * n * m,  B_.data() + bh * n * m,  S_.data() + bh * m * d, z_.data() + bh * m,
+            den_.data() + bh * n,    C_.data() + bi * n * dim_ + hi * d};
   }
 
   // Head hi of example bi of a (b, n, D) buffer: its (n x d) block, row stride D.

@@ -1,6 +1,5 @@
 #include "bench/attention_bench.hpp"
 
-
 #include <algorithm>
 #include <cstdlib>
 #include <cmath>

@@ -1,6 +1,5 @@
 #include "bench/demo.hpp"
 
-
 #include <filesystem>
 #include <fstream>
 

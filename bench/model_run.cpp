@@ -1,6 +1,5 @@
 #include "bench/model_run.hpp"
 
-
 #include <filesystem>
 
 #include <fmt/format.h>

@@ -1,6 +1,5 @@
 #include "bench/sweep.hpp"
 
-
 #include <algorithm>
 #include <filesystem>
 #include <fstream>

@@ -1,6 +1,5 @@
 #include "bench/train.hpp"
 
-
 #include <algorithm>
 #include <cctype>
 #include <chrono>

@@ -46,6 +46,25 @@ std::vector<float> run_forward(Attention& a, const Problem& p, bool keep = false
   return y;
 }
 
+// After a forward of both with keep_for_backward: `got`'s dx and parameter gradients within 1e-4 of `want`'s
+// for one random output gradient.
+void check_same_backward(Attention& got, Attention& want, const Problem& p) {
+  std::vector<float> g(p.x.size()), dx_want(p.x.size()), dx_got(p.x.size());
+  Rng rng(3);
+  for (auto& v : g) v = static_cast<float>(rng.normal());
+  want.zero_grad();
+  got.zero_grad();
+  want.backward(g.data(), dx_want.data());
+  got.backward(g.data(), dx_got.data());
+  CHECK(max_rel_diff(dx_got, dx_want) <= 1e-4);
+  for (std::size_t i = 0; i < want.params().size(); ++i) {
+    const auto& pw = want.params()[i].grad;
+    const auto& pg = got.params()[i].grad;
+    INFO(want.params()[i].name);
+    CHECK(max_rel_diff({pg.data(), pg.data() + pg.numel()}, {pw.data(), pw.data() + pw.numel()}, 1e-1) <= 1e-4);
+  }
+}
+
 }  // namespace
 
 // Without dropout, and with dropout on the attention probabilities where the variant has it.
@@ -215,20 +234,7 @@ TEST_CASE("flash equals full forward and backward across several tiles", "[atten
     flash->set_prob_dropout(drop);
     const auto yf = run_forward(*full, p, true), yl = run_forward(*flash, p, true);
     CHECK(max_rel_diff(yl, yf) <= 1e-5);
-    std::vector<float> g(p.x.size()), dxf(p.x.size()), dxl(p.x.size());
-    Rng rng(3);
-    for (auto& v : g) v = static_cast<float>(rng.normal());
-    full->zero_grad();
-    flash->zero_grad();
-    full->backward(g.data(), dxf.data());
-    flash->backward(g.data(), dxl.data());
-    CHECK(max_rel_diff(dxl, dxf) <= 1e-4);
-    for (std::size_t i = 0; i < full->params().size(); ++i) {
-      const auto& pf = full->params()[i].grad;
-      const auto& pl = flash->params()[i].grad;
-      INFO(full->params()[i].name);
-      CHECK(max_rel_diff({pl.data(), pl.data() + pl.numel()}, {pf.data(), pf.data() + pf.numel()}, 1e-1) <= 1e-4);
-    }
+    check_same_backward(*flash, *full, p);
   }
 }
 
@@ -395,20 +401,7 @@ TEST_CASE("causal flash equals causal full, and causal sliding with R >= n equal
   const auto yf = run_forward(*full, p, true), yl = run_forward(*flash, p, true);
   CHECK(max_rel_diff(yl, yf) <= 1e-5);
   CHECK(max_rel_diff(run_forward(*sliding, p), yf) <= 1e-5);
-  std::vector<float> g(p.x.size()), dxf(p.x.size()), dxl(p.x.size());
-  Rng rng(3);
-  for (auto& v : g) v = static_cast<float>(rng.normal());
-  full->zero_grad();
-  flash->zero_grad();
-  full->backward(g.data(), dxf.data());
-  flash->backward(g.data(), dxl.data());
-  CHECK(max_rel_diff(dxl, dxf) <= 1e-4);
-  for (std::size_t i = 0; i < full->params().size(); ++i) {
-    const auto& pf = full->params()[i].grad;
-    const auto& pl = flash->params()[i].grad;
-    INFO(full->params()[i].name);
-    CHECK(max_rel_diff({pl.data(), pl.data() + pl.numel()}, {pf.data(), pf.data() + pf.numel()}, 1e-1) <= 1e-4);
-  }
+  check_same_backward(*flash, *full, p);
   // And causal differs from bidirectional (the mask is applied at all).
   CHECK(max_rel_diff(yf, run_forward(*make("full", p.D, p.h, p.n, 9), p)) > 1e-2);
 }

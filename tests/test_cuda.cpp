@@ -119,6 +119,30 @@ double max_abs(const std::vector<float>& v) {
   return m;
 }
 
+// The GPU module against its CPU twin on one problem: the forward's error against float64 at most twice
+// the CPU's (the spec's rule, floor 2e-6 where the CPU is nearly exact), the gradients within 1e-4 of the
+// CPU's. Returns the GPU pass.
+Pass check_gpu_against_cpu(Attention& cpu, Attention& gpu, const Problem& p, bool causal = false) {
+  std::vector<float> dy(p.x.size());
+  Rng rng(9);
+  for (auto& v : dy) v = static_cast<float>(rng.normal());
+  const Pass c = run_pass(cpu, p, dy), g = run_pass(gpu, p, dy);
+  const auto ref = reference_attention(cpu.name(), cpu.resolved_params(), p.D, p.h, p.b, p.n, params_f64(cpu),
+                                       test::to_f64(p.x), p.mask, {}, causal);
+  const double cpu_err = compare_to_reference(c.y.data(), ref).max_rel;
+  const double gpu_err = compare_to_reference(g.y.data(), ref).max_rel;
+  INFO("forward error against float64: cpu " << cpu_err << ", cuda " << gpu_err);
+  CHECK(gpu_err <= std::max(2 * cpu_err, 2e-6));
+  // Backward: against the CPU's gradients (no float64 gradient is computed at this size).
+  const double scale = max_abs(c.dx);
+  CHECK(rel_diff(g.dx, c.dx, 0) <= 1e-4);
+  for (std::size_t i = 0; i < c.grads.size(); ++i) {
+    INFO("gradient of " << cpu.params()[i].name);
+    CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
+  }
+  return g;
+}
+
 }  // namespace
 
 TEST_CASE("every variant on CUDA matches the CPU forward and backward with padding present", "[cuda][attention]") {
@@ -137,27 +161,7 @@ TEST_CASE("every variant on CUDA matches the CPU forward and backward with paddi
       auto gpu = make_attention(VariantSpec::parse(spec), D, h, p.n, Device::cuda);
       REQUIRE(gpu->device() == Device::cuda);
       copy_param_values(*cpu, *gpu);
-      std::vector<float> dy(p.x.size());
-      Rng rng(9);
-      for (auto& v : dy) v = static_cast<float>(rng.normal());
-      const Pass c = run_pass(*cpu, p, dy), g = run_pass(*gpu, p, dy);
-
-      // The spec's rule: the GPU's error against float64 is at most twice the CPU's (with a floor
-      // at fp32 rounding, 2e-6 relative, where the CPU result happens to be nearly exact).
-      const auto ref = reference_attention(cpu->name(), cpu->resolved_params(), D, h, p.b, p.n, params_f64(*cpu),
-                                           test::to_f64(p.x), p.mask);
-      const double cpu_err = compare_to_reference(c.y.data(), ref).max_rel;
-      const double gpu_err = compare_to_reference(g.y.data(), ref).max_rel;
-      INFO("forward error against float64: cpu " << cpu_err << ", cuda " << gpu_err);
-      CHECK(gpu_err <= std::max(2 * cpu_err, 2e-6));
-
-      // Backward: against the CPU's gradients (no float64 gradient is computed at this size).
-      const double scale = max_abs(c.dx);
-      CHECK(rel_diff(g.dx, c.dx, 0) <= 1e-4);
-      for (std::size_t i = 0; i < c.grads.size(); ++i) {
-        INFO("gradient of " << cpu->params()[i].name);
-        CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
-      }
+      check_gpu_against_cpu(*cpu, *gpu, p);
     }
   }
 }
@@ -186,29 +190,14 @@ TEST_CASE("every causal form on CUDA matches the CPU, and its past outputs ignor
     auto gpu = make_attention(causal(spec), D, h, p.n, Device::cuda);
     REQUIRE(gpu->causal());
     copy_param_values(*cpu, *gpu);
-    std::vector<float> dy(p.x.size());
-    Rng rng(9);
-    for (auto& v : dy) v = static_cast<float>(rng.normal());
-    const Pass c = run_pass(*cpu, p, dy), g = run_pass(*gpu, p, dy);
-    const auto ref = reference_attention(cpu->name(), cpu->resolved_params(), D, h, p.b, p.n, params_f64(*cpu),
-                                         test::to_f64(p.x), p.mask, {}, true);
-    const double cpu_err = compare_to_reference(c.y.data(), ref).max_rel;
-    const double gpu_err = compare_to_reference(g.y.data(), ref).max_rel;
-    INFO("forward error against float64: cpu " << cpu_err << ", cuda " << gpu_err);
-    CHECK(gpu_err <= std::max(2 * cpu_err, 2e-6));
-    const double scale = max_abs(c.dx);
-    CHECK(rel_diff(g.dx, c.dx, 0) <= 1e-4);
-    for (std::size_t i = 0; i < c.grads.size(); ++i) {
-      INFO("gradient of " << cpu->params()[i].name);
-      CHECK(rel_diff(g.grads[i], c.grads[i], scale) <= 1e-4);
-    }
+    const Pass g = check_gpu_against_cpu(*cpu, *gpu, p, true);
     // The future: inputs after t0 changed, outputs up to t0 the same bits.
     const std::int64_t t0 = 70;
     Problem q = p;
     for (std::int64_t bi = 0; bi < p.b; ++bi)
       for (std::int64_t t = t0 + 1; t < p.n; ++t)
         for (std::int64_t e = 0; e < D; ++e) q.x[(bi * p.n + t) * D + e] += 1.5f;
-    const Pass g2 = run_pass(*gpu, q, dy);
+    const Pass g2 = run_pass(*gpu, q, std::vector<float>(p.x.size(), 1.0f));
     bool same = true;
     for (std::int64_t bi = 0; bi < p.b; ++bi)
       for (std::int64_t t = 0; t <= t0; ++t)
