@@ -109,16 +109,7 @@ class PerformerAttention final : public ProjectedAttention {
       const float *c = head(C_, bi, hi), *dc = head(dC_, bi, hi), *v = head(V_, bi, hi);
       float* scratch = bscratch_.data() + thread_id() * per_thread;
       float *dnum = scratch, *dS = dnum + n * d, *dden = dS + m * d, *rowsum = dden + n, *dz = rowsum + n;
-      // C = num / den: d num = dC / den, d den = -(dC . C) / den (padded queries: dC = 0).
-      for (std::int64_t t = 0; t < n; ++t) {
-        const float inv = den[t] > 0 ? 1.0f / den[t] : 0.0f;
-        float dot = 0;
-        for (std::int64_t e = 0; e < d; ++e) {
-          dnum[t * d + e] = dc[t * D + e] * inv;
-          dot += dc[t * D + e] * c[t * D + e];
-        }
-        dden[t] = -dot * inv;
-      }
+      quotient_backward(c, dc, den, dnum, dden);
       // num = A S, den = A z: dA = dnum S^T + dden z^T, dS = A^T dnum, dz = A^T dden.
       gemm_tile(false, true, n, m, d, 1.0f, dnum, d, S, d, 0.0f, dA, m);
       gemm_tile(true, false, m, d, n, 1.0f, A, m, dnum, d, 0.0f, dS, d);
@@ -237,15 +228,7 @@ class PerformerAttention final : public ProjectedAttention {
       float* scratch = bscratch_.data() + thread_id() * per_thread;
       float *dnum = scratch, *dden = dnum + n * d, *rowsum = dden + n, *T = rowsum + n, *dT = T + L * L;
       float *G = dT + L * L, *g = G + m * d;
-      for (std::int64_t t = 0; t < n; ++t) {  // C = num / den
-        const float inv = den[t] > 0 ? 1.0f / den[t] : 0.0f;
-        float dot = 0;
-        for (std::int64_t e = 0; e < d; ++e) {
-          dnum[t * d + e] = dc[t * D + e] * inv;
-          dot += dc[t * D + e] * c[t * D + e];
-        }
-        dden[t] = -dot * inv;
-      }
+      quotient_backward(c, dc, den, dnum, dden);
       std::fill(G, G + m * d, 0.0f);
       std::fill(g, g + m, 0.0f);
       for (std::int64_t ci = nc - 1; ci >= 0; --ci) {
@@ -355,6 +338,21 @@ class PerformerAttention final : public ProjectedAttention {
   void lower_tile(const float* Ac, const float* Bc, std::int64_t rows, float* T) const {
     gemm_tile(false, true, rows, rows, m_, 1.0f, Ac, m_, Bc, m_, 0.0f, T, kChunk);
     for (std::int64_t i = 0; i < rows; ++i) std::fill(T + i * kChunk + i + 1, T + i * kChunk + rows, 0.0f);
+  }
+
+  // C = num / den row by row (C, dC: n x d, row stride D): d num = dC / den (n x d, packed), d den =
+  // -(dC . C) / den; padded queries have dC = 0.
+  void quotient_backward(const float* c, const float* dc, const float* den, float* dnum, float* dden) const {
+    const std::int64_t d = head_dim(), D = dim_;
+    for (std::int64_t t = 0; t < n_; ++t) {
+      const float inv = den[t] > 0 ? 1.0f / den[t] : 0.0f;
+      float dot = 0;
+      for (std::int64_t e = 0; e < d; ++e) {
+        dnum[t * d + e] = dc[t * D + e] * inv;
+        dot += dc[t * D + e] * c[t * D + e];
+      }
+      dden[t] = -dot * inv;
+    }
   }
 
   // phi(u), u = s x: d x = s (G w) - s^2 rowsum(G) x with G = dP * P (dP overwritten by G).
