@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 
 # ocl-icd-opencl-dev: Debian's oneDNN is built with the OpenCL GPU runtime, so its CMake config needs
 # OpenCL's headers and library (a Recommends of libdnnl-dev, which --no-install-recommends skips).
-PACKAGES=(cmake ninja-build g++ git libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev librsvg2-bin)
+PACKAGES=(cmake ninja-build g++ git libdnnl-dev ocl-icd-opencl-dev libcli11-dev nlohmann-json3-dev libfmt-dev catch2 libpng-dev libarchive-dev librsvg2-bin)
 BUILD=build/release
 # The Catch2 tags the sanitizer build runs (dev.sh test). Not the sweep tests (minutes each there; and
 # the compare gate's test times two sweeps against a 1 ms threshold, which the sanitizers' slowdown exceeds).

@@ -316,7 +316,8 @@ Command add_train(CLI::App& app) {
   cmd->add_option("--task", tg.task, task_help("The task"))->required()->check(known_task());
   cmd->add_option("--data-dir", tg.data_dir, "The task's data in its official layout")->required();
   add_variant(cmd, tg.variant)->default_str(tg.variant.text);
-  cmd->add_option("--preset", tg.preset, "lra-small (the LRA recipe) or smoke (seconds, for CI)")->capture_default_str();
+  cmd->add_option("--preset", tg.preset, "lra-small (the LRA recipe), smoke (seconds, for CI); language models: lm-small (hours on a CPU), "
+                  "enwik8-base (the authors' 12-layer model, for GPUs)")->capture_default_str();
   cmd->add_option("--out", tg.out, "Write the report here (atomically, after every evaluation)");
   cmd->add_option("--checkpoint-dir", tg.checkpoint_dir, "Keep last.ckpt and best.ckpt here");
   cmd->add_flag("--resume", tg.resume, "Continue from --checkpoint-dir/last.ckpt when it exists");
@@ -364,9 +365,18 @@ Command add_train(CLI::App& app) {
   train->add(cmd, "--layers", &TrainOptions::layers, "Encoder blocks")->check(CLI::PositiveNumber);
   train->add(cmd, "--mlp-dim", &TrainOptions::mlp_dim, "MLP width")->check(CLI::PositiveNumber);
   train->add(cmd, "--pooling", &TrainOptions::pooling, "mean, mean-all (the reference code's) or cls");
-  train->add(cmd, "--max-train", &TrainOptions::max_train, "Train on a seeded subset of this size (0: all)")->check(CLI::NonNegativeNumber);
-  train->add(cmd, "--max-val", &TrainOptions::max_val, "Validate on a seeded subset (0: all)")->check(CLI::NonNegativeNumber);
-  train->add(cmd, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (0: all)")->check(CLI::NonNegativeNumber);
+  train->add(cmd, "--max-train", &TrainOptions::max_train,
+             "Train on a seeded subset of this size (language models: the first so many tokens; 0: all)")
+      ->check(CLI::NonNegativeNumber);
+  train->add(cmd, "--max-val", &TrainOptions::max_val, "Validate on a seeded subset (language models: a prefix; 0: all)")
+      ->check(CLI::NonNegativeNumber);
+  train->add(cmd, "--max-test", &TrainOptions::max_test, "Test on a seeded subset (language models: a prefix; 0: all)")
+      ->check(CLI::NonNegativeNumber);
+  train->add(cmd, "--eval-stride", &TrainOptions::eval_stride,
+             "Language models: evaluation windows slide by S tokens and score their last S (S < --length gives every "
+             "token at least length - S of context; default: --length, non-overlapping)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--tie-embeddings", tg.tie_embeddings, "Language models: the output layer's weight is the token embedding");
   return {cmd, [train](const CommandLine& cmdline) {
             TrainOptions o = train->resolve();
             o.command_line = cmdline;
@@ -570,7 +580,7 @@ Command add_report(CLI::App& app) {
 
 Command add_compare(CLI::App& app) {
   struct Compare {
-    std::string base, next, out, time = "10%", abs = "1ms", memory = "5%", accuracy = "1pt";
+    std::string base, next, out, time = "10%", abs = "1ms", memory = "5%", accuracy = "1pt", bpc = "0.02";
   };
   auto c = std::make_shared<Compare>();
   auto* cmd = app.add_subcommand(
@@ -585,12 +595,15 @@ Command add_compare(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--accuracy-threshold", c->accuracy, "Accuracy fallen by more than this regresses")
       ->capture_default_str();
+  cmd->add_option("--bpc-threshold", c->bpc, "Bits per character (language models) risen by more than this regresses")
+      ->capture_default_str();
   cmd->add_option("-o,--out", c->out, "Also write the Markdown table here (e.g. a CI job summary)");
   return {cmd, [c](const CommandLine&) {
             const CompareThresholds t{parse_fraction(c->time, "--time-threshold"),
                                       parse_duration_s(c->abs, "--abs-threshold"),
                                       parse_fraction(c->memory, "--memory-threshold"),
-                                      parse_points(c->accuracy, "--accuracy-threshold")};
+                                      parse_points(c->accuracy, "--accuracy-threshold"),
+                                      parse_points(c->bpc, "--bpc-threshold")};
             std::error_code same_ec;
             if (c->base == c->next || std::filesystem::equivalent(c->base, c->next, same_ec)) {
               fmt::print(stderr, "lsbench: usage error: compare: {} is both the base and the new report\n", c->base);

@@ -121,7 +121,10 @@ std::vector<VariantSpec> check_axes(const SweepOptions& o) {
   for (const auto& m : o.modes)
     if (std::find(sweep_modes().begin(), sweep_modes().end(), m) == sweep_modes().end())
       throw UsageError(fmt::format("--mode {}: expected attn-fwd, attn-fwdbwd, model-fwd or train-step", m));
-  task_shape(o.task);
+  if (task_shape(o.task).language_model &&
+      std::any_of(o.modes.begin(), o.modes.end(), [](const std::string& m) { return !is_attention_mode(m); }) &&
+      std::find(o.causal.begin(), o.causal.end(), false) != o.causal.end())
+    throw UsageError(fmt::format("--task {}: a language model's attention is causal; give --causal (on)", o.task));
   auto positive = [](const std::vector<std::int64_t>& v, const char* opt) {
     for (auto x : v)
       if (x <= 0) throw UsageError(fmt::format("{} {}: must be positive", opt, x));

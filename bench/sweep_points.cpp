@@ -20,7 +20,7 @@ bool is_attention_mode(const std::string& m) { return m.rfind("attn-", 0) == 0; 
 TaskShape task_shape(const std::string& task) {
   if (task.empty()) return {};
   const TaskInfo& t = task_info(task);
-  return {t.vocab, t.classes, t.default_length, t.pairs()};
+  return {t.vocab, t.classes, t.default_length, t.pairs(), t.language_model()};
 }
 
 // The config block of a point, with the variant's parameters resolved (the module is made on the CPU
@@ -44,7 +44,8 @@ nlohmann::json point_config(const SweepPoint& p, std::string* why_not) {
     const TaskShape ts = task_shape(p.task);
     c["mlp_dim"] = p.mlp_dim;
     c["vocab"] = ts.vocab;
-    c["classes"] = ts.classes;
+    if (ts.language_model) c["language_model"] = true;
+    else c["classes"] = ts.classes;
   }
   try {
     auto module = make_attention(spec, p.dim, p.heads, p.n);
@@ -110,18 +111,19 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
   try {
     Encoder enc({.vocab = ts.vocab, .classes = ts.classes, .max_len = p.n, .dim = p.dim, .heads = p.heads,
                  .layers = p.layers, .mlp_dim = p.mlp_dim, .pooling = "mean", .dropout = 0.0f,
-                 .attention = p.variant, .pair = ts.pair, .device = dev});
+                 .attention = p.variant, .pair = ts.pair, .language_model = ts.language_model, .device = dev});
     enc.init_params(seed);
     std::unique_ptr<AdamW> opt;
     if (train) opt = std::make_unique<AdamW>(enc.parameters(), AdamWConfig{});
     const std::int64_t b = p.batch, n = p.n, seqs = ts.pair ? 2 * b : b;  // b examples, seqs sequences
     std::vector<std::int32_t> tokens(static_cast<std::size_t>(seqs * n));
     std::vector<std::uint8_t> mask(static_cast<std::size_t>(seqs * n), 1);
-    std::vector<int> labels(static_cast<std::size_t>(b));
+    // A classifier's labels (b); a language model's next tokens (b, n).
+    std::vector<int> labels(static_cast<std::size_t>(ts.language_model ? b * n : b));
     Rng rng(seed + 1);
     auto draw = [&](std::int64_t k) { return std::min<std::int64_t>(k - 1, static_cast<std::int64_t>(rng.uniform(0, 1) * k)); };
     for (auto& t : tokens) t = static_cast<std::int32_t>(1 + draw(ts.vocab - 1));  // 0 is padding
-    for (auto& l : labels) l = static_cast<int>(draw(ts.classes));
+    for (auto& l : labels) l = static_cast<int>(draw(ts.language_model ? ts.vocab : ts.classes));
     std::uint64_t dropout_seed = seed;
     auto step = [&] {
       if (!train) {
@@ -140,9 +142,10 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
     const TimeStats t = time_it(step, timing);
     const MemoryStats ms = mt.stats(dev);
     // Cost model: every layer's attention (its own model) plus the MLP (2 products of D x Dmlp),
-    // the head; train-step counted as 3x forward.
+    // the head (a language model's: the output layer at every position); train-step counted as 3x forward.
     const std::int64_t pn = enc.internal_length(n);
-    double flops = 2.0 * b * ((ts.pair ? 4 : 1) * p.dim * p.mlp_dim + p.mlp_dim * ts.classes);
+    double flops = ts.language_model ? 2.0 * b * n * p.dim * ts.vocab
+                                     : 2.0 * b * ((ts.pair ? 4 : 1) * p.dim * p.mlp_dim + p.mlp_dim * ts.classes);
     for (std::int64_t l = 0; l < p.layers; ++l)
       flops += enc.attention(l).forward_flops(seqs, pn) + 4.0 * seqs * pn * p.dim * p.mlp_dim;
     if (train) flops *= 3.0;

@@ -29,6 +29,7 @@ bool is_attention_mode(const std::string& m);
 struct TaskShape {
   std::int64_t vocab = 257, classes = 2, length = 0;  // no task: byte tokens, two classes
   bool pair = false;                                  // retrieval: two towers, 2b sequences per batch
+  bool language_model = false;  // enwik8, text8, corpus: the causal decoder, next-token loss at every position
 };
 TaskShape task_shape(const std::string& task);  // UsageError naming --task
 

@@ -25,6 +25,7 @@
 #include "nn/threads.hpp"
 #include "bench/context.hpp"
 #include "reports/report.hpp"
+#include "tasks/lm.hpp"
 
 namespace lsb {
 namespace fs = std::filesystem;
@@ -44,7 +45,7 @@ double attention_dropout(const TrainOptions& o, const Attention& a) {
 // thread count is part of it because CPU results are bit-identical only for the same count. Its id
 // is the key `compare` pairs on, and what a resumed run must match.
 nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attention& a, std::int64_t padded_n) {
-  return {{"task", t.name},
+  nlohmann::json c = {{"task", t.name},
           {"variant", a.name()},
           {"variant_params", variant_params_json(a.resolved_params())},
           {"preset", o.preset},
@@ -73,6 +74,13 @@ nlohmann::json run_config(const TrainOptions& o, const TaskData& t, const Attent
           {"max_train", o.max_train},
           {"max_val", o.max_val},
           {"max_test", o.max_test}};
+  if (a.causal()) c["causal"] = true;
+  if (task_info(t.name).language_model()) {  // a decoder: no pooling; its own output layer and evaluation
+    c["pooling"] = "none";
+    c["tie_embeddings"] = o.tie_embeddings;
+    c["eval_stride"] = o.eval_stride > 0 ? o.eval_stride : t.length;
+  }
+  return c;
 }
 
 // The keys that only runs using the interop options have, so that every other run keeps its id.
@@ -181,6 +189,42 @@ EvalResult evaluate(Encoder& enc, const Split& s, std::int64_t batch, std::int64
   return {static_cast<double>(correct) / static_cast<double>(s.size()), loss / static_cast<double>(s.size())};
 }
 
+// A language model's bits per character over a whole stream: every target scored once in the windows of
+// lm::eval_windows, batched `batch` windows of one length at a time.
+struct LmEval {
+  double bpc = 0, loss = 0;  // loss: mean cross-entropy in nats
+  std::int64_t scored = 0;
+};
+LmEval evaluate_lm(Encoder& enc, const TokenStream& s, std::int64_t batch, std::int64_t tps, std::int64_t stride,
+                   Batch& buf) {
+  const auto windows = lm::eval_windows(s.size(), tps, stride);
+  double nats = 0;
+  std::int64_t scored = 0;
+  for (std::size_t w0 = 0; w0 < windows.size();) {
+    const std::int64_t len = windows[w0].length;
+    std::size_t w1 = w0;
+    while (w1 < windows.size() && static_cast<std::int64_t>(w1 - w0) < batch && windows[w1].length == len) ++w1;
+    const std::int64_t b = static_cast<std::int64_t>(w1 - w0);
+    buf.tokens.resize(static_cast<std::size_t>(b * len));
+    buf.mask.assign(static_cast<std::size_t>(b * len), 1);
+    buf.labels.resize(static_cast<std::size_t>(b * len));
+    for (std::int64_t i = 0; i < b; ++i) {
+      const lm::EvalWindow& w = windows[w0 + static_cast<std::size_t>(i)];
+      for (std::int64_t t = 0; t < len; ++t) {
+        const std::int64_t target = w.start + t + 1;
+        buf.tokens[i * len + t] = s.tokens[w.start + t];
+        buf.labels[i * len + t] = target >= w.first_scored ? s.tokens[target] : -1;
+      }
+    }
+    const double mean = enc.forward(buf.tokens.data(), buf.mask.data(), buf.labels.data(), b, len, false, 0);
+    nats += mean * static_cast<double>(enc.scored_tokens());
+    scored += enc.scored_tokens();
+    w0 = w1;
+  }
+  const double loss = nats / static_cast<double>(scored);
+  return {loss / std::log(2.0), loss, scored};
+}
+
 // Everything a resumed run needs besides tensors, kept in the checkpoint's metadata.
 struct RunState {
   std::int64_t step = 0;
@@ -188,11 +232,15 @@ struct RunState {
   std::int64_t tokens = 0;
   double best_val = -1;
   std::int64_t best_step = 0;
-  nlohmann::json curves = {{"step", nlohmann::json::array()},        {"loss", nlohmann::json::array()},
-                           {"accuracy", nlohmann::json::array()},    {"lr", nlohmann::json::array()},
-                           {"grad_norm", nlohmann::json::array()},
-                           {"tokens_per_s", nlohmann::json::array()}, {"val_step", nlohmann::json::array()},
-                           {"val_accuracy", nlohmann::json::array()}, {"val_loss", nlohmann::json::array()}};
+  nlohmann::json curves;
+
+  // metric: the task's ("accuracy" or "bpc"), curves "<metric>" and "val_<metric>" beside the losses.
+  explicit RunState(const std::string& metric) {
+    for (const std::string& k : {std::string("step"), std::string("loss"), metric, std::string("lr"),
+                                 std::string("grad_norm"), std::string("tokens_per_s"), std::string("val_step"),
+                                 "val_" + metric, std::string("val_loss")})
+      curves[k] = nlohmann::json::array();
+  }
 
   // wall: the run's wall time so far (the clock of this process added to what earlier ones ran).
   nlohmann::json to_json(const std::string& id, double wall) const {
@@ -231,13 +279,16 @@ std::string quoted_if_needed(const std::string& s) {
 }  // namespace
 
 const std::vector<std::string>& train_preset_names() {
-  static const std::vector<std::string> names = {"lra-small", "smoke"};
+  static const std::vector<std::string> names = {"lra-small", "smoke", "lm-small", "enwik8-base"};
   return names;
 }
 
 void apply_train_preset(TrainOptions& o) {
   const TaskInfo& task = task_info(o.task);
-  if (o.preset == "lra-small") {
+  if (o.preset == "lm-small" || o.preset == "enwik8-base") {
+    // ../shared/spec/lm.md "Presets": the model is the task recipe's (below).
+    o.pooling = "mean", o.log_every = 10;
+  } else if (o.preset == "lra-small") {
     // ../shared/spec/lra.md "Models": the Transformer-LS / Nystromformer PyTorch LRA recipe.
     o.dim = 64, o.heads = 2, o.layers = 2, o.mlp_dim = 128, o.pooling = "mean", o.log_every = 10;
   } else if (o.preset == "smoke") {
@@ -256,6 +307,10 @@ void apply_train_preset(TrainOptions& o) {
   o.eval_every = r.eval_every > 0 ? r.eval_every : std::max<std::int64_t>(r.steps / 20, 1);
   o.lr = r.lr, o.weight_decay = r.weight_decay, o.dropout = r.dropout, o.clip_norm = r.clip_norm;
   o.max_train = 0, o.max_val = r.max_val, o.max_test = r.max_test;
+  if (r.dim > 0) o.dim = r.dim;
+  if (r.heads > 0) o.heads = r.heads;
+  if (r.layers > 0) o.layers = r.layers;
+  if (r.mlp_dim > 0) o.mlp_dim = r.mlp_dim;
 }
 
 std::string train_command(const TrainOptions& o) {
@@ -275,7 +330,8 @@ std::string train_command(const TrainOptions& o) {
   add("--dim", o.dim, preset.dim), add("--heads", o.heads, preset.heads), add("--layers", o.layers, preset.layers);
   add("--mlp-dim", o.mlp_dim, preset.mlp_dim), add("--pooling", o.pooling, preset.pooling);
   add("--max-train", o.max_train, preset.max_train), add("--max-val", o.max_val, preset.max_val);
-  add("--max-test", o.max_test, preset.max_test);
+  add("--max-test", o.max_test, preset.max_test), add("--eval-stride", o.eval_stride, preset.eval_stride);
+  if (o.tie_embeddings) cmd += " --tie-embeddings";
   const TrainOptions defaults;
   add("--difficulty", o.difficulty, defaults.difficulty), add("--val-from", o.val_from, defaults.val_from);
   add("--split-seed", o.split_seed, defaults.split_seed), add("--seed", o.seed, defaults.seed);
@@ -306,6 +362,18 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   check_schedule(o.schedule, o.warmup, o.steps);
   if (!(o.attention_dropout < 1) || (o.attention_dropout < 0 && o.attention_dropout != -1))
     throw UsageError(fmt::format("--attention-dropout {}: expected a value in [0, 1)", o.attention_dropout));
+  const TaskInfo& info = task_info(task.name);
+  const bool lm = info.language_model();
+  VariantSpec spec = o.variant;
+  if (lm) spec.causal = true;  // a decoder: the variant's causal form (one without refuses, exit 2)
+  if (lm && !o.batches_dir.empty())
+    throw UsageError("--batches: replayed batches are for classification tasks, not language models");
+  if (!lm && (o.tie_embeddings || o.eval_stride != 0))
+    throw UsageError(fmt::format("--tie-embeddings and --eval-stride are for language-model tasks; {} is {}", task.name,
+                                 task_kind_name(info.kind)));
+  const std::int64_t stride = o.eval_stride > 0 ? o.eval_stride : task.length;
+  if (o.eval_stride < 0 || stride > task.length)
+    throw UsageError(fmt::format("--eval-stride {}: expected 1 .. the tokens per sample ({})", o.eval_stride, task.length));
   const Device dev = o.device;
   const PrecisionScope precision_scope(o.precision, dev);  // refuses a precision this device cannot run
   auto& tracker = MemoryTracker::instance();
@@ -315,8 +383,8 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 
   Encoder enc({.vocab = task.vocab, .classes = task.classes, .max_len = task.length, .dim = o.dim,
                .heads = o.heads, .layers = o.layers, .mlp_dim = o.mlp_dim, .pooling = o.pooling,
-               .dropout = static_cast<float>(o.dropout), .attention = o.variant, .pair = task.train.pairs(),
-               .device = dev});
+               .dropout = static_cast<float>(o.dropout), .attention = spec, .pair = task.train.pairs(),
+               .language_model = lm, .tie_embeddings = o.tie_embeddings, .device = dev});
   enc.set_attention_dropout(static_cast<float>(attention_dropout(o, enc.attention(0))));
   enc.init_params(o.seed);
   std::string init_digest;
@@ -350,8 +418,12 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   result["id"] = id;
   result["repro"] = train_command(o);
 
+  if (lm)
+    result["model_notes"] = "decoder-only pre-LN Transformer with learned absolute positions; no Transformer-XL "
+                            "relative positions or segment cache (../shared/spec/lm.md: optional, not built)";
+
   // Checkpoints: last.ckpt (parameters, AdamW state, run state) and best.ckpt (parameters).
-  RunState st;
+  RunState st(info.metric);
   std::vector<CheckpointEntry> last_entries = param_entries(params);
   for (const auto& e : opt.state()) last_entries.push_back(e);
   const fs::path ckdir = o.checkpoint_dir;
@@ -382,6 +454,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   const double wall_before = st.wall_seconds;  // of the runs this one resumes
   auto wall = [&] { return wall_before + seconds_since(wall0); };
 
+  Batch batch, eval_buf;
   auto fill = [&](const std::string& status) {
     result["status"] = status;
     if (status == "running")  // the report of a run that was stopped here says how far it got
@@ -398,11 +471,29 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
     result["memory"] = tracked_memory_json(tracker.stats(dev));
     result["memory"]["peak_rss_bytes"] = peak_rss_bytes();
     result["curves"] = st.curves;
-    if (st.best_val >= 0) result["accuracy"] = {{"val_best", st.best_val}, {"val_best_step", st.best_step}};
+    if (st.best_step > 0) result[info.metric] = {{"val_best", st.best_val}, {"val_best_step", st.best_step}};
   };
 
-  BatchSampler sampler(task.train.size(), o.batch, o.seed ^ 0x5851F42D4C957F2DULL);
-  Batch batch, eval_buf;
+  // The validation or test split in the task's metric (accuracy, or a language model's bits per character).
+  struct Score {
+    double metric = 0, loss = 0;
+    std::int64_t scored = 0;  // examples, or a language model's tokens
+  };
+  auto score = [&](bool test) -> Score {
+    if (lm) {
+      const LmEval e = evaluate_lm(enc, test ? task.test_stream : task.val_stream, o.batch, n, stride, eval_buf);
+      return {e.bpc, e.loss, e.scored};
+    }
+    const Split& s = test ? task.test : task.val;
+    const EvalResult e = evaluate(enc, s, o.batch, n, task.classes, eval_buf);
+    return {e.accuracy, e.loss, s.size()};
+  };
+  auto better = [&](double a, double b) { return lm ? a < b : a > b; };
+  std::int64_t val_scored = 0;
+
+  const std::uint64_t sample_seed = o.seed ^ 0x5851F42D4C957F2DULL;
+  std::unique_ptr<BatchSampler> sampler;
+  if (!lm) sampler = std::make_unique<BatchSampler>(task.train.size(), o.batch, sample_seed);
   Progress progress(o.steps);
   double interval_loss = 0, interval_seconds = 0;
   std::int64_t interval_steps = 0, interval_tokens = 0, interval_correct = 0;
@@ -411,8 +502,10 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
     const std::int64_t step = st.step + 1;
     if (batch_folder) {
       batch_folder->load(step, batch);
+    } else if (lm) {
+      lm::window_batch(task.train_stream, step, o.batch, n, sample_seed, batch);
     } else {
-      const auto& idx = sampler.indices(step);
+      const auto& idx = sampler->indices(step);
       make_batch(task.train, idx.data(), o.batch, n, batch);
     }
     const ScheduleStep schedule = schedule_at(o.schedule, o.lr, step, o.warmup, o.steps, AdamWConfig{}.beta1);
@@ -427,9 +520,11 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       progress.message(fmt::format("diverged: {}", result["message"].get<std::string>()));
       break;
     }
-    const float* logits = enc.logits();  // the training batch's, before the update
-    for (std::int64_t i = 0; i < o.batch; ++i)
-      interval_correct += predicted_class(logits + i * task.classes, task.classes) == batch.labels[i];
+    if (!lm) {
+      const float* logits = enc.logits();  // the training batch's, before the update
+      for (std::int64_t i = 0; i < o.batch; ++i)
+        interval_correct += predicted_class(logits + i * task.classes, task.classes) == batch.labels[i];
+    }
     enc.backward();
     const double gnorm = clip_grad_norm(params, o.clip_norm);
     opt.step(lr, schedule.beta1);
@@ -443,48 +538,54 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       auto& c = st.curves;
       c["step"].push_back(step);
       c["loss"].push_back(interval_loss / static_cast<double>(interval_steps));
-      c["accuracy"].push_back(static_cast<double>(interval_correct) / static_cast<double>(interval_steps * o.batch));
+      const double mean_loss = interval_loss / static_cast<double>(interval_steps);
+      // The training metric of the interval: accuracy on its batches, or bits per character.
+      c[info.metric].push_back(lm ? mean_loss / std::log(2.0)
+                                  : static_cast<double>(interval_correct) / static_cast<double>(interval_steps * o.batch));
       c["lr"].push_back(lr);
       c["grad_norm"].push_back(gnorm);
       c["tokens_per_s"].push_back(static_cast<double>(interval_tokens) / interval_seconds);
       if (o.progress)
         progress.update(step,
-                        fmt::format("loss {:.4f} acc {:.1f}% lr {:.2e} {:.0f} tok/s",
-                                    interval_loss / static_cast<double>(interval_steps),
-                                    100.0 * c["accuracy"].back().get<double>(), lr,
-                                    static_cast<double>(interval_tokens) / interval_seconds),
+                        fmt::format("loss {:.4f} {} lr {:.2e} {:.0f} tok/s", mean_loss,
+                                    lm ? fmt::format("bpc {:.3f}", c["bpc"].back().get<double>())
+                                       : fmt::format("acc {:.1f}%", 100.0 * c["accuracy"].back().get<double>()),
+                                    lr, static_cast<double>(interval_tokens) / interval_seconds),
                         interval_seconds / static_cast<double>(interval_steps));
       interval_loss = interval_seconds = 0, interval_steps = interval_tokens = interval_correct = 0;
     }
     if (step % o.eval_every == 0 || step == o.steps) {
-      const EvalResult v = evaluate(enc, task.val, o.batch, n, task.classes, eval_buf);
+      const Score v = score(false);
+      val_scored = v.scored;
       st.curves["val_step"].push_back(step);
-      st.curves["val_accuracy"].push_back(v.accuracy);
+      st.curves["val_" + info.metric].push_back(v.metric);
       st.curves["val_loss"].push_back(v.loss);
-      const bool improved = v.accuracy > st.best_val;
+      const bool improved = st.best_step == 0 || better(v.metric, st.best_val);
       if (improved) {
-        st.best_val = v.accuracy, st.best_step = step;
+        st.best_val = v.metric, st.best_step = step;
         keep_best();
-        if (!best_path.empty()) save_checkpoint(best_path, nlohmann::json{{"step", step}, {"val_accuracy", v.accuracy}}.dump(),
-                                                best_entries);
+        if (!best_path.empty())
+          save_checkpoint(best_path, nlohmann::json{{"step", step}, {"val_" + info.metric, v.metric}}.dump(),
+                          best_entries);
       }
       if (!last_path.empty()) save_checkpoint(last_path, st.to_json(id, wall()).dump(), last_entries);
       if (o.progress)
-        progress.message(fmt::format("step {}: validation accuracy {:.2f}% loss {:.4f}{}", step, 100 * v.accuracy, v.loss,
-                                     improved ? " (best so far)" : ""));
+        progress.message(fmt::format("step {}: validation {} loss {:.4f}{}", step,
+                                     lm ? fmt::format("bpc {:.4f}", v.metric) : fmt::format("accuracy {:.2f}%", 100 * v.metric),
+                                     v.loss, improved ? " (best so far)" : ""));
       fill("running");
       if (on_result) on_result(result);
     }
   }
   progress.finish();
   if (status == "ok") {
-    // Test accuracy of the final model, then of the best-validation parameters.
-    const EvalResult final_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
+    // The test metric of the final model, then of the best-validation parameters.
+    const Score final_test = score(true);
     if (!o.save_weights.empty()) save_weights(enc, (fs::path(o.save_weights) / "final").string());
-    EvalResult best_test = final_test;
+    Score best_test = final_test;
     if (st.best_step != st.step) {  // otherwise the best-validation parameters are the final ones
       for (std::size_t k = 0; k < params.size(); ++k) copy_elements(best[k], params[k].second->value);
-      best_test = evaluate(enc, task.test, o.batch, n, task.classes, eval_buf);
+      best_test = score(true);
     }
     if (!o.save_weights.empty()) {
       save_weights(enc, (fs::path(o.save_weights) / "best").string());
@@ -492,9 +593,20 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
                                  {"final", (fs::path(o.save_weights) / "final").string()}};
     }
     fill("ok");
-    result["accuracy"]["test_final"] = final_test.accuracy;
-    result["accuracy"]["test_at_best_val"] = best_test.accuracy;
-    result["accuracy"]["test_majority_class"] = majority_rate(task.test, task.classes);
+    result[info.metric]["test_final"] = final_test.metric;
+    result[info.metric]["test_at_best_val"] = best_test.metric;
+    if (lm) {
+      // The context-free baseline, as majority_class is for a classifier; and which tokens were scored.
+      result["bpc"]["test_unigram"] = lm::unigram_entropy_bits(task.test_stream.tokens, static_cast<int>(task.vocab));
+      result["evaluation"] = {{"tokens_per_sample", n},
+                              {"stride", stride},
+                              {"val_tokens_scored", val_scored},
+                              {"test_tokens_scored", final_test.scored},
+                              {"scored", "every token of the split after its first, exactly once; after the first "
+                                         "window each window slides by the stride and scores its last stride tokens"}};
+    } else {
+      result["accuracy"]["test_majority_class"] = majority_rate(task.test, task.classes);
+    }
   } else {
     fill(status);
   }
@@ -508,15 +620,22 @@ int run_train_command(const TrainOptions& opts) {
   const Device dev = o.device;
   if (!o.memory_budget.empty())
     MemoryTracker::instance().set_budget(dev, o.memory_budget.bytes());
-  const VariantSpec& spec = o.variant;
-  // Unknown names, a missing GPU and impossible precisions fail before the data is loaded.
+  const TaskInfo& info = task_info(o.task);
+  VariantSpec spec = o.variant;
+  spec.causal = info.language_model();  // a decoder's attention is causal
+  // Unknown names, a variant without a causal form for a decoder, a missing GPU and impossible precisions
+  // fail before the data is loaded.
   make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);
   require_precision(o.precision, dev);
   const TaskData task = load_task(o.task, task_options(o));
-  fmt::print("train: {} with {} ({} preset): {} train / {} val / {} test examples, length {}, batch {}, {} steps, "
-             "{}, {}\n",
-             task.name, o.variant.text, o.preset, task.train.size(), task.val.size(), task.test.size(), task.length, o.batch,
-             o.steps, dev == Device::cpu ? fmt::format("{} threads", threads.granted) : cuda::query(0).name,
+  const std::string sizes =
+      info.language_model()
+          ? fmt::format("{} train / {} val / {} test tokens{}", task.train_stream.size(), task.val_stream.size(),
+                        task.test_stream.size(), o.task == "corpus" ? fmt::format(" ({})", task.provenance.value("source", "")) : "")
+          : fmt::format("{} train / {} val / {} test examples", task.train.size(), task.val.size(), task.test.size());
+  fmt::print("train: {} with {}{} ({} preset): {}, length {}, batch {}, {} steps, {}, {}\n", task.name, o.variant.text,
+             spec.causal ? " (causal)" : "", o.preset, sizes, task.length, o.batch, o.steps,
+             dev == Device::cpu ? fmt::format("{} threads", threads.granted) : cuda::query(0).name,
              precision_name(o.precision));
   std::fflush(stdout);  // before the progress display on stderr
   const nlohmann::json context = make_context({.command_line = o.command_line, .threads = threads});
@@ -538,7 +657,17 @@ int run_train_command(const TrainOptions& opts) {
     throw;
   }
   const auto& acc = r.value("accuracy", nlohmann::json::object());
-  if (r["status"] == "ok") {
+  if (r["status"] == "ok" && info.language_model()) {
+    const auto& bpc = r["bpc"];
+    fmt::print("train: done in {}: best validation {:.4f} bpc (step {}), test {:.4f} bpc at the best validation, "
+               "{:.4f} final (unigram entropy {:.3f}; {} test tokens scored, stride {}); {:.2f} steps/s, {:.0f} tokens/s, "
+               "peak tracked memory {}\n",
+               Progress::format_duration(r["wall_s"]), bpc.value("val_best", 0.0), bpc.value("val_best_step", 0),
+               bpc.value("test_at_best_val", 0.0), bpc.value("test_final", 0.0), bpc.value("test_unigram", 0.0),
+               r["evaluation"].value("test_tokens_scored", 0), r["evaluation"].value("stride", 0),
+               r["throughput"].value("steps_per_s", 0.0), r["throughput"].value("tokens_per_s", 0.0),
+               format_bytes(r["memory"]["peak_tracked_bytes"]));
+  } else if (r["status"] == "ok") {
     fmt::print("train: done in {}: best validation {:.2f}% (step {}), test {:.2f}% at the best validation, {:.2f}% "
                "final (majority class {:.2f}%); {:.2f} steps/s, {:.0f} tokens/s, peak tracked memory {}\n",
                Progress::format_duration(r["wall_s"]), 100 * acc.value("val_best", 0.0), acc.value("val_best_step", 0),

@@ -2,6 +2,8 @@
 // ../shared/spec/lra.md: evaluate on validation every E steps, keep the best-validation
 // parameters, report test accuracy of the best-validation and of the final model over the whole
 // test split, curves, wall time, train throughput and peak memory as a `train-run` result.
+// A language-modelling task (../shared/spec/lm.md) trains the causal decoder on windows of the train
+// stream and reports bits per character over whole splits instead of accuracy.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -23,6 +25,7 @@ struct TrainOptions {
   // Model (../shared/spec/lra.md "Models"); the preset fills these, the command line overrides.
   std::int64_t dim = 64, heads = 2, layers = 2, mlp_dim = 128;
   std::string pooling = "mean";
+  bool tie_embeddings = false;  // language models: the output layer's weight is the token embedding
   double dropout = 0;            // on block outputs
   double attention_dropout = -1;  // on attention probabilities; < 0: as dropout where the variant has them, else 0
   // Data.
@@ -33,6 +36,7 @@ struct TrainOptions {
   std::uint64_t split_seed = 0;
   // Optimisation and protocol.
   std::int64_t batch = 32, steps = 5000, warmup = 1000, eval_every = 250, log_every = 10;
+  std::int64_t eval_stride = 0;  // language models: windows slide by this many tokens when evaluating; 0 = length
   std::string schedule = "linear";  // linear | onecycle (nn/optim.hpp)
   double lr = 1e-4, weight_decay = 0, clip_norm = 0;  // clip_norm 0 = no clipping
   std::uint64_t seed = 0;  // parameters, batch order and dropout masks
@@ -50,7 +54,7 @@ struct TrainOptions {
   std::vector<std::string> command_line;
 };
 
-const std::vector<std::string>& train_preset_names();  // lra-small, smoke
+const std::vector<std::string>& train_preset_names();  // lra-small, smoke, lm-small, enwik8-base
 // The preset's settings for `task` (variant, paths and execution fields are left as they are).
 // UsageError for an unknown preset or task.
 void apply_train_preset(TrainOptions& o);

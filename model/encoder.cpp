@@ -50,40 +50,48 @@ struct Encoder::State {
   // Host side of the batch, built and checked on the host whatever the device.
   std::vector<std::int32_t> ids;      // (seqs, N) token ids of the internal sequence (-1: the cls token)
   std::vector<std::uint8_t> mask;     // (seqs, N)
-  std::vector<int> labels;            // (b)
+  std::vector<int> labels;            // (b); a language model's (seqs * N): next tokens, -1 unscored
+  std::int64_t scored = 0;            // a language model: the positions with a label
+  bool logits_copied = false;         // CUDA: logits_host holds the last forward's logits
   std::vector<std::int32_t> rows_by_id;  // backward: the rows grouped by id, for the embedding gradient
   std::vector<std::int64_t> id_starts;   // backward: (vocab + 2) where each group starts
   std::vector<double> loss;              // (b) per-example cross-entropy
-  std::vector<float> logits_host;        // (b, C): the device's logits, copied back (CUDA only)
+  std::vector<float> logits_host;        // the device's logits, copied back when asked for (CUDA only)
   // The same arrays on the device: the host vectors themselves on the CPU, else copies in these tensors.
   const std::int32_t* ids_on = nullptr;
   const std::uint8_t* mask_on = nullptr;
   const int* labels_on = nullptr;
   Tensor ids_dev, mask_dev, labels_dev, rows_by_id_dev, id_starts_dev, loss_dev;
   Tensor x_final, xf, lnf_stats, pooled, counts, features, hpre, hrelu, logits, probs;  // pooled (seqs, D); counts (seqs)
+  // logits, probs: (b, C), or a language model's (rows, vocab)
   bool dropped = false;               // dropout masks were applied in the last forward
   Tensor work_d, work_d2, work_da, work_mlp;    // (rows, D) x 3, (rows, Dmlp): transient
-  Tensor dlogits, dh, dpooled, dfeatures;       // (b, C), (b, Dmlp), (seqs, D), (b, 4D): transient
+  Tensor dlogits, dh, dpooled, dfeatures;       // (b, C) or (rows, vocab), (b, Dmlp), (seqs, D), (b, 4D): transient
 };
 
 Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<State>()) {
-  if (cfg.vocab <= 0 || cfg.classes <= 1 || cfg.max_len <= 0 || cfg.layers <= 0 || cfg.mlp_dim <= 0)
+  const bool lm = cfg.language_model;
+  if (cfg.vocab <= 0 || (!lm && cfg.classes <= 1) || cfg.max_len <= 0 || cfg.layers <= 0 || cfg.mlp_dim <= 0)
     throw UsageError(fmt::format("encoder: vocab {}, classes {}, max_len {}, layers {}, mlp_dim {} must be positive "
                                  "(classes at least 2)",
                                  cfg.vocab, cfg.classes, cfg.max_len, cfg.layers, cfg.mlp_dim));
   if (cfg.device == Device::cuda) cuda::require_device();  // before anything is allocated there
-  if (cfg.pooling != "mean" && cfg.pooling != "mean-all" && cfg.pooling != "cls")
+  if (lm && (!cfg.attention.causal || cfg.pair))
+    throw UsageError(fmt::format("a language model needs causal attention ({} is not causal here) and one tower",
+                                 cfg.attention.text));
+  if (lm) cfg_.pooling = "none";  // every position goes to the output layer
+  else if (cfg.pooling != "mean" && cfg.pooling != "mean-all" && cfg.pooling != "cls")
     throw UsageError(fmt::format("--pooling {}: expected mean, mean-all or cls", cfg.pooling));
   if (!(cfg.dropout >= 0.0f && cfg.dropout < 1.0f))
     throw UsageError(fmt::format("--dropout {}: expected a value in [0, 1)", cfg.dropout));
   const VariantSpec& spec = cfg.attention;
   const std::int64_t D = cfg.dim, F = cfg.mlp_dim;
   // The attention's own padding rule decides the longest internal sequence.
-  const std::int64_t n_cls = cfg.max_len + (cfg.pooling == "cls" ? 1 : 0);
+  const std::int64_t n_cls = cfg.max_len + (cfg_.pooling == "cls" ? 1 : 0);
   const std::int64_t N_max = make_attention(spec, D, cfg.heads, n_cls)->padded_length(n_cls);
   own_.push_back(make_param("tok_emb", {cfg.vocab, D}, cfg.device));
   own_.push_back(make_param("pos_emb", {N_max, D}, cfg.device));
-  if (cfg.pooling == "cls") own_.push_back(make_param("cls", {D}, cfg.device));
+  if (cfg_.pooling == "cls") own_.push_back(make_param("cls", {D}, cfg.device));
   for (std::int64_t l = 0; l < cfg.layers; ++l) {
     const std::string pre = fmt::format("l{}.", l);
     for (const char* ln : {"ln1", "ln2"}) {
@@ -103,13 +111,25 @@ Encoder::Encoder(const EncoderConfig& cfg) : cfg_(cfg), st_(std::make_unique<Sta
   set_attention_dropout(cfg.attention_dropout);  // refused here, before training, where it cannot apply
   own_.push_back(make_param("lnf.weight", {D}, cfg.device));
   own_.push_back(make_param("lnf.bias", {D}, cfg.device));
-  own_.push_back(make_param("head.fc1.weight", {F, cfg.pair ? 4 * D : D}, cfg.device));
-  own_.push_back(make_param("head.fc1.bias", {F}, cfg.device));
-  own_.push_back(make_param("head.fc2.weight", {cfg.classes, F}, cfg.device));
-  own_.push_back(make_param("head.fc2.bias", {cfg.classes}, cfg.device));
+  if (lm) {
+    if (!cfg.tie_embeddings) own_.push_back(make_param("out.weight", {cfg.vocab, D}, cfg.device));
+    own_.push_back(make_param("out.bias", {cfg.vocab}, cfg.device));
+  } else {
+    own_.push_back(make_param("head.fc1.weight", {F, cfg.pair ? 4 * D : D}, cfg.device));
+    own_.push_back(make_param("head.fc1.bias", {F}, cfg.device));
+    own_.push_back(make_param("head.fc2.weight", {cfg.classes, F}, cfg.device));
+    own_.push_back(make_param("head.fc2.bias", {cfg.classes}, cfg.device));
+  }
   // own_ is complete: its addresses are stable from here on.
-  top_ = {&p("tok_emb"), &p("pos_emb"), cfg.pooling == "cls" ? &p("cls") : nullptr, &p("lnf.weight"),
-          &p("lnf.bias"), &p("head.fc1.weight"), &p("head.fc1.bias"), &p("head.fc2.weight"), &p("head.fc2.bias")};
+  auto find = [&](const std::string& name) -> Param* {
+    for (auto& q : own_)
+      if (q.name == name) return &q;
+    return nullptr;
+  };
+  top_ = {find("tok_emb"),         find("pos_emb"),        find("cls"),
+          find("lnf.weight"),      find("lnf.bias"),       find("head.fc1.weight"),
+          find("head.fc1.bias"),   find("head.fc2.weight"), find("head.fc2.bias"),
+          cfg.tie_embeddings ? find("tok_emb") : find("out.weight"), find("out.bias")};
   for (std::int64_t l = 0; l < cfg.layers; ++l) {
     Layer& L = *layers_[l];
     const std::string pre = fmt::format("l{}.", l);
@@ -128,25 +148,30 @@ Encoder::~Encoder() = default;
 
 std::int64_t Encoder::analytic_bytes(std::int64_t b, std::int64_t n, bool train) const {
   const std::int64_t D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes, seqs = cfg_.pair ? 2 * b : b;
-  const std::int64_t rows = seqs * internal_length(n);
+  const std::int64_t rows = seqs * internal_length(n), V = cfg_.vocab;
+  const bool lm = cfg_.language_model;
   std::int64_t floats = 0;
   for (const auto& p : own_) floats += 2 * p.value.numel();  // values and gradients
-  // Workspaces (rows, D) x 3 and (rows, Dmlp); the first layer's input; the final LN, its stats,
-  // the pooled rows, the head's two hidden layers, logits and probabilities.
-  floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows + seqs * D + 2 * b * F + 2 * b * C;
+  // Workspaces (rows, D) x 3 and (rows, Dmlp); the first layer's input; the final LN and its stats;
+  // a classifier's pooled rows, head hidden layers, logits and probabilities; a language model's logits
+  // and probabilities at every position.
+  floats += 3 * rows * D + rows * F + rows * D + rows * D + 2 * rows;
+  floats += lm ? 2 * rows * V : seqs * D + 2 * b * F + 2 * b * C;
   if (cfg_.pair) floats += b * 4 * D;  // the head's features
-  if (cfg_.pooling != "cls") floats += seqs;  // real-token counts (mean) or divisors (mean-all)
+  if (!lm && cfg_.pooling != "cls") floats += seqs;  // real-token counts (mean) or divisors (mean-all)
   for (const auto& L : layers_) {
     // h1, x_mid, h2 and the next layer's input (rows, D); two LN stats (2, rows); m, g (rows, Dmlp);
     // dropout masks (rows, D) x 2 when they are drawn.
     floats += 4 * rows * D + 4 * rows + 2 * rows * F + (train && cfg_.dropout > 0.0f ? 2 * rows * D : 0);
     floats += 2 * L->attn->parameter_count();
   }
-  if (train) floats += b * C + b * F + seqs * D + (cfg_.pair ? b * 4 * D : 0);  // dlogits, dh, dpooled, dfeatures
+  if (train && lm) floats += rows * V;  // dlogits
+  else if (train) floats += b * C + b * F + seqs * D + (cfg_.pair ? b * 4 * D : 0);  // dlogits, dh, dpooled, dfeatures
   std::int64_t bytes = floats * static_cast<std::int64_t>(sizeof(float));
   if (cfg_.device == Device::cuda) {  // the batch's host arrays copied over: ids, mask, labels, the
-    // per-example losses; with a backward, the embedding gradient's grouping of rows by id
-    bytes += upload_bytes(4 * rows) + upload_bytes(rows) + upload_bytes(4 * b) + upload_bytes(8 * b);
+    // per-example (per-position) losses; with a backward, the embedding gradient's grouping of rows by id
+    const std::int64_t labelled = lm ? rows : b;
+    bytes += upload_bytes(4 * rows) + upload_bytes(rows) + upload_bytes(4 * labelled) + upload_bytes(8 * labelled);
     if (train) bytes += upload_bytes(4 * rows) + upload_bytes(8 * (cfg_.vocab + 2));
   }
   for (const auto& L : layers_) bytes += L->attn->analytic_bytes(seqs, internal_length(n), train);
@@ -180,7 +205,10 @@ void Encoder::init_params(std::uint64_t seed) {
     Tensor v = q.value.device() == Device::cpu ? q.value
                                                : Tensor(q.value.shape(), MemCategory::workspace, "encoder initial values");
     const bool is_ln = q.name.find("ln") != std::string::npos;
-    if (q.name == "tok_emb" || q.name == "pos_emb" || q.name == "cls") {
+    if (q.name == "out.bias" && cfg_.tie_embeddings) {  // Linear's bias rule with the tied weight (vocab, D)
+      const double bound = 1.0 / std::sqrt(static_cast<double>(cfg_.dim));
+      for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(rng.uniform(-bound, bound));
+    } else if (q.name == "tok_emb" || q.name == "pos_emb" || q.name == "cls") {
       for (std::int64_t i = 0; i < v.numel(); ++i) v[i] = static_cast<float>(0.02 * rng.normal());
     } else if (is_ln) {
       v.fill(q.name.find("weight") != std::string::npos ? 1.0f : 0.0f);
@@ -207,8 +235,17 @@ void Encoder::zero_grad() {
 }
 
 const float* Encoder::logits() const {
-  return cfg_.device == Device::cpu ? st_->logits.data() : st_->logits_host.data();
+  State& s = *st_;
+  if (cfg_.device == Device::cpu) return s.logits.data();
+  if (!s.logits_copied) {  // a language model's are copied when asked for (rows x vocab floats)
+    s.logits_host.resize(static_cast<std::size_t>(s.logits.numel()));
+    cuda::copy(s.logits_host.data(), s.logits.data(), sizeof(float) * s.logits_host.size());
+    s.logits_copied = true;
+  }
+  return s.logits_host.data();
 }
+
+std::int64_t Encoder::scored_tokens() const { return st_->scored; }
 
 double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, const int* labels, std::int64_t b,
                        std::int64_t n, bool train, std::uint64_t dropout_seed) {
@@ -222,13 +259,30 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   s.seqs = seqs;
   s.n = n;
   s.N = N;
+  const bool lm = cfg_.language_model;
   // Internal sequence: [cls] tokens..., padded with masked tokens up to N. Checked on the host.
   s.ids.assign(rows, 0);
   s.mask.assign(rows, 0);
-  s.labels.assign(labels, labels + b);
-  for (std::int64_t bi = 0; bi < b; ++bi)
-    if (labels[bi] < 0 || labels[bi] >= C)
-      throw InputError(fmt::format("encoder: label {} of example {} is outside 0..{}", labels[bi], bi, C - 1));
+  s.logits_copied = false;
+  if (lm) {  // next tokens (b, n) into (b, N), -1 where nothing is scored (padding)
+    s.labels.assign(rows, -1);
+    s.scored = 0;
+    for (std::int64_t bi = 0; bi < b; ++bi)
+      for (std::int64_t t = 0; t < n; ++t) {
+        const int y = labels[bi * n + t];
+        if (y < -1 || y >= cfg_.vocab)
+          throw InputError(fmt::format("encoder: next token {} at ({}, {}) is outside the vocabulary 0..{}", y, bi, t,
+                                       cfg_.vocab - 1));
+        s.labels[bi * N + t] = mask[bi * n + t] ? y : -1;
+        s.scored += s.labels[bi * N + t] >= 0;
+      }
+    if (s.scored == 0) throw InputError("encoder: a language-model batch with no scored position");
+  } else {
+    s.labels.assign(labels, labels + b);
+    for (std::int64_t bi = 0; bi < b; ++bi)
+      if (labels[bi] < 0 || labels[bi] >= C)
+        throw InputError(fmt::format("encoder: label {} of example {} is outside 0..{}", labels[bi], bi, C - 1));
+  }
   for (std::int64_t bi = 0; bi < seqs; ++bi) {
     std::int64_t real = 0;
     for (std::int64_t t = 0; t < N; ++t) {
@@ -300,6 +354,7 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
   ensure(s.lnf_stats, {2, rows}, MemCategory::activations, "encoder final LN stats", dev);
   ops::layernorm_forward(dev, s.x_final.data(), rows, D, top_.lnf_w->value.data(), top_.lnf_b->value.data(),
                          s.xf.data(), s.lnf_stats.data(), s.lnf_stats.data() + rows);
+  if (lm) return language_model_loss(rows);
   // Pooling: the mean over real tokens; mean-all, the reference code's: the sum over real tokens
   // divided by the n given (its final LayerNorm output is masked, then averaged over every position);
   // or (cls pooling) the cls row alone.
@@ -334,19 +389,64 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
     auto* loss_on = reinterpret_cast<double*>(s.loss_dev.data());
     ops::softmax_cross_entropy(dev, s.logits.data(), s.labels_on, b, C, s.probs.data(), loss_on);
     cuda::copy(s.loss.data(), loss_on, sizeof(double) * static_cast<std::size_t>(b));
-    s.logits_host.resize(static_cast<std::size_t>(b * C));
-    cuda::copy(s.logits_host.data(), s.logits.data(), sizeof(float) * static_cast<std::size_t>(b * C));
   }
   double loss = 0;
   for (const double l : s.loss) loss += l;
   return loss / b;
 }
 
+// A language model's output layer at every position and the mean cross-entropy over the scored ones.
+double Encoder::language_model_loss(std::int64_t rows) {
+  State& s = *st_;
+  const Device dev = cfg_.device;
+  const std::int64_t D = cfg_.dim, V = cfg_.vocab;
+  ensure(s.logits, {rows, V}, MemCategory::activations, "language model logits", dev);
+  ensure(s.probs, {rows, V}, MemCategory::activations, "language model probabilities", dev);
+  ops::linear_forward(dev, s.xf.data(), rows, D, top_.out_w->value.data(), top_.out_b->value.data(), V,
+                      s.logits.data());
+  s.loss.resize(static_cast<std::size_t>(rows));
+  if (dev == Device::cpu) {
+    ops::softmax_cross_entropy(dev, s.logits.data(), s.labels_on, rows, V, s.probs.data(), s.loss.data());
+  } else {
+    ensure(s.loss_dev, {upload_bytes(8 * rows) / 4}, MemCategory::data, "language model per-position losses", dev);
+    auto* loss_on = reinterpret_cast<double*>(s.loss_dev.data());
+    ops::softmax_cross_entropy(dev, s.logits.data(), s.labels_on, rows, V, s.probs.data(), loss_on);
+    cuda::copy(s.loss.data(), loss_on, sizeof(double) * static_cast<std::size_t>(rows));
+  }
+  double loss = 0;  // unscored positions contribute 0
+  for (const double l : s.loss) loss += l;
+  return loss / static_cast<double>(s.scored);
+}
+
 void Encoder::backward() {
   State& s = *st_;
   const Device dev = cfg_.device;
-  const std::int64_t b = s.b, seqs = s.seqs, N = s.N, rows = seqs * N, D = cfg_.dim, F = cfg_.mlp_dim,
-                     C = cfg_.classes, Din = cfg_.pair ? 4 * D : D;
+  const std::int64_t rows = s.seqs * s.N, D = cfg_.dim;
+  Tensor& dxf = s.work_d2;
+  Tensor& dx = s.work_d;
+  if (cfg_.language_model) {
+    // d loss / d logits = (softmax - onehot) / scored at scored positions; the output layer into d xf.
+    const std::int64_t V = cfg_.vocab;
+    ensure(s.dlogits, {rows, V}, MemCategory::workspace, "language model dlogits", dev);
+    ops::cross_entropy_backward(dev, s.probs.data(), s.labels_on, rows, V, static_cast<float>(s.scored),
+                                s.dlogits.data());
+    ops::linear_backward(dev, s.dlogits.data(), s.xf.data(), rows, D, top_.out_w->value.data(), V,
+                         top_.out_w->grad.data(), top_.out_b->grad.data(), dxf.data(), false);
+  } else {
+    classifier_head_backward();
+  }
+  ops::layernorm_backward(dev, dxf.data(), s.x_final.data(), rows, D, top_.lnf_w->value.data(), s.lnf_stats.data(),
+                          s.lnf_stats.data() + rows, dx.data(), top_.lnf_w->grad.data(), top_.lnf_b->grad.data(),
+                          false);
+  blocks_backward();
+}
+
+// The classifier's head and pooling backward, from the loss into d xf (work_d2).
+void Encoder::classifier_head_backward() {
+  State& s = *st_;
+  const Device dev = cfg_.device;
+  const std::int64_t b = s.b, seqs = s.seqs, N = s.N, D = cfg_.dim, F = cfg_.mlp_dim, C = cfg_.classes,
+                     Din = cfg_.pair ? 4 * D : D;
   const bool cls = cfg_.pooling == "cls";
   ensure(s.dlogits, {b, C}, MemCategory::workspace, "encoder dlogits", dev);
   ensure(s.dh, {b, F}, MemCategory::workspace, "encoder head gradient", dev);
@@ -354,7 +454,7 @@ void Encoder::backward() {
   if (cfg_.pair) ensure(s.dfeatures, {b, 4 * D}, MemCategory::workspace, "encoder two-tower features gradient", dev);
   Tensor &dlogits = s.dlogits, &dh = s.dh, &dpooled = s.dpooled;
   // d loss / d logits = (softmax - onehot) / b.
-  ops::cross_entropy_backward(dev, s.probs.data(), s.labels_on, b, C, dlogits.data());
+  ops::cross_entropy_backward(dev, s.probs.data(), s.labels_on, b, C, static_cast<float>(b), dlogits.data());
   ops::linear_backward(dev, dlogits.data(), s.hrelu.data(), b, F, top_.head2_w->value.data(), C,
                        top_.head2_w->grad.data(), top_.head2_b->grad.data(), dh.data(), false);
   ops::relu_backward(dev, s.hpre.data(), b * F, dh.data());
@@ -362,16 +462,21 @@ void Encoder::backward() {
                        top_.head1_w->value.data(), F, top_.head1_w->grad.data(), top_.head1_b->grad.data(),
                        cfg_.pair ? s.dfeatures.data() : dpooled.data(), false);
   if (cfg_.pair) ops::pair_features_backward(dev, s.pooled.data(), s.dfeatures.data(), b, D, dpooled.data());
-  // Pooling backward into d xf (work_d2), then the final LayerNorm into dx (work_d).
+  // Pooling backward into d xf (work_d2).
+  if (cls)
+    ops::cls_pool_backward(dev, dpooled.data(), seqs, N, D, s.work_d2.data());
+  else
+    ops::mean_pool_backward(dev, dpooled.data(), s.mask_on, s.counts.data(), seqs, N, D, s.work_d2.data());
+}
+
+// From d (last block's output) in dx (work_d) through every block and the embeddings.
+void Encoder::blocks_backward() {
+  State& s = *st_;
+  const Device dev = cfg_.device;
+  const std::int64_t seqs = s.seqs, N = s.N, rows = seqs * N, D = cfg_.dim, F = cfg_.mlp_dim;
+  const bool cls = cfg_.pooling == "cls";
   Tensor& dxf = s.work_d2;
   Tensor& dx = s.work_d;
-  if (cls)
-    ops::cls_pool_backward(dev, dpooled.data(), seqs, N, D, dxf.data());
-  else
-    ops::mean_pool_backward(dev, dpooled.data(), s.mask_on, s.counts.data(), seqs, N, D, dxf.data());
-  ops::layernorm_backward(dev, dxf.data(), s.x_final.data(), rows, D, top_.lnf_w->value.data(), s.lnf_stats.data(),
-                          s.lnf_stats.data() + rows, dx.data(), top_.lnf_w->grad.data(), top_.lnf_b->grad.data(),
-                          false);
   const bool drop = s.dropped;
   Tensor& dmlp = s.work_mlp;
   // d (block output) through a dropout mask, or as it is, into `out`.

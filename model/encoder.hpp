@@ -7,6 +7,9 @@
 //   fc(D -> Dmlp), ReLU, fc(Dmlp -> classes); cross-entropy averaged over the batch.
 // Two towers (Retrieval, `pair`): each example is two sequences through the one encoder, pooled to
 // u and v; the head sees [u, v, u*v, u-v] (fc(4D -> Dmlp)).
+// A language model (`language_model`, ../shared/spec/lm.md) is the same body with causal attention and no
+// pooling: final LN, then an output layer to the vocabulary at every position (its weight tied to tok_emb
+// or its own "out.weight"), cross-entropy of each position's next token averaged over the scored ones.
 // Forward and exact backward; gradients accumulate (+=) into each Param's grad.
 // One body for both devices: every step goes through nn/device_ops.hpp, so a CUDA encoder runs the CPU
 // encoder's formulas in the same order. Batches arrive on the host (tokens, mask, labels), are checked
@@ -29,6 +32,9 @@ struct EncoderConfig {
   float attention_dropout = 0.0f;  // on attention probabilities: a UsageError where the variant has none
   VariantSpec attention = VariantSpec::parse(baseline_variant().spec());  // parsed where it was read
   bool pair = false;  // two towers: tokens hold 2b sequences, the b first documents then the b second ones
+  // A decoder: the attention must be causal; classes and pooling are not used.
+  bool language_model = false;
+  bool tie_embeddings = false;  // language model: the output layer's weight is tok_emb
   Device device = Device::cpu;  // where parameters, activations and every step live
 };
 
@@ -43,13 +49,17 @@ class Encoder {
   std::int64_t internal_length(std::int64_t n) const;
 
   // tokens (b, n) in [0, vocab) ((2b, n) with two towers), mask alike, 1 = real; labels (b) for b
-  // examples. Returns the mean cross-entropy
-  // and keeps what backward needs. train: dropout on, masks drawn from dropout_seed.
+  // examples; a language model's labels are (b, n): the next token of every position, -1 where it is not
+  // scored. Returns the mean cross-entropy (a language model's: over the scored positions) and keeps
+  // what backward needs. train: dropout on, masks drawn from dropout_seed.
   double forward(const std::int32_t* tokens, const std::uint8_t* mask, const int* labels, std::int64_t b,
                 std::int64_t n, bool train, std::uint64_t dropout_seed);
   // Gradients of the last forward's loss, accumulated into every parameter's grad.
   void backward();
-  const float* logits() const;  // (b, classes) of the last forward, on the host
+  // The last forward's logits, on the host: (b, classes); a language model's (b, N, vocab), N the
+  // internal length (internal_length(n)).
+  const float* logits() const;
+  std::int64_t scored_tokens() const;  // a language model's last forward: the positions scored
 
   // Every parameter with a unique name: the encoder's own ("tok_emb", "l0.fc1.weight", ...), then
   // each layer's attention parameters ("l0.attn.wq", ...).
@@ -74,8 +84,12 @@ class Encoder {
   struct State;
   std::unique_ptr<State> st_;
   Param& p(const std::string& name);  // by name: construction and init only
+  double language_model_loss(std::int64_t rows);  // forward's end for a language model
+  void classifier_head_backward();                // backward's start for a classifier: into d xf
+  void blocks_backward();                         // from d (last block output) to the embeddings
   struct {
     Param *tok_emb, *pos_emb, *cls, *lnf_w, *lnf_b, *head1_w, *head1_b, *head2_w, *head2_b;
+    Param *out_w, *out_b;  // a language model's output layer (out_w is tok_emb when tied)
   } top_{};  // the encoder's own parameters outside the blocks, resolved once
 };
 

@@ -236,6 +236,7 @@ void relu_backward(Device dev, const float* pre, std::int64_t count, float* d) {
 void softmax_cross_entropy(Device dev, const float* logits, const int* labels, std::int64_t b, std::int64_t C,
                            float* probs, double* loss) {
   LSB_ON_CUDA(dev, softmax_cross_entropy(logits, labels, b, C, probs, loss));
+#pragma omp parallel for schedule(static) if (b * C > kParallelFrom)
   for (std::int64_t i = 0; i < b; ++i) {
     const float* z = logits + i * C;
     float mx = z[0];
@@ -243,16 +244,17 @@ void softmax_cross_entropy(Device dev, const float* logits, const int* labels, s
     double sum = 0;
     for (std::int64_t k = 0; k < C; ++k) sum += std::exp(static_cast<double>(z[k] - mx));
     for (std::int64_t k = 0; k < C; ++k) probs[i * C + k] = static_cast<float>(std::exp(double(z[k] - mx)) / sum);
-    loss[i] = std::log(sum) + mx - z[labels[i]];
+    loss[i] = labels[i] < 0 ? 0.0 : std::log(sum) + mx - z[labels[i]];
   }
 }
 
 void cross_entropy_backward(Device dev, const float* probs, const int* labels, std::int64_t b, std::int64_t C,
-                            float* dlogits) {
-  LSB_ON_CUDA(dev, cross_entropy_backward(probs, labels, b, C, dlogits));
+                            float divisor, float* dlogits) {
+  LSB_ON_CUDA(dev, cross_entropy_backward(probs, labels, b, C, divisor, dlogits));
+#pragma omp parallel for schedule(static) if (b * C > kParallelFrom)
   for (std::int64_t i = 0; i < b; ++i)
     for (std::int64_t k = 0; k < C; ++k)
-      dlogits[i * C + k] = (probs[i * C + k] - (k == labels[i] ? 1.0f : 0.0f)) / static_cast<float>(b);
+      dlogits[i * C + k] = labels[i] < 0 ? 0.0f : (probs[i * C + k] - (k == labels[i] ? 1.0f : 0.0f)) / divisor;
 }
 
 void adamw_update(Device dev, float* p, const float* g, float* m, float* v, std::int64_t count, float beta1,

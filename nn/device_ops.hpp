@@ -79,12 +79,13 @@ void pair_features_backward(Device dev, const float* pooled, const float* dfeatu
 void relu_forward(Device dev, const float* pre, std::int64_t count, float* h);
 void relu_backward(Device dev, const float* pre, std::int64_t count, float* d);
 
-// Per example of logits (b, C): probs = softmax (sums in double), loss[i] = log sum exp - z[label] (double).
+// Per row of logits (b, C): probs = softmax (sums in double), loss[i] = log sum exp - z[label] (double);
+// a row whose label is negative is not scored (a language model's padding): loss 0.
 void softmax_cross_entropy(Device dev, const float* logits, const int* labels, std::int64_t b, std::int64_t C,
                            float* probs, double* loss);
-// dlogits = (probs - onehot(label)) / b.
+// dlogits = (probs - onehot(label)) / divisor (the number of scored rows), 0 on rows with a negative label.
 void cross_entropy_backward(Device dev, const float* probs, const int* labels, std::int64_t b, std::int64_t C,
-                            float* dlogits);
+                            float divisor, float* dlogits);
 
 // One AdamW update of one tensor (see AdamW::step): m, v updated; p -= decay p + step_size m /
 // (sqrt(v) inv_sqrt_c2 + eps).

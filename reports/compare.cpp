@@ -70,6 +70,14 @@ double accuracy_pct(const nlohmann::json& r) {
   return NAN;
 }
 
+// A language model's bits per character, judged as accuracy_pct is (test, else validation), or NaN.
+double bpc_of(const nlohmann::json& r) {
+  const auto a = r.value("bpc", nlohmann::json::object());
+  for (const char* k : {"test_at_best_val", "val_best"})
+    if (a.contains(k) && a[k].is_number()) return a[k].get<double>();
+  return NAN;
+}
+
 double number_at(const nlohmann::json& r, const char* a, const char* b) {
   if (r.contains(a) && r[a].is_object() && r[a].contains(b) && r[a][b].is_number()) return r[a][b].get<double>();
   return NAN;
@@ -167,6 +175,12 @@ Comparison compare_reports(const nlohmann::json& base, const nlohmann::json& nex
       if (a0 - a1 > t.accuracy_pts) worse.push_back("lower accuracy");
       if (a1 - a0 > t.accuracy_pts) better.push_back("higher accuracy");
     }
+    const double c0 = bpc_of(b), c1 = bpc_of(r);  // lower is better
+    if (!std::isnan(c0) && !std::isnan(c1)) {
+      row.accuracy = fmt::format("{:.4f} -> {:.4f} bpc", c0, c1);
+      if (c1 - c0 > t.bpc_abs) worse.push_back("higher bpc");
+      if (c0 - c1 > t.bpc_abs) better.push_back("lower bpc");
+    }
     if (b.contains("max_n") && r.contains("max_n")) {
       const auto n0 = b["max_n"].get<std::int64_t>(), n1 = r["max_n"].get<std::int64_t>();
       row.memory = fmt::format("max n {} -> {}", n0, n1);
@@ -202,10 +216,10 @@ Comparison compare_reports(const nlohmann::json& base, const nlohmann::json& nex
                       "comparable.** {}\n\n",
                       fmt::join(diffs, "; "));
   md += fmt::format("**{}** regressed, {} improved, {} unchanged, {} new, {} missing. Thresholds: time +{:.3g}% and "
-                    "+{}, memory +{:.3g}%, accuracy -{:.3g} pt.\n\n",
+                    "+{}, memory +{:.3g}%, accuracy -{:.3g} pt, bits per character +{:.3g}.\n\n",
                     cmp.regressed, cmp.improved, cmp.unchanged, cmp.added, cmp.missing, 100 * t.time_rel,
-                    time_text(t.time_abs_s, 3), 100 * t.memory_rel, t.accuracy_pts);
-  md += "| verdict | point | status | median time | peak memory | accuracy | why |\n";
+                    time_text(t.time_abs_s, 3), 100 * t.memory_rel, t.accuracy_pts, t.bpc_abs);
+  md += "| verdict | point | status | median time | peak memory | accuracy or BPC | why |\n";
   md += "|---|---|---|---|---|---|---|\n";
   for (const auto& r : rows)
     md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", r.verdict, md_cell(r.point), md_cell(r.status), r.time,

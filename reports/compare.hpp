@@ -15,6 +15,7 @@ struct CompareThresholds {
   double time_abs_s = 1e-3;   // --abs-threshold 1ms
   double memory_rel = 0.05;   // --memory-threshold 5%
   double accuracy_pts = 1.0;  // --accuracy-threshold 1pt (percentage points)
+  double bpc_abs = 0.02;      // --bpc-threshold 0.02 (bits per character, language models)
 };
 
 // "10%" or "0.1" -> 0.1; "1ms", "250us", "0.5s" -> seconds; "1pt" or "1" -> points. UsageError names the option.

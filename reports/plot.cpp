@@ -269,12 +269,15 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
     const auto& c = r["config"];
     const auto& cv = r["curves"];
     const std::string task = field_text(c, "task");
+    const bool bpc = cv.contains("val_bpc");  // a language model: bits per character, not accuracy
     if (!curves.count(task)) {
       tasks.push_back(task);
       Plot l{train_curve_slug(task, "loss"), "Training loss: " + task, "optimiser step", "loss (mean since the previous point)",
              AxisUnit::plain, AxisUnit::plain, false, false, {}, 0};
-      Plot a{train_curve_slug(task, "val-accuracy"), "Validation accuracy: " + task, "optimiser step",
-             "validation accuracy", AxisUnit::plain, AxisUnit::percent, false, false, {}, 0};
+      Plot a = bpc ? Plot{train_curve_slug(task, "val-bpc"), "Validation bits per character: " + task, "optimiser step",
+                          "validation BPC", AxisUnit::plain, AxisUnit::plain, false, false, {}, 0}
+                   : Plot{train_curve_slug(task, "val-accuracy"), "Validation accuracy: " + task, "optimiser step",
+                          "validation accuracy", AxisUnit::plain, AxisUnit::percent, false, false, {}, 0};
       curves.emplace(task, std::make_pair(l, a));
     }
     auto& [lp, ap] = curves.at(task);
@@ -288,7 +291,7 @@ std::vector<Plot> report_plots(const nlohmann::json& report) {
       p.series.push_back(std::move(s));
     };
     add(lp, "step", "loss", 1.0);
-    add(ap, "val_step", "val_accuracy", 100.0);
+    add(ap, "val_step", bpc ? "val_bpc" : "val_accuracy", bpc ? 1.0 : 100.0);
   }
   for (const auto& t : tasks) {
     plots.push_back(curves.at(t).first);

@@ -23,6 +23,13 @@ namespace lsb {
 namespace fs = std::filesystem;
 namespace {
 
+// A training run scored in bits per character (a language-model task), not accuracy.
+bool is_language_model_run(const nlohmann::json& r) {
+  if (r.contains("bpc")) return true;
+  const TaskInfo* t = r.contains("config") ? find_task(field_text(r["config"], "task")) : nullptr;
+  return t && t->language_model();
+}
+
 // The cell of one sweep point: median (spread), tokens/s, share of the peak, peak memory; or its status.
 std::string point_cell(const nlohmann::json& r) {
   const std::string st = field_text(r, "status");
@@ -67,9 +74,10 @@ std::vector<PublishedRow> published_rows() {
   std::vector<PublishedRow> rows;
   for (const auto& t : tasks())
     for (const auto& p : t.published) {
+      if (t.metric != "accuracy") continue;  // the language models' have their own table
       auto it = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.source == p.source && r.model == p.model; });
       if (it == rows.end()) it = rows.insert(rows.end(), {p.source, p.model, {}});
-      it->by_task[t.name] = p.accuracy;
+      it->by_task[t.name] = p.value;
     }
   std::stable_sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.source < b.source; });
   return rows;
@@ -294,7 +302,7 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
   std::map<std::string, std::map<std::string, std::string>> acc;  // variant -> task -> cell
   std::vector<std::string> run_variants, tasks_with_curves;
   for (const auto& r : report["results"]) {
-    if (field_text(r, "kind") != "train-run") continue;
+    if (field_text(r, "kind") != "train-run" || is_language_model_run(r)) continue;
     const auto& c = r["config"];
     const std::string v = run_label(c), task = field_text(c, "task");
     if (std::find(run_variants.begin(), run_variants.end(), v) == run_variants.end()) run_variants.push_back(v);
@@ -372,11 +380,67 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
   }
 }
 
+// Language-model runs: bits per character per task and variant beside throughput and memory, the
+// context-free baseline (unigram entropy), which tokens were scored, then the published numbers with the
+// size of their models, and the curves.
+void language_model_section(const nlohmann::json& report, std::vector<Block>& doc) {
+  Table t{{"task (data)", "model", "preset", "test BPC (best val)", "final", "val BPC", "unigram", "tokens scored (stride)",
+           "train tok/s", "peak memory", "status"},
+          "lllrrrrrrrl",
+          {}};
+  std::vector<std::string> tasks_run;
+  for (const auto& r : report["results"]) {
+    if (field_text(r, "kind") != "train-run" || !is_language_model_run(r)) continue;
+    const auto& c = r["config"];
+    const std::string task = field_text(c, "task");
+    if (std::find(tasks_run.begin(), tasks_run.end(), task) == tasks_run.end()) tasks_run.push_back(task);
+    const auto b = r.value("bpc", nlohmann::json::object());
+    const auto e = r.value("evaluation", nlohmann::json::object());
+    auto num = [](const nlohmann::json& o, const char* k, const char* f) {
+      return o.contains(k) && o[k].is_number() ? fmt::format(fmt::runtime(f), o[k].get<double>()) : std::string();
+    };
+    const auto data = r.value("data", nlohmann::json::object());
+    const std::string source = field_text(data, "source");
+    t.rows.push_back(
+        {source.empty() ? task : fmt::format("{} ({})", task, source),
+         fmt::format("{} · D {} · L {}", run_label(c), field_text(c, "dim"), field_text(c, "layers")),
+         field_text(c, "preset"), num(b, "test_at_best_val", "{:.4f}"), num(b, "test_final", "{:.4f}"),
+         num(b, "val_best", "{:.4f}"), num(b, "test_unigram", "{:.3f}"),
+         e.contains("test_tokens_scored") ? fmt::format("{} ({})", field_text(e, "test_tokens_scored"), field_text(e, "stride")) : "",
+         r.contains("throughput") ? rate_text(r["throughput"].value("tokens_per_s", 0.0)) : "",
+         r.contains("memory") && r["memory"].contains("peak_tracked_bytes") ? bytes_text(r["memory"]["peak_tracked_bytes"].get<double>()) : "",
+         field_text(r, "status")});
+  }
+  if (t.rows.empty()) return;
+  doc.push_back(heading(2, "Language modelling (bits per character, lower is better)"));
+  doc.push_back(table(std::move(t)));
+  Table pub{{"task", "published model", "source", "test BPC"}, "lllr", {}};
+  for (const auto& task : tasks_run)
+    if (const TaskInfo* info = find_task(task))
+      for (const auto& p : info->published) pub.rows.push_back({task, p.model, p.source, fmt::format("{:.2f}", p.value)});
+  doc.push_back(paragraph(
+      "BPC over whole splits (or the prefixes the preset names), every token after the first scored once; unigram: the "
+      "BPC of a model that sees no context. The decoder uses learned absolute positions, without Transformer-XL's "
+      "relative positions and segment cache that the published models have."));
+  if (!pub.rows.empty()) {
+    doc.push_back(paragraph("Published numbers, for scale: their models are far larger and trained far longer than a "
+                            "CPU preset's."));
+    doc.push_back(table(std::move(pub)));
+  }
+  doc.push_back(heading(2, "Language-model training curves"));
+  doc.back().heads_plots_only = true;
+  for (const auto& task : tasks_run) {
+    doc.push_back(plot(train_curve_slug(task, "loss")));
+    doc.push_back(plot(train_curve_slug(task, "val-bpc")));
+  }
+}
+
 std::vector<Block> build_document(const nlohmann::json& report) {
   std::vector<Block> doc = {heading(1, "lsbench report"), table(context_table(report["context"]))};
   sweep_sections(report, doc);
   maxlen_section(report, doc);
   accuracy_section(report, doc);
+  language_model_section(report, doc);
   efficiency_section(report, doc);
   return doc;
 }

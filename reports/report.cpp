@@ -122,9 +122,11 @@ std::vector<std::string> validate_report(const nlohmann::json& r) {
     if (x.contains("memory") && x["memory"].is_object() && ok)
       need(x["memory"], "peak_tracked_bytes", is_num, where + ".memory");
     if (text(x, "kind") == "train-run" && ok) {
-      need(x, "accuracy", is_obj, where);
+      // The task's metric: accuracy, or a language model's bits per character.
+      const char* metric = x.contains("bpc") ? "bpc" : "accuracy";
+      need(x, metric, is_obj, where);
       for (const char* k : {"val_best", "test_at_best_val", "test_final"})
-        if (x.contains("accuracy")) need(x["accuracy"], k, is_num, where + ".accuracy");
+        if (x.contains(metric)) need(x[metric], k, is_num, where + "." + metric);
       need(x, "curves", is_obj, where);
       need(x, "data", is_obj, where);
     }

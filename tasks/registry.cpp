@@ -17,8 +17,10 @@ namespace lsb {
 namespace {
 
 void check_record(const TaskInfo& t, const std::deque<TaskInfo>& known) {
-  if (t.name.empty() || !t.load || t.vocab <= 0 || t.classes <= 0 || t.default_length <= 0)
+  if (t.name.empty() || !t.load || t.vocab <= 0 || (t.classes <= 0) != t.language_model() || t.default_length <= 0)
     throw std::logic_error("task record '" + t.name + "' without a name, loader, vocabulary, classes or length");
+  if (t.language_model() && (t.vocab > 256 || !t.token_of_byte || !t.byte_of_token || t.metric != "bpc"))
+    throw std::logic_error("language-model task '" + t.name + "' needs byte tokens (vocab <= 256) and the bpc metric");
   for (const auto& k : known)
     if (k.name == t.name) throw std::logic_error("task '" + t.name + "' registered twice");
 }
@@ -47,7 +49,11 @@ std::deque<TaskInfo>& registry() {
 }  // namespace
 
 const char* task_kind_name(TaskKind k) {
-  return k == TaskKind::pair_classification ? "two-document classification" : "classification";
+  switch (k) {
+    case TaskKind::pair_classification: return "two-document classification";
+    case TaskKind::language_model: return "language modelling";
+    default: return "classification";
+  }
 }
 
 const TaskRecipe& TaskInfo::recipe(const std::string& preset) const {

@@ -16,6 +16,7 @@ namespace lsb {
 enum class TaskKind {
   classification,       // one sequence, one label
   pair_classification,  // two sequences (documents) through one encoder, one label (LRA Retrieval)
+  language_model,       // one token stream per split; predict each next token (../shared/spec/lm.md)
 };
 const char* task_kind_name(TaskKind k);
 
@@ -26,14 +27,17 @@ struct TaskRecipe {
   std::int64_t eval_every = 0;  // 0: steps / 20
   double lr = 1e-4, weight_decay = 0, dropout = 0, clip_norm = 0;  // clip_norm 0: none
   std::int64_t max_val = 0, max_test = 0;  // seeded evaluation subsets; 0: the whole split
+  // The model, where the task's recipe differs from the preset's (0 or empty: the preset's).
+  std::int64_t dim = 0, heads = 0, layers = 0, mlp_dim = 0;
 };
 
-// A published result on this task (LRA Table 1 and the like): test accuracy in %, NAN for FAIL.
-struct PublishedAccuracy {
+// A published result on this task (LRA Table 1 and the like) in the task's metric: test accuracy in %
+// (NAN for FAIL), or test bits per character.
+struct PublishedResult {
   std::string variant;  // the lsbench variant whose counterpart it is
   std::string source;   // "LRA paper, Table 1"
-  std::string model;    // the name the source gives it
-  double accuracy = 0;
+  std::string model;    // the name the source gives it (for language models: with its size and budget)
+  double value = 0;
 };
 
 // Where prepared data goes and where it may come from.
@@ -51,7 +55,7 @@ struct TaskInfo {
   std::string name;     // what --task names
   std::string summary;  // one line for --help and `info`
   TaskKind kind = TaskKind::classification;
-  std::int64_t vocab = 0;          // token ids 0..vocab-1, 0 = padding
+  std::int64_t vocab = 0;          // token ids 0..vocab-1, 0 = padding (classification)
   int classes = 0;                 // labels 0..classes-1
   std::int64_t default_length = 0; // the model's sequence length when none is given
   bool fixed_length = false;       // images: the length is the pixel count, nothing else loads
@@ -66,16 +70,22 @@ struct TaskInfo {
 
   // The training recipe of each preset ("smoke", "lra-small").
   std::map<std::string, TaskRecipe> presets;
-  // The metric the trainer reports and the tables print (test accuracy at the best validation step).
+  // The metric the trainer reports and the tables print: "accuracy" (test accuracy at the best
+  // validation step) or, for language models, "bpc" (bits per character, lower is better).
   std::string metric = "accuracy";
-  std::vector<PublishedAccuracy> published;
+  std::vector<PublishedResult> published;
 
   // Its place in the suite. lra_suite: `lra` runs it by default and the accuracy table has its column;
   // lra_average: counted in that table's average (LRA Table 1 leaves Path-X out, where every model
   // failed); lra_efficiency: the data of the efficiency sweep in LRA Table 2's shape (byte-level text).
   bool lra_suite = false, lra_average = false, lra_efficiency = false;
 
+  // Language modelling: a byte of a prompt as a token id (-1: outside the alphabet), and back.
+  int (*token_of_byte)(unsigned char) = nullptr;
+  unsigned char (*byte_of_token)(int) = nullptr;
+
   bool pairs() const { return kind == TaskKind::pair_classification; }
+  bool language_model() const { return kind == TaskKind::language_model; }
   const TaskRecipe& recipe(const std::string& preset) const;  // UsageError naming the presets it has
 };
 

@@ -11,6 +11,7 @@
 
 #include "nn/errors.hpp"
 #include "nn/random.hpp"
+#include "tasks/archive.hpp"
 #include "tasks/registry.hpp"
 
 namespace lsb {
@@ -32,10 +33,30 @@ void subsample(Split& s, std::int64_t count, std::uint64_t seed) {
   s = std::move(out);
 }
 
-std::string quoted_for_shell(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
+// A language-modelling task: its streams (a file or a folder), each cut to its --max-* prefix.
+TaskData load_language_model(const TaskInfo& info, const TaskOptions& opt, std::int64_t length) {
+  if (!fs::exists(opt.data_dir)) throw InputError(fmt::format("{}: no such file or folder", opt.data_dir));
+  TaskData t = info.load(opt, length);
+  t.name = info.name, t.classes = 0, t.vocab = info.vocab, t.length = length;
+  for (auto [s, keep] : {std::pair{&t.train_stream, opt.max_train}, std::pair{&t.val_stream, opt.max_val},
+                         std::pair{&t.test_stream, opt.max_test}}) {
+    if (keep > 0 && keep < s->size()) s->tokens.resize(static_cast<std::size_t>(keep));
+    for (const auto tok : s->tokens)
+      if (tok >= info.vocab) throw InputError(fmt::format("{}: token {} outside the vocabulary 0..{}", s->path, int(tok), info.vocab - 1));
+  }
+  // A window of `length` inputs needs length + 1 tokens; evaluation needs at least one scored token.
+  if (t.train_stream.size() < length + 1)
+    throw InputError(fmt::format("{}: the train split has {} tokens, fewer than one window of {} + 1", t.train_stream.path,
+                                 t.train_stream.size(), length));
+  for (const TokenStream* s : {&t.val_stream, &t.test_stream})
+    if (s->size() < 2) throw InputError(fmt::format("{}: the {} split is empty (it has {} tokens)", s->path, s->name, s->size()));
+  t.provenance["split_sizes"] = {{"train", t.train_stream.size()}, {"val", t.val_stream.size()}, {"test", t.test_stream.size()}};
+  if (opt.max_train > 0 || opt.max_val > 0 || opt.max_test > 0)
+    t.provenance["prefixes"] = {{"max_train", opt.max_train}, {"max_val", opt.max_val}, {"max_test", opt.max_test},
+                                {"what", "the first so many tokens of each split"}};
+  t.provenance["vocab"] = t.vocab;
+  t.provenance["tokens_per_sample"] = length;
+  return t;
 }
 
 }  // namespace
@@ -58,9 +79,9 @@ std::string from_archive(const PrepareContext& ctx, const std::string& inner, co
   const fs::path tmp = fs::path(ctx.data_dir) / (inner + ".extracting");
   fs::remove_all(tmp);
   fs::create_directories(tmp);
-  if (std::system(fmt::format("tar -xJf {} -C {}", quoted_for_shell(arch.string()), quoted_for_shell(tmp.string())).c_str()) != 0 ||
-      !fs::is_directory(tmp / inner))
-    throw InputError(fmt::format("{}: extracting it failed (expected {}/ inside)", arch.string(), inner));
+  extract_archive(arch.string(), tmp.string());
+  if (!fs::is_directory(tmp / inner))
+    throw InputError(fmt::format("{}: holds no folder {}/", arch.string(), inner));
   fs::rename(tmp / inner, dir);
   fs::remove_all(tmp);
   return dir.string();
@@ -73,6 +94,7 @@ TaskData load_task(const std::string& name, const TaskOptions& opt) {
     throw UsageError(fmt::format("--length {}: the {} task has exactly {} tokens per example", length, name,
                                  info.default_length));
   if (opt.data_dir.empty()) throw UsageError(fmt::format("--data-dir: required for the {} task", name));
+  if (info.language_model()) return load_language_model(info, opt, length);
   if (!fs::is_directory(opt.data_dir)) throw InputError(fmt::format("{}: not a directory", opt.data_dir));
   TaskData t = info.load(opt, length);
   t.name = info.name, t.classes = info.classes, t.vocab = info.vocab, t.length = length;

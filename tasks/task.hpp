@@ -19,7 +19,18 @@ struct TaskOptions {
   std::string val_from = "train";   // text: "train" (10% hold-out) or "test" (the LRA convention)
   std::string difficulty = "14";    // pathfinder, pathx: baseline, 9 or 14
   // Seeded random subsets (0 = the whole split): the smoke preset trains and evaluates on a part.
+  // Language modelling: the first so many tokens of each stream instead.
   std::int64_t max_train = 0, max_val = 0, max_test = 0;
+};
+
+// A language-modelling task's split: one token stream, in order (../shared/spec/lm.md). Token ids fit a
+// byte: 256 byte values, or text8's 27 symbols.
+struct TokenStream {
+  std::string name;          // train, val, test
+  std::string path;          // the file it was read from
+  std::int64_t offset = 0;   // where the split starts in that file's tokens (raw layouts; 0 for a split file)
+  std::vector<std::uint8_t> tokens;
+  std::int64_t size() const { return static_cast<std::int64_t>(tokens.size()); }
 };
 
 struct TaskData {
@@ -28,6 +39,7 @@ struct TaskData {
   std::int64_t vocab = 0;
   std::int64_t length = 0;  // every sequence has at most this many tokens; batches are padded to it
   Split train, val, test;  // two documents per example (Split::pairs) for retrieval
+  TokenStream train_stream, val_stream, test_stream;  // language modelling: the splits as streams
   nlohmann::json provenance;  // source, path, generated?, tokenizer, split seed, split sizes, ...
 };
 

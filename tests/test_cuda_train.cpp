@@ -225,7 +225,8 @@ TEST_CASE("pooling, two-tower features and the loss on the GPU equal the encoder
   std::vector<double> gl(b);
   cuda::copy(gl.data(), d_loss.data(), b * sizeof(double));
   for (std::int64_t i = 0; i < b; ++i) CHECK(gl[i] == Approx(loss[i]).epsilon(1e-12));
-  cuda::cross_entropy_backward(d_probs.data(), reinterpret_cast<const int*>(d_labels.data()), b, C, d_out.data());
+  cuda::cross_entropy_backward(d_probs.data(), reinterpret_cast<const int*>(d_labels.data()), b, C,
+                               static_cast<float>(b), d_out.data());
   CHECK(max_abs_diff(to_host(d_out, dlogits.size()), dlogits) < 1e-7);
 }
 

@@ -155,15 +155,15 @@ __global__ void softmax_cross_entropy_kernel(const float* logits, const int* lab
   double sum = 0;
   for (std::int64_t k = 0; k < C; ++k) sum += exp(static_cast<double>(z[k] - mx));
   for (std::int64_t k = 0; k < C; ++k) probs[i * C + k] = static_cast<float>(exp(static_cast<double>(z[k] - mx)) / sum);
-  loss[i] = log(sum) + mx - z[labels[i]];
+  loss[i] = labels[i] < 0 ? 0.0 : log(sum) + mx - z[labels[i]];
 }
 __global__ void cross_entropy_backward_kernel(const float* probs, const int* labels, std::int64_t b, std::int64_t C,
-                                              float* dlogits) {
+                                              float divisor, float* dlogits) {
   LSB_ELEMENT_INDEX(b * C);
   const std::int64_t e = i / C, k = i % C;
   float d = probs[i];
   if (k == labels[e]) d -= 1.0f;
-  dlogits[i] = d / static_cast<float>(b);
+  dlogits[i] = labels[e] < 0 ? 0.0f : d / divisor;
 }
 
 __global__ void adamw_kernel(float* p, const float* g, float* m, float* v, std::int64_t count, float b1, float b2,
@@ -290,9 +290,10 @@ void softmax_cross_entropy(const float* logits, const int* labels, std::int64_t 
   softmax_cross_entropy_kernel<<<blocks(b), kThreads>>>(logits, labels, b, C, probs, loss);
   LSB_CUDA_LAUNCHED();
 }
-void cross_entropy_backward(const float* probs, const int* labels, std::int64_t b, std::int64_t C, float* dlogits) {
+void cross_entropy_backward(const float* probs, const int* labels, std::int64_t b, std::int64_t C, float divisor,
+                            float* dlogits) {
   if (b * C == 0) return;
-  cross_entropy_backward_kernel<<<blocks(b * C), kThreads>>>(probs, labels, b, C, dlogits);
+  cross_entropy_backward_kernel<<<blocks(b * C), kThreads>>>(probs, labels, b, C, divisor, dlogits);
   LSB_CUDA_LAUNCHED();
 }
 

@@ -56,11 +56,13 @@ void pair_features_backward(const float* pooled, const float* dfeatures, std::in
 void relu_forward(const float* pre, std::int64_t count, float* h);
 void relu_backward(const float* pre, std::int64_t count, float* d);
 
-// Per example (b, C): probs = softmax(logits) (sums in double, as the CPU), loss[i] = log sum exp - z[label].
+// Per row (b, C): probs = softmax(logits) (sums in double, as the CPU), loss[i] = log sum exp - z[label]
+// (0 for a negative label: not scored).
 void softmax_cross_entropy(const float* logits, const int* labels, std::int64_t b, std::int64_t C, float* probs,
                            double* loss);
-// dlogits = (probs - onehot(label)) / b.
-void cross_entropy_backward(const float* probs, const int* labels, std::int64_t b, std::int64_t C, float* dlogits);
+// dlogits = (probs - onehot(label)) / divisor; 0 on rows with a negative label.
+void cross_entropy_backward(const float* probs, const int* labels, std::int64_t b, std::int64_t C, float divisor,
+                            float* dlogits);
 
 // One AdamW step on one tensor, as AdamW::step: m, v updated, p -= decay p + step_size m / (sqrt(v) /
 // sqrt(c2) + eps) with step_size = lr / c1, decay = lr * weight_decay.
