@@ -26,6 +26,10 @@ int run_model_command(const ModelRunOptions& opt) {
 
   // The model's sizes come from the arrays; the heads and the variant from the command line.
   const WeightFolderShape w = read_weight_folder_shape(opt.weights_dir);
+  if (w.language_model)
+    throw InputError(fmt::format("{}: the folder holds a language model ({}): model run takes classifiers; "
+                                 "generate from it with `lsbench model sample --weights`",
+                                 opt.weights_dir, torch_name("out.bias", "")));
   const std::string cls_name = torch_name("cls", "");
   if (w.cls != (opt.pooling == "cls"))
     throw InputError(w.cls ? fmt::format("{}: the folder holds {} (a cls-pooled model): use --pooling cls", opt.weights_dir, cls_name)

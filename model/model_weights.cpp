@@ -50,6 +50,7 @@ std::string torch_name(const std::string& name, const std::string& variant) {
   if (name.rfind("lnf.", 0) == 0) return "model.norm." + name.substr(4);
   if (name.rfind("head.fc1.", 0) == 0) return "seq_classifer.mlpblock.0." + name.substr(9);
   if (name.rfind("head.fc2.", 0) == 0) return "seq_classifer.mlpblock.2." + name.substr(9);
+  if (name.rfind("out.", 0) == 0) return "lm_head." + name.substr(4);
   // l{i}.REST
   const auto dot = name.find('.');
   if (name.size() < 3 || name[0] != 'l' || dot == std::string::npos)
@@ -78,10 +79,16 @@ WeightFolderShape read_weight_folder_shape(const std::string& dir) {
   const Shape tok = array_shape(dir, torch_name("tok_emb", ""), 2);
   s.vocab = tok[0], s.dim = tok[1];
   s.positions = array_shape(dir, torch_name("pos_emb", ""), 2)[0];
-  const Shape head1 = array_shape(dir, torch_name("head.fc1.weight", ""), 2);
-  s.mlp_dim = head1[0];
-  s.pair = head1[1] == 4 * s.dim;
-  s.classes = array_shape(dir, torch_name("head.fc2.weight", ""), 2)[0];
+  s.language_model = fs::exists(path_of(dir, torch_name("out.bias", "")));
+  if (s.language_model) {
+    s.tied = !fs::exists(path_of(dir, torch_name("out.weight", "")));
+    s.mlp_dim = array_shape(dir, torch_name("l0.fc1.weight", ""), 2)[0];
+  } else {
+    const Shape head1 = array_shape(dir, torch_name("head.fc1.weight", ""), 2);
+    s.mlp_dim = head1[0];
+    s.pair = head1[1] == 4 * s.dim;
+    s.classes = array_shape(dir, torch_name("head.fc2.weight", ""), 2)[0];
+  }
   s.cls = fs::exists(path_of(dir, torch_name("cls", "")));
   while (fs::exists(path_of(dir, torch_name(fmt::format("l{}.ln1.weight", s.layers), "")))) ++s.layers;
   if (s.layers == 0)

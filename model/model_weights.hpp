@@ -12,6 +12,7 @@
 //   l{i}.fc1.*, l{i}.fc2.*   model.transformer_{i}.mlpblock.0.*, .mlpblock.3.*
 //   lnf.*                    model.norm.*
 //   head.fc1.*, head.fc2.*   seq_classifer.mlpblock.0.*, .mlpblock.2.*  (sic)
+//   out.weight, out.bias     lm_head.weight, lm_head.bias  (a language model's output layer; no weight when tied)
 //   l{i}.attn.NAME           model.transformer_{i}.mha.<see torch_attention_name>
 #pragma once
 #include <cstdint>
@@ -35,6 +36,8 @@ struct WeightFolderShape {
   std::int64_t vocab = 0, positions = 0, classes = 0, dim = 0, mlp_dim = 0, layers = 0;
   bool pair = false;  // the head's first Linear takes 4 D: two towers
   bool cls = false;   // a cls token array is present
+  bool language_model = false;  // lm_head.bias instead of the classifier's head
+  bool tied = false;            // a language model without lm_head.weight: the output layer is tok_emb
 };
 WeightFolderShape read_weight_folder_shape(const std::string& dir);
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <set>
 #include <sstream>
 
@@ -107,20 +108,27 @@ TEST_CASE("every built-in task's record is whole", "[registry][tasks]") {
     CHECK_FALSE(t.summary.empty());
     CHECK(t.prepare != nullptr);
     CHECK(t.vocab > 1);
-    CHECK(t.classes > 1);
-    for (const auto& preset : train_preset_names()) {
-      const TaskRecipe& r = t.recipe(preset);
+    CHECK((t.language_model() ? t.classes == 0 : t.classes > 1));
+    CHECK((t.language_model() ? t.metric == "bpc" : t.metric != "bpc"));
+    CHECK_FALSE(t.presets.empty());
+    for (const auto& [preset, r] : t.presets) {
+      INFO(preset);
+      CHECK(std::find(train_preset_names().begin(), train_preset_names().end(), preset) != train_preset_names().end());
+      CHECK(&t.recipe(preset) == &r);
       CHECK(r.batch > 0);
       CHECK(r.steps > 0);
       CHECK(r.lr > 0);
-      CHECK(r.length <= t.default_length);
+      if (!t.language_model()) CHECK(r.length <= t.default_length);  // a language model's windows are free
     }
     for (const auto& p : t.published) CHECK(find_variant(p.variant) != nullptr);
     efficiency += t.lra_efficiency;
     if (t.lra_average) CHECK(t.lra_suite);
   }
   CHECK(efficiency == 1);
-  CHECK(names == std::set<std::string>{"listops", "text", "retrieval", "image", "pathfinder", "pathx"});
+  CHECK(names == std::set<std::string>{"listops", "text", "retrieval", "image", "pathfinder", "pathx", "enwik8", "text8",
+                                       "corpus"});
+  CHECK_THROWS_WITH(task_info("listops").recipe("lm-small"), Catch::Contains("lra-small"));
+  CHECK_THROWS_WITH(task_info("text8").recipe("lra-small"), Catch::Contains("lm-small"));
   CHECK(task_info("retrieval").pairs());
   CHECK_THROWS_AS(task_info("chess"), UsageError);
   CHECK_THROWS_WITH(task_info("chess", "--tasks"), Catch::Contains("--tasks chess") && Catch::Contains("listops"));
