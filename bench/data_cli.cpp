@@ -7,6 +7,7 @@
 #include "nn/errors.hpp"
 #include "nn/threads.hpp"
 #include "tasks/listops.hpp"
+#include "tasks/lm.hpp"
 #include "tasks/pathfinder.hpp"
 #include "tasks/png.hpp"
 #include "tasks/registry.hpp"
@@ -26,8 +27,33 @@ std::string quantiles_text(std::vector<std::int64_t>& v) {
 
 }  // namespace
 
+// A language model's streams: tokens, distinct symbols, the commonest ones, and the unigram entropy (the
+// BPC of a model that sees no context: what a trained model's BPC must beat).
+static void print_language_model_stats(const TaskInfo& task, const TaskData& data) {
+  fmt::print("{} (language model, vocabulary {}): {} in {}\n\n", task.name, task.vocab,
+             data.provenance.value("source", "?"), data.provenance.value("path", "?"));
+  fmt::print("| split | file | offset | tokens | symbols | commonest | unigram entropy (bits) |\n"
+             "|---|---|---:|---:|---:|---|---:|\n");
+  for (const TokenStream* s : {&data.train_stream, &data.val_stream, &data.test_stream}) {
+    std::vector<std::int64_t> count(256, 0);
+    for (const auto t : s->tokens) ++count[t];
+    std::vector<int> order(256);
+    for (int v = 0; v < 256; ++v) order[static_cast<std::size_t>(v)] = v;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return count[a] > count[b]; });
+    std::vector<std::string> top;
+    for (std::size_t k = 0; k < 5 && count[order[k]] > 0; ++k) {
+      const unsigned char c = task.byte_of_token(order[k]);
+      top.push_back(c >= 33 && c < 127 && c != '|' ? fmt::format("`{}`", static_cast<char>(c)) : fmt::format("0x{:02x}", c));
+    }
+    fmt::print("| {} | {} | {} | {} | {} | {} | {:.4f} |\n", s->name, s->path, s->offset, s->size(),
+               std::count_if(count.begin(), count.end(), [](std::int64_t c) { return c > 0; }), fmt::join(top, " "),
+               lm::unigram_entropy_bits(s->tokens, static_cast<int>(task.vocab)));
+  }
+}
+
 void print_task_stats(const TaskInfo& task, const TaskOptions& opt, std::int64_t max_items) {
   const TaskData data = load_task(task.name, opt);
+  if (task.language_model()) return print_language_model_stats(task, data);
   fmt::print("{} ({}, {} classes, vocabulary {}, length {}): {} in {}\n\n", task.name, task_kind_name(task.kind),
              task.classes, task.vocab, data.length, data.provenance.value("source", "?"),
              data.provenance.value("path", opt.data_dir));

@@ -189,12 +189,8 @@ EvalResult evaluate(Encoder& enc, const Split& s, std::int64_t batch, std::int64
   return {static_cast<double>(correct) / static_cast<double>(s.size()), loss / static_cast<double>(s.size())};
 }
 
-// A language model's bits per character over a whole stream: every target scored once in the windows of
-// lm::eval_windows, batched `batch` windows of one length at a time.
-struct LmEval {
-  double bpc = 0, loss = 0;  // loss: mean cross-entropy in nats
-  std::int64_t scored = 0;
-};
+}  // namespace
+
 LmEval evaluate_lm(Encoder& enc, const TokenStream& s, std::int64_t batch, std::int64_t tps, std::int64_t stride,
                    Batch& buf) {
   const auto windows = lm::eval_windows(s.size(), tps, stride);
@@ -224,6 +220,8 @@ LmEval evaluate_lm(Encoder& enc, const TokenStream& s, std::int64_t batch, std::
   const double loss = nats / static_cast<double>(scored);
   return {loss / std::log(2.0), loss, scored};
 }
+
+namespace {
 
 // Everything a resumed run needs besides tensors, kept in the checkpoint's metadata.
 struct RunState {
@@ -422,7 +420,21 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
     result["model_notes"] = "decoder-only pre-LN Transformer with learned absolute positions; no Transformer-XL "
                             "relative positions or segment cache (../shared/spec/lm.md: optional, not built)";
 
-  // Checkpoints: last.ckpt (parameters, AdamW state, run state) and best.ckpt (parameters).
+  // Checkpoints: last.ckpt (parameters, AdamW state, run state) and best.ckpt (parameters), both with the
+  // model's shape, so `model sample --checkpoint` can rebuild it (bench/model_sample.cpp).
+  const nlohmann::json model_meta = {{"task", o.task},
+                                     {"variant", spec.text},
+                                     {"causal", spec.causal},
+                                     {"vocab", task.vocab},
+                                     {"classes", task.classes},
+                                     {"max_len", task.length},
+                                     {"dim", o.dim},
+                                     {"heads", o.heads},
+                                     {"layers", o.layers},
+                                     {"mlp_dim", o.mlp_dim},
+                                     {"pooling", o.pooling},
+                                     {"pair", task.train.pairs()},
+                                     {"tie_embeddings", o.tie_embeddings}};
   RunState st(info.metric);
   std::vector<CheckpointEntry> last_entries = param_entries(params);
   for (const auto& e : opt.state()) last_entries.push_back(e);
@@ -565,10 +577,15 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
         st.best_val = v.metric, st.best_step = step;
         keep_best();
         if (!best_path.empty())
-          save_checkpoint(best_path, nlohmann::json{{"step", step}, {"val_" + info.metric, v.metric}}.dump(),
+          save_checkpoint(best_path,
+                          nlohmann::json{{"step", step}, {"val_" + info.metric, v.metric}, {"model", model_meta}}.dump(),
                           best_entries);
       }
-      if (!last_path.empty()) save_checkpoint(last_path, st.to_json(id, wall()).dump(), last_entries);
+      if (!last_path.empty()) {
+        nlohmann::json meta = st.to_json(id, wall());
+        meta["model"] = model_meta;
+        save_checkpoint(last_path, meta.dump(), last_entries);
+      }
       if (o.progress)
         progress.message(fmt::format("step {}: validation {} loss {:.4f}{}", step,
                                      lm ? fmt::format("bpc {:.4f}", v.metric) : fmt::format("accuracy {:.2f}%", 100 * v.metric),

@@ -19,6 +19,10 @@
 
 namespace lsb {
 
+class Encoder;
+struct Batch;
+struct TokenStream;
+
 struct TrainOptions {
   std::string task, data_dir, preset = "lra-small";
   VariantSpec variant = VariantSpec::parse(baseline_variant().spec());
@@ -77,5 +81,14 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 // The CLI command: loads the task, trains, writes the report. Returns the exit code: 0 ok,
 // 6 diverged (the report is kept), or throws for the CLI's error mapping.
 int run_train_command(const TrainOptions& o);
+
+// A language model's bits per character over a whole stream: every target scored once in the windows of
+// lm::eval_windows(s.size(), tps, stride), batched `batch` windows of one length at a time (buf: scratch).
+struct LmEval {
+  double bpc = 0, loss = 0;  // loss: mean cross-entropy in nats
+  std::int64_t scored = 0;   // targets scored: s.size() - 1
+};
+LmEval evaluate_lm(Encoder& enc, const TokenStream& s, std::int64_t batch, std::int64_t tps, std::int64_t stride,
+                   Batch& buf);
 
 }  // namespace lsb

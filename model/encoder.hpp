@@ -67,6 +67,7 @@ class Encoder {
   void zero_grad();
   // The attention module of block `layer` (its name and resolved parameters describe the run).
   const Attention& attention(std::int64_t layer) const;
+  const EncoderConfig& config() const { return cfg_; }
   // Dropout on the attention probabilities of training forwards from now on (EncoderConfig's
   // attention_dropout at construction); a UsageError where the variant or device cannot apply it.
   void set_attention_dropout(float p);

@@ -254,3 +254,80 @@ TEST_CASE("the encoder's analytic memory model equals what the allocator counts"
         CHECK(counted == enc.analytic_bytes(b, n, train));
       }
 }
+
+TEST_CASE("language model gradients agree with finite differences for every causal variant, tied or not",
+          "[encoder][gradient][lm]") {
+  struct Case {
+    std::string attention;
+    bool tied;
+    float dropout;
+  };
+  const std::vector<Case> cases = {{"full", false, 0.0f},          {"full", true, 0.0f},
+                                   {"flash", false, 0.2f},         {"ls:w=2,l=2,r=1", false, 0.0f},
+                                   {"ls:w=2,l=2,r=1", true, 0.0f}, {"sliding:R=1", false, 0.0f},
+                                   {"lsra:Hc=2", true, 0.0f},      {"performer:features=8", false, 0.0f}};
+  for (const auto& c : cases) {
+    INFO(c.attention << (c.tied ? " tied" : " own output layer") << " dropout " << c.dropout);
+    VariantSpec spec = VariantSpec::parse(c.attention);
+    spec.causal = true;
+    const EncoderConfig cfg{.vocab = 7, .classes = 0, .max_len = 6, .dim = 8, .heads = 2, .layers = 2, .mlp_dim = 12,
+                            .dropout = c.dropout, .attention = spec, .language_model = true, .tie_embeddings = c.tied};
+    Encoder enc(cfg);
+    enc.init_params(3);
+    Rng rng(11);
+    for (auto& [name, prm] : enc.parameters())
+      if (name.find("ln") != std::string::npos)
+        for (std::int64_t i = 0; i < prm->value.numel(); ++i) prm->value[i] += static_cast<float>(0.2 * rng.normal());
+    bool has_out_weight = false, has_out_bias = false, has_head = false;
+    for (const auto& [name, prm] : enc.parameters()) {
+      has_out_weight |= name == "out.weight", has_out_bias |= name == "out.bias";
+      has_head |= name.rfind("head.", 0) == 0;
+    }
+    CHECK(has_out_weight == !c.tied);
+    CHECK(has_out_bias);
+    CHECK_FALSE(has_head);  // no classifier in a decoder
+    // Two windows of 5; the next tokens as labels, position 4 of the second and position 0 of the first
+    // unscored (-1): their logits must not reach the loss.
+    const std::int64_t b = 2, n = 5;
+    std::vector<std::int32_t> tokens;
+    for (std::int64_t i = 0; i < b * n; ++i) tokens.push_back(static_cast<std::int32_t>(rng.below(cfg.vocab)));
+    std::vector<int> labels;
+    for (std::int64_t i = 0; i < b * n; ++i) labels.push_back(static_cast<int>(rng.below(cfg.vocab)));
+    labels[0] = -1, labels[n + 4] = -1;
+    const std::vector<std::uint8_t> mask(b * n, 1);
+    auto loss = [&] { return enc.forward(tokens.data(), mask.data(), labels.data(), b, n, c.dropout > 0, 42); };
+    enc.zero_grad();
+    const double L0 = loss();
+    CHECK(std::isfinite(L0));
+    CHECK(enc.scored_tokens() == b * n - 2);
+    enc.backward();
+    CHECK(loss() == L0);
+    check_directional_derivatives(enc, loss, rng);
+  }
+}
+
+TEST_CASE("a language model's logits at position t ignore every later token", "[encoder][lm][causal]") {
+  for (const std::string attention : {"full", "flash", "ls:w=2,l=2,r=1", "sliding:R=1", "lsra:Hc=2",
+                                      "performer:features=8"}) {
+    INFO(attention);
+    VariantSpec spec = VariantSpec::parse(attention);
+    spec.causal = true;
+    Encoder enc({.vocab = 11, .classes = 0, .max_len = 9, .dim = 8, .heads = 2, .layers = 2, .mlp_dim = 12,
+                 .attention = spec, .language_model = true});
+    enc.init_params(7);
+    const std::int64_t n = 9, t = 4, V = 11;
+    std::vector<std::int32_t> tokens = {1, 5, 2, 9, 3, 4, 10, 0, 6};
+    const std::vector<std::uint8_t> mask(n, 1);
+    const std::vector<int> labels(n, 0);
+    enc.forward(tokens.data(), mask.data(), labels.data(), 1, n, false, 0);
+    const std::vector<float> before(enc.logits(), enc.logits() + (t + 1) * V);
+    for (std::int64_t u = t + 1; u < n; ++u) tokens[u] = static_cast<std::int32_t>((tokens[u] + 3) % V);
+    enc.forward(tokens.data(), mask.data(), labels.data(), 1, n, false, 0);
+    const std::vector<float> after(enc.logits(), enc.logits() + (t + 1) * V);
+    CHECK(before == after);  // bit for bit
+    const std::vector<float> later_before(before.end() - V, before.end());
+    tokens[t] = static_cast<std::int32_t>((tokens[t] + 1) % V);  // and the mask is not vacuous
+    enc.forward(tokens.data(), mask.data(), labels.data(), 1, n, false, 0);
+    CHECK(std::vector<float>(enc.logits() + t * V, enc.logits() + (t + 1) * V) != later_before);
+  }
+}
