@@ -12,7 +12,7 @@ PACKAGES=(cmake ninja-build g++ git libdnnl-dev ocl-icd-opencl-dev libcli11-dev 
 BUILD=build/release
 # The Catch2 tags the sanitizer build runs (dev.sh test). Not the sweep tests (minutes each there; and
 # the compare gate's test times two sweeps against a 1 ms threshold, which the sanitizers' slowdown exceeds).
-SANITIZED_TESTS="[npy],[report],[interop],[machine],[pathfinder],[listops],[optim],[memory],[matmul],[compare]~[sweep],[registry]~[sweep],[hardening],[encoder],[attention]"
+SANITIZED_TESTS="[npy],[report],[interop],[machine],[pathfinder],[listops],[optim],[memory],[matmul],[compare]~[sweep],[registry]~[sweep],[hardening],[encoder],[attention],[lm][data]~[smoke]"
 
 install_missing() {
   local missing=()
@@ -48,6 +48,14 @@ case "${1:-}" in
     # oom in the tables, not a failure of the job.
     "$BUILD/lsbench" lra --preset smoke --data-dir "$BUILD/lra-data" --archives ../shared/data --out "$report" \
       "${resume[@]}" || [ $? -eq 4 ]
+    # Character-level language modelling (smoke preset, causal decoders) on the IMDb reviews as a byte-level
+    # stand-in for enwik8: every variant with a causal form, ending with the BPC table.
+    lm_report="$BUILD/lsbench-lm-smoke.json"
+    lm_resume=()
+    [ -f "$lm_report" ] && [ "$lm_report" -nt "$BUILD/lsbench" ] && lm_resume=(--resume)
+    "$BUILD/lsbench" lra --preset smoke --tasks corpus --no-efficiency \
+      --variants full,flash,sliding:R=32,lsra,performer,ls:w=32,l=16,r=1 \
+      --data-dir "$BUILD/lra-data" --archives ../shared/data --out "$lm_report" "${lm_resume[@]}"
     ;;
   test)
     install_missing

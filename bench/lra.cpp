@@ -30,8 +30,9 @@ namespace {
 namespace fs = std::filesystem;
 
 // A finished run of the same task, preset and variant (every parameter the spec names equal).
-bool same_run(const nlohmann::json& c, const std::string& task, const LraOptions& o, const VariantSpec& spec) {
-  if (c.value("task", "") != task || c.value("preset", "") != o.preset || c.value("variant", "") != spec.name ||
+bool same_run(const nlohmann::json& c, const std::string& task, const std::string& preset, const LraOptions& o,
+              const VariantSpec& spec) {
+  if (c.value("task", "") != task || c.value("preset", "") != preset || c.value("variant", "") != spec.name ||
       c.value("device", "cpu") != device_name(o.device) || c.value("precision", "fp32") != precision_name(o.precision))
     return false;
   const auto params = c.value("variant_params", nlohmann::json::object());
@@ -42,17 +43,23 @@ bool same_run(const nlohmann::json& c, const std::string& task, const LraOptions
 }
 
 // The result of a run that produced none (data missing, out of memory before the first evaluation).
-nlohmann::json stub_result(const std::string& task, const LraOptions& o, const VariantSpec& spec,
-                           const std::map<std::string, std::string>& resolved, const std::string& status,
-                           const std::string& message) {
+nlohmann::json stub_result(const std::string& task, const std::string& preset, const LraOptions& o,
+                           const VariantSpec& spec, const std::map<std::string, std::string>& resolved,
+                           const std::string& status, const std::string& message) {
   nlohmann::json r = {{"kind", "train-run"},
-                      {"config", {{"task", task}, {"preset", o.preset}, {"variant", spec.name},
+                      {"config", {{"task", task}, {"preset", preset}, {"variant", spec.name},
                                   {"variant_params", variant_params_json(resolved)}, {"mode", "train"},
                                   {"device", device_name(o.device)}, {"precision", precision_name(o.precision)}}},
                       {"status", status},
                       {"message", message}};
   r["id"] = config_id(r["config"]);
   return r;
+}
+
+// The suite's preset as a task has it: a language model's hours-long recipe is lm-small
+// (../shared/spec/lm.md "Presets"), its smoke recipe smoke.
+std::string task_preset(const TaskInfo& info, const std::string& suite_preset) {
+  return info.language_model() && suite_preset == "lra-small" ? "lm-small" : suite_preset;
 }
 
 }  // namespace
@@ -75,7 +82,13 @@ int run_lra(const LraOptions& given) {
   if (o.variants.empty()) o.variants = lra_default_variants(o.preset);
   const std::vector<VariantSpec>& specs = o.variants;
   std::vector<std::map<std::string, std::string>> resolved;  // defaults filled in, for runs that produce no result
-  for (const auto& spec : specs) resolved.push_back(make_attention(spec, 32, 2, 1024)->resolved_params());  // bad specs fail here
+  // Bad specs fail here. With language models only, a variant's causal form (whose keys include ls's l).
+  const bool decoders_only = std::all_of(o.tasks.begin(), o.tasks.end(),
+                                         [](const std::string& t) { return task_info(t).language_model(); });
+  for (VariantSpec spec : specs) {
+    spec.causal = decoders_only && find_variant(spec.name)->causal;
+    resolved.push_back(make_attention(spec, 32, 2, 1024)->resolved_params());
+  }
   const bool smoke = o.preset == "smoke";
   // Default budgets: smoke 4 GiB (so full attention on Path-X is an oom, as in CI); lra-small on the CPU
   // 80% of the machine's memory, so a point that cannot fit is recorded as oom instead of the process
@@ -143,6 +156,9 @@ int run_lra(const LraOptions& given) {
   // 2. Training runs, task by task (each task's data loaded once for all its variants).
   int oom = 0, failed = 0, diverged = 0, skipped = 0;
   for (const auto& task : o.tasks) {
+    const TaskInfo& info = task_info(task);
+    const bool lm = info.language_model();
+    const std::string preset = task_preset(info, o.preset);
     std::optional<Prepared> prepared;
     std::optional<TaskData> data;
     std::string data_error;
@@ -151,7 +167,7 @@ int run_lra(const LraOptions& given) {
       runs.emplace_back();
       nlohmann::json& slot = runs.back();
       for (const auto& r : earlier)
-        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, o, spec) &&
+        if (r.value("kind", "") == "train-run" && same_run(r["config"], task, preset, o, spec) &&
             (r["status"] == "ok" || r["status"] == "diverged" || r["status"] == "oom"))
           slot = r;
       const std::string label = spec.str();
@@ -161,9 +177,16 @@ int run_lra(const LraOptions& given) {
         diverged += slot["status"] == "diverged";
         continue;
       }
+      if (lm && !find_variant(spec.name)->causal) {  // a decoder needs the variant's causal form
+        slot = stub_result(task, preset, o, spec, resolved[vi], "skipped",
+                           fmt::format("{} has no causal form: {}", spec.name, find_variant(spec.name)->no_causal_reason));
+        ++skipped;
+        save();
+        fmt::print("lra: {} {}: skipped: {}\n", task, label, slot["message"].get<std::string>());
+        continue;
+      }
       if (!prepared) {
         try {
-          const TaskInfo& info = task_info(task);
           if (!info.prepare) throw InputError(fmt::format("the {} task has no data preparation", task));
           prepared = info.prepare({.data_dir = o.data_dir, .archives = o.archives, .small = o.preset == "smoke"});
         } catch (const InputError& e) {
@@ -172,14 +195,14 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!prepared->skip.empty()) {
-        slot = stub_result(task, o, spec, resolved[vi], "skipped", prepared->skip);
+        slot = stub_result(task, preset, o, spec, resolved[vi], "skipped", prepared->skip);
         ++skipped;
         save();
         fmt::print("lra: {} {}: skipped: {}\n", task, label, prepared->skip);
         continue;
       }
       TrainOptions t;
-      t.task = task, t.data_dir = prepared->dir, t.variant = VariantSpec::parse(label), t.preset = o.preset;
+      t.task = task, t.data_dir = prepared->dir, t.variant = VariantSpec::parse(label), t.preset = preset;
       apply_train_preset(t);
       t.seed = o.seed, t.progress = o.progress, t.device = o.device, t.precision = o.precision;
       // The device and precision name the folder too where they are not the defaults.
@@ -198,15 +221,20 @@ int run_lra(const LraOptions& given) {
         }
       }
       if (!data_error.empty()) {
-        slot = stub_result(task, o, spec, resolved[vi], "error", data_error);
+        slot = stub_result(task, preset, o, spec, resolved[vi], "error", data_error);
         ++failed;
         save();
         fmt::print("lra: {} {}: error: {}\n", task, label, data_error);
         continue;
       }
-      fmt::print("lra: {} {} ({} preset{}): {} train / {} val / {} test examples, length {}\n", task, label, o.preset,
-                 t.resume ? ", resumed from its checkpoint" : "", data->train.size(), data->val.size(),
-                 data->test.size(), data->length);
+      if (lm)
+        fmt::print("lra: {} {} ({} preset{}): {} train / {} val / {} test tokens, windows of {}\n", task, label, preset,
+                   t.resume ? ", resumed from its checkpoint" : "", data->train_stream.size(), data->val_stream.size(),
+                   data->test_stream.size(), data->length);
+      else
+        fmt::print("lra: {} {} ({} preset{}): {} train / {} val / {} test examples, length {}\n", task, label, preset,
+                   t.resume ? ", resumed from its checkpoint" : "", data->train.size(), data->val.size(),
+                   data->test.size(), data->length);
       std::fflush(stdout);
       try {
         slot = train_run(t, *data, [&](const nlohmann::json& r) {
@@ -215,19 +243,24 @@ int run_lra(const LraOptions& given) {
         });
         if (slot["status"] == "diverged") ++diverged;
       } catch (const OutOfMemory& e) {
-        if (slot.is_null()) slot = stub_result(task, o, spec, resolved[vi], "oom", e.what());
+        if (slot.is_null()) slot = stub_result(task, preset, o, spec, resolved[vi], "oom", e.what());
         slot["status"] = "oom";
         slot["message"] = e.what();
         slot["memory"]["requested_bytes"] = e.requested;
         if (e.budget > 0) slot["memory"]["budget_bytes"] = e.budget;
         ++oom;
       } catch (const InputError& e) {
-        slot = stub_result(task, o, spec, resolved[vi], "error", e.what());
+        slot = stub_result(task, preset, o, spec, resolved[vi], "error", e.what());
         ++failed;
       }
       save();
       const auto acc = slot.value("accuracy", nlohmann::json::object());
-      if (slot["status"] == "ok")
+      const auto bpc = slot.value("bpc", nlohmann::json::object());
+      if (slot["status"] == "ok" && lm)
+        fmt::print("lra: {} {}: test {:.4f} bpc at the best validation (unigram entropy {:.4f}), {:.0f} tokens/s\n", task,
+                   label, bpc.value("test_at_best_val", 0.0), bpc.value("test_unigram", 0.0),
+                   slot["throughput"].value("tokens_per_s", 0.0));
+      else if (slot["status"] == "ok")
         fmt::print("lra: {} {}: test {:.2f}% at the best validation (majority class {:.2f}%), {:.2f} steps/s\n", task,
                    label, 100 * acc.value("test_at_best_val", 0.0), 100 * acc.value("test_majority_class", 0.0),
                    slot["throughput"].value("steps_per_s", 0.0));
@@ -239,7 +272,8 @@ int run_lra(const LraOptions& given) {
   const std::string md = render_markdown(report);
   write_file_atomic(summary_path, md);
   fmt::print("\n{}", md);
-  fmt::print("lra: {} runs ({} out of memory, {} failed, {} diverged, {} skipped for missing data); report {}, summary {}\n",
+  fmt::print("lra: {} runs ({} out of memory, {} failed, {} diverged, {} skipped for missing data or no causal form); "
+             "report {}, summary {}\n",
              runs.size(), oom, failed, diverged, skipped, o.out, summary_path);
   if (failed || code == kInternal) return kInternal;
   if (oom) return kOutOfMemory;

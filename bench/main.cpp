@@ -554,7 +554,9 @@ Command add_lra(CLI::App& app) {
   cmd->add_option("--preset", lra.preset, "smoke (minutes on 2 cores) or lra-small (the LRA recipe)")
       ->capture_default_str()
       ->check(CLI::IsMember({"smoke", "lra-small"}));
-  cmd->add_option("--tasks", lra.tasks, fmt::format("Comma list (default: {})", fmt::join(lra_task_names(), ",")))
+  cmd->add_option("--tasks", lra.tasks, fmt::format("Comma list (default: {}; the language models enwik8, text8 and "
+                                                    "corpus run their causal decoder, smoke or lm-small, with a BPC table)",
+                                                    fmt::join(lra_task_names(), ",")))
       ->delimiter(',')
       ->check(known_task());
   cmd->add_option("--variants", l->variants,

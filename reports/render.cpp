@@ -384,32 +384,36 @@ void accuracy_section(const nlohmann::json& report, std::vector<Block>& doc) {
 // context-free baseline (unigram entropy), which tokens were scored, then the published numbers with the
 // size of their models, and the curves.
 void language_model_section(const nlohmann::json& report, std::vector<Block>& doc) {
-  Table t{{"task (data)", "model", "preset", "test BPC (best val)", "final", "val BPC", "unigram", "tokens scored (stride)",
+  Table t{{"task", "model", "preset", "test BPC (best val)", "final", "val BPC", "unigram", "tokens scored (stride)",
            "train tok/s", "peak memory", "status"},
           "lllrrrrrrrl",
           {}};
-  std::vector<std::string> tasks_run;
+  std::vector<std::string> tasks_run, sources;  // each task's data, said once under the table
   for (const auto& r : report["results"]) {
     if (field_text(r, "kind") != "train-run" || !is_language_model_run(r)) continue;
     const auto& c = r["config"];
     const std::string task = field_text(c, "task");
+    const std::string source = field_text(r.value("data", nlohmann::json::object()), "source");
     if (std::find(tasks_run.begin(), tasks_run.end(), task) == tasks_run.end()) tasks_run.push_back(task);
+    const std::string said = fmt::format("{}: {}", task, source);
+    if (!source.empty() && std::find(sources.begin(), sources.end(), said) == sources.end()) sources.push_back(said);
     const auto b = r.value("bpc", nlohmann::json::object());
     const auto e = r.value("evaluation", nlohmann::json::object());
     auto num = [](const nlohmann::json& o, const char* k, const char* f) {
       return o.contains(k) && o[k].is_number() ? fmt::format(fmt::runtime(f), o[k].get<double>()) : std::string();
     };
-    const auto data = r.value("data", nlohmann::json::object());
-    const std::string source = field_text(data, "source");
     t.rows.push_back(
-        {source.empty() ? task : fmt::format("{} ({})", task, source),
-         fmt::format("{} · D {} · L {}", run_label(c), field_text(c, "dim"), field_text(c, "layers")),
+        {task,
+         c.contains("dim") ? fmt::format("{} · D {} · L {}", run_label(c), field_text(c, "dim"), field_text(c, "layers"))
+                           : run_label(c),
          field_text(c, "preset"), num(b, "test_at_best_val", "{:.4f}"), num(b, "test_final", "{:.4f}"),
          num(b, "val_best", "{:.4f}"), num(b, "test_unigram", "{:.3f}"),
          e.contains("test_tokens_scored") ? fmt::format("{} ({})", field_text(e, "test_tokens_scored"), field_text(e, "stride")) : "",
          r.contains("throughput") ? rate_text(r["throughput"].value("tokens_per_s", 0.0)) : "",
          r.contains("memory") && r["memory"].contains("peak_tracked_bytes") ? bytes_text(r["memory"]["peak_tracked_bytes"].get<double>()) : "",
-         field_text(r, "status")});
+         r.value("status", "") == "ok" || !r.contains("message")
+             ? field_text(r, "status")
+             : fmt::format("{}: {}", field_text(r, "status"), field_text(r, "message"))});
   }
   if (t.rows.empty()) return;
   doc.push_back(heading(2, "Language modelling (bits per character, lower is better)"));
@@ -419,6 +423,7 @@ void language_model_section(const nlohmann::json& report, std::vector<Block>& do
     if (const TaskInfo* info = find_task(task))
       for (const auto& p : info->published) pub.rows.push_back({task, p.model, p.source, fmt::format("{:.2f}", p.value)});
   doc.push_back(paragraph(
+      "Data: " + fmt::format("{}", fmt::join(sources, "; ")) + ". "
       "BPC over whole splits (or the prefixes the preset names), every token after the first scored once; unigram: the "
       "BPC of a model that sees no context. The decoder uses learned absolute positions, without Transformer-XL's "
       "relative positions and segment cache that the published models have."));

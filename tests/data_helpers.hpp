@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "tasks/archive.hpp"
 #include "tasks/listops.hpp"
 
 namespace lsb::test {
@@ -26,7 +27,7 @@ inline std::string extracted(const std::string& archive, const std::string& inne
     const fs::path tmp = cache / fmt::format("{}.tmp{}", inner, ::getpid());
     fs::remove_all(tmp);
     fs::create_directories(tmp);
-    if (std::system(fmt::format("tar -xJf '{}' -C '{}'", src.string(), tmp.string()).c_str()) != 0) return "";
+    extract_archive(src.string(), tmp.string());
     std::error_code ec;
     fs::rename(tmp / inner, cache / inner, ec);  // fails harmlessly when another process was first
     fs::remove_all(tmp);
