@@ -513,6 +513,7 @@ Command add_maxlen(CLI::App& app) {
   cmd->add_option("--dim", ml.dim, "Model width D")->capture_default_str();
   cmd->add_option("--heads", ml.heads, "Heads")->capture_default_str();
   cmd->add_option("--layers", ml.layers, "Encoder layers (model modes)")->capture_default_str();
+  cmd->add_option("--mlp-dim", ml.mlp_dim, "MLP width (model modes; default 2 D)")->check(CLI::PositiveNumber);
   cmd->add_option("--task", ml.task, task_help("a task's vocabulary and classes (model modes)"))->check(known_task());
   add_device(cmd, ml.device);
   add_precision(cmd, ml.precision);

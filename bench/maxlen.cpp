@@ -89,11 +89,12 @@ int run_maxlen(const MaxlenOptions& o) {
       if (lo == 0) r["message"] = fmt::format("even n = {} does not fit", o.granule);
     }
     // The maxlen command for this variant alone (its result's id), beside the sweep command of each attempt.
-    r["repro"] = fmt::format("lsbench maxlen --variant {} --mode {}{} --device {}{} --batch {} --dim {} --heads {}{}{} "
+    r["repro"] = fmt::format("lsbench maxlen --variant {} --mode {}{} --device {}{} --batch {} --dim {} --heads {}{}{}{} "
                              "--granule {} --limit {}{}{} --memory-budget {}",
                              v.text, o.mode, o.causal ? " --causal" : "", device_name(o.device),
                              o.precision == Precision::fp32 ? "" : " --precision " + std::string(precision_name(o.precision)),
                              o.batch, o.dim, o.heads, is_attention_mode(o.mode) ? "" : fmt::format(" --layers {}", o.layers),
+                             is_attention_mode(o.mode) || o.mlp_dim <= 0 ? "" : fmt::format(" --mlp-dim {}", o.mlp_dim),
                              o.task.empty() ? "" : " --task " + o.task, o.granule, o.n_limit,
                              o.threads > 0 ? fmt::format(" --threads {}", o.threads) : "",
                              o.seed != MaxlenOptions{}.seed ? fmt::format(" --seed {}", o.seed) : "",
@@ -104,7 +105,7 @@ int run_maxlen(const MaxlenOptions& o) {
   }
   fmt::print("\nlongest n that fits {} ({} {}, batch {}, D {}, h {}{}):\n", o.memory_budget.text(), o.mode,
              device_name(o.device), o.batch, o.dim, o.heads,
-             is_attention_mode(o.mode) ? "" : fmt::format(", L {}", o.layers));
+             is_attention_mode(o.mode) ? "" : fmt::format(", L {}, MLP {}", o.layers, o.mlp_dim > 0 ? o.mlp_dim : 2 * o.dim));
   for (const auto& v : o.variants) {
     const std::int64_t n = best[v.name];
     const std::string& base = baseline_variant().name;

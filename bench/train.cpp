@@ -223,6 +223,27 @@ LmEval evaluate_lm(Encoder& enc, const TokenStream& s, std::int64_t batch, std::
 
 namespace {
 
+// On --resume: the best-validation parameters of step best_step (0: no validation yet) from best.ckpt. Its
+// step must be that one, or later than last.ckpt's (a run stopped between writing the two: that step is run
+// again and saved again). A missing or other best.ckpt is an input error: the test accuracy (or BPC) "at the
+// best validation" would be of parameters that were never validated.
+void restore_best(const std::string& best_path, const std::string& last_path, std::int64_t best_step,
+                  std::int64_t last_step, const std::vector<CheckpointEntry>& best_entries) {
+  if (best_step == 0) return;
+  if (!fs::exists(best_path))
+    throw InputError(fmt::format("{}: missing, but {} records the best validation at step {}; restore it, or start "
+                                 "again in another --checkpoint-dir",
+                                 best_path, last_path, best_step));
+  const auto meta = nlohmann::json::parse(read_checkpoint_metadata(best_path), nullptr, false);
+  const std::int64_t step = meta.is_object() && meta.contains("step") && meta["step"].is_number_integer() ? meta["step"].get<std::int64_t>() : -1;
+  if (step > last_step) return;
+  if (step != best_step)
+    throw InputError(fmt::format("{}: holds the parameters of step {}, but {} records the best validation at step {}; "
+                                 "restore the matching best.ckpt, or start again in another --checkpoint-dir",
+                                 best_path, step, last_path, best_step));
+  load_checkpoint(best_path, best_entries);
+}
+
 // Everything a resumed run needs besides tensors, kept in the checkpoint's metadata.
 struct RunState {
   std::int64_t step = 0;
@@ -459,7 +480,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
       load_checkpoint(last_path, last_entries);
       st.from_json(meta);
       opt.set_steps(st.step);
-      if (fs::exists(best_path)) load_checkpoint(best_path, best_entries);
+      restore_best(best_path, last_path, st.best_step, st.step, best_entries);
       result["resumed_from_step"] = st.step;
     }
   }

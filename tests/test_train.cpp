@@ -188,6 +188,22 @@ TEST_CASE("a run resumed from its checkpoint continues bit-identically", "[train
     TrainOptions q = p;
     q.lr *= 2;
     CHECK_THROWS_WITH(train_run(q, task), Catch::Contains("another configuration"));
+
+    // Without its best.ckpt (or with another step's), a resumed run would report a test accuracy "at the best
+    // validation" of parameters never validated: refused, naming the file.
+    TrainOptions m = base;
+    m.checkpoint_dir = fresh_dir("resume_c").string();
+    int evals = 0;
+    CHECK_THROWS_AS(train_run(m, task, [&](const nlohmann::json&) { if (++evals == 2) throw Interrupt{}; }), Interrupt);
+    const fs::path best = fs::path(m.checkpoint_dir) / "best.ckpt", kept = fs::path(m.checkpoint_dir) / "kept.ckpt";
+    fs::rename(best, kept);
+    m.resume = true;
+    CHECK_THROWS_WITH(train_run(m, task), Catch::Contains("best.ckpt") && Catch::Contains("missing"));
+    // A best.ckpt of an earlier step than last.ckpt records.
+    save_checkpoint(best.string(), nlohmann::json{{"step", 3}}.dump(), {});
+    CHECK_THROWS_WITH(train_run(m, task), Catch::Contains("step 3") && Catch::Contains("best validation"));
+    fs::rename(kept, best);
+    CHECK(train_run(m, task)["accuracy"] == whole["accuracy"]);
   }
 }
 
