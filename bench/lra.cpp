@@ -74,6 +74,7 @@ int run_lra(const LraOptions& given) {
     throw UsageError(fmt::format("--preset {}: expected smoke or lra-small", o.preset));
   if (o.data_dir.empty()) throw UsageError("--data-dir: required (data is generated or extracted there)");
   if (o.out.empty()) throw UsageError("--out: required (the suite's report)");
+  const OutputLock report_lock(o.out);
   if (o.tasks.empty()) o.tasks = lra_task_names();
   for (const auto& t : o.tasks) task_info(t, "--tasks");  // names the unknown task
   const Device dev = o.device;

@@ -10,6 +10,7 @@
 #include "bench/sweep.hpp"
 #include "bench/sweep_points.hpp"
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 #include "nn/threads.hpp"
 #include "reports/report.hpp"
 
@@ -18,6 +19,7 @@ namespace lsb {
 using namespace sweep_internal;
 
 int run_maxlen(const MaxlenOptions& o) {
+  const OutputLock report_lock(o.out);
   if (o.memory_budget.empty()) throw UsageError("maxlen: --memory-budget is required (the memory to fit in)");
   if (o.granule <= 0) throw UsageError(fmt::format("--granule {}: must be positive", o.granule));
   if (o.variants.empty()) throw UsageError("maxlen: give --variant (or --variants)");

@@ -12,6 +12,7 @@
 #include "bench/progress.hpp"
 #include "bench/sweep_points.hpp"
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 #include "nn/threads.hpp"
 #include "reports/report.hpp"
 
@@ -51,6 +52,7 @@ int run_sweep(const SweepOptions& o) {
     return kOk;
   }
   if (o.resume && o.out.empty()) throw UsageError("--resume needs --out: the report to continue");
+  const OutputLock report_lock(o.out);
   set_budgets(o.memory_budget);
 
   PointRunner runner(o.timing, o.seed);

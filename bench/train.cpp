@@ -17,6 +17,7 @@
 #include "nn/cuda/device.hpp"
 #include "model/encoder.hpp"
 #include "nn/errors.hpp"
+#include "nn/files.hpp"
 #include "nn/matmul.hpp"
 #include "nn/memory.hpp"
 #include "model/model_weights.hpp"
@@ -654,6 +655,7 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
 
 int run_train_command(const TrainOptions& opts) {
   TrainOptions o = opts;
+  const OutputLock report_lock(o.out);
   const ThreadGrant threads = use_threads(o.threads);
   const Device dev = o.device;
   if (!o.memory_budget.empty())

@@ -1,6 +1,7 @@
 #include "nn/files.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -65,6 +66,29 @@ void write_file_atomic(const std::string& path, std::string_view content) {
     ::unlink(tmp.c_str());
     fail(path, "cannot move into place", err);
   }
+}
+
+OutputLock::OutputLock(const std::string& path) {
+  struct stat st {};
+  if (path.empty() || (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))) return;
+  lock_path_ = path + ".lock";
+  fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd_ < 0) fail(lock_path_, "cannot create the report's lock file", errno);
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw UsageError(fmt::format("{}: another lsbench is writing this report now; wait for it, or give another --out",
+                                   path));
+    fail(lock_path_, "cannot lock", err);
+  }
+}
+
+OutputLock::~OutputLock() {
+  if (fd_ < 0) return;
+  ::unlink(lock_path_.c_str());  // while still held: a waiting process then locks a fresh file of its own
+  ::close(fd_);
 }
 
 }  // namespace lsb

@@ -13,4 +13,22 @@ namespace lsb {
 // InputError naming the path and the system's reason (exit 3).
 void write_file_atomic(const std::string& path, std::string_view content);
 
+// Held for as long as a command keeps rewriting the report at `path` (sweep, train, lra, maxlen): an
+// exclusive lock on PATH.lock, so a second command writing the same report at once is refused (a
+// UsageError naming the path) instead of the two interleaving and losing each other's results. The lock
+// dies with the process (flock), so a killed run leaves nothing to clean up but the empty PATH.lock, which
+// the next holder reuses and removes. An empty path locks nothing; a target that is not a regular file
+// (/dev/null) is not locked either.
+class OutputLock {
+ public:
+  explicit OutputLock(const std::string& path);
+  ~OutputLock();
+  OutputLock(const OutputLock&) = delete;
+  OutputLock& operator=(const OutputLock&) = delete;
+
+ private:
+  std::string lock_path_;
+  int fd_ = -1;
+};
+
 }  // namespace lsb

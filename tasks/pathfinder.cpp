@@ -542,6 +542,8 @@ Loaded load(const std::string& root, int size, std::int64_t limit) {
     std::ifstream in(path);
     std::string line;
     for (std::int64_t no = 1; std::getline(in, line); ++no) {
+      if (line.find('\0') != std::string::npos)  // a path with a NUL would name another file than it shows
+        throw InputError(fmt::format("{}:{}: a NUL byte in a metadata line", path.string(), no));
       const auto f = fields_of(line);
       if (f.empty()) continue;
       if (f.size() < 4 || (f[3] != "0" && f[3] != "1"))

@@ -16,6 +16,7 @@
 #include "attention_impls/registry.hpp"
 #include "attention_impls/reference_f64.hpp"
 #include "nn/cuda/device.hpp"
+#include "nn/files.hpp"
 #include "nn/matmul.hpp"
 #include "nn/npy.hpp"
 #include "reports/report.hpp"
@@ -395,4 +396,34 @@ TEST_CASE("hostile values of the probe's second round: empty and huge axes, bad 
   } else {
     WARN("skipped the device-output case: mknod is not permitted here");
   }
+}
+
+TEST_CASE("two commands writing one report at once: the second is refused and the first loses nothing",
+          "[cli][hardening]") {
+  const auto dir = fresh_dir("report_lock");
+  const std::string out = (dir / "sweep.json").string();
+  const std::string sweep = fmt::format(
+      "sweep --variants full --n 64 --batch 1 --dim 16 --heads 2 --mode attn-fwd --warmup 0 --min-reps 1 --min-time 0 "
+      "--no-progress --out {}",
+      out);
+  {
+    const OutputLock held(out);  // as a sweep in progress holds it
+    CHECK(std::filesystem::exists(out + ".lock"));
+    const auto r = run_cli(sweep);
+    CHECK(r.code == kUsage);
+    CHECK_THAT(r.output, Catch::Contains(out) && Catch::Contains("another lsbench is writing"));
+    CHECK_FALSE(std::filesystem::exists(out));
+    CHECK_THROWS_AS(OutputLock(out), UsageError);  // in-process too
+    for (const std::string& cmd : {"train --task listops --data-dir /nonexistent --out " + out,
+                                   "maxlen --variant full --memory-budget 1MiB --out " + out}) {
+      const auto refused = run_cli(cmd);
+      CHECK(refused.code == kUsage);
+      CHECK_THAT(refused.output, Catch::Contains("another lsbench is writing"));
+    }
+  }
+  CHECK_FALSE(std::filesystem::exists(out + ".lock"));  // released and removed
+  CHECK(run_cli(sweep).code == 0);
+  CHECK(std::filesystem::exists(out));
+  CHECK_FALSE(std::filesystem::exists(out + ".lock"));
+  const OutputLock devnull("/dev/null");  // not a regular file: nothing to lock
 }

@@ -260,6 +260,8 @@ TEST_CASE("hostile pathfinder metadata and PNG headers are refused before readin
   CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("0.npy:2") && Catch::Contains("leaves the dataset folder"));
   metadata("/dev stdin 0 1\n");
   CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("leaves the dataset folder"));
+  metadata(std::string("imgs/0 sample_0.png 0 1\nimgs/0 sample_0.png\0/x 0 1\n", 51));
+  CHECK_THROWS_WITH(pathfinder::load(root.string(), 32), Catch::Contains("0.npy:2") && Catch::Contains("NUL"));
   // A FIFO where an image should be is skipped as unreadable, not read (which would block forever).
   REQUIRE(::mkfifo((root / "imgs" / "0" / "sample_1.png").c_str(), 0600) == 0);
   metadata("imgs/0 sample_0.png 0 1\nimgs/0 sample_1.png 1 0\n");
