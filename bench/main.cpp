@@ -672,6 +672,11 @@ int with_exit_codes(const std::function<int()>& body) {
   } catch (const std::length_error& e) {
     fmt::print(stderr, "lsbench: out of memory: a buffer would exceed what a vector can hold ({})\n", e.what());
     return kOutOfMemory;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user named (or an output folder) that the system refused: a loop of symbolic links, no
+    // permission, a read-only folder. Their input, not lsbench's fault.
+    fmt::print(stderr, "lsbench: input error: {}: {}\n", e.path1().string(), e.code().message());
+    return kBadInput;
   } catch (const std::exception& e) {
     fmt::print(stderr, "lsbench: internal error: {}\n", e.what());
     return kInternal;

@@ -74,6 +74,7 @@ struct Parsed {
 
 // Reads and verifies the whole file; `buf` owns the bytes the result points into.
 Parsed parse(const std::string& path, std::string& buf) {
+  require_regular_file(path, "checkpoint");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("{}: cannot open checkpoint", path));
   buf.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());

@@ -68,6 +68,18 @@ void write_file_atomic(const std::string& path, std::string_view content) {
   }
 }
 
+void require_regular_file(const std::string& path, const std::string& what) {
+  if (path.empty()) throw UsageError(fmt::format("the path of the {} is empty", what));
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0)
+    throw InputError(fmt::format("{}: cannot open the {}: {}", path, what, std::strerror(errno)));
+  if (S_ISDIR(st.st_mode)) throw InputError(fmt::format("{}: a directory, not the {} file", path, what));
+  if (!S_ISREG(st.st_mode))
+    throw InputError(fmt::format("{}: not a regular file (a device, FIFO or socket), not the {}", path, what));
+  if (::access(path.c_str(), R_OK) != 0)
+    throw InputError(fmt::format("{}: cannot read the {}: {}", path, what, std::strerror(errno)));
+}
+
 OutputLock::OutputLock(const std::string& path) {
   struct stat st {};
   if (path.empty() || (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))) return;

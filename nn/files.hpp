@@ -13,6 +13,11 @@ namespace lsb {
 // InputError naming the path and the system's reason (exit 3).
 void write_file_atomic(const std::string& path, std::string_view content);
 
+// The one check before lsbench opens an input file: `path` must name a regular file (after symlinks). A
+// missing file, a directory, a device, a FIFO (which would block the read forever), a socket, a symlink loop
+// or a permission error is an InputError naming the path, what it was to be (`what`, "checkpoint") and why.
+void require_regular_file(const std::string& path, const std::string& what);
+
 // Held for as long as a command keeps rewriting the report at `path` (sweep, train, lra, maxlen): an
 // exclusive lock on PATH.lock, so a second command writing the same report at once is refused (a
 // UsageError naming the path) instead of the two interleaving and losing each other's results. The lock

@@ -19,7 +19,7 @@ namespace lsb {
 NpyArray read_npy(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code ec;
-  if (fs::is_directory(path, ec)) throw InputError(fmt::format("{}: is a directory, not a .npy file", path));
+  require_regular_file(path, ".npy array");
   std::ifstream f(path, std::ios::binary);
   if (!f) throw InputError(fmt::format("{}: cannot open ({})", path, std::strerror(errno)));
   const std::uintmax_t file_size = fs::file_size(path, ec);

@@ -427,3 +427,32 @@ TEST_CASE("two commands writing one report at once: the second is refused and th
   CHECK_FALSE(std::filesystem::exists(out + ".lock"));
   const OutputLock devnull("/dev/null");  // not a regular file: nothing to lock
 }
+
+TEST_CASE("symbolic link loops, FIFOs and directories where an input file belongs are input errors naming the path",
+          "[cli][hardening]") {
+  namespace fs = std::filesystem;
+  const auto dir = fresh_dir("input_kinds");
+  const std::string loop = (dir / "loop_a").string(), fifo = (dir / "fifo").string(), folder = (dir / "folder").string();
+  fs::create_symlink(dir / "loop_b", loop);
+  fs::create_symlink(loop, dir / "loop_b");
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  fs::create_directories(dir / "folder" / "last.ckpt");
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"model run --weights " + loop + " --variant full --heads 2 --input " + loop + " --output o.npy", loop},
+      {"train --task listops --data-dir " + loop + " --preset smoke", loop},
+      {"train --task enwik8 --data-dir " + loop + " --preset smoke", loop},
+      {"data stats text " + loop, loop},
+      {"sweep --variants full --n 64 --out " + loop + " --resume", loop},
+      {"model sample --checkpoint " + fifo, fifo},  // would block forever if read
+      {"model sample --checkpoint " + folder, folder},
+      {"attention run --variant full --heads 2 --weights " + folder + " --input " + fifo + " --output o.npy", fifo},
+      {"train --task listops --data-dir " + loop + " --preset smoke --init-weights " + loop, loop},
+      {"train --task corpus --data-dir " + fifo + " --preset smoke", fifo},
+  };
+  for (const auto& [args, path] : cases) {
+    INFO(args);
+    const auto r = run_cli(args);
+    CHECK(r.code == kBadInput);
+    CHECK_THAT(r.output, Catch::Contains(path) && !Catch::Contains("internal error"));
+  }
+}
