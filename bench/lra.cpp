@@ -107,6 +107,7 @@ int run_lra(const LraOptions& given) {
   std::vector<nlohmann::json> earlier;
   if (o.resume && fs::exists(o.out)) {
     const nlohmann::json old = read_report(o.out);
+    require_result_kinds(old, o.out, {"train-run", "sweep-point"}, "lra --resume");
     earlier.assign(old["results"].begin(), old["results"].end());
   }
   nlohmann::json efficiency = nlohmann::json::array();

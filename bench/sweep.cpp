@@ -26,6 +26,7 @@ std::map<std::string, nlohmann::json> finished_results(const std::string& out) {
   std::map<std::string, nlohmann::json> done;
   if (std::filesystem::exists(out)) {
     const nlohmann::json old = read_report(out);
+    require_result_kinds(old, out, {"sweep-point"}, "sweep --resume");
     for (const auto& r : old["results"]) done[r["id"].get<std::string>()] = r;
   }
   std::ifstream j(out + ".journal");

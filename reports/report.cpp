@@ -169,6 +169,17 @@ int json_depth(const std::string& text) {
 
 }  // namespace
 
+void require_result_kinds(const nlohmann::json& report, const std::string& path, const std::vector<std::string>& kinds,
+                          const std::string& who) {
+  for (const auto& r : report.at("results")) {
+    const std::string kind = r.value("kind", "");
+    if (std::find(kinds.begin(), kinds.end(), kind) == kinds.end())
+      throw InputError(fmt::format("{}: holds a '{}' result, not one of {} ({} continues only its own reports); give "
+                                   "another --out",
+                                   path, kind, fmt::join(kinds, ", "), who));
+  }
+}
+
 nlohmann::json read_report(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw InputError(fmt::format("{}: is a directory, not a report", path));

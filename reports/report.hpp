@@ -22,5 +22,10 @@ std::vector<std::string> validate_report(const nlohmann::json& report);
 // Reads and validates a report file. InputError naming the file and the first problem (its JSON path)
 // for a missing, malformed, truncated or wrong-version file.
 nlohmann::json read_report(const std::string& path);
+// What --resume may continue: a report of the command resuming it, each result of one of `kinds`
+// ("sweep-point", "train-run", "maxlen"); another command's report is an InputError naming the file, the
+// kind it holds and `who` ("sweep --resume"), never merged into this one.
+void require_result_kinds(const nlohmann::json& report, const std::string& path, const std::vector<std::string>& kinds,
+                          const std::string& who);
 
 }  // namespace lsb

@@ -456,3 +456,20 @@ TEST_CASE("symbolic link loops, FIFOs and directories where an input file belong
     CHECK_THAT(r.output, Catch::Contains(path) && !Catch::Contains("internal error"));
   }
 }
+
+TEST_CASE("a resumed command continues only a report of its own kind", "[cli][hardening]") {
+  const auto dir = fresh_dir("resume_kinds");
+  const std::string out = (dir / "maxlen.json").string();
+  REQUIRE(run_cli(fmt::format("maxlen --variant full --memory-budget 1MiB --granule 64 --out {}", out)).code == 0);
+  const std::string before = read_file(out);
+  for (const std::string& cmd :
+       {fmt::format("sweep --variants full --n 64 --batch 1 --dim 16 --heads 2 --mode attn-fwd --out {} --resume", out),
+        fmt::format("lra --preset smoke --tasks listops --data-dir {} --out {} --resume --no-efficiency",
+                    (dir / "data").string(), out)}) {
+    INFO(cmd);
+    const auto r = run_cli(cmd);
+    CHECK(r.code == kBadInput);
+    CHECK_THAT(r.output, Catch::Contains(out) && Catch::Contains("'maxlen'"));
+  }
+  CHECK(read_file(out) == before);  // untouched
+}
