@@ -1,4 +1,4 @@
-// `lsbench attention bench` and `lsbench attention run`: drivers behind the CLI (bench/main.cpp).
+// `lsbench attention bench` and `lsbench attention run`: drivers behind the CLI (bench/cli.cpp).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -2,13 +2,17 @@
 #include <catch2/catch.hpp>
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
+#include <map>
 #include <regex>
+#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -16,6 +20,7 @@
 #include "attention_impls/registry.hpp"
 #include "attention_impls/reference_f64.hpp"
 #include "nn/cuda/device.hpp"
+#include "bench/cli.hpp"
 #include "nn/files.hpp"
 #include "nn/matmul.hpp"
 #include "nn/npy.hpp"
@@ -472,4 +477,106 @@ TEST_CASE("a resumed command continues only a report of its own kind", "[cli][ha
     CHECK_THAT(r.output, Catch::Contains(out) && Catch::Contains("'maxlen'"));
   }
   CHECK(read_file(out) == before);  // untouched
+}
+
+namespace {
+
+struct InProcess {
+  int code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// The command line run in this process (cli_main) with one environment variable set to 1 for the call,
+// its stdout and stderr captured: hundreds of cases in the time of a few process starts.
+InProcess cli_in_process(std::vector<std::string> args, const char* env) {
+  args.insert(args.begin(), "lsbench");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  ::setenv(env, "1", 1);
+  std::cout.flush(), std::cerr.flush(), std::fflush(nullptr);
+  FILE* tmp = std::tmpfile();
+  const int saved_out = ::dup(1), saved_err = ::dup(2);
+  ::dup2(::fileno(tmp), 1), ::dup2(::fileno(tmp), 2);
+  InProcess r;
+  r.code = cli_main(static_cast<int>(args.size()), argv.data());
+  std::cout.flush(), std::cerr.flush(), std::fflush(nullptr);
+  ::dup2(saved_out, 1), ::dup2(saved_err, 2);
+  ::close(saved_out), ::close(saved_err);
+  ::unsetenv(env);
+  std::rewind(tmp);
+  for (int c; (c = std::fgetc(tmp)) != EOF;) r.output += static_cast<char>(c);
+  std::fclose(tmp);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("every option of every command refuses blank and malformed values and names itself", "[cli][hardening]") {
+  struct Opt {
+    std::string name, type;
+    bool required, positional, takes_value;
+  };
+  std::map<std::string, std::vector<Opt>> commands;  // from the CLI's own registry: a new option is walked too
+  std::istringstream listing(cli_in_process({}, "LSBENCH_LIST_OPTIONS").output);
+  for (std::string line; std::getline(listing, line);) {
+    std::vector<std::string> f;
+    std::istringstream cols(line);
+    for (std::string c; std::getline(cols, c, '\t');) f.push_back(c);
+    REQUIRE(f.size() == 5);
+    commands[f[0]].push_back({f[1], f[2], f[3] == "required", f[4] == "positional", f[4] != "flag"});
+  }
+  REQUIRE(commands.size() >= 18);
+  // A valid value for every required option (a new required option needs one here).
+  const std::map<std::string, std::string> valid = {
+      {"--variant", "full"},   {"--n", "64"},          {"--heads", "2"},          {"--weights", "w"},
+      {"--input", "x.npy"},    {"--output", "y.npy"},  {"--out", "o.json"},       {"--count", "1"},
+      {"--from-imdb", "imdb"}, {"--task", "listops"},  {"--data-dir", "d"},       {"--memory-budget", "1GiB"},
+      {"dir", "d"},            {"task", "listops"},    {"reports", "r.json"},     {"base", "a.json"},
+      {"new", "b.json"}};
+  const std::vector<std::string> blank = {"", " ", "\t"};
+  const std::vector<std::string> not_a_number = {"nan", "inf", "-inf", "0x10", "010", "1e999", "abc", "1,", ",", "\xef\xbc\x91"};
+  const std::vector<std::string> not_an_integer = {"1.5", "99999999999999999999999", "1e3"};
+  int cases = 0;
+  for (const auto& [command, opts] : commands) {
+    std::vector<std::string> words;
+    std::istringstream ws(command);
+    for (std::string w; ws >> w;) words.push_back(w);
+    // The command with its required options, leaving one out.
+    auto base = [&](const std::string& without) {
+      std::vector<std::string> args = words;
+      for (const Opt& o : opts) {
+        if (!o.required || o.name == without) continue;
+        INFO(command << ": no valid value for the required " << o.name << " in this test's table");
+        REQUIRE(valid.count(o.name) == 1);
+        if (!o.positional) args.push_back(o.name);
+        args.push_back(valid.at(o.name));
+      }
+      return args;
+    };
+    {
+      INFO(command);
+      const InProcess ok = cli_in_process(base(""), "LSBENCH_PARSE_ONLY");
+      INFO(ok.output);
+      CHECK(ok.code == 0);
+    }
+    for (const Opt& o : opts) {
+      if (!o.takes_value || o.positional) continue;
+      const std::string kind = o.type.substr(0, o.type.find(':'));
+      std::vector<std::string> values = blank;
+      if (kind == "INT" || kind == "UINT" || kind == "FLOAT") values.insert(values.end(), not_a_number.begin(), not_a_number.end());
+      if (kind == "INT" || kind == "UINT") values.insert(values.end(), not_an_integer.begin(), not_an_integer.end());
+      for (const std::string& v : values) {
+        std::vector<std::string> args = base(o.name);
+        args.push_back(o.name);
+        args.push_back(v);
+        const InProcess r = cli_in_process(args, "LSBENCH_PARSE_ONLY");
+        INFO(command << " " << o.name << " '" << v << "' (" << o.type << "): exit " << r.code << ": " << r.output);
+        CHECK(r.code == kUsage);
+        CHECK_THAT(r.output, Catch::Contains(o.name));
+        ++cases;
+      }
+    }
+  }
+  CHECK(cases > 500);
 }
