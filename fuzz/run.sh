@@ -8,7 +8,7 @@
 #     --max-time S  stop a harness after S seconds even if N is not reached (default 600)
 #     --jobs J      harnesses run side by side (default: the number of CPUs)
 #     --merge       afterwards, add the inputs that reach new coverage to fuzz/corpus/<name>/ (minimised)
-#     HARNESS       npy report listops text retrieval cifar png pathfinder checkpoint (default: all)
+#     HARNESS       npy report listops text retrieval cifar png pathfinder checkpoint argv (default: all)
 #
 # Prints one line per harness (executions, seconds, executions/s, coverage, corpus, findings) and writes
 # the same table to build/fuzz/summary.md. Exit 1 when any harness found something.
@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     *) harnesses+=("$1"); shift ;;
   esac
 done
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(npy report listops text retrieval cifar png pathfinder checkpoint)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(npy report listops text retrieval cifar png pathfinder checkpoint argv)
 
 missing=()
 for p in clang libclang-rt-14-dev libomp-14-dev; do
@@ -46,7 +46,10 @@ run_one() {
   mkdir -p "$work"
   # rss/malloc limits: a loader that asks for gigabytes on a small file is a finding; -timeout: a hang is one.
   # detect_leaks=0: caches (oneDNN's, the allocator's) live as long as the process.
-  ASAN_OPTIONS=detect_leaks=0 "build/fuzz/fuzz/lsbench_fuzz_$h" "$work" "fuzz/corpus/$h" -runs="$runs" \
+  # The argument-vector harness prints an error line per input: its stderr is closed (libFuzzer keeps its own).
+  local quiet=()
+  [ "$h" = argv ] && quiet=(-close_fd_mask=2)
+  ASAN_OPTIONS=detect_leaks=0 "build/fuzz/fuzz/lsbench_fuzz_$h" "$work" "fuzz/corpus/$h" -runs="$runs" "${quiet[@]}" \
     -max_total_time="$max_time" -rss_limit_mb=2048 -malloc_limit_mb=1024 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="build/fuzz/findings/$h-" >"build/fuzz/logs/$h.log" 2>&1 || true
 }
