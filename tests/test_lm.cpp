@@ -367,8 +367,9 @@ TEST_CASE("train on a corpus beats the unigram entropy, resumes exactly, and mod
       "train --task corpus --data-dir {} --variant ls:w=8,l=8,r=1 --preset smoke --length 32 --batch 8 --steps 60 "
       "--eval-every 30 --max-val 1024 --max-test 2048 --eval-stride 16 --seed 2 --threads 1",
       (dir / "corpus.txt").string());
-  const auto whole = run_cli(common + fmt::format(" --checkpoint-dir {} --out {}", (dir / "ck_whole").string(),
-                                                  (dir / "whole.json").string()));
+  const auto whole = run_cli(common + fmt::format(" --checkpoint-dir {} --out {} --save-weights {}",
+                                                  (dir / "ck_whole").string(), (dir / "whole.json").string(),
+                                                  (dir / "weights").string()));
   REQUIRE(whole.code == 0);
   const auto report = nlohmann::json::parse(lsb::test::read_file(dir / "whole.json"));
   const nlohmann::json& run = report["results"][0];
@@ -421,8 +422,23 @@ TEST_CASE("train on a corpus beats the unigram entropy, resumes exactly, and mod
   REQUIRE(run_cli(greedy + fmt::format(" --seed 2 --out {}", (dir / "g2.txt").string())).code == 0);
   CHECK(lsb::test::read_file(dir / "g1.txt").size() == 24);
   CHECK(lsb::test::read_file(dir / "g1.txt") == lsb::test::read_file(dir / "g2.txt"));
-  // Errors: a classifier's checkpoint is not a language model; a prompt outside text8's alphabet.
+  // The same model from its weights folder (PyTorch names, lm_head.*) samples the same bytes.
+  REQUIRE(run_cli(fmt::format("model sample --weights {} --task corpus --variant ls:w=8,l=8,r=1 --heads 2 --prompt "
+                              "'the cat ' --bytes 12 --seed 5 --temperature 0.8 --out {}",
+                              (dir / "weights" / "best").string(), (dir / "from_weights.txt").string()))
+              .code == 0);
+  CHECK(lsb::test::read_file(dir / "from_weights.txt") == text);
+  // model run takes classifiers and says where a language model goes.
+  const auto run_lm = run_cli(fmt::format("model run --weights {} --variant full --heads 2 --input x.npy --output y.npy",
+                                          (dir / "weights" / "best").string()));
+  CHECK(run_lm.code == kBadInput);
+  CHECK_THAT(run_lm.output, Catch::Contains("model sample"));
+  // Errors: both sources at once; a weights folder of another alphabet; a file that is not a checkpoint.
   CHECK(run_cli(fmt::format("model sample --checkpoint {} --weights {}", best.string(), dir.string())).code == kUsage);
+  const auto text8_prompt = run_cli(fmt::format("model sample --weights {} --task text8 --variant full --heads 2",
+                                                (dir / "weights" / "best").string()));
+  CHECK(text8_prompt.code == kBadInput);  // a vocabulary of 256, not text8's 27
+  CHECK_THAT(text8_prompt.output, Catch::Contains("vocabulary"));
   const auto no_model = run_cli(fmt::format("model sample --checkpoint {}", (dir / "corpus.txt").string()));
   CHECK(no_model.code == kBadInput);
   CHECK_THAT(no_model.output, Catch::Contains("corpus.txt"));
