@@ -81,7 +81,8 @@ SpecReader::SpecReader(const VariantSpec& spec, const std::vector<VariantKey>& k
     values_[k.name] = def == kLengthDefault ? std::to_string(n_max) : def;
   }
   for (const auto& [k, v] : spec.params) {
-    const auto key = std::find_if(keys.begin(), keys.end(), [&](const VariantKey& x) { return x.name == k; });
+    const std::string& name = k;  // a structured binding is not captured by clang 14's lambdas (the fuzz build)
+    const auto key = std::find_if(keys.begin(), keys.end(), [&](const VariantKey& x) { return x.name == name; });
     if (key != keys.end() && key->causal_only && !causal_)
       throw UsageError(fmt::format("--variant {}: key '{}' belongs to the causal form (add --causal)", spec_text_, k));
     if (!values_.count(k)) {
