@@ -60,7 +60,11 @@ class PerformerAttention final : public ProjectedAttention {
     const float* W = omega_.data();
 #pragma omp parallel for schedule(dynamic, 1)
     for (std::int64_t bh = 0; bh < b_ * heads_; ++bh) {
-      const auto [mask, q, k, v, A, B, S, z, den, c] = group(bh);
+      // Plain names, not a structured binding: clang 14 refuses those inside OpenMP simd loops (the fuzz build).
+      const Group g = group(bh);
+      const std::uint8_t* mask = g.mask;
+      const float *q = g.q, *k = g.k, *v = g.v;
+      float *A = g.A, *B = g.B, *S = g.S, *z = g.z, *den = g.den, *c = g.c;
       float* tmp = rowtmp_.data() + thread_id() * n;
       gemm_tile(false, true, n, m, d, 1.0f, q, D, W, d, 0.0f, A, m);  // w . u before scaling
       gemm_tile(false, true, n, m, d, 1.0f, k, D, W, d, 0.0f, B, m);
@@ -175,7 +179,11 @@ class PerformerAttention final : public ProjectedAttention {
 #pragma omp parallel for schedule(dynamic, 1)
     for (std::int64_t bh = 0; bh < b_ * heads_; ++bh) {
       // S, z: the running state, B^T V and B^T 1 of the chunks so far.
-      const auto [mask, q, k, v, A, B, S, z, den, c] = group(bh);
+      // Plain names, not a structured binding: clang 14 refuses those inside OpenMP simd loops (the fuzz build).
+      const Group g = group(bh);
+      const std::uint8_t* mask = g.mask;
+      const float *q = g.q, *k = g.k, *v = g.v;
+      float *A = g.A, *B = g.B, *S = g.S, *z = g.z, *den = g.den, *c = g.c;
       float* tmp = rowtmp_.data() + thread_id() * n;
       float* T = ctile_.data() + thread_id() * L * L;
       gemm_tile(false, true, n, m, d, 1.0f, q, D, W, d, 0.0f, A, m);
