@@ -94,7 +94,7 @@ TEST_CASE("hostile npy headers are input errors, never a crash or an allocation 
     f << "{'descr': '<f4'";
   }
   CHECK_THROWS_WITH(read_npy((dir / "v2.npy").string()), Catch::Contains("truncated header"));
-  CHECK_THROWS_WITH(read_npy(dir.string()), Catch::Contains("is a directory"));
+  CHECK_THROWS_WITH(read_npy(dir.string()), Catch::Contains("a directory, not the .npy array"));
 }
 
 TEST_CASE("masks load from bool and integer and float arrays and only as 0 or 1", "[npy]") {
