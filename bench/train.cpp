@@ -8,6 +8,8 @@
 #include <limits>
 #include <string_view>
 
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "bench/machine.hpp"
@@ -653,6 +655,32 @@ nlohmann::json train_run(const TrainOptions& o, const TaskData& task,
   return result;
 }
 
+namespace {
+
+// The parameters alone (one block's attention as the variant counts it, its MLP and LayerNorms, per block),
+// with their gradients and AdamW's two moments, against the memory budget, or the machine's memory when
+// none is set: a model that cannot fit is refused at once (exit 4) instead of allocating until the system
+// stops the run (--layers 1000000). A lower bound: the embeddings and activations come on top.
+void require_parameters_fit(const TrainOptions& o, std::int64_t attention_parameters) {
+  const double D = static_cast<double>(o.dim), F = static_cast<double>(o.mlp_dim);
+  const double per_block = static_cast<double>(attention_parameters) + 2 * D * F + F + D + 4 * D;
+  const double bytes = static_cast<double>(o.layers) * per_block * sizeof(float) * 4;
+  const bool budgeted = !o.memory_budget.empty();
+  const double limit = budgeted                   ? static_cast<double>(o.memory_budget.bytes())
+                       : o.device == Device::cuda ? static_cast<double>(cuda::query(0).memory_bytes)
+                                                  : static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+  if (bytes <= limit) return;
+  const auto whole = [](double b) { return format_bytes(static_cast<std::int64_t>(std::min(b, 9.0e18))); };
+  throw OutOfMemory(fmt::format("--layers {} --dim {} --mlp-dim {}: the parameters with their gradients and AdamW's "
+                                "moments take at least {}, more than {}",
+                                o.layers, o.dim, o.mlp_dim, whole(bytes),
+                                budgeted ? fmt::format("--memory-budget {}", o.memory_budget.text())
+                                         : fmt::format("the {}'s memory ({})", o.device == Device::cuda ? "GPU" : "machine", whole(limit))),
+                    static_cast<std::int64_t>(std::min(bytes, 9.0e18)), static_cast<std::int64_t>(limit));
+}
+
+}  // namespace
+
 int run_train_command(const TrainOptions& opts) {
   TrainOptions o = opts;
   const OutputLock report_lock(o.out);
@@ -663,10 +691,11 @@ int run_train_command(const TrainOptions& opts) {
   const TaskInfo& info = task_info(o.task);
   VariantSpec spec = o.variant;
   spec.causal = info.language_model();  // a decoder's attention is causal
-  // Unknown names, a variant without a causal form for a decoder, a missing GPU and impossible precisions
-  // fail before the data is loaded.
-  make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);
+  // Unknown names, a variant without a causal form for a decoder, a missing GPU, impossible precisions and
+  // a model that cannot fit fail before the data is loaded.
+  const auto attention = make_attention(spec, o.dim, o.heads, std::max<std::int64_t>(o.length, 1), dev);
   require_precision(o.precision, dev);
+  require_parameters_fit(o, attention->parameter_count());
   const TaskData task = load_task(o.task, task_options(o));
   const std::string sizes =
       info.language_model()

@@ -30,18 +30,18 @@ std::string difficulty_folder(const std::string& difficulty);
 struct Params {
   int size = 32;            // S
   int contour_length = 14;  // paddles per target curve
-  double paddle_length = 2, paddle_thickness = 0.5, paddle_margin = 1, continuity = 1.0, seed_distance = 7;
-  double marker_radius = 1.5, border = 1;
+  double paddle_length = 2, paddle_thickness = 0.5, continuity = 1.0, seed_distance = 7;
+  std::vector<int> paddle_margins = {1};  // one drawn per image (Path-X: 2 or 3)
+  double marker_radius = 1.5;
+  double border = 1;  // rows and columns at each edge occupied from the start (the published "padding")
   int distractor_length = 4, distractor_count = 5;
-  // Uniform random starts a distractor gets before it is given up. The published generator seeds one only
-  // where its pixel mask leaves room (and retries 4 times); this count stands in for that, one per size,
-  // each the one whose images' statistics come closest to the published generator's (docs/RESULTS.md).
-  int distractor_starts = 3;
+  // The published retry counts: max_paddle_retrial (more orientations for a seed, more draws for the next
+  // paddle) and max_distractor_contour_retrial (more tries for a distractor before it is given up).
+  int paddle_retrials = 2, distractor_retrials = 4;
   // Target curves are drawn at paddle_contrast * snake_contrast, distractors at snake_contrast, markers
   // at 1; the image is then scaled to a maximum of 255.
   double snake_contrast = 2.0, paddle_contrast = 0.75;
   int aa_scale = 2;
-  int directions = 48;  // candidate directions on the circle around each paddle's start
   nlohmann::json to_json() const;
 };
 Params params_for(int size, const std::string& difficulty);  // size 32 or 128
@@ -49,21 +49,23 @@ Params params_for(int size, const std::string& difficulty);  // size 32 or 128
 struct Point {
   double x = 0, y = 0;
 };
+// A paddle as drawn: a line of paddle_length from the pixel `a` (column x, row y; y down) at `angle`
+// (radians) to `b`, at `contrast`.
 struct Paddle {
-  Point a, b;  // a segment, image coordinates (pixels of the S x S image, y down)
+  Point a, b;
+  double angle = 0, contrast = 1;
 };
 struct Sample {
   Image8 image;  // S x S grey, maximum 255
   int label = 0;  // 1: both markers on the ends of curve A
   std::vector<Paddle> curve_a, curve_b;
   std::vector<std::vector<Paddle>> distractors;
-  Point marker1, marker2;  // curve A's start; curve A's end (label 1) or curve B's end (label 0)
-  int restarts = 0;        // times both target curves were grown again after one failed
+  // Markers: curve A's start (its first paddle's a); curve A's end (label 1) or curve B's end (label 0),
+  // the last paddle's a (the published generator draws every later paddle from its head back).
+  Point marker1, marker2;
+  int margin = 1;    // the paddle margin drawn for this image
+  int restarts = 0;  // times both target curves were grown again after one failed
 };
-
-// The distance between two paddles (0 where they cross); paddles of one image are never closer than
-// paddle_thickness + paddle_margin.
-double paddle_distance(const Paddle& s, const Paddle& t);
 
 // One image, a function of (params, seed) alone.
 Sample generate_sample(const Params& p, std::uint64_t seed);
@@ -98,20 +100,34 @@ Loaded load(const std::string& root, int size, std::int64_t limit = 0);
 // ran in the published generator), byte for byte.
 std::vector<std::uint8_t> pil_lanczos_resize(const std::vector<std::uint8_t>& in, int in_size, int out_size);
 
-// Per-image statistics of grey levels over a set of images, as quantiles over the images (p10, p25,
-// median, p75, p90): the mean intensity (0..255) and the shares of pixels above 0, above 64 and above 128.
-// What tells two renderings apart (issue: the published generator's medians for Pathfinder-32 "hard" are
-// 19.9, 0.339, 0.123, 0.083).
+// PIL's ImageDraw.line((x0, y0) -> (x1, y1), fill=255, width) on a size x size black image (Pillow 9.4, the
+// published generator's paddles), pixel for pixel.
+std::vector<std::uint8_t> pil_line_image(int size, int x0, int y0, int x1, int y1, int width);
+
+// Per-image statistics of grey levels over a set of images: the mean intensity (0..255) and the shares of
+// pixels above 0, above 64 and above 128, each image's values kept (for the two-sample KS statistic) and
+// their quantiles over the images (p10, p25, median, p75, p90). What tells two renderings apart.
 struct ImageStatistics {
   struct Quantiles {
     double p10 = 0, p25 = 0, p50 = 0, p75 = 0, p90 = 0;
   };
   std::int64_t images = 0;
+  std::vector<double> mean_of, nonzero_of, above64_of, above128_of;  // per image
   Quantiles mean, nonzero, above64, above128;
 };
 ImageStatistics image_statistics(const std::vector<Image8>& images);
 // The same over the first `limit` images (0: all) of a folder in the official layout.
 ImageStatistics image_statistics(const std::string& root, int size, std::int64_t limit);
+// The same statistics from per-image rows ("mean nonzero above64 above128" per line, '#' comments).
+ImageStatistics image_statistics_from_rows(const std::string& text, const std::string& name);
+
+// The published generator's statistics at LRA's hard difficulty (size 32 or 128): per-image rows of 1,000
+// of its images, run as tests/golden/pathfinder/collect.py says, compiled in.
+const ImageStatistics& published_statistics(int size);
+
+// The two-sample Kolmogorov-Smirnov statistic: the largest distance between the two empirical
+// distribution functions (0: the same sample; 1: no overlap).
+double ks_statistic(std::vector<double> a, std::vector<double> b);
 
 // A grid of the first `count` images (scaled up to at least 96 px), each framed green (label 1) or
 // red (label 0) with its label digit in the corner: for a person to look at what was generated.

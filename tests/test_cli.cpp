@@ -80,6 +80,41 @@ TEST_CASE("info names the machine, the CUDA status and where bf16 products can r
                                                           Catch::Contains("cuda: compiled in; " + cuda::unavailable_reason()));
 }
 
+TEST_CASE("CPU commands start without the CUDA libraries and under a 600 MB address-space limit", "[cli]") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("skipped under AddressSanitizer: its shadow memory needs terabytes of address space");
+  return;
+#endif
+  // What the loader maps before main: nothing of CUDA (the static runtime opens the driver, and blas.cu
+  // opens cuBLAS, at first use), so the binary also starts on a node that has no CUDA libraries at all.
+  const auto loaded = run_cli("", "LD_TRACE_LOADED_OBJECTS=1");
+  INFO(loaded.output);
+  REQUIRE(loaded.code == 0);
+  REQUIRE_THAT(loaded.output, Catch::Contains("libgomp"));  // the trace lists the libraries
+  for (const char* cuda_library : {"libcublas", "libcudart", "libcuda.so", "libcudnn"})
+    CHECK_THAT(loaded.output, !Catch::Contains(cuda_library));
+
+  // A shared login node's limit (`ulimit -v`): before, every command failed to map libcublasLt here.
+  const std::string limit = "ulimit -v 600000;";
+  const std::string report = (fresh_dir("no_cuda_at_start") / "bench.json").string();
+  for (const std::string& args : {std::string("info"),
+                                  "attention bench --variant full --variant ls:w=8,r=4 --n 64 --mode fwdbwd" + kQuick +
+                                      "--json " + report,
+                                  "report " + report}) {
+    const auto r = run_cli(args, limit);
+    INFO(args << "\n" << r.output);
+    CHECK(r.code == 0);
+  }
+  // Opened on first use, cuBLAS is still found: the toolkit this binary was built with is on this machine.
+  if (cuda::compiled()) CHECK(cuda::cublas_problem().empty());
+  if (cuda::compiled() && cuda::device_count() == 0) {  // asked for, the GPU is still refused by its reason
+    const auto r = run_cli("attention bench --variant full --n 64 --device cuda" + kQuick, limit);
+    INFO(r.output);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.output, Catch::Contains("--device cuda: " + cuda::unavailable_reason()));
+  }
+}
+
 TEST_CASE("bench writes a valid report where a point over budget is oom and the others still run", "[cli][report]") {
   const auto dir = fresh_dir("bench");
   const auto json = (dir / "r.json").string();
@@ -460,6 +495,22 @@ TEST_CASE("symbolic link loops, FIFOs and directories where an input file belong
     CHECK(r.code == kBadInput);
     CHECK_THAT(r.output, Catch::Contains(path) && !Catch::Contains("internal error"));
   }
+}
+
+TEST_CASE("a model whose parameters cannot fit is refused before any data is read", "[cli][hardening]") {
+  // Before, --layers 100000000 allocated block after block until the system stopped the run.
+  const auto machine = run_cli("train --task listops --preset smoke --layers 100000000 --data-dir /nonexistent-lsbench");
+  INFO(machine.output);
+  CHECK(machine.code == 4);
+  CHECK_THAT(machine.output, Catch::Contains("--layers 100000000") && Catch::Contains("machine's memory"));
+  const auto budget = run_cli("train --task listops --preset smoke --layers 1000 --dim 512 --memory-budget 1GiB "
+                              "--data-dir /nonexistent-lsbench");
+  INFO(budget.output);
+  CHECK(budget.code == 4);
+  CHECK_THAT(budget.output, Catch::Contains("--layers 1000 --dim 512") && Catch::Contains("--memory-budget 1GiB"));
+  // One that fits goes on to the data, whose absence is then the error.
+  const auto fits = run_cli("train --task listops --preset smoke --layers 2 --data-dir /nonexistent-lsbench");
+  CHECK(fits.code == 3);
 }
 
 TEST_CASE("a resumed command continues only a report of its own kind", "[cli][hardening]") {

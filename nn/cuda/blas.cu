@@ -2,7 +2,9 @@
 #include "nn/cuda/device.hpp"
 
 #include <cuda_bf16.h>
+#include <dlfcn.h>
 
+#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -13,10 +15,79 @@
 namespace lsb::cuda {
 namespace {
 
+// cuBLAS, opened at the first GPU product rather than linked: a binary built with CUDA then starts on a
+// node without the CUDA libraries and under a small address-space limit (ulimit -v; libcublasLt alone maps
+// more than 500 MB), and CPU commands do not pay for loading it. The pointer types come from the header, so
+// a signature that changes with the toolkit fails to compile here instead of misbehaving at run time.
+struct Cublas {
+  std::string problem;  // why it could not be opened; empty when every entry point below is set
+  std::string file;     // what was opened
+  decltype(&::cublasCreate_v2) create = nullptr;
+  decltype(&::cublasSetMathMode) set_math_mode = nullptr;
+  decltype(&::cublasGetProperty) get_property = nullptr;
+  decltype(&::cublasSgemmStridedBatched) sgemm_strided_batched = nullptr;
+  // The C entry point (the header's C++ overload taking a cudaDataType compute type is inline, not exported).
+  cublasStatus_t (*gemm_strided_batched_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                                            const void*, const void*, cudaDataType, int, long long, const void*,
+                                            cudaDataType, int, long long, const void*, void*, cudaDataType, int,
+                                            long long, int, cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
+};
+
+template <class Fn>
+void bind(Cublas& api, void* lib, Fn& slot, const char* symbol) {
+  slot = reinterpret_cast<Fn>(dlsym(lib, symbol));
+  if (slot == nullptr && api.problem.empty()) api.problem = api.file + " has no " + symbol;
+}
+
+Cublas open_cublas() {
+  Cublas api;
+  // The major version the code was compiled against, from the loader's path, then from the toolkit folder
+  // of the build (a machine whose loader does not know it); the unversioned name last (a development install).
+  const std::string file = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+  const std::string names[] = {file, std::string(LSBENCH_CUDA_LIBRARY_DIR) + "/" + file, "libcublas.so"};
+  void* lib = nullptr;
+  std::string why;
+  for (const std::string& name : names) {
+    if ((lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) {
+      api.file = name;
+      break;
+    }
+    if (why.empty()) why = dlerror();
+  }
+  if (lib == nullptr) {
+    api.problem = "cuBLAS could not be loaded (" + why + "); put the CUDA toolkit's lib64 folder on LD_LIBRARY_PATH";
+    return api;
+  }
+  bind(api, lib, api.create, "cublasCreate_v2");
+  bind(api, lib, api.set_math_mode, "cublasSetMathMode");
+  bind(api, lib, api.get_property, "cublasGetProperty");
+  bind(api, lib, api.sgemm_strided_batched, "cublasSgemmStridedBatched");
+  bind(api, lib, api.gemm_strided_batched_ex, "cublasGemmStridedBatchedEx");
+  return api;
+}
+
+std::mutex cublas_mu;
+std::atomic<const Cublas*> cublas_state{nullptr};  // set once, lives to the end of the process
+
+const Cublas& cublas_library() {
+  if (const Cublas* api = cublas_state.load(std::memory_order_acquire)) return *api;
+  const std::lock_guard<std::mutex> lock(cublas_mu);
+  if (cublas_state.load() == nullptr) cublas_state.store(new Cublas(open_cublas()), std::memory_order_release);
+  return *cublas_state.load();
+}
+
+// The library's entry points; a std::runtime_error when it cannot be used (require_device() has turned
+// that into a usage error before any command gets here).
+const Cublas& cublas() {
+  const Cublas& api = cublas_library();
+  if (!api.problem.empty()) throw std::runtime_error(api.problem);
+  return api;
+}
+
 cublasHandle_t make_handle(cublasMath_t mode) {
   cublasHandle_t created = nullptr;
-  LSB_CUBLAS_CHECK(cublasCreate(&created));
-  LSB_CUBLAS_CHECK(cublasSetMathMode(created, mode));
+  LSB_CUBLAS_CHECK(cublas().create(&created));
+  LSB_CUBLAS_CHECK(cublas().set_math_mode(created, mode));
   return created;
 }
 
@@ -200,7 +271,7 @@ void gemm_bf16(const MatRef& a_in, const MatRef& b_in, const MatRef& c, float al
     const __nv_bfloat16* pa = a.data + i * a.stride[0];
     const __nv_bfloat16* pb = b.data + i * b.stride[0];
     float* pc = c.data + i * c.bstride[0];
-    LSB_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+    LSB_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
         bf16_handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, pb,
         CUDA_R_16BF, static_cast<int>(B.ld), b.stride[plan.s], pa, CUDA_R_16BF, static_cast<int>(A.ld),
         a.stride[plan.s], &beta, pc, CUDA_R_32F, static_cast<int>(plan.ldc), c.bstride[plan.s], plan.count,
@@ -236,18 +307,23 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
     const float* pa = a.data + i * a.bstride[0];
     const float* pb = b.data + i * b.bstride[0];
     float* pc = c.data + i * c.bstride[0];
-    LSB_CUBLAS_CHECK(cublasSgemmStridedBatched(handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M),
-                                               static_cast<int>(K), &alpha, pb, static_cast<int>(B.ld),
-                                               b.bstride[plan.s], pa, static_cast<int>(A.ld), a.bstride[plan.s], &beta,
-                                               pc, static_cast<int>(plan.ldc), c.bstride[plan.s], plan.count));
+    LSB_CUBLAS_CHECK(cublas().sgemm_strided_batched(
+        handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, pb,
+        static_cast<int>(B.ld), b.bstride[plan.s], pa, static_cast<int>(A.ld), a.bstride[plan.s], &beta, pc,
+        static_cast<int>(plan.ldc), c.bstride[plan.s], plan.count));
   }
 }
 
+std::string cublas_problem() { return cublas_library().problem; }
+
 std::string cublas_version() {
+  if (device_count() == 0) return "";  // no GPU here: nothing would use it, so it is not opened to be named
+  const Cublas& api = cublas_library();
+  if (!api.problem.empty()) return "";
   int major = 0, minor = 0, patch = 0;
-  cublasGetProperty(MAJOR_VERSION, &major);
-  cublasGetProperty(MINOR_VERSION, &minor);
-  cublasGetProperty(PATCH_LEVEL, &patch);
+  api.get_property(MAJOR_VERSION, &major);
+  api.get_property(MINOR_VERSION, &minor);
+  api.get_property(PATCH_LEVEL, &patch);
   return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(patch);
 }
 

@@ -23,12 +23,18 @@ int device_count();      // 0 when not compiled or no device/driver
 DeviceInfo query(int index = 0);
 // Why device_count() is 0 ("built without CUDA", "no CUDA device: <driver message>").
 std::string unavailable_reason();
-// UsageError "--device cuda: <why>" when no device can be used (a build without CUDA included): the
-// one check every command makes before it allocates or loads anything for the GPU.
+// Why cuBLAS cannot be used ("" when it can). It is opened here on first use (nn/cuda/blas.cu), not linked,
+// so that every CPU command starts without the CUDA libraries.
+std::string cublas_problem();
+// UsageError "--device cuda: <why>" when no device can be used (a build without CUDA or without cuBLAS
+// on the loader's path included): the one check every command makes before it allocates or loads
+// anything for the GPU.
 inline void require_device() {
   if (device_count() == 0) throw UsageError("--device cuda: " + unavailable_reason());
+  if (const std::string why = cublas_problem(); !why.empty()) throw UsageError("--device cuda: " + why);
 }
-// cuBLAS's version ("13.0.2"), "" when not built with CUDA.
+// cuBLAS's version ("13.0.2") where a GPU is present; "" where none is (cuBLAS is then not opened), where it
+// cannot be opened, and when not built with CUDA.
 std::string cublas_version();
 void* device_malloc(std::size_t bytes);  // nullptr on failure
 void device_free(void* p);

@@ -8,6 +8,7 @@ bool compiled() { return false; }
 int device_count() { return 0; }
 std::string unavailable_reason() { return "this lsbench was built without CUDA (nvcc was not found at build time)"; }
 DeviceInfo query(int) { throw std::runtime_error(unavailable_reason()); }
+std::string cublas_problem() { return unavailable_reason(); }
 std::string cublas_version() { return ""; }
 void* device_malloc(std::size_t) { return nullptr; }
 void device_free(void*) {}
