@@ -151,7 +151,7 @@ TEST_CASE("the two-sample KS statistic and the published generator's statistics"
   }
 }
 
-TEST_CASE("pathfinder and path-x images have the published generator's per-image distributions", "[pathfinder]") {
+TEST_CASE("pathfinder and path-x images have the published generator's per-image distributions", "[pathfinder][distribution]") {
   // 1,000 images against the published generator's 1,000 (tests/golden/pathfinder): the two-sample KS
   // statistic of each per-image statistic under 0.087, the 0.1% critical value for 1,000 vs 1,000 (the growth
   // before this one matched only the medians: 0.29 on two of the four at 32 pixels).
