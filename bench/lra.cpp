@@ -1,7 +1,5 @@
 #include "bench/lra.hpp"
 
-#include <unistd.h>
-
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -10,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "attention_impls/registry.hpp"
+#include "bench/machine.hpp"
 #include "bench/result_fields.hpp"
 #include "bench/sweep.hpp"
 #include "bench/train.hpp"
@@ -96,8 +95,7 @@ int run_lra(const LraOptions& given) {
   // being killed (on the GPU the driver's refusal is recorded as oom without one).
   if (o.memory_budget.empty() && (smoke || dev == Device::cpu))
     o.memory_budget = smoke ? ByteSize("4GiB")
-                            : ByteSize::of_bytes(static_cast<std::int64_t>(0.8 * static_cast<double>(sysconf(_SC_PHYS_PAGES)) *
-                                                                           static_cast<double>(sysconf(_SC_PAGE_SIZE))));
+                            : ByteSize::of_bytes(static_cast<std::int64_t>(0.8 * static_cast<double>(physical_memory_bytes())));
   const ThreadGrant threads = use_threads(o.threads);
   fs::create_directories(o.data_dir);
   const std::string summary_path = o.summary.empty() ? o.out + ".md" : o.summary;

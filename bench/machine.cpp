@@ -184,6 +184,10 @@ std::string compiler_name() {
 #endif
 }
 
+std::int64_t physical_memory_bytes() {
+  return static_cast<std::int64_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<std::int64_t>(sysconf(_SC_PAGE_SIZE));
+}
+
 std::int64_t peak_rss_bytes() {
   std::ifstream f("/proc/self/status");
   std::string line;

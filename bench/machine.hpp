@@ -55,6 +55,7 @@ std::string host_name();
 std::string os_name();
 std::string compiler_name();
 // Resident set peak of this process (VmHWM), and a reset of it where the kernel allows it.
+std::int64_t physical_memory_bytes();  // the machine's RAM (sysconf)
 std::int64_t peak_rss_bytes();
 bool reset_peak_rss();
 

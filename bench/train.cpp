@@ -8,8 +8,6 @@
 #include <limits>
 #include <string_view>
 
-#include <unistd.h>
-
 #include <fmt/format.h>
 
 #include "bench/machine.hpp"
@@ -668,7 +666,7 @@ void require_parameters_fit(const TrainOptions& o, std::int64_t attention_parame
   const bool budgeted = !o.memory_budget.empty();
   const double limit = budgeted                   ? static_cast<double>(o.memory_budget.bytes())
                        : o.device == Device::cuda ? static_cast<double>(cuda::query(0).memory_bytes)
-                                                  : static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGE_SIZE));
+                                                  : static_cast<double>(physical_memory_bytes());
   if (bytes <= limit) return;
   const auto whole = [](double b) { return format_bytes(static_cast<std::int64_t>(std::min(b, 9.0e18))); };
   throw OutOfMemory(fmt::format("--layers {} --dim {} --mlp-dim {}: the parameters with their gradients and AdamW's "

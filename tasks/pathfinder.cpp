@@ -296,16 +296,14 @@ class BitRows {
   }
   // Sets every pixel within `band` of an edge.
   void set_border(int band) {
-    for (int y = 0; y < S_; ++y)
-      for (int x = 0; x < S_; ++x)
-        if (y < band || y >= S_ - band) {
-          for (int i = 0; i < W_; ++i) w_[static_cast<std::size_t>(y) * W_ + i] = valid(i);
-          break;
-        } else if (x < band || x >= S_ - band) {
-          set(y, x);
-        } else {
-          x = std::max(x, S_ - band - 1);  // the middle of the row is left as it is
-        }
+    for (int y = 0; y < S_; ++y) {
+      if (y < band || y >= S_ - band) {
+        for (int i = 0; i < W_; ++i) w_[static_cast<std::size_t>(y) * W_ + i] = valid(i);
+        continue;
+      }
+      for (int x = 0; x < std::min(band, S_); ++x) set(y, x);
+      for (int x = std::max(S_ - band, 0); x < S_; ++x) set(y, x);
+    }
   }
   // Pixels whose bit is clear, in row-major order (NumPy's nonzero order): how many, and the k-th.
   std::int64_t count_clear() const {
@@ -446,10 +444,11 @@ class Growth {
 
   // make_snake for a distractor of `length` paddles: placed (and its mask kept) only when it grows whole.
   bool distractor(int length, std::vector<Paddle>& out) {
+    Snake s;
+    if (!seed(s, p_.snake_contrast, 1, true)) return false;  // a seed places nothing in the mask
     const std::vector<float> before = mask_;
     const BitRows taken_before = taken_;
-    Snake s;
-    bool ok = seed(s, p_.snake_contrast, 1, true);
+    bool ok = true;
     for (int k = 1; ok && k < length; ++k) ok = extend(s, p_.snake_contrast);
     if (!ok) {
       mask_ = before;

@@ -4,7 +4,6 @@
 #include <cuda_bf16.h>
 #include <dlfcn.h>
 
-#include <atomic>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -66,14 +65,9 @@ Cublas open_cublas() {
   return api;
 }
 
-std::mutex cublas_mu;
-std::atomic<const Cublas*> cublas_state{nullptr};  // set once, lives to the end of the process
-
 const Cublas& cublas_library() {
-  if (const Cublas* api = cublas_state.load(std::memory_order_acquire)) return *api;
-  const std::lock_guard<std::mutex> lock(cublas_mu);
-  if (cublas_state.load() == nullptr) cublas_state.store(new Cublas(open_cublas()), std::memory_order_release);
-  return *cublas_state.load();
+  static const Cublas api = open_cublas();  // opened once, by the first caller
+  return api;
 }
 
 // The library's entry points; a std::runtime_error when it cannot be used (require_device() has turned
