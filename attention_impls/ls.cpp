@@ -263,7 +263,7 @@ std::unique_ptr<Attention> make_causal_ls(std::map<std::string, std::string> res
 void reference_causal_ls(const ref::CoreInput& in, ref::Mat& C);
 
 #if LSBENCH_HAVE_CUDA
-std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin);  // attention_impls/cuda/local.cu
+std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin);  // attention_impls/cuda/local.cu (causal: cuda/ls_causal.cu)
 #endif
 
 LSB_VARIANT(ls) {
@@ -287,7 +287,7 @@ LSB_VARIANT(ls) {
   v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) {
     in.causal ? reference_causal_ls(in, C) : reference_ls(in, C);
   };
-  v.causal = true;
+  v.causal = v.causal_cuda = true;
   v.prob_dropout = true;
   // AttentionLS of the reference code: W_o for the output, dconv_fc (the dynamic projection),
   // dual_ln_l (K, V), dual_ln_s (landmarks).

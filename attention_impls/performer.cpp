@@ -462,7 +462,7 @@ LSB_VARIANT(performer) {
     return std::make_unique<PerformerAttention>(keys.resolved(), dim, heads, keys.get_int("features", 1),
                                                 static_cast<std::uint64_t>(keys.get_int("seed", 0)), keys.causal());
   };
-  v.causal = true;
+  v.causal = v.causal_cuda = true;
   v.make_cuda = LSB_CUDA_FACTORY(make_cuda_performer);
   v.reference_core = reference_performer;
   return v;

@@ -450,7 +450,9 @@ class CudaLongShort final : public CudaProjectedAttention {
 std::unique_ptr<Attention> make_cuda_sliding(std::unique_ptr<Attention> twin) {
   return std::make_unique<CudaSliding>(std::move(twin));
 }
+std::unique_ptr<Attention> make_cuda_causal_ls(std::unique_ptr<Attention> twin);  // attention_impls/cuda/ls_causal.cu
 std::unique_ptr<Attention> make_cuda_ls(std::unique_ptr<Attention> twin) {
+  if (twin->causal()) return make_cuda_causal_ls(std::move(twin));
   return std::make_unique<CudaLongShort>(std::move(twin));
 }
 
