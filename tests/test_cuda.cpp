@@ -330,7 +330,7 @@ struct FlashReference {
 };
 FlashReference flash_reference(const std::vector<float>& Q, const std::vector<float>& K, const std::vector<float>& V,
                                const std::vector<float>& dO, const std::vector<std::uint8_t>& mask, std::int64_t b,
-                               std::int64_t n, int h, int d) {
+                               std::int64_t n, int h, int d, bool causal) {
   const std::int64_t D = std::int64_t(h) * d;
   FlashReference r{std::vector<double>(Q.size()), std::vector<double>(b * h * n), std::vector<double>(b * h * n),
                    std::vector<double>(Q.size()), std::vector<double>(Q.size()), std::vector<double>(Q.size())};
@@ -344,7 +344,7 @@ FlashReference flash_reference(const std::vector<float>& Q, const std::vector<fl
         for (std::int64_t u = 0; u < n; ++u) {
           double s = 0;
           for (int k = 0; k < d; ++k) s += double(Q[at(t, k)]) * K[at(u, k)];
-          P[t * n + u] = mask[bi * n + u] ? s : -INFINITY;
+          P[t * n + u] = mask[bi * n + u] && !(causal && u > t) ? s : -INFINITY;
           mx = std::max(mx, P[t * n + u]);
         }
         double sum = 0;
@@ -401,7 +401,8 @@ double max_abs(const std::vector<double>& v) {
 // The tensor-core kernels behind flash under --precision bf16, against float64 on the bf16-rounded
 // inputs: what is left is the rounding of P and dS to bf16 and fp32 accumulation. Every head-dim
 // padding class (d = 8, 24, 64, 128: 1, 2, 4, 8 blocks of 16), one row, one whole tile, a tile cut
-// short, a padded sequence and a sequence with no valid key.
+// short, a padded sequence and a sequence with no valid key; bidirectional and causal (n = 130: three
+// tiles, the diagonal one masked, the ones after it skipped).
 TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded inputs", "[cuda][attention][bf16]") {
   if (cuda::device_count() == 0) {
     WARN("skipped: " << cuda::unavailable_reason());
@@ -413,9 +414,10 @@ TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded i
   }
   const std::int64_t b = 3;
   const int h = 2;
+  for (const bool causal : {false, true})
   for (const int d : {8, 24, 64, 128})
     for (const std::int64_t n : {std::int64_t(1), std::int64_t(64), std::int64_t(130)}) {
-      INFO("d = " << d << ", n = " << n);
+      INFO("d = " << d << ", n = " << n << (causal ? ", causal" : ""));
       const std::int64_t D = h * d, size = b * n * D;
       std::vector<float> Q(size), K(size), V(size), dO(size);
       Rng rng(17 + d + n);
@@ -428,7 +430,7 @@ TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded i
       std::vector<std::uint8_t> mask(b * n, 1);
       for (std::int64_t t = n - n / 3; t < n; ++t) mask[n + t] = 0;  // batch 1: the last third padding
       for (std::int64_t t = 0; t < n; ++t) mask[2 * n + t] = 0;      // batch 2: no valid key at all
-      const auto ref = flash_reference(Q, K, V, dO, mask, b, n, h, d);
+      const auto ref = flash_reference(Q, K, V, dO, mask, b, n, h, d, causal);
 
       const HeadLayout L{n, D, h, d};
       const int bh = static_cast<int>(b * h);
@@ -442,12 +444,12 @@ TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded i
           dV({size}, MemCategory::data, "dV", Device::cuda);
       const auto* m = reinterpret_cast<const std::uint8_t*>(dmask.data());
       auto run = [&] {
-        flash_bf16_forward(dQin.data(), dKin.data(), dVin.data(), m, L, bh, O.data(), lse.data());
+        flash_bf16_forward(dQin.data(), dKin.data(), dVin.data(), m, L, bh, O.data(), lse.data(), causal);
         // The backward gets the reference's lse, so that its check does not inherit the forward's.
         std::vector<float> ref_lse(ref.lse.begin(), ref.lse.end());
         Tensor dlse = upload(ref_lse.data(), ref_lse.size() * 4, "reference lse");
         flash_bf16_backward(dQin.data(), dKin.data(), dVin.data(), ddO.data(), m, L, bh, dlse.data(), ddelta.data(),
-                            dQ.data(), dK.data(), dV.data());
+                            dQ.data(), dK.data(), dV.data(), causal);
         cuda::synchronize();
         return std::vector<std::vector<float>>{download(O), download(lse), download(dQ), download(dK), download(dV)};
       };

@@ -7,7 +7,7 @@
 // floats) is staged in shared memory, read without bank conflicts. fp32 on the CUDA cores.
 // Deterministic: dQ and dK/dV come from two kernels (query- and key-centric), with no atomics.
 // Under --precision bf16 the module runs the tensor-core kernels of flash_bf16.cu instead.
-// Causal (--causal; fp32 kernels only so far): a block's query rows never load the key tiles after its
+// Causal (--causal; both kernel families): a block's query rows never load the key tiles after its
 // last row, nor a key block the query tiles before its first key; the tiles the diagonal crosses mask
 // key u > query t.
 #include <string>
@@ -242,10 +242,8 @@ class CudaFlash final : public CudaProjectedAttention {
     // bf16 runs on tensor cores (require_precision has checked compute capability 8.0); the choice is
     // kept for the backward, which must match the forward's lse.
     tensor_cores_ = matmul_precision() == Precision::bf16;
-    if (tensor_cores_ && causal_)
-      throw UsageError("causal flash on CUDA runs in fp32 only so far (its tensor-core kernels are bidirectional)");
     if (tensor_cores_) return flash_bf16_forward(Q_.data(), K_.data(), V_.data(), mask_, L, batch_heads(), C_.data(),
-                                                 lse_.data());
+                                                 lse_.data(), causal_);
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       flash_forward_kernel<decltype(kpt)::value>
@@ -261,7 +259,7 @@ class CudaFlash final : public CudaProjectedAttention {
     LSB_CUDA_LAUNCHED();
     if (tensor_cores_)
       return flash_bf16_backward(Q_.data(), K_.data(), V_.data(), dC_.data(), mask_, L, batch_heads(), lse_.data(),
-                                 delta_.data(), dQ_.data(), dK_.data(), dV_.data());
+                                 delta_.data(), dQ_.data(), dK_.data(), dV_.data(), causal_);
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       constexpr int K = decltype(kpt)::value;

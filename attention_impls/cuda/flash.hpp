@@ -22,12 +22,13 @@ constexpr int kFlashMaxHeadDim = 128;
 
 // O = softmax(Q K^T + mask) V and lse (b*h, n) as the fp32 kernel computes them, with bf16 operands
 // (Q, K, V and the probabilities rounded to nearest even) and fp32 accumulation on tensor cores.
+// Causal: query t sees keys u <= t; the key tiles after a block's last query are never loaded.
 void flash_bf16_forward(const float* Q, const float* K, const float* V, const std::uint8_t* mask, const HeadLayout& L,
-                        int batch_heads, float* O, float* lse);
+                        int batch_heads, float* O, float* lse, bool causal);
 // dQ, dK, dV from dO, the forward's lse and delta = rowsum(dO * O); the same roundings (dO and dS
 // too). Written whole (not accumulated).
 void flash_bf16_backward(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
                          const HeadLayout& L, int batch_heads, const float* lse, const float* delta, float* dQ,
-                         float* dK, float* dV);
+                         float* dK, float* dV, bool causal);
 
 }  // namespace lsb

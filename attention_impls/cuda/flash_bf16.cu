@@ -9,6 +9,8 @@
 // memory, once row-major ([row][dim], stride DP + 8) and, where a product contracts over rows,
 // transposed ([dim][row], stride 64 + 8); the 8-element pad makes the fragment loads conflict-free.
 // Head dims are padded with zeros to DP = 16 * KC. Rows past n are zeros and count as masked keys.
+// Causal: as a block's rows and a tile both span 64 rows, a query block stops at the tile that holds its
+// own rows (the diagonal tile, where key u > query t is masked) and a key block starts there.
 //
 // Fragments of m16n8k16 (PTX ISA, "mma.m16n8k16" fragment layouts), lane = 4 g + t:
 //   A (16 x 16, row-major), 4 registers of 2 bf16: (g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)
@@ -114,6 +116,12 @@ __device__ void stage_key_bias(float* bias, const std::uint8_t* m, std::int64_t 
   if (threadIdx.x < kTile) bias[threadIdx.x] = (u0 + threadIdx.x < n && m[u0 + threadIdx.x]) ? 0.0f : -INFINITY;
 }
 
+// Causal: whether score element i of 8-column tile j of a warp's C fragments (query rows r0 + g, r0 + g + 8;
+// key columns c0 + 8 j + 2 t, + 1) is a key after its query.
+__device__ __forceinline__ bool future(bool causal, std::int64_t c0, int j, int i, std::int64_t r0, int g, int t) {
+  return causal && c0 + 8 * j + 2 * t + (i & 1) > r0 + g + (i >= 2 ? 8 : 0);
+}
+
 // The max and the sum over the 4 lanes of a row group.
 __device__ __forceinline__ float group_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
@@ -181,7 +189,7 @@ constexpr int forward_smem() {
 template <int KC>
 __global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const float* Q, const float* K, const float* V,
                                                                       const std::uint8_t* mask, HeadLayout L,
-                                                                      float* O, float* lse) {
+                                                                      float* O, float* lse, bool causal) {
   constexpr int DP = 16 * KC, RS = DP + 8;
   extern __shared__ __align__(16) unsigned char smem[];
   auto* Ks = reinterpret_cast<__nv_bfloat16*>(smem);  // (kTile, RS): the key tile; the query rows first
@@ -199,7 +207,8 @@ __global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const floa
 #pragma unroll
   for (int jd = 0; jd < 2 * KC; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // rows g, g + 8; sums per lane
-  for (std::int64_t u0 = 0; u0 < L.n; u0 += kTile) {
+  const std::int64_t r0 = q0 + 16 * warp;
+  for (std::int64_t u0 = 0; u0 < (causal ? q0 + kRows : L.n); u0 += kTile) {
     __syncthreads();  // the previous tile (or the query rows) is no longer read
     stage<DP>(K, L, bh, u0, Ks, nullptr);
     stage<DP>(V, L, bh, u0, nullptr, Vt);
@@ -212,7 +221,7 @@ __global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const floa
     for (int j = 0; j < kNT; ++j)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        s[j][i] += key_bias[8 * j + 2 * t + (i & 1)];
+        s[j][i] += future(causal, u0, j, i, r0, g, t) ? -INFINITY : key_bias[8 * j + 2 * t + (i & 1)];
         tile_max[i >> 1] = fmaxf(tile_max[i >> 1], s[j][i]);
       }
     float base[2], corr[2], tile_sum[2] = {0.0f, 0.0f};
@@ -244,7 +253,6 @@ __global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const floa
     row_sum[r] = group_sum(row_sum[r]);
     inv[r] = row_sum[r] > 0 ? 1.0f / row_sum[r] : 0.0f;
   }
-  const std::int64_t r0 = q0 + 16 * warp;
   store_rows<KC>(O, o, L, bh, r0, g, t, inv[0], inv[1]);
   if (t == 0)
 #pragma unroll
@@ -263,7 +271,7 @@ constexpr int dq_smem() {
 template <int KC>
 __global__ void __launch_bounds__(kThreads)
     flash_bf16_dq_kernel(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
-                         HeadLayout L, const float* lse, const float* delta, float* dQ) {
+                         HeadLayout L, const float* lse, const float* delta, float* dQ, bool causal) {
   constexpr int DP = 16 * KC, RS = DP + 8;
   extern __shared__ __align__(16) unsigned char smem[];
   auto* Ks = reinterpret_cast<__nv_bfloat16*>(smem);  // (kTile, RS): keys; the query rows first
@@ -288,7 +296,7 @@ __global__ void __launch_bounds__(kThreads)
   float dq[2 * KC][4];
 #pragma unroll
   for (int jd = 0; jd < 2 * KC; ++jd) dq[jd][0] = dq[jd][1] = dq[jd][2] = dq[jd][3] = 0.0f;
-  for (std::int64_t u0 = 0; u0 < L.n; u0 += kTile) {
+  for (std::int64_t u0 = 0; u0 < (causal ? q0 + kRows : L.n); u0 += kTile) {
     __syncthreads();
     stage<DP>(K, L, bh, u0, Ks, Kt);
     stage<DP>(V, L, bh, u0, Vs, nullptr);
@@ -302,7 +310,9 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const int r = i >> 1;
-        const float pj = row_lse[r] == -INFINITY ? 0.0f : expf(s[j][i] + key_bias[8 * j + 2 * t + (i & 1)] - row_lse[r]);
+        const float pj = row_lse[r] == -INFINITY || future(causal, u0, j, i, r0, g, t)
+                             ? 0.0f
+                             : expf(s[j][i] + key_bias[8 * j + 2 * t + (i & 1)] - row_lse[r]);
         s[j][i] = pj * (dp[j][i] - row_delta[r]);  // dS
       }
     accumulate<KC>(dq, s, Kt, g, t);
@@ -320,7 +330,7 @@ constexpr int dkdv_smem() {
 template <int KC>
 __global__ void __launch_bounds__(kThreads)
     flash_bf16_dkdv_kernel(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
-                           HeadLayout L, const float* lse, const float* delta, float* dK, float* dV) {
+                           HeadLayout L, const float* lse, const float* delta, float* dK, float* dV, bool causal) {
   constexpr int DP = 16 * KC, RS = DP + 8;
   extern __shared__ __align__(16) unsigned char smem[];
   auto* Qs = reinterpret_cast<__nv_bfloat16*>(smem);  // (kTile, RS): queries; the key rows first
@@ -348,7 +358,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int jd = 0; jd < 2 * KC; ++jd)
 #pragma unroll
     for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
-  for (std::int64_t t0 = 0; t0 < L.n; t0 += kTile) {
+  for (std::int64_t t0 = causal ? k0 : 0; t0 < L.n; t0 += kTile) {
     __syncthreads();
     stage<DP>(Q, L, bh, t0, Qs, Qt);
     stage<DP>(dO, L, bh, t0, dOs, dOt);
@@ -367,7 +377,10 @@ __global__ void __launch_bounds__(kThreads)
       for (int i = 0; i < 4; ++i) {
         const int q = 8 * j + 2 * t + (i & 1);
         const float l = lse_s[q];
-        p[j][i] = (key_valid[i >> 1] && l != -INFINITY) ? expf(p[j][i] - l) : 0.0f;
+        // Transposed: the fragment's row is the key, the tile's column the query.
+        const bool past = !causal || r0 + g + (i >= 2 ? 8 : 0) <= t0 + q;
+        const bool seen = key_valid[i >> 1] && l != -INFINITY && past;
+        p[j][i] = seen ? expf(p[j][i] - l) : 0.0f;
         ds[j][i] = p[j][i] * (ds[j][i] - delta_s[q]);
       }
     accumulate<KC>(dv, p, dOt, g, t);
@@ -410,20 +423,21 @@ void launch(const HeadLayout& L, int batch_heads, Args... args) {
 }  // namespace
 
 void flash_bf16_forward(const float* Q, const float* K, const float* V, const std::uint8_t* mask, const HeadLayout& L,
-                        int batch_heads, float* O, float* lse) {
+                        int batch_heads, float* O, float* lse, bool causal) {
   with_kc(L.d, [&](auto kc) {
     constexpr int KC = decltype(kc)::value;
-    launch<flash_bf16_forward_kernel<KC>, forward_smem<KC>()>(L, batch_heads, Q, K, V, mask, L, O, lse);
+    launch<flash_bf16_forward_kernel<KC>, forward_smem<KC>()>(L, batch_heads, Q, K, V, mask, L, O, lse, causal);
   });
 }
 
 void flash_bf16_backward(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
                          const HeadLayout& L, int batch_heads, const float* lse, const float* delta, float* dQ,
-                         float* dK, float* dV) {
+                         float* dK, float* dV, bool causal) {
   with_kc(L.d, [&](auto kc) {
     constexpr int KC = decltype(kc)::value;
-    launch<flash_bf16_dq_kernel<KC>, dq_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dQ);
-    launch<flash_bf16_dkdv_kernel<KC>, dkdv_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dK, dV);
+    launch<flash_bf16_dq_kernel<KC>, dq_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dQ, causal);
+    launch<flash_bf16_dkdv_kernel<KC>, dkdv_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dK, dV,
+                                                         causal);
   });
 }
 

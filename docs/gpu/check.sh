@@ -4,7 +4,8 @@
 # Writes at most 6 files into ${OUT:-gpu-out} (the device tool brings back only a few):
 #   summary.txt      the GPU, then each part's exit status, time and last lines
 #   tests.txt        every [cuda] test case (compact reporter: failures only), then compute-sanitizer:
-#                    memcheck on the training kernels and the encoder, racecheck on the training kernels
+#                    memcheck on the training kernels, the encoder and the causal kernels, racecheck on the
+#                    causal and the training kernels
 #   interop.txt      `model run` of tests/golden/interop on cpu, cuda and cuda bf16, compared with the golden
 #                    float64 logits (the whole model on the GPU against an independent implementation)
 #   train-step.txt   sweep --mode train-step of the lra-small model on text, b=32, every variant, n 1K and 4K
@@ -32,6 +33,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 part tests-cuda tests.txt 120 "$T" "[cuda]" -r compact
 part memcheck-train tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][train]"
 part memcheck-encoder tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][encoder]"
+# The causal kernels (ls, performer, flash fp32 and bf16), written without a GPU at hand: memcheck and racecheck.
+part memcheck-causal tests.txt 60 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][causal],[cuda][bf16]"
+part racecheck-causal tests.txt 45 "$SAN" --tool racecheck --error-exitcode 9 "$T" "[cuda][causal]"
 part racecheck-train tests.txt 60 "$SAN" --tool racecheck --error-exitcode 9 "$T" "[cuda][train]~a run on CUDA follows*"
 interop() {
   local g=tests/golden/interop tmp
