@@ -15,6 +15,7 @@
 #include "nn/cuda/blas.hpp"
 #include "nn/cuda/check.cuh"
 #include "nn/cuda/kernels.hpp"
+#include "nn/cuda/warp.cuh"
 #include "nn/errors.hpp"
 
 namespace lsb {
@@ -35,14 +36,8 @@ struct Shape4 {
   __device__ std::int64_t D() const { return h * d; }
 };
 
-__device__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+using cuda::warp_max;
+using cuda::warp_sum;
 
 // A block of kWarps warps owns kQueries consecutive queries of one (example, head); warp i takes
 // queries i, i + kWarps, ... With kStaged, the block first copies the key and value rows its

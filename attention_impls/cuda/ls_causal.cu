@@ -20,6 +20,7 @@
 #include "nn/cuda/blas.hpp"
 #include "nn/cuda/check.cuh"
 #include "nn/cuda/kernels.hpp"
+#include "nn/cuda/warp.cuh"
 #include "nn/errors.hpp"
 
 namespace lsb {
@@ -56,14 +57,8 @@ __device__ HeadRows head_rows(const CausalLs& s, std::int64_t bi, std::int64_t h
           Vc ? Vc + bi * nk * D + off : nullptr, mask + bi * s.n, chunk_real + bi * s.nc(), D, nk, s.r};
 }
 
-__device__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+using cuda::warp_max;
+using cuda::warp_sum;
 
 __device__ float dot(const float* a, const float* b, std::int64_t d) {
   float s = 0;

@@ -11,6 +11,7 @@
 #include "nn/cuda/blas.hpp"
 #include "nn/cuda/check.cuh"
 #include "nn/cuda/device.hpp"
+#include "nn/cuda/warp.cuh"
 
 namespace lsb {
 namespace {
@@ -254,7 +255,7 @@ __device__ void chunk_dots(const float* a, HeadRowsOf b, std::int64_t bh, std::i
     const float* br = b.row(bh, u);
     float s = 0;
     for (std::int64_t k = lane; k < len; k += 32) s += a[k] * br[k];
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    s = cuda::warp_sum(s);
     if (lane == 0) out[u - u0] = s + (add ? *add : 0.0f);
   }
 }
@@ -321,7 +322,7 @@ __global__ void causal_key_grad_kernel(const float* A, const float* B, HeadRowsO
       const std::int64_t len = pass == 0 ? m : d;
       float s = 0;
       for (std::int64_t k = lane; k < len; k += 32) s += row[k] * key[k];
-      for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+      s = cuda::warp_sum(s);
       if (lane == 0) (pass == 0 ? T : dT)[t - u] = s + (pass == 0 ? 0.0f : dden[bh * n + t]);
     }
   }

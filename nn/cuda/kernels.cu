@@ -6,6 +6,7 @@
 
 #include "nn/cuda/blas.hpp"
 #include "nn/cuda/check.cuh"
+#include "nn/cuda/warp.cuh"
 #include "nn/tensor.hpp"
 
 namespace lsb::cuda {
@@ -13,10 +14,6 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__device__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 __device__ double warp_sum_d(double v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
