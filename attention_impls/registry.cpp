@@ -164,7 +164,9 @@ std::string variants_help() {
     std::vector<std::string> keys;
     for (const auto& k : v.keys) keys.push_back(key_text(k));
     const std::string key_list = keys.empty() ? "(no keys)" : fmt::format("{}", fmt::join(keys, ", "));
-    const std::string causal = v.causal ? (v.causal_cuda ? "causal: cpu, cuda" : "causal: cpu")
+    const std::string causal = v.causal ? (!v.cuda_only.empty() ? "causal: cuda"
+                                           : v.causal_cuda       ? "causal: cpu, cuda"
+                                                                 : "causal: cpu")
                                         : "no causal form: " + v.no_causal_reason;
     out += fmt::format("  {:<14} {:<40} {} [{}]\n", v.name, key_list, v.summary, causal);
   }
@@ -183,6 +185,8 @@ std::unique_ptr<Attention> make_attention(const VariantSpec& spec, std::int64_t 
     throw UsageError(fmt::format("--causal --device cuda: the causal form of {} has no CUDA kernels yet (it runs on "
                                  "--device cpu)",
                                  v.name));
+  if (device != Device::cuda && !v.cuda_only.empty())
+    throw UsageError(fmt::format("--variant {}: {}; it runs only with --device cuda", v.name, v.cuda_only));
   auto cpu = v.make_cpu(SpecReader(spec, v.keys, n_max), dim, heads);
   if (cpu->causal() != spec.causal) throw std::logic_error(v.name + ": make_cpu ignored --causal");
   if (device == Device::cuda) return make_cuda_attention(std::move(cpu));

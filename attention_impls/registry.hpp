@@ -89,6 +89,9 @@ struct VariantInfo {
   // The module on a CUDA device, built from its CPU twin (attention_impls/cuda/factory.hpp); nullptr
   // where there is no CUDA implementation (or no CUDA in this build: use LSB_CUDA_FACTORY).
   std::unique_ptr<Attention> (*make_cuda)(std::unique_ptr<Attention> cpu_twin) = nullptr;
+  // Non-empty: the variant runs only with --device cuda, and this says why (a vendor library's kernels);
+  // its make_cpu module is then only the twin (keys, cost model, parameter draw) and never runs.
+  std::string cuda_only;
   // The float64 reference: the core of a Q/K/V/O module, or, for a module of another shape, the whole of it.
   ref::Core reference_core = nullptr;
   ref::Module reference_module = nullptr;

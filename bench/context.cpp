@@ -36,6 +36,7 @@ nlohmann::json make_context(const ContextInputs& in) {
   if (in.peak_measurement.is_object()) c["cpu"]["peak_measurement"] = in.peak_measurement;
   if (const std::string v = cuda::cublas_version(); !v.empty()) c["libraries"]["cublas"] = v;
   if (cuda::device_count() > 0) {
+    if (const std::string v = cuda::cudnn_version(); !v.empty()) c["libraries"]["cudnn"] = v;
     const auto g = cuda::query(0);
     c["gpu"] = {{"name", g.name}, {"driver", g.driver}, {"cuda_runtime", g.runtime}, {"memory_bytes", g.memory_bytes}};
     const GpuPeak pk = gpu_peak(g.name);

@@ -44,6 +44,7 @@ TEST_CASE("usage errors exit 2 with one line naming the option and what is valid
       {"attention bench --variant full --n 64 --mode sideways" + kQuick, {"--mode sideways"}},
       {"attention bench --variant full --n 64 --memory-budget lots" + kQuick, {"--memory-budget: 'lots' is not a size"}},
       {"attention bench --variant full --n 64 --device cuda" + kQuick, {"--device cuda"}},
+      {"attention bench --variant cudnn --n 64" + kQuick, {"--variant cudnn", "only with --device cuda"}},
       {"attention bench --variant full --n 64 --precision fp16" + kQuick, {"--precision", "'fp16'", "bf16"}},
       {"attention bench --n 64", {"--variant"}},
       // Specs are read where the command line is: before any data, measurement or file.

@@ -172,10 +172,10 @@ TEST_CASE("every causal form on CUDA matches the CPU, and its past outputs ignor
     s.causal = true;
     return s;
   };
-  // The variants whose record has causal_cuda; the others refuse --causal --device cuda with the reason.
+  // The variants whose record has causal_cuda and a CPU form to compare with (cudnn has its own test).
   std::vector<std::string> specs;
   for (const auto& v : variants())
-    if (v.causal_cuda) specs.push_back(v.spec());
+    if (v.causal_cuda && v.cuda_only.empty()) specs.push_back(v.spec());
   if (cuda::device_count() == 0) {
     WARN("skipped: " << cuda::unavailable_reason());
     return;
@@ -307,8 +307,10 @@ TEST_CASE("long sequences on CUDA: split-K landmark products and windows too wid
 }
 
 #if LSBENCH_HAVE_CUDA
+#include "attention_impls/cuda/cudnn_sdpa.hpp"
 #include "attention_impls/cuda/flash.hpp"
 #include "nn/cuda/blas.hpp"
+#include "nn/cuda/cudnn.hpp"
 #include "nn/matmul.hpp"
 
 namespace {
@@ -577,6 +579,75 @@ TEST_CASE("every CUDA variant in bf16 stays within the bf16 tolerance of float64
       INFO("gradient of " << gpu->params()[i].name);
       CHECK(rel_diff(b16.grads[i], f32.grads[i], dx_scale) <= 0x1p-5);
     }
+  }
+}
+
+// Without a GPU cuDNN still checks each descriptor as it is finalized: every node of both graphs, so that
+// an attribute of the wrong type or a shape that cannot broadcast fails here, not on the next GPU session.
+TEST_CASE("cuDNN accepts every node of cudnn's forward and backward graphs", "[cudnn]") {
+  if (const std::string why = cuda::cudnn_problem(); !why.empty()) {
+    WARN("skipped: " << why);
+    return;
+  }
+  for (const bool causal : {false, true}) {
+    INFO((causal ? "causal" : "bidirectional"));
+    CHECK_NOTHROW(cudnn_check_graph_nodes(2, 208, 2, 64, causal));
+    CHECK_NOTHROW(cudnn_check_graph_nodes(1, 4096, 16, 64, causal));
+    CHECK_NOTHROW(cudnn_check_graph_nodes(3, 100, 4, 128, causal));
+  }
+}
+
+// cudnn (cuDNN's fused attention, bf16 only) against float64 attention and the CPU's exact attention (flash,
+// the same parameters): bidirectional and causal, with padded keys; and what it refuses.
+TEST_CASE("cudnn equals exact attention within the bf16 tolerance, and refuses what cuDNN cannot say", "[cuda][attention][bf16][cudnn]") {
+  if (cuda::device_count() == 0) {
+    WARN("skipped: " << cuda::unavailable_reason());
+    CHECK_THROWS_AS(make_attention(VariantSpec::parse("cudnn"), 128, 2, 64, Device::cuda), UsageError);
+    return;
+  }
+  if (const std::string why = cuda::cudnn_problem(); !why.empty()) {
+    WARN("skipped: " << why);
+    CHECK_THROWS_WITH(make_attention(VariantSpec::parse("cudnn"), 128, 2, 64, Device::cuda),
+                      Catch::Contains("--variant cudnn"));
+    return;
+  }
+  CHECK_THROWS_WITH(make_attention(VariantSpec::parse("cudnn"), 96, 8, 64, Device::cuda),
+                    Catch::Contains("head dim 12"));  // not a multiple of 8
+  for (const bool causal : {false, true}) {
+    INFO((causal ? "causal" : "bidirectional"));
+    VariantSpec flash = VariantSpec::parse("flash"), cudnn = VariantSpec::parse("cudnn");
+    flash.causal = cudnn.causal = causal;
+    const Problem p = test::make_problem(2, 208, 128, 2, 37, 17);  // d = 64; the second example padded at its end
+    auto cpu = make_attention(flash, p.D, p.h, p.n);
+    test::randomize(*cpu, 5);
+    auto gpu = make_attention(cudnn, p.D, p.h, p.n, Device::cuda);
+    copy_param_values(*cpu, *gpu);
+    std::vector<float> dy(p.x.size());
+    Rng rng(9);
+    for (auto& v : dy) v = static_cast<float>(rng.normal());
+    CHECK_THROWS_WITH(run_pass(*gpu, p, dy), Catch::Contains("--precision bf16"));
+    Pass g;
+    {
+      const PrecisionScope bf16(Precision::bf16, Device::cuda);
+      g = run_pass(*gpu, p, dy);
+    }
+    const Pass c = run_pass(*cpu, p, dy);
+    const auto ref = reference_attention("cudnn", cpu->resolved_params(), p.D, p.h, p.b, p.n, params_f64(*cpu),
+                                         test::to_f64(p.x), p.mask, {}, causal);
+    const double err = compare_to_reference(g.y.data(), ref).max_rel;
+    CHECK(err <= 0x1p-5);
+    CHECK(err >= 0x1p-10);  // it really ran in bf16
+    const double dx_scale = max_abs(c.dx);
+    CHECK(rel_diff(g.dx, c.dx, 0) <= 0x1p-5);
+    for (std::size_t i = 0; i < c.grads.size(); ++i) {
+      INFO("gradient of " << gpu->params()[i].name);
+      CHECK(rel_diff(g.grads[i], c.grads[i], dx_scale) <= 0x1p-5);
+    }
+    // A valid key after a padded one cannot be said as a key count: refused, not silently wrong.
+    Problem holes = p;
+    holes.mask[5] = 0;
+    const PrecisionScope bf16(Precision::bf16, Device::cuda);
+    CHECK_THROWS_WITH(run_pass(*gpu, holes, dy), Catch::Contains("pad at the end"));
   }
 }
 #endif

@@ -127,6 +127,16 @@ TEST_CASE("every built-in variant's record is whole and agrees with its module",
     CHECK((v.reference_core != nullptr) != (v.reference_module != nullptr));  // exactly one reference
     baselines += v.baseline;
     headlines += v.headline;
+    if (!v.cuda_only.empty()) {
+      // A GPU-only variant (a vendor's kernels): refused on the CPU with its reason, in no default list.
+      CHECK_THROWS_WITH(make_attention(VariantSpec::parse(v.spec()), 16, 2, 64),
+                        Catch::Contains(v.cuda_only) && Catch::Contains("--device cuda"));
+      CHECK_FALSE((v.baseline || v.headline || v.in_default_sweep || v.in_lra_defaults || v.prob_dropout));
+#if LSBENCH_HAVE_CUDA
+      CHECK(v.make_cuda != nullptr);
+#endif
+      continue;
+    }
     auto a = make_attention(VariantSpec::parse(v.spec()), 16, 2, 64);
     CHECK(a->name() == v.name);
     // The record's dropout flag is what the module does: p > 0 changes its output, or is refused.

@@ -7,7 +7,7 @@ Times either the attention core (--what core: q, k, v of shape (b, h, n, d)) or 
 the output projection), fwd+bwd with a random output gradient, CUDA events around each sample,
 warm-up not counted, median of at least 5 samples and 1 s. Prints one JSON line per point:
   {"backend": "...", "dtype": "...", "b": ., "h": ., "n": ., "d": ., "median_ms": ., "stdev_ms": ., "tflops": .}
-TFLOP/s use lsbench's cost model (core 4*b*h*n^2*d, layer adds 8*b*n*D^2; fwd+bwd = 3x forward).
+TFLOP/s use lsbench's cost model (core 4*b*h*n^2*d, causal 2*b*h*n*(n+1)*d, layer adds 8*b*n*D^2; fwd+bwd = 3x forward).
 
 usage: python3 docs/gpu/sdpa_reference.py --b 1 --h 16 --d 64 --n 1024 2048 4096 --dtype bf16 fp32
 """
@@ -44,6 +44,7 @@ def main():
     ap.add_argument("--dtype", nargs="+", default=["bf16", "fp32"])
     ap.add_argument("--mode", choices=["fwd", "fwdbwd"], default="fwdbwd")
     ap.add_argument("--what", choices=["core", "layer"], default="layer")
+    ap.add_argument("--causal", action="store_true", help="is_causal=True (lsbench's --causal)")
     a = ap.parse_args()
     dtypes = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -60,7 +61,7 @@ def main():
                 inputs = (q, k, v)
 
                 def forward():
-                    return F.scaled_dot_product_attention(q, k, v)
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=a.causal)
             else:
                 x = torch.randn((a.b, n, D), device="cuda", dtype=dt, generator=g, requires_grad=True)
                 dy = torch.randn((a.b, n, D), device="cuda", dtype=dt, generator=g)
@@ -71,7 +72,8 @@ def main():
                     return t.view(a.b, n, a.h, a.d).transpose(1, 2)
 
                 def forward():
-                    c = F.scaled_dot_product_attention(heads(proj[0](x)), heads(proj[1](x)), heads(proj[2](x)))
+                    c = F.scaled_dot_product_attention(heads(proj[0](x)), heads(proj[1](x)), heads(proj[2](x)),
+                                                       is_causal=a.causal)
                     return proj[3](c.transpose(1, 2).reshape(a.b, n, D))
 
             def step():
@@ -85,10 +87,11 @@ def main():
                 print(json.dumps({"backend": "torch-sdpa", "dtype": name, "n": n, "status": "oom"}), flush=True)
                 torch.cuda.empty_cache()
                 continue
-            fwd = 4.0 * a.b * a.h * n * n * a.d + (8.0 * a.b * n * D * D if a.what == "layer" else 0.0)
+            core = (2.0 * (n + 1) if a.causal else 4.0 * n) * a.b * a.h * n * a.d  # lsbench's cost model
+            fwd = core + (8.0 * a.b * n * D * D if a.what == "layer" else 0.0)
             flops = fwd * (3.0 if a.mode == "fwdbwd" else 1.0)
             print(json.dumps({"backend": "torch-sdpa " + torch.__version__, "what": a.what, "dtype": name,
-                              "mode": a.mode, "b": a.b,
+                              "mode": a.mode, "causal": a.causal, "b": a.b,
                               "h": a.h, "n": n, "d": a.d, "median_ms": round(med, 4), "stdev_ms": round(sd, 4),
                               "tflops": round(flops / med / 1e9, 2)}), flush=True)
             del inputs, dy

@@ -36,6 +36,10 @@ inline void require_device() {
 // cuBLAS's version ("13.0.2") where a GPU is present; "" where none is (cuBLAS is then not opened), where it
 // cannot be opened, and when not built with CUDA.
 std::string cublas_version();
+// Why cuDNN cannot be used ("" when it can: the `cudnn` variant), and its version ("9.19.0") when it can.
+// Opened with dlopen on the first call (nn/cuda/cudnn.cpp), never linked.
+std::string cudnn_problem();
+std::string cudnn_version();
 void* device_malloc(std::size_t bytes);  // nullptr on failure
 void device_free(void* p);
 

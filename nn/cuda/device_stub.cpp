@@ -10,6 +10,8 @@ std::string unavailable_reason() { return "this lsbench was built without CUDA (
 DeviceInfo query(int) { throw std::runtime_error(unavailable_reason()); }
 std::string cublas_problem() { return unavailable_reason(); }
 std::string cublas_version() { return ""; }
+std::string cudnn_problem() { return unavailable_reason(); }
+std::string cudnn_version() { return ""; }
 void* device_malloc(std::size_t) { return nullptr; }
 void device_free(void*) {}
 void copy(void*, const void*, std::size_t) { throw std::runtime_error(unavailable_reason()); }

@@ -1,0 +1,55 @@
+// cudnn: NVIDIA's fused scaled dot-product attention (cuDNN's flash-attention engines through its graph
+// API, attention_impls/cuda/cudnn_sdpa.cu), exact softmax attention as `flash` computes it, beside it so
+// that every variant is compared with the fastest exact attention the GPU has, in the same harness and
+// with the same memory accounting. GPU only: the module here is the twin the CUDA module is built from
+// (keys, cost model, parameter draw) and never runs its core.
+#include <stdexcept>
+
+#include "attention_impls/projected.hpp"
+#include "attention_impls/registry.hpp"
+#include "attention_impls/variants.hpp"
+
+namespace lsb {
+namespace {
+
+class CudnnTwin final : public ProjectedAttention {
+ public:
+  CudnnTwin(std::int64_t dim, std::int64_t heads, bool causal) : ProjectedAttention("cudnn", {}, dim, heads, causal) {}
+
+ protected:
+  void core_forward(bool) override { throw std::logic_error("cudnn: the CPU twin's core never runs"); }
+  void core_backward() override { throw std::logic_error("cudnn: the CPU twin's core never runs"); }
+  // The spec's count of exact attention: 4 b h n^2 d, causal 2 b h n (n + 1) d (cuDNN skips the masked tiles).
+  double core_flops(std::int64_t b, std::int64_t n) const override {
+    return (causal_ ? 2.0 * (n + 1) : 4.0 * n) * b * heads_ * n * head_dim();
+  }
+  // bf16 copies of Q, K, V, O (b, n, D) and the log-sum-exp (b, h, n); the backward's bf16 dO, dQ, dK,
+  // dV, its fp32 dQ accumulator (b, n, D) and rowsum(dO * O) (b, h, n). cuDNN's own workspace is
+  // tracked when allocated and is not part of this bound.
+  std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
+    const std::int64_t bnD = b * n * dim_, bhn = b * heads_ * n;
+    return 2 * bnD + bhn + (with_backward ? 2 * bnD + bnD + bhn : 0);
+  }
+};
+
+}  // namespace
+
+#if LSBENCH_HAVE_CUDA
+std::unique_ptr<Attention> make_cuda_cudnn(std::unique_ptr<Attention> twin);  // attention_impls/cuda/cudnn_sdpa.cu
+#endif
+
+LSB_VARIANT(cudnn) {
+  VariantInfo v;
+  v.name = "cudnn";
+  v.summary = "cuDNN's fused flash attention (graph API, bf16, GPU only): the vendor's exact attention";
+  v.make_cpu = [](const SpecReader& keys, std::int64_t dim, std::int64_t heads) -> std::unique_ptr<Attention> {
+    return std::make_unique<CudnnTwin>(dim, heads, keys.causal());
+  };
+  v.make_cuda = LSB_CUDA_FACTORY(make_cuda_cudnn);
+  v.cuda_only = "cuDNN's attention kernels exist only for NVIDIA GPUs";
+  v.causal = v.causal_cuda = true;
+  v.reference_core = [](const ref::CoreInput& in, ref::Mat& C) { ref::band_core(in, C, in.n); };
+  return v;
+}
+
+}  // namespace lsb
