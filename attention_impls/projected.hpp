@@ -20,6 +20,9 @@ class ProjectedAttention : public Attention {
   double forward_flops(std::int64_t b, std::int64_t n) const override {
     return projection_flops(b, n) + core_flops(b, n);
   }
+  // Throws UsageError when the module cannot take sequences of length n (linformer's n_max, causal ls's
+  // whole chunks); forward calls it first. Public so that a CUDA module asks its CPU twin.
+  virtual void check_length(std::int64_t /*n*/) const {}
   std::int64_t analytic_bytes(std::int64_t b, std::int64_t n, bool with_backward) const override;
 
  protected:
@@ -39,8 +42,6 @@ class ProjectedAttention : public Attention {
   virtual double core_flops(std::int64_t b, std::int64_t n) const = 0;
   // Floats the core allocates beyond Q, K, V, C (forward) and dQ, dK, dV, dC (backward).
   virtual std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const = 0;
-  // Called before the core with the call's shape, e.g. to check n against limits.
-  virtual void check_length(std::int64_t /*n*/) const {}
 
   // The four (rows, D) x (D, D) projections, forward: 2 * 4 * b * n * D * D.
   double projection_flops(std::int64_t b, std::int64_t n) const { return 8.0 * b * n * dim_ * dim_; }

@@ -65,11 +65,6 @@ class CudaLinformer final : public CudaProjectedAttention {
   const Tensor* saved_probabilities() const override { return &P_; }
 
  protected:
-  void check_length(std::int64_t n) const override {
-    if (n > n_max_)
-      throw UsageError(spec_string() + ": sequence length " + std::to_string(n) + " exceeds n_max " +
-                       std::to_string(n_max_) + " (E is k x n_max; set n_max= in the spec)");
-  }
   void core_forward(bool /*keep_for_backward*/) override {
     const std::int64_t D = dim_;
     cuda::zero_masked_rows(K_.data(), mask_, b_ * n_, D);

@@ -240,12 +240,6 @@ class CudaCausalLongShort final : public CudaProjectedAttention {
   }
 
  protected:
-  void check_length(std::int64_t n) const override {
-    if (n % l_ != 0)
-      throw UsageError("causal ls: n = " + std::to_string(n) + " is not a multiple of l = " + std::to_string(l_) +
-                       " (pad to " + std::to_string(padded_length(n)) + ")");
-  }
-
   void core_forward(bool) override {
     if (drop_.active()) throw UsageError("causal ls has no dropout on attention probabilities");
     const std::int64_t D = dim_, rows = b_ * n_, hr = heads_ * r_, chunks = b_ * (n_ / l_), cr = chunks * r_;

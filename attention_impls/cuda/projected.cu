@@ -15,6 +15,10 @@ void CudaProjectedAttention::init_params(std::uint64_t seed) {
   copy_param_values(*twin_, *this);
 }
 
+void CudaProjectedAttention::check_length(std::int64_t n) const {
+  if (const auto* projected = dynamic_cast<const ProjectedAttention*>(twin_.get())) projected->check_length(n);
+}
+
 std::unique_ptr<Attention> make_cuda_attention(std::unique_ptr<Attention> twin) {
   cuda::require_device();
   const VariantInfo& v = variant_info(twin->name());

@@ -14,6 +14,8 @@ class CudaProjectedAttention : public ProjectedAttention {
   std::int64_t padded_length(std::int64_t n) const override { return twin_->padded_length(n); }
   // The twin draws the values (same seed, same model as on the CPU); they are copied here.
   void init_params(std::uint64_t seed) override;
+  // The twin's limits on n are the module's.
+  void check_length(std::int64_t n) const override;
 
  protected:
   explicit CudaProjectedAttention(std::unique_ptr<Attention> twin);
