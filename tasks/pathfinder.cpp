@@ -286,12 +286,24 @@ class BitRows {
  public:
   explicit BitRows(int size) : S_(size), W_((size + 63) / 64), w_(static_cast<std::size_t>(S_) * W_, 0) {}
   void set(int y, int x) { w_[static_cast<std::size_t>(y) * W_ + x / 64] |= std::uint64_t{1} << (x % 64); }
-  // this |= other moved by (dy, dx): bit (y, x) set where other has (y + dy, x + dx).
+  // this |= other moved by (dy, dx): bit (y, x) set where other has (y + dy, x + dx). Word i of a row takes
+  // bits from the source's words i + word (shifted down) and i + word + 1 (shifted up), dx = 64 word + shift;
+  // words past either end of the row read as zeros. (A seed's dilation: the hottest loop at 128 pixels.)
   void or_moved(const BitRows& o, int dy, int dx) {
-    for (int y = std::max(0, -dy); y < std::min(S_, S_ - dy); ++y) {
-      const std::uint64_t* src = &o.w_[static_cast<std::size_t>(y + dy) * W_];
-      std::uint64_t* dst = &w_[static_cast<std::size_t>(y) * W_];
-      for (int i = 0; i < W_; ++i) dst[i] |= word_at(src, i * 64 + dx);
+    const int word = dx >= 0 ? dx / 64 : (dx - 63) / 64, shift = dx - word * 64;
+    const int y0 = std::max(0, -dy), y1 = std::min(S_, S_ - dy);
+    for (int i = 0; i < W_; ++i) {
+      const int lo = i + word, hi = lo + 1;
+      const bool take_lo = lo >= 0 && lo < W_, take_hi = shift != 0 && hi >= 0 && hi < W_;
+      const std::uint64_t* src = o.w_.data() + static_cast<std::size_t>(y0 + dy) * W_;
+      std::uint64_t* dst = w_.data() + static_cast<std::size_t>(y0) * W_ + i;
+      if (take_lo && take_hi) {
+        for (int y = y0; y < y1; ++y, src += W_, dst += W_) *dst |= (src[lo] >> shift) | (src[hi] << (64 - shift));
+      } else if (take_lo) {
+        for (int y = y0; y < y1; ++y, src += W_, dst += W_) *dst |= src[lo] >> shift;
+      } else if (take_hi) {
+        for (int y = y0; y < y1; ++y, src += W_, dst += W_) *dst |= src[hi] << (64 - shift);
+      }
     }
   }
   // Sets every pixel within `band` of an edge.
@@ -328,12 +340,6 @@ class BitRows {
   }
 
  private:
-  // 64 bits of a row starting at bit `bit` (which may be negative or past the row: zeros there).
-  std::uint64_t word_at(const std::uint64_t* row, int bit) const {
-    auto get = [&](int word) { return word >= 0 && word < W_ ? row[word] : std::uint64_t{0}; };
-    const int word = bit >= 0 ? bit / 64 : (bit - 63) / 64, shift = bit - word * 64;
-    return shift == 0 ? get(word) : (get(word) >> shift) | (get(word + 1) << (64 - shift));
-  }
   std::uint64_t valid(int i) const {
     const int bits = std::min(64, S_ - i * 64);
     return bits == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << bits) - 1;
@@ -401,7 +407,8 @@ class Growth {
   };
 
   Growth(const Params& p, int margin, Rng& rng)
-      : p_(p), g_(p, margin), S_(p.size), rng_(rng), mask_(static_cast<std::size_t>(S_) * S_, 0.0f), taken_(S_) {}
+      : p_(p), g_(p, margin), S_(p.size), rng_(rng), mask_(static_cast<std::size_t>(S_) * S_, 0.0f), taken_(S_),
+        disc_(disc_offsets()) {}
 
   // two_snakes: both target curves, a paddle of each in turn after the two seeds; false when either
   // fails (the caller starts both again).
@@ -464,18 +471,45 @@ class Growth {
   std::size_t index(Pixel q) const { return static_cast<std::size_t>(q.y) * S_ + q.x; }
   bool inside(Pixel q) const { return q.y >= 0 && q.y < S_ && q.x >= 0 && q.x < S_; }
 
+  // The rows i and columns j of a stencil placed with its centre at `at` that fall inside the image:
+  // pixel (at.y - R + i, at.x - R + j) for i in [i0, i1), j in [j0, j1).
+  struct Window {
+    int i0, i1, j0, j1;
+  };
+  Window window(Pixel at) const {
+    const int n = g_.size(), R = g_.R();
+    return {std::max(0, R - at.y), std::min(n, S_ + R - at.y), std::max(0, R - at.x), std::min(n, S_ + R - at.x)};
+  }
+
   // The occupancy mask = max(mask, a stencil's mask placed at `at`).
   void occupy(const Stencil& st, Pixel at) {
     placed_since_reset_ = true;
     const int n = g_.size(), R = g_.R();
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < n; ++j) {
-        const Pixel q{at.y - R + i, at.x - R + j};
-        if (!inside(q)) continue;
-        float& v = mask_[index(q)];
-        v = std::max(v, st.mask[static_cast<std::size_t>(i) * n + j]);
-        if (v > 0.3f) taken_.set(q.y, q.x);
+    const Window w = window(at);
+    for (int i = w.i0; i < w.i1; ++i) {
+      const int y = at.y - R + i;
+      const float* from = &st.mask[static_cast<std::size_t>(i) * n];
+      float* row = &mask_[index({y, 0})];
+      for (int j = w.j0; j < w.j1; ++j) {
+        const int x = at.x - R + j;
+        float& v = row[x];
+        v = std::max(v, from[j]);
+        if (v > 0.3f) taken_.set(y, x);
       }
+    }
+  }
+
+  // Whether a stencil placed at `at` overlaps the occupancy mask: a sum of 1.8 anywhere.
+  bool overlaps(const Stencil& st, Pixel at) const {
+    const int n = g_.size(), R = g_.R();
+    const Window w = window(at);
+    for (int i = w.i0; i < w.i1; ++i) {
+      const float* from = &st.mask[static_cast<std::size_t>(i) * n];
+      const float* row = &mask_[index({at.y - R + i, 0})];
+      for (int j = w.j0; j < w.j1; ++j)
+        if (static_cast<double>(row[at.x - R + j]) + from[j] >= 1.8) return true;
+    }
+    return false;
   }
 
   // A curve's first paddle from `tail` at `degrees`, when its head and pivot fall inside the image.
@@ -563,7 +597,6 @@ class Growth {
     }
     if (total < 1e-4) return false;
     for (double& v : cmf_) v /= total;
-    const int n = g_.size(), R = g_.R();
     for (int trial = 0; trial <= p_.paddle_retrials; ++trial) {
       const double u = rng_.uniform();
       std::size_t pick = 0;  // the first index whose cumulative weight exceeds u (np.argmax: 0 when none does)
@@ -572,13 +605,7 @@ class Growth {
       const Pixel head = candidates_[pick];
       const double angle = flip_by_pi(orientations_[pick]);
       const Stencil& st = stencil(g_, angle);
-      bool overlaps = false;
-      for (int i = 0; i < n && !overlaps; ++i)
-        for (int j = 0; j < n && !overlaps; ++j) {
-          const Pixel q{head.y - R + i, head.x - R + j};
-          overlaps = inside(q) && static_cast<double>(mask_[index(q)]) + st.mask[static_cast<std::size_t>(i) * n + j] >= 1.8;
-        }
-      if (overlaps) continue;
+      if (overlaps(st, head)) continue;
       occupy(*s.last, s.last_at);
       s.paddles.push_back(paddle(head, angle, contrast));
       s.pivot = pivot, s.orientation = orientations_[pick];
@@ -591,12 +618,26 @@ class Growth {
   // The occupancy mask dilated by the margin's disc (snakes.generate_dilation_struct(m)), at one pixel.
   float dilated_at(Pixel c) const {
     float v = 0;
-    for (int dy = -g_.m; dy <= g_.m; ++dy)
-      for (int dx = -g_.m; dx <= g_.m; ++dx) {
+    const int m = g_.m;
+    if (c.y >= m && c.x >= m && c.y < S_ - m && c.x < S_ - m) {  // the whole disc inside: no bounds tests
+      const float* at = &mask_[index(c)];
+      for (const std::ptrdiff_t o : disc_) v = std::max(v, at[o]);
+      return v;
+    }
+    for (int dy = -m; dy <= m; ++dy)
+      for (int dx = -m; dx <= m; ++dx) {
         const Pixel q{c.y + dy, c.x + dx};
-        if (dx * dx + dy * dy <= g_.m * g_.m && inside(q)) v = std::max(v, mask_[index(q)]);
+        if (dx * dx + dy * dy <= m * m && inside(q)) v = std::max(v, mask_[index(q)]);
       }
     return v;
+  }
+  // The disc's pixels as offsets in mask_.
+  std::vector<std::ptrdiff_t> disc_offsets() const {
+    std::vector<std::ptrdiff_t> d;
+    for (int dy = -g_.m; dy <= g_.m; ++dy)
+      for (int dx = -g_.m; dx <= g_.m; ++dx)
+        if (dx * dx + dy * dy <= g_.m * g_.m) d.push_back(static_cast<std::ptrdiff_t>(dy) * S_ + dx);
+    return d;
   }
 
   Paddle paddle(Pixel at, double angle, double contrast) const {
@@ -613,6 +654,7 @@ class Growth {
   bool placed_since_reset_ = true;  // the mask needs its reset to the padding alone
   std::vector<Pixel> candidates_;
   std::vector<double> cmf_, orientations_;
+  std::vector<std::ptrdiff_t> disc_;  // after S_ and g_, which it is made from
 };
 
 // ---- The image ------------------------------------------------------------------------------------

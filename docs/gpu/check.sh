@@ -38,6 +38,8 @@ part memcheck-train tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" 
 part memcheck-encoder tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][encoder]"
 # The causal kernels (ls, performer, flash fp32 and bf16), written without a GPU at hand: memcheck and racecheck.
 part memcheck-causal tests.txt 60 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][causal],[cuda][bf16]"
+# cudnn's graphs meet a GPU for the first time: cuDNN's own error log says why an engine refuses one.
+part cudnn tests.txt 60 env CUDNN_LOGLEVEL_DBG=1 CUDNN_LOGDEST_DBG=stderr "$T" "[cudnn]"
 part memcheck-cudnn tests.txt 60 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cudnn]"
 part racecheck-causal tests.txt 45 "$SAN" --tool racecheck --error-exitcode 9 "$T" "[cuda][causal]"
 part racecheck-train tests.txt 60 "$SAN" --tool racecheck --error-exitcode 9 "$T" "[cuda][train]~a run on CUDA follows*"
