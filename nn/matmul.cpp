@@ -206,6 +206,18 @@ void matmul(const MatRef& a, const MatRef& b, const MatRef& c, float alpha, floa
   cpu_stream().wait();
 }
 
+bool merge_batch_dims(MatRef& a, MatRef& b, MatRef& c) {
+  if (c.batch[0] == 1 || c.batch[1] == 1) return false;
+  const auto consecutive = [](const MatRef& m) { return m.bstride[0] == m.batch[1] * m.bstride[1]; };
+  if (!consecutive(a) || !consecutive(b) || !consecutive(c)) return false;
+  for (MatRef* m : {&a, &b, &c}) {
+    m->batch[1] *= m->batch[0];
+    m->batch[0] = 1;
+    m->bstride[0] = 0;
+  }
+  return true;
+}
+
 void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,
                const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float beta, float* c,
                std::int64_t ldc) {

@@ -84,6 +84,14 @@ float round_to_bf16(float x);
 void matmul(const MatRef& a, const MatRef& b, const MatRef& c, float alpha = 1.0f, float beta = 0.0f,
             const float* bias = nullptr);
 
+// The product's two batch dimensions as one (batch {1, n0 n1}) where every operand's memory allows it:
+// dimension 0's stride is n1 times dimension 1's (consecutive matrices, or a broadcast operand with both
+// strides 0). A batched library call then covers the whole batch: cuda::gemm issues one cuBLAS call
+// instead of n0 (nystromformer's (b, h) batches of m x m products made 32 calls each). False, and the
+// views unchanged, where a stride does not allow it (head views of (b, n, D) buffers) or there is only
+// one dimension to begin with.
+bool merge_batch_dims(MatRef& a, MatRef& b, MatRef& c);
+
 // Single-threaded row-major GEMM for tiles inside an OpenMP parallel region (each thread calls it
 // on its own tile): c (M x N, ldc) = alpha * op(a) @ op(b) + beta * c.
 void gemm_tile(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64_t K, float alpha,

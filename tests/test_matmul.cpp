@@ -68,6 +68,45 @@ TEST_CASE("batched products with a transposed A and a long contraction are right
   CHECK(worst < 1e-4);
 }
 
+TEST_CASE("batch dimensions merge where every operand's strides allow it, and the product is the same", "[matmul]") {
+  const std::int64_t b = 3, h = 2, m = 5, n = 7, D = h * m;
+  auto x = randv(b * h * m * m, 3), y = randv(b * h * m * m, 4), q = randv(b * n * D, 5);
+  // (b, h) batches of consecutive m x m matrices (nystromformer's landmark products): one batch of b h.
+  auto square = [&](float* p) { return MatRef::rowmajor(p, m, m, m).batched(b, h * m * m, h, m * m); };
+  std::vector<float> z0(x.size(), 0.0f), z1(x.size(), 0.0f);
+  MatRef A = square(x.data()), B = square(y.data()).t(), C = square(z1.data());
+  matmul(square(x.data()), square(y.data()).t(), square(z0.data()));
+  REQUIRE(merge_batch_dims(A, B, C));
+  for (const MatRef* v : {&A, &B, &C}) {
+    CHECK(v->batch[0] == 1);
+    CHECK(v->batch[1] == b * h);
+    CHECK(v->bstride[1] == m * m);
+  }
+  matmul(A, B, C);  // the same products (oneDNN may pick another kernel: equal within rounding)
+  for (std::size_t i = 0; i < z0.size(); ++i) CHECK(z1[i] == Approx(z0[i]).epsilon(1e-6).margin(1e-6));
+  // A broadcast operand (strides 0, 0) merges too.
+  MatRef shared = MatRef::rowmajor(y.data(), m, m, m).batched(b, 0, h, 0);
+  MatRef A2 = square(x.data()), C2 = square(z1.data());
+  CHECK(merge_batch_dims(A2, shared, C2));
+  CHECK(shared.batch[1] == b * h);
+  CHECK(shared.bstride[1] == 0);
+  // Head views of a (b, n, D) buffer (batch strides n D and d) and an operand shared across heads only
+  // (strides m m, 0) stay as they are.
+  MatRef Q = head_view(q.data(), b, n, h, m), Kt = head_view(q.data(), b, n, h, m).t();
+  std::vector<float> s(b * h * n * n);
+  MatRef S = MatRef::rowmajor(s.data(), n, n, n).batched(b, h * n * n, h, n * n);
+  CHECK_FALSE(merge_batch_dims(Q, Kt, S));
+  CHECK(Q.batch[0] == b);
+  CHECK(S.batch[0] == b);
+  MatRef per_example = MatRef::rowmajor(y.data(), m, m, m).batched(b, m * m, h, 0), A3 = square(x.data()),
+         C3 = square(z1.data());
+  CHECK_FALSE(merge_batch_dims(A3, per_example, C3));
+  CHECK(per_example.batch[0] == b);
+  // One batch dimension: nothing to merge.
+  MatRef one = MatRef::rowmajor(x.data(), m, m, m).batched(b * h, m * m), one_b = one, one_c = one;
+  CHECK_FALSE(merge_batch_dims(one, one_b, one_c));
+}
+
 TEST_CASE("linear layers follow nn.Linear (y = x W^T + b) and so do their gradients", "[matmul]") {
   const std::int64_t rows = 5, in = 3, out = 4;
   auto x = randv(rows * in, 3), W = randv(out * in, 4), bias = randv(out, 5), dy = randv(rows * out, 6);

@@ -290,6 +290,7 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
   }
   if (a.rows != c.rows || b.cols != c.cols || a.cols != b.rows)
     throw std::logic_error("cuda::gemm: shapes do not match");
+  merge_batch_dims(a, b, c);  // one call for the whole batch where the strides allow it
   const long long M = c.rows, N = c.cols, K = a.cols;
   if (M == 0 || N == 0) return;
   const bool bf16 = matmul_precision() == Precision::bf16;
