@@ -117,15 +117,16 @@ ColMajorOperand transposed_operand(const MatRef& m) {
 }
 
 // How a (possibly batched) product is issued: `count` strided products per cuBLAS call over batch
-// dimension `s` (the inner one when it is used), in `outer` calls over dimension 0 (b is small); ldc
-// the output's leading dimension (a single row may have any row stride).
+// dimension `s`, in `outer` calls over the other one, `o`; ldc the output's leading dimension (a single
+// row may have any row stride). A strided batch has one stride, so (b, h) head views take one of their
+// dimensions per call: the larger (the lra-small model's b = 32, h = 2: 2 calls of 32, not 32 of 2).
 struct BatchPlan {
-  int count, outer, s;
+  int count, outer, s, o;
   long long ldc;
 };
 BatchPlan batch_plan(const MatRef& c) {
-  const bool inner = c.batch[1] > 1;
-  return {static_cast<int>(inner ? c.batch[1] : c.batch[0]), static_cast<int>(inner ? c.batch[0] : 1), inner ? 1 : 0,
+  const int s = c.batch[1] >= c.batch[0] ? 1 : 0, o = 1 - s;
+  return {static_cast<int>(c.batch[s]), static_cast<int>(c.batch[o]), s, o,
           c.rows == 1 ? std::max<long long>(c.rs, c.cols) : c.rs};
 }
 
@@ -262,9 +263,9 @@ void gemm_bf16(const MatRef& a_in, const MatRef& b_in, const MatRef& c, float al
   const ColMajorOperand A = transposed_operand(a.view), B = transposed_operand(b.view);
   const BatchPlan plan = batch_plan(c);
   for (int i = 0; i < plan.outer; ++i) {
-    const __nv_bfloat16* pa = a.data + i * a.stride[0];
-    const __nv_bfloat16* pb = b.data + i * b.stride[0];
-    float* pc = c.data + i * c.bstride[0];
+    const __nv_bfloat16* pa = a.data + i * a.stride[plan.o];
+    const __nv_bfloat16* pb = b.data + i * b.stride[plan.o];
+    float* pc = c.data + i * c.bstride[plan.o];
     LSB_CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
         bf16_handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, pb,
         CUDA_R_16BF, static_cast<int>(B.ld), b.stride[plan.s], pa, CUDA_R_16BF, static_cast<int>(A.ld),
@@ -299,9 +300,9 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
   const ColMajorOperand A = transposed_operand(a), B = transposed_operand(b);
   const BatchPlan plan = batch_plan(c);
   for (int i = 0; i < plan.outer; ++i) {
-    const float* pa = a.data + i * a.bstride[0];
-    const float* pb = b.data + i * b.bstride[0];
-    float* pc = c.data + i * c.bstride[0];
+    const float* pa = a.data + i * a.bstride[plan.o];
+    const float* pb = b.data + i * b.bstride[plan.o];
+    float* pc = c.data + i * c.bstride[plan.o];
     LSB_CUBLAS_CHECK(cublas().sgemm_strided_batched(
         handle(), B.op, A.op, static_cast<int>(N), static_cast<int>(M), static_cast<int>(K), &alpha, pb,
         static_cast<int>(B.ld), b.bstride[plan.s], pa, static_cast<int>(A.ld), a.bstride[plan.s], &beta, pc,
