@@ -306,6 +306,12 @@ class BitRows {
       }
     }
   }
+  // This = other dilated by a kernel: the OR of other moved by each offset. Returns *this.
+  BitRows& dilated(const BitRows& o, const std::vector<Pixel>& kernel) {
+    std::fill(w_.begin(), w_.end(), 0);
+    for (const Pixel& k : kernel) or_moved(o, k.y, k.x);
+    return *this;
+  }
   // Sets every pixel within `band` of an edge.
   void set_border(int band) {
     for (int y = 0; y < S_; ++y) {
@@ -427,7 +433,7 @@ class Growth {
     }
     const int band = 2 * static_cast<int>(std::lround(p_.seed_distance));
     const double contrast = p_.paddle_contrast * p_.snake_contrast;
-    if (!seed(t[0], contrast, band, false)) return false;
+    if (!seed(t[0], contrast, band, false, true)) return false;
     // The second seed: seed_distance from the first's tail in a random whole-degree direction, rounded to
     // even; only its head and pivot are checked (against the image's bounds, not the mask).
     bool placed = false;
@@ -529,11 +535,13 @@ class Growth {
   // paddle at a random whole-degree orientation touches nothing occupied, the image's outer `band` rows
   // and columns counted as occupied; up to paddle_retrials more orientations when the head or pivot
   // falls outside. `stop_when_full`: fail when under 1% of the image is free (the distractors' rule).
-  bool seed(Snake& s, double contrast, int band, bool stop_when_full) {
+  // `at_reset`: the mask holds only the image's padding (the first target curve's seed, after a restart).
+  bool seed(Snake& s, double contrast, int band, bool stop_when_full, bool at_reset = false) {
     if (stop_when_full &&
         static_cast<double>(taken_.count_clear()) / (static_cast<double>(S_) * S_) < 0.01)
       return false;
     std::optional<BitRows> occupied;  // made when an orientation gets that far (most stop at the corner test)
+    BitRows fresh(S_);
     for (int trial = 0; trial <= p_.paddle_retrials;) {
       const int degrees = static_cast<int>(rng_.below(360)) - 180;
       const std::vector<Pixel>& kernel = seed_kernel(g_, degrees);
@@ -548,8 +556,8 @@ class Growth {
         occupied.emplace(taken_);
         occupied->set_border(band);
       }
-      BitRows blocked(S_);
-      for (const Pixel& o : kernel) blocked.or_moved(*occupied, o.y, o.x);
+      const BitRows& blocked = at_reset ? blocked_at_reset(*occupied, kernel, band, degrees)
+                                        : fresh.dilated(*occupied, kernel);
       const std::int64_t available = blocked.count_clear();
       if (available == 0) return false;
       const Pixel tail = blocked.kth_clear(static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(available))));
@@ -557,6 +565,17 @@ class Growth {
       ++trial;
     }
     return false;
+  }
+
+  // The pixels a paddle's kernel at `degrees` cannot take while the mask holds only the padding: the same
+  // for every restart of the target curves (about 430 per image at 128 pixels), so made once per thread
+  // for each geometry, padding, band and orientation.
+  const BitRows& blocked_at_reset(const BitRows& occupied, const std::vector<Pixel>& kernel, int band, int degrees) {
+    thread_local std::map<std::array<int, 9>, BitRows> made;
+    const std::array<int, 9> key{S_, static_cast<int>(p_.border), band, g_.L, g_.T, g_.m, g_.A, g_.width_hi, degrees};
+    if (auto it = made.find(key); it != made.end()) return it->second;
+    BitRows blocked(S_);
+    return made.emplace(key, std::move(blocked.dilated(occupied, kernel))).first->second;
   }
 
   bool outside_at_a_corner(const std::vector<Pixel>& kernel) const {
