@@ -533,10 +533,11 @@ class CudaCudnnAttention final : public CudaProjectedAttention {
   // seq_q_, seq_kv_ from the call's mask; a mask that is not a prefix of valid keys is refused (this
   // waits for the GPU: one 4-byte copy per forward).
   void count_keys() {
-    ensure_here(counts_, {2 * b_ + 1}, MemCategory::workspace, "cudnn sequence lengths");
+    const std::int64_t stride = (b_ + 3) / 4 * 4;  // each array 16-byte aligned, as the graphs declare
+    ensure_here(counts_, {2 * stride + 1}, MemCategory::workspace, "cudnn sequence lengths");
     seq_q_ = reinterpret_cast<std::int32_t*>(counts_.data());
-    seq_kv_ = seq_q_ + b_;
-    int* bad = reinterpret_cast<int*>(seq_kv_ + b_);
+    seq_kv_ = seq_q_ + stride;
+    int* bad = reinterpret_cast<int*>(seq_kv_ + stride);
     cuda::device_memset(bad, 0, sizeof(int));
     key_counts_kernel<<<static_cast<unsigned>(b_), kThreads>>>(mask_, n_, seq_q_, seq_kv_, bad);
     LSB_CUDA_LAUNCHED();
