@@ -5,6 +5,7 @@
 // (keys, cost model, parameter draw) and never runs its core.
 #include <stdexcept>
 
+#include "attention_impls/cuda/cudnn_sdpa.hpp"
 #include "attention_impls/projected.hpp"
 #include "attention_impls/registry.hpp"
 #include "attention_impls/variants.hpp"
@@ -23,12 +24,8 @@ class CudnnTwin final : public ProjectedAttention {
   double core_flops(std::int64_t b, std::int64_t n) const override {
     return (causal_ ? 2.0 * (n + 1) : 4.0 * n) * b * heads_ * n * head_dim();
   }
-  // bf16 copies of Q, K, V, O (b, n, D) and the log-sum-exp (b, h, n); the backward's bf16 dO, dQ, dK,
-  // dV, its fp32 dQ accumulator (b, n, D) and rowsum(dO * O) (b, h, n). cuDNN's own workspace is
-  // tracked when allocated and is not part of this bound.
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
-    const std::int64_t bnD = b * n * dim_, bhn = b * heads_ * n;
-    return 2 * bnD + bhn + (with_backward ? 2 * bnD + bnD + bhn : 0);
+    return cudnn_core_floats(b, n, dim_, heads_, with_backward);
   }
 };
 

@@ -514,8 +514,7 @@ class CudaCudnnAttention final : public CudaProjectedAttention {
   }
 
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
-    const std::int64_t bnD = b * n * dim_, bhn = b * heads_ * n;
-    return 2 * bnD + bhn + (with_backward ? 2 * bnD + bnD + bhn : 0);
+    return cudnn_core_floats(b, n, dim_, heads_, with_backward);
   }
 
  private:
