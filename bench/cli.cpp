@@ -159,6 +159,8 @@ int print_info() {
     const auto g = cuda::query(0);
     fmt::print("cuda: {} | {} | sm_{}{} | driver {} runtime {}\n", g.name, format_bytes(g.memory_bytes), g.sm_major,
                g.sm_minor, g.driver, g.runtime);
+    const std::string cudnn_why = cuda::cudnn_problem();  // opened only where a GPU could use it
+    fmt::print("cudnn (--variant cudnn): {}\n", cudnn_why.empty() ? "cuDNN " + cuda::cudnn_version() : "no: " + cudnn_why);
   }
   // Where --precision bf16 can run.
   std::string why;

@@ -33,6 +33,7 @@ part() {  # part NAME LOG SECONDS CMD...: CMD under a time cap, its output appen
   tail -3 "$OUT/$log" | sed 's/^/   /' | tee -a "$OUT/summary.txt"
 }
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/summary.txt"
+$B info 2>&1 | grep -E "^(cuda|cudnn|bf16)" | tee -a "$OUT/summary.txt"
 part tests-cuda tests.txt 120 "$T" "[cuda]" -r compact
 part memcheck-train tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][train]"
 part memcheck-encoder tests.txt 90 "$SAN" --tool memcheck --error-exitcode 9 "$T" "[cuda][encoder]"
