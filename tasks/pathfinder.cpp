@@ -540,8 +540,7 @@ class Growth {
     if (stop_when_full &&
         static_cast<double>(taken_.count_clear()) / (static_cast<double>(S_) * S_) < 0.01)
       return false;
-    std::optional<BitRows> occupied;  // made when an orientation gets that far (most stop at the corner test)
-    BitRows fresh(S_);
+    std::optional<BitRows> occupied, fresh;  // made when an orientation gets that far (most stop at the corner test)
     for (int trial = 0; trial <= p_.paddle_retrials;) {
       const int degrees = static_cast<int>(rng_.below(360)) - 180;
       const std::vector<Pixel>& kernel = seed_kernel(g_, degrees);
@@ -556,8 +555,9 @@ class Growth {
         occupied.emplace(taken_);
         occupied->set_border(band);
       }
+      if (!at_reset && !fresh) fresh.emplace(S_);
       const BitRows& blocked = at_reset ? blocked_at_reset(*occupied, kernel, band, degrees)
-                                        : fresh.dilated(*occupied, kernel);
+                                        : fresh->dilated(*occupied, kernel);
       const std::int64_t available = blocked.count_clear();
       if (available == 0) return false;
       const Pixel tail = blocked.kth_clear(static_cast<std::int64_t>(rng_.below(static_cast<std::uint64_t>(available))));
