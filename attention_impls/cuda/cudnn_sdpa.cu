@@ -183,7 +183,8 @@ class GraphBuilder {
     add_op(op, "reshape operation");
   }
 
-  // The graph of every node added, and the first plan cuDNN's heuristics (mode A) can finalize.
+  // The graph of every node added, and the first plan cuDNN's heuristics can finalize: mode A's list (what
+  // cuDNN's frontend asks for), then mode B's.
   Plan build(const std::string& what) {
     const cudnnHandle_t handle = cuda::cudnn_handle();
     Desc& graph = keep(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
@@ -191,40 +192,40 @@ class GraphBuilder {
               ops_.data())
         .set(kGraphHandle, CUDNN_TYPE_HANDLE, 1, &handle);
     if (cudnn().finalize(graph.get()) != CUDNN_STATUS_SUCCESS) refuse(what, "the operation graph was not accepted");
-    Desc& heur = keep(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
-    const cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph).set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
-    if (cudnn().finalize(heur.get()) != CUDNN_STATUS_SUCCESS) refuse(what, "no engine heuristics for the graph");
-    std::int64_t count = 0;
-    check_cudnn(cudnn().get_attribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
-                                      &count, nullptr),
-                "engine heuristics: count");
-    std::vector<Desc> configs;
-    std::vector<cudnnBackendDescriptor_t> raw;
-    for (std::int64_t i = 0; i < count; ++i) {
-      configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR);
-      raw.push_back(configs.back().get());
+    std::int64_t tried = 0;
+    for (const cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_B}) {
+      Desc& heur = keep(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
+      heur.set(CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, graph).set(CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode);
+      if (cudnn().finalize(heur.get()) != CUDNN_STATUS_SUCCESS) continue;
+      std::int64_t count = 0;
+      check_cudnn(cudnn().get_attribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 0,
+                                        &count, nullptr),
+                  "engine heuristics: count");
+      std::deque<Desc>& configs = keep_;  // the configurations live as long as the plan
+      std::vector<cudnnBackendDescriptor_t> raw;
+      for (std::int64_t i = 0; i < count; ++i) raw.push_back(configs.emplace_back(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR).get());
+      std::int64_t got = 0;
+      check_cudnn(cudnn().get_attribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
+                                        &got, raw.data()),
+                  "engine heuristics: results");
+      tried += got;
+      for (std::int64_t i = 0; i < got; ++i) {
+        auto plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
+        plan->set(kPlanHandle, CUDNN_TYPE_HANDLE, 1, &handle)
+            .set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &raw[i]);
+        if (cudnn().finalize(plan->get()) != CUDNN_STATUS_SUCCESS) continue;  // this engine cannot run it here
+        Plan p;
+        std::int64_t values = 0;
+        check_cudnn(cudnn().get_attribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
+                                          &values, &p.workspace_bytes),
+                    "execution plan: workspace size");
+        p.keep = std::move(keep_);
+        for (auto& t : tensors_) p.keep.push_back(std::move(t.desc));
+        p.plan = std::move(plan);
+        return p;
+      }
     }
-    std::int64_t got = 0;
-    check_cudnn(cudnn().get_attribute(heur.get(), CUDNN_ATTR_ENGINEHEUR_RESULTS, CUDNN_TYPE_BACKEND_DESCRIPTOR, count,
-                                      &got, raw.data()),
-                "engine heuristics: results");
-    for (std::int64_t i = 0; i < got; ++i) {
-      auto plan = std::make_unique<Desc>(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
-      plan->set(kPlanHandle, CUDNN_TYPE_HANDLE, 1, &handle).set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, configs[i]);
-      if (cudnn().finalize(plan->get()) != CUDNN_STATUS_SUCCESS) continue;  // this engine cannot run it here
-      Plan p;
-      std::int64_t values = 0;
-      check_cudnn(cudnn().get_attribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1,
-                                        &values, &p.workspace_bytes),
-                  "execution plan: workspace size");
-      for (auto& c : configs) keep_.push_back(std::move(c));
-      p.keep = std::move(keep_);
-      for (auto& t : tensors_) p.keep.push_back(std::move(t.desc));
-      p.plan = std::move(plan);
-      return p;
-    }
-    refuse(what, fmt::format("none of the {} engines its heuristics proposed could build a plan", got));
+    refuse(what, fmt::format("none of the {} engines its heuristics (modes A and B) proposed could build a plan", tried));
   }
 
  private:
