@@ -20,9 +20,8 @@ class CudnnTwin final : public ProjectedAttention {
  protected:
   void core_forward(bool) override { throw std::logic_error("cudnn: the CPU twin's core never runs"); }
   void core_backward() override { throw std::logic_error("cudnn: the CPU twin's core never runs"); }
-  // The spec's count of exact attention: 4 b h n^2 d, causal 2 b h n (n + 1) d (cuDNN skips the masked tiles).
-  double core_flops(std::int64_t b, std::int64_t n) const override {
-    return (causal_ ? 2.0 * (n + 1) : 4.0 * n) * b * heads_ * n * head_dim();
+  double core_flops(std::int64_t b, std::int64_t n) const override {  // (cuDNN skips the masked tiles)
+    return exact_attention_flops(b, heads_, n, head_dim(), causal_);
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     return cudnn_core_floats(b, n, dim_, heads_, with_backward);

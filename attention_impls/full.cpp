@@ -30,10 +30,8 @@ class FullAttention final : public ProjectedAttention {
     dense_attention_backward(heads_of(Q_, n_), heads_of(K_, n_), heads_of(V_, n_), P_.data(), heads_of(dC_, n_),
                              dP_.data(), heads_of(dQ_, n_), heads_of(dK_, n_), heads_of(dV_, n_), drop_);
   }
-  // Causal: the spec's count of the work the mask leaves, 2 b h n (n + 1) d (the products here still
-  // compute the whole square; ../shared/spec/attention.md, "Causal attention").
   double core_flops(std::int64_t b, std::int64_t n) const override {
-    return (causal_ ? 2.0 * (n + 1) : 4.0 * n) * b * heads_ * n * head_dim();
+    return exact_attention_flops(b, heads_, n, head_dim(), causal_);
   }
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
     return b * heads_ * n * n * (with_backward ? 2 : 1);

@@ -12,6 +12,12 @@ namespace lsb {
 std::int64_t nystromformer_core_floats(std::int64_t b, std::int64_t n, std::int64_t dim, std::int64_t heads,
                                        std::int64_t m, std::int64_t iters, bool with_backward);
 
+// The spec's count of exact softmax attention's core (../shared/spec/attention.md): 4 b h n^2 d; causal, the
+// work the mask leaves, 2 b h n (n + 1) d. full's (which still computes the whole square) and cudnn's.
+inline double exact_attention_flops(std::int64_t b, std::int64_t h, std::int64_t n, std::int64_t d, bool causal) {
+  return (causal ? 2.0 * (n + 1) : 4.0 * n) * b * h * n * d;
+}
+
 // Heads of a (b, rows, h*d) buffer as a (b, h) batch of (rows x d) matrices, without a copy.
 inline MatRef head_view(const float* p, std::int64_t b, std::int64_t rows, std::int64_t h, std::int64_t d) {
   return MatRef::rowmajor(p, rows, d, h * d).batched(b, rows * h * d, h, d);

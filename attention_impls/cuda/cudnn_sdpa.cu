@@ -396,6 +396,22 @@ Plan backward_plan(const SdpaShape& s) {
   return g.build(graph_name("backward", s));
 }
 
+// The plan of the last shape asked for, built again when the shape changes.
+class CachedPlan {
+ public:
+  const Plan& for_shape(const SdpaShape& s, Plan (*build)(const SdpaShape&)) {
+    if (!plan_ || !(shape_ == s)) {
+      plan_ = std::make_unique<Plan>(build(s));
+      shape_ = s;
+    }
+    return *plan_;
+  }
+
+ private:
+  std::unique_ptr<Plan> plan_;
+  SdpaShape shape_{};
+};
+
 // Runs a plan on the default stream; `memory` pairs each unique id with its pointer (host pointers for
 // the by-value scalars).
 void execute(const Plan& plan, const std::vector<std::pair<std::int64_t, void*>>& memory, void* workspace) {
@@ -465,11 +481,7 @@ class CudaCudnnAttention final : public CudaProjectedAttention {
     if (matmul_precision() != Precision::bf16)
       throw UsageError("--variant cudnn computes in bf16 only (cuDNN's fused attention has no fp32 form): add "
                        "--precision bf16");
-    const SdpaShape s = shape();
-    if (!forward_ || !(forward_shape_ == s)) {
-      forward_ = std::make_unique<Plan>(forward_plan(s));
-      forward_shape_ = s;
-    }
+    const Plan& plan = forward_.for_shape(shape(), forward_plan);
     const std::int64_t bnD = b_ * n_ * dim_;
     auto* q = bf16(q16_, bnD, MemCategory::activations, "cudnn bf16 Q");
     auto* k = bf16(k16_, bnD, MemCategory::activations, "cudnn bf16 K");
@@ -480,20 +492,16 @@ class CudaCudnnAttention final : public CudaProjectedAttention {
     convert(K_.data(), k, bnD);
     convert(V_.data(), v, bnD);
     count_keys();
-    execute(*forward_,
+    execute(plan,
             {{kQ, q}, {kK, k}, {kV, v}, {kO, o}, {kStats, stats_.data()}, {kSeqQ, seq_q_}, {kSeqKV, seq_kv_},
              {kScale, &scale_}, {kNegInf, &neg_inf_}},
-            workspace(forward_->workspace_bytes));
+            workspace(plan.workspace_bytes));
     from_bf16_kernel<<<grid_for(bnD), kThreads>>>(o, C_.data(), bnD);
     LSB_CUDA_LAUNCHED();
   }
 
   void core_backward() override {
-    const SdpaShape s = shape();
-    if (!backward_ || !(backward_shape_ == s)) {
-      backward_ = std::make_unique<Plan>(backward_plan(s));
-      backward_shape_ = s;
-    }
+    const Plan& plan = backward_.for_shape(shape(), backward_plan);
     const std::int64_t bnD = b_ * n_ * dim_;
     auto* d_o = bf16(do16_, bnD, MemCategory::workspace, "cudnn bf16 dO");
     auto* dq = bf16(dq16_, bnD, MemCategory::workspace, "cudnn bf16 dQ");
@@ -502,12 +510,12 @@ class CudaCudnnAttention final : public CudaProjectedAttention {
     ensure_here(dq_accum_, {b_, heads_, n_, head_dim()}, MemCategory::workspace, "cudnn fp32 dQ accumulator");
     ensure_here(row_dot_, {b_, heads_, n_}, MemCategory::workspace, "cudnn rowsum(dO * O) (b, h, n)");
     convert(dC_.data(), d_o, bnD);
-    execute(*backward_,
+    execute(plan,
             {{kQ, q16_.data()}, {kK, k16_.data()}, {kV, v16_.data()}, {kO, o16_.data()}, {kdO, d_o},
              {kStats, stats_.data()}, {kdQ, dq}, {kdK, dk}, {kdV, dv}, {kSeqQ, seq_q_}, {kSeqKV, seq_kv_},
              {kScale, &scale_}, {kNegInf, &neg_inf_}, {kOne, &one_}, {kdQAccum, dq_accum_.data()},
              {kRowDot, row_dot_.data()}},
-            workspace(backward_->workspace_bytes));
+            workspace(plan.workspace_bytes));
     for (auto [from, to] : {std::pair{dq, dQ_.data()}, std::pair{dk, dK_.data()}, std::pair{dv, dV_.data()}}) {
       from_bf16_kernel<<<grid_for(bnD), kThreads>>>(from, to, bnD);
       LSB_CUDA_LAUNCHED();
@@ -554,8 +562,7 @@ class CudaCudnnAttention final : public CudaProjectedAttention {
     return workspace_.data();
   }
 
-  std::unique_ptr<Plan> forward_, backward_;
-  SdpaShape forward_shape_{}, backward_shape_{};
+  CachedPlan forward_, backward_;
   Tensor q16_, k16_, v16_, o16_, stats_;                        // kept for the backward
   Tensor do16_, dq16_, dk16_, dv16_, dq_accum_, row_dot_, counts_, workspace_;
   std::int32_t *seq_q_ = nullptr, *seq_kv_ = nullptr;

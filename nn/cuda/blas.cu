@@ -2,25 +2,21 @@
 #include "nn/cuda/device.hpp"
 
 #include <cuda_bf16.h>
-#include <dlfcn.h>
 
 #include <mutex>
 #include <stdexcept>
 #include <string>
 
 #include "nn/cuda/check.cuh"
+#include "nn/cuda/library.hpp"
 #include "nn/tensor.hpp"
 
 namespace lsb::cuda {
 namespace {
 
-// cuBLAS, opened at the first GPU product rather than linked: a binary built with CUDA then starts on a
-// node without the CUDA libraries and under a small address-space limit (ulimit -v; libcublasLt alone maps
-// more than 500 MB), and CPU commands do not pay for loading it. The pointer types come from the header, so
-// a signature that changes with the toolkit fails to compile here instead of misbehaving at run time.
+// cuBLAS, opened at the first GPU product (nn/cuda/library.hpp; libcublasLt alone maps more than 500 MB).
 struct Cublas {
-  std::string problem;  // why it could not be opened; empty when every entry point below is set
-  std::string file;     // what was opened
+  ToolkitLibrary lib;  // lib.problem: why it cannot be used; empty when every entry point below is set
   decltype(&::cublasCreate_v2) create = nullptr;
   decltype(&::cublasSetMathMode) set_math_mode = nullptr;
   decltype(&::cublasGetProperty) get_property = nullptr;
@@ -32,36 +28,16 @@ struct Cublas {
                                             long long, int, cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
 };
 
-template <class Fn>
-void bind(Cublas& api, void* lib, Fn& slot, const char* symbol) {
-  slot = reinterpret_cast<Fn>(dlsym(lib, symbol));
-  if (slot == nullptr && api.problem.empty()) api.problem = api.file + " has no " + symbol;
-}
-
 Cublas open_cublas() {
   Cublas api;
-  // The major version the code was compiled against, from the loader's path, then from the toolkit folder
-  // of the build (a machine whose loader does not know it); the unversioned name last (a development install).
-  const std::string file = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
-  const std::string names[] = {file, std::string(LSBENCH_CUDA_LIBRARY_DIR) + "/" + file, "libcublas.so"};
-  void* lib = nullptr;
-  std::string why;
-  for (const std::string& name : names) {
-    if ((lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) {
-      api.file = name;
-      break;
-    }
-    if (why.empty()) why = dlerror();
-  }
-  if (lib == nullptr) {
-    api.problem = "cuBLAS could not be loaded (" + why + "); put the CUDA toolkit's lib64 folder on LD_LIBRARY_PATH";
-    return api;
-  }
-  bind(api, lib, api.create, "cublasCreate_v2");
-  bind(api, lib, api.set_math_mode, "cublasSetMathMode");
-  bind(api, lib, api.get_property, "cublasGetProperty");
-  bind(api, lib, api.sgemm_strided_batched, "cublasSgemmStridedBatched");
-  bind(api, lib, api.gemm_strided_batched_ex, "cublasGemmStridedBatchedEx");
+  api.lib = open_toolkit_library("cublas", CUBLAS_VER_MAJOR, "cuBLAS",
+                                 "put the CUDA toolkit's lib64 folder on LD_LIBRARY_PATH");
+  if (api.lib.handle == nullptr) return api;
+  api.lib.bind(api.create, "cublasCreate_v2");
+  api.lib.bind(api.set_math_mode, "cublasSetMathMode");
+  api.lib.bind(api.get_property, "cublasGetProperty");
+  api.lib.bind(api.sgemm_strided_batched, "cublasSgemmStridedBatched");
+  api.lib.bind(api.gemm_strided_batched_ex, "cublasGemmStridedBatchedEx");
   return api;
 }
 
@@ -74,7 +50,7 @@ const Cublas& cublas_library() {
 // that into a usage error before any command gets here).
 const Cublas& cublas() {
   const Cublas& api = cublas_library();
-  if (!api.problem.empty()) throw std::runtime_error(api.problem);
+  if (!api.lib.problem.empty()) throw std::runtime_error(api.lib.problem);
   return api;
 }
 
@@ -310,12 +286,12 @@ void gemm(const MatRef& a_in, const MatRef& b_in, const MatRef& c_in, float alph
   }
 }
 
-std::string cublas_problem() { return cublas_library().problem; }
+std::string cublas_problem() { return cublas_library().lib.problem; }
 
 std::string cublas_version() {
   if (device_count() == 0) return "";  // no GPU here: nothing would use it, so it is not opened to be named
   const Cublas& api = cublas_library();
-  if (!api.problem.empty()) return "";
+  if (!api.lib.problem.empty()) return "";
   int major = 0, minor = 0, patch = 0;
   api.get_property(MAJOR_VERSION, &major);
   api.get_property(MINOR_VERSION, &minor);

@@ -1,9 +1,9 @@
 #include "nn/cuda/cudnn.hpp"
 
-#include <dlfcn.h>
-
 #include <stdexcept>
 #include <string>
+
+#include "nn/cuda/library.hpp"
 
 namespace lsb::cuda {
 
@@ -11,16 +11,10 @@ namespace lsb::cuda {
 namespace {
 
 struct Opened {
-  std::string problem;  // why it cannot be used; empty when every entry point is set and the version is new enough
-  std::string file;
+  ToolkitLibrary lib;  // lib.problem: why it cannot be used; empty when every entry point is set and the
+                       // version is new enough
   CudnnApi api;
 };
-
-template <class Fn>
-void bind(Opened& o, void* lib, Fn& slot, const char* symbol) {
-  slot = reinterpret_cast<Fn>(dlsym(lib, symbol));
-  if (slot == nullptr && o.problem.empty()) o.problem = o.file + " has no " + symbol;
-}
 
 std::string version_text(std::size_t v) {
   // 9.x encodes major * 10000 + minor * 100 + patch.
@@ -29,38 +23,24 @@ std::string version_text(std::size_t v) {
 
 Opened open_cudnn() {
   Opened o;
-  // The major version the code was compiled against, from the loader's path, then from the build's
-  // toolkit folder (cuDNN 9 loads its engine libraries from its own folder); the unversioned name last.
-  const std::string file = "libcudnn.so." + std::to_string(CUDNN_MAJOR);
-  const std::string names[] = {file, std::string(LSBENCH_CUDA_LIBRARY_DIR) + "/" + file, "libcudnn.so"};
-  void* lib = nullptr;
-  std::string why;
-  for (const std::string& name : names) {
-    if ((lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL)) != nullptr) {
-      o.file = name;
-      break;
-    }
-    if (why.empty()) why = dlerror();
-  }
-  if (lib == nullptr) {
-    o.problem = "cuDNN could not be loaded (" + why + "); install cuDNN 9 beside the CUDA toolkit or put its lib "
-                "folder on LD_LIBRARY_PATH";
-    return o;
-  }
+  // (cuDNN 9 loads its engine libraries from its own folder.)
+  o.lib = open_toolkit_library("cudnn", CUDNN_MAJOR, "cuDNN",
+                               "install cuDNN 9 beside the CUDA toolkit or put its lib folder on LD_LIBRARY_PATH");
+  if (o.lib.handle == nullptr) return o;
   CudnnApi& a = o.api;
-  bind(o, lib, a.get_version, "cudnnGetVersion");
-  bind(o, lib, a.get_error_string, "cudnnGetErrorString");
-  bind(o, lib, a.get_last_error_string, "cudnnGetLastErrorString");
-  bind(o, lib, a.create, "cudnnCreate");
-  bind(o, lib, a.create_descriptor, "cudnnBackendCreateDescriptor");
-  bind(o, lib, a.destroy_descriptor, "cudnnBackendDestroyDescriptor");
-  bind(o, lib, a.set_attribute, "cudnnBackendSetAttribute");
-  bind(o, lib, a.get_attribute, "cudnnBackendGetAttribute");
-  bind(o, lib, a.finalize, "cudnnBackendFinalize");
-  bind(o, lib, a.execute, "cudnnBackendExecute");
-  if (o.problem.empty() && static_cast<long>(a.get_version()) < kMinCudnnVersion)
-    o.problem = o.file + " is cuDNN " + version_text(a.get_version()) + "; lsbench's attention graphs need " +
-                version_text(kMinCudnnVersion) + " or newer";
+  o.lib.bind(a.get_version, "cudnnGetVersion");
+  o.lib.bind(a.get_error_string, "cudnnGetErrorString");
+  o.lib.bind(a.get_last_error_string, "cudnnGetLastErrorString");
+  o.lib.bind(a.create, "cudnnCreate");
+  o.lib.bind(a.create_descriptor, "cudnnBackendCreateDescriptor");
+  o.lib.bind(a.destroy_descriptor, "cudnnBackendDestroyDescriptor");
+  o.lib.bind(a.set_attribute, "cudnnBackendSetAttribute");
+  o.lib.bind(a.get_attribute, "cudnnBackendGetAttribute");
+  o.lib.bind(a.finalize, "cudnnBackendFinalize");
+  o.lib.bind(a.execute, "cudnnBackendExecute");
+  if (o.lib.problem.empty() && static_cast<long>(a.get_version()) < kMinCudnnVersion)
+    o.lib.problem = o.lib.file + " is cuDNN " + version_text(a.get_version()) + "; lsbench's attention graphs need " +
+                    version_text(kMinCudnnVersion) + " or newer";
   return o;
 }
 
@@ -71,12 +51,12 @@ const Opened& opened() {
 
 }  // namespace
 
-std::string cudnn_problem() { return opened().problem; }
+std::string cudnn_problem() { return opened().lib.problem; }
 
-std::string cudnn_version() { return opened().problem.empty() ? version_text(opened().api.get_version()) : ""; }
+std::string cudnn_version() { return opened().lib.problem.empty() ? version_text(opened().api.get_version()) : ""; }
 
 const CudnnApi& cudnn() {
-  if (!opened().problem.empty()) throw std::runtime_error(opened().problem);
+  if (!opened().lib.problem.empty()) throw std::runtime_error(opened().lib.problem);
   return opened().api;
 }
 

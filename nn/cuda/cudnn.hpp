@@ -1,4 +1,4 @@
-// cuDNN, opened at its first use (dlopen, as cuBLAS in nn/cuda/blas.cu): a binary built with CUDA starts,
+// cuDNN, opened at its first use (nn/cuda/library.hpp, as cuBLAS): a binary built with CUDA starts,
 // and every test passes, on a machine without cuDNN; only the `cudnn` attention variant needs it, and it
 // says why it cannot run. Only in builds with CUDA.
 #pragma once
