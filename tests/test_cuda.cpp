@@ -403,8 +403,9 @@ double max_abs(const std::vector<double>& v) {
 // The tensor-core kernels behind flash under --precision bf16, against float64 on the bf16-rounded
 // inputs: what is left is the rounding of P and dS to bf16 and fp32 accumulation. Every head-dim
 // padding class (d = 8, 24, 64, 128: 1, 2, 4, 8 blocks of 16), one row, one whole tile, a tile cut
-// short, a padded sequence and a sequence with no valid key; bidirectional and causal (n = 130: three
-// tiles, the diagonal one masked, the ones after it skipped).
+// short, a padded sequence and a sequence with no valid key; bidirectional and causal (n = 130: two
+// query blocks, three key tiles, the diagonal ones masked, the ones after skipped; n = 300: the
+// double-buffered tiles refilled twice over).
 TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded inputs", "[cuda][attention][bf16]") {
   if (cuda::device_count() == 0) {
     WARN("skipped: " << cuda::unavailable_reason());
@@ -418,7 +419,7 @@ TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded i
   const int h = 2;
   for (const bool causal : {false, true})
   for (const int d : {8, 24, 64, 128})
-    for (const std::int64_t n : {std::int64_t(1), std::int64_t(64), std::int64_t(130)}) {
+    for (const std::int64_t n : {std::int64_t(1), std::int64_t(64), std::int64_t(130), std::int64_t(300)}) {
       INFO("d = " << d << ", n = " << n << (causal ? ", causal" : ""));
       const std::int64_t D = h * d, size = b * n * D;
       std::vector<float> Q(size), K(size), V(size), dO(size);
@@ -445,13 +446,20 @@ TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded i
           dQ({size}, MemCategory::data, "dQ", Device::cuda), dK({size}, MemCategory::data, "dK", Device::cuda),
           dV({size}, MemCategory::data, "dV", Device::cuda);
       const auto* m = reinterpret_cast<const std::uint8_t*>(dmask.data());
+      const std::int64_t packed_floats = (flash_bf16_packed_elements(L, bh) + 1) / 2;
+      std::vector<Tensor> packs;
+      for (const Tensor* src : {&dQin, &dKin, &dVin, &ddO}) {
+        packs.emplace_back(Shape{packed_floats}, MemCategory::data, "packed", Device::cuda);
+        flash_bf16_pack(src->data(), L, bh, reinterpret_cast<std::uint16_t*>(packs.back().data()));
+      }
+      const auto bits = [&](int i) { return reinterpret_cast<const std::uint16_t*>(packs[i].data()); };
       auto run = [&] {
-        flash_bf16_forward(dQin.data(), dKin.data(), dVin.data(), m, L, bh, O.data(), lse.data(), causal);
+        flash_bf16_forward(bits(0), bits(1), bits(2), m, L, bh, O.data(), lse.data(), causal);
         // The backward gets the reference's lse, so that its check does not inherit the forward's.
         std::vector<float> ref_lse(ref.lse.begin(), ref.lse.end());
         Tensor dlse = upload(ref_lse.data(), ref_lse.size() * 4, "reference lse");
-        flash_bf16_backward(dQin.data(), dKin.data(), dVin.data(), ddO.data(), m, L, bh, dlse.data(), ddelta.data(),
-                            dQ.data(), dK.data(), dV.data(), causal);
+        flash_bf16_backward(bits(0), bits(1), bits(2), bits(3), m, L, bh, dlse.data(), ddelta.data(), dQ.data(),
+                            dK.data(), dV.data(), causal);
         cuda::synchronize();
         return std::vector<std::vector<float>>{download(O), download(lse), download(dQ), download(dK), download(dV)};
       };

@@ -240,10 +240,14 @@ class CudaFlash final : public CudaProjectedAttention {
     ensure_here(lse_, {b_, heads_, n_}, MemCategory::activations, "flash log-sum-exp (b, h, n)");
     const HeadLayout L = layout();
     // bf16 runs on tensor cores (require_precision has checked compute capability 8.0); the choice is
-    // kept for the backward, which must match the forward's lse.
+    // kept for the backward, which must match the forward's lse and reads the forward's packed copies.
     tensor_cores_ = matmul_precision() == Precision::bf16;
-    if (tensor_cores_) return flash_bf16_forward(Q_.data(), K_.data(), V_.data(), mask_, L, batch_heads(), C_.data(),
-                                                 lse_.data(), causal_);
+    if (tensor_cores_) {
+      const auto* q = packed(q16_, Q_, MemCategory::activations, "flash bf16 Q (b*h, rows, dp)");
+      const auto* k = packed(k16_, K_, MemCategory::activations, "flash bf16 K (b*h, rows, dp)");
+      const auto* v = packed(v16_, V_, MemCategory::activations, "flash bf16 V (b*h, rows, dp)");
+      return flash_bf16_forward(q, k, v, mask_, L, batch_heads(), C_.data(), lse_.data(), causal_);
+    }
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       flash_forward_kernel<decltype(kpt)::value>
@@ -257,9 +261,11 @@ class CudaFlash final : public CudaProjectedAttention {
     const std::int64_t rows = b_ * heads_ * n_;
     flash_delta_kernel<<<LSB_BLOCKS(rows, kThreads / 32), kThreads>>>(C_.data(), dC_.data(), L, rows, delta_.data());
     LSB_CUDA_LAUNCHED();
-    if (tensor_cores_)
-      return flash_bf16_backward(Q_.data(), K_.data(), V_.data(), dC_.data(), mask_, L, batch_heads(), lse_.data(),
+    if (tensor_cores_) {
+      const auto* d_o = packed(do16_, dC_, MemCategory::workspace, "flash bf16 dO (b*h, rows, dp)");
+      return flash_bf16_backward(bits(q16_), bits(k16_), bits(v16_), d_o, mask_, L, batch_heads(), lse_.data(),
                                  delta_.data(), dQ_.data(), dK_.data(), dV_.data(), causal_);
+    }
     const dim3 grid(LSB_BLOCKS(n_, kRows), static_cast<unsigned>(b_ * heads_));
     with_kpt(L.d, [&](auto kpt) {
       constexpr int K = decltype(kpt)::value;
@@ -271,8 +277,12 @@ class CudaFlash final : public CudaProjectedAttention {
     });
     LSB_CUDA_LAUNCHED();
   }
+  // lse (b, h, n) and, in the backward, delta; in bf16 the packed copies of Q, K, V (kept for the
+  // backward) and of dO.
   std::int64_t core_floats(std::int64_t b, std::int64_t n, bool with_backward) const override {
-    return b * heads_ * n * (with_backward ? 2 : 1);
+    std::int64_t floats = b * heads_ * n * (with_backward ? 2 : 1);
+    if (matmul_precision() == Precision::bf16) floats += packed_floats(b, n) * (with_backward ? 4 : 3);
+    return floats;
   }
 
  private:
@@ -280,7 +290,20 @@ class CudaFlash final : public CudaProjectedAttention {
     return {n_, dim_, static_cast<int>(heads_), static_cast<int>(head_dim())};
   }
   int batch_heads() const { return static_cast<int>(b_ * heads_); }
-  Tensor lse_, delta_;
+  // Floats that hold one packed bf16 copy of a (b, n, D) buffer.
+  std::int64_t packed_floats(std::int64_t b, std::int64_t n) const {
+    const HeadLayout L{n, dim_, static_cast<int>(heads_), static_cast<int>(head_dim())};
+    return (flash_bf16_packed_elements(L, static_cast<int>(b * heads_)) + 1) / 2;
+  }
+  static const std::uint16_t* bits(const Tensor& t) { return reinterpret_cast<const std::uint16_t*>(t.data()); }
+  // dst = the packed bf16 copy of src (b, n, D), allocated on first use.
+  const std::uint16_t* packed(Tensor& dst, const Tensor& src, MemCategory category, const char* what) {
+    ensure_here(dst, {packed_floats(b_, n_)}, category, what);
+    auto* out = reinterpret_cast<std::uint16_t*>(dst.data());
+    flash_bf16_pack(src.data(), layout(), batch_heads(), out);
+    return out;
+  }
+  Tensor lse_, delta_, q16_, k16_, v16_, do16_;
   bool tensor_cores_ = false;
 };
 

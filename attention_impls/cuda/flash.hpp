@@ -20,15 +20,24 @@ struct HeadLayout {
 // Both kernel families take head dims up to this (the bf16 ones pad d to a multiple of 16).
 constexpr int kFlashMaxHeadDim = 128;
 
-// O = softmax(Q K^T + mask) V and lse (b*h, n) as the fp32 kernel computes them, with bf16 operands
-// (Q, K, V and the probabilities rounded to nearest even) and fp32 accumulation on tensor cores.
+// The tensor-core kernels read bf16 copies of Q, K, V (and dO) packed head by head:
+// (b*h, mma::packed_rows(n), mma::packed_dim(d)) row-major (attention_impls/cuda/mma_tiles.hpp), zero
+// past n and past d, so that every tile is whole 16-byte rows copied with cp.async. Elements are bf16
+// bit patterns (std::uint16_t here, so that .cpp files need no CUDA header).
+std::int64_t flash_bf16_packed_elements(const HeadLayout& L, int batch_heads);
+// dst = the packed bf16 copy (round to nearest even) of the heads of src (b, n, D).
+void flash_bf16_pack(const float* src, const HeadLayout& L, int batch_heads, std::uint16_t* dst);
+
+// O = softmax(Q K^T + mask) V (fp32, (b, n, D)) and lse (b*h, n) from the packed Q, K, V, with the
+// probabilities rounded to bf16 and fp32 accumulation on tensor cores.
 // Causal: query t sees keys u <= t; the key tiles after a block's last query are never loaded.
-void flash_bf16_forward(const float* Q, const float* K, const float* V, const std::uint8_t* mask, const HeadLayout& L,
-                        int batch_heads, float* O, float* lse, bool causal);
-// dQ, dK, dV from dO, the forward's lse and delta = rowsum(dO * O); the same roundings (dO and dS
-// too). Written whole (not accumulated).
-void flash_bf16_backward(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
-                         const HeadLayout& L, int batch_heads, const float* lse, const float* delta, float* dQ,
-                         float* dK, float* dV, bool causal);
+void flash_bf16_forward(const std::uint16_t* Q, const std::uint16_t* K, const std::uint16_t* V,
+                        const std::uint8_t* mask, const HeadLayout& L, int batch_heads, float* O, float* lse,
+                        bool causal);
+// dQ, dK, dV (fp32, (b, n, D)) from the packed Q, K, V, dO, the forward's lse and delta = rowsum(dO * O);
+// dS rounded to bf16 too. Written whole (not accumulated).
+void flash_bf16_backward(const std::uint16_t* Q, const std::uint16_t* K, const std::uint16_t* V,
+                         const std::uint16_t* dO, const std::uint8_t* mask, const HeadLayout& L, int batch_heads,
+                         const float* lse, const float* delta, float* dQ, float* dK, float* dV, bool causal);
 
 }  // namespace lsb

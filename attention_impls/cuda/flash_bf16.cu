@@ -1,40 +1,106 @@
-// flash on tensor cores (--precision bf16 on a GPU of compute capability 8.0 or newer): the same
-// algorithm as the fp32 kernels of flash.cu (online softmax over key tiles, lse kept for the
-// backward, a query-centric dQ kernel and a key-centric dK/dV kernel, no atomics, so runs repeat
-// bit for bit), with every product on `mma.sync.m16n8k16` (bf16 operands, fp32 accumulation) and
-// the softmax in fp32 registers, in the manner of FlashAttention-2.
+// flash on tensor cores (--precision bf16 on a GPU of compute capability 8.0 or newer), in the manner of
+// FlashAttention-2: the same algorithm as the fp32 kernels of flash.cu (online softmax over key tiles,
+// lse kept for the backward, a query-centric dQ kernel and a key-centric dK/dV kernel, no atomics, so
+// runs repeat bit for bit), with every product on `mma.sync.m16n8k16` (bf16 operands, fp32
+// accumulation) and the softmax in fp32 registers, in base 2 (one exp2 per score).
 //
-// Layout. A block of 4 warps owns 64 rows (queries; keys in the dK/dV kernel), 16 per warp; the
-// other side comes in tiles of 64 rows, converted from the fp32 (b, n, D) buffers to bf16 in shared
-// memory, once row-major ([row][dim], stride DP + 8) and, where a product contracts over rows,
-// transposed ([dim][row], stride 64 + 8); the 8-element pad makes the fragment loads conflict-free.
-// Head dims are padded with zeros to DP = 16 * KC. Rows past n are zeros and count as masked keys.
-// Causal: as a block's rows and a tile both span 64 rows, a query block stops at the tile that holds its
-// own rows (the diagonal tile, where key u > query t is masked) and a key block starts there.
+// Operands. Q, K, V and dO arrive as bf16 copies packed head by head (flash_bf16_pack: (b*h, rows, DP),
+// zero past n and d; attention_impls/cuda/mma_tiles.hpp), so a tile is whole 16-byte rows: each is
+// copied to shared memory with `cp.async` (row stride DP + 8: conflict-free ldmatrix), the next tile's
+// copy in flight while the warps compute on the current one (two buffers), and every fragment comes
+// from one `ldmatrix.x4` (with .trans where a product contracts over a tile's rows: V in P V, K in dS K,
+// Q and dO in dK and dV), so nothing is ever transposed in memory.
 //
-// Fragments of m16n8k16 (PTX ISA, "mma.m16n8k16" fragment layouts), lane = 4 g + t:
-//   A (16 x 16, row-major), 4 registers of 2 bf16: (g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)
-//   B (16 x 8, "col"), 2 registers: (k = 2t..2t+1, n = g), (k = 2t+8.., n = g)
-//   C (16 x 8, fp32), 4 floats: (g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)
-// so a warp's row of scores is spread over the 4 lanes of its group (reduced with two shuffles), and
-// the C fragments of two adjacent 8-column tiles are the A fragment of the next product (P V, dS K).
+// Blocks of 4 warps. Forward: 128 query rows (32 per warp, two 16-row fragments sharing every K and V
+// fragment load) for DP <= 64, 64 rows for wider heads (register budget); key tiles of 64. dQ kernel: 64
+// query rows, key tiles of 64. dK/dV kernel: 64 key rows, query tiles of 64. A warp's own rows (Q, dO;
+// K, V) stay in registers as A fragments for the whole loop.
+// Causal: a query block stops after the key tile holding its last row, a key block starts at its own
+// first row; only tiles crossing the diagonal pay the per-element mask. Rows past n are zero operands
+// and count as masked keys.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <stdexcept>
 #include <type_traits>
 
 #include "attention_impls/cuda/flash.hpp"
+#include "attention_impls/cuda/mma_tiles.hpp"
 #include "nn/cuda/check.cuh"
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+#define LSB_BEFORE_SM80 1  // the host checks compute capability 8.0 before choosing these kernels
+#endif
 
 namespace lsb {
 namespace {
 
+using bf16 = __nv_bfloat16;
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
-constexpr int kRows = 16 * kWarps;  // rows a block owns
-constexpr int kTile = 64;           // rows of the other side per step
-constexpr int kTS = kTile + 8;      // stride of a transposed tile
-constexpr int kNT = kTile / 8;      // 8-column score tiles per step
-static_assert(kRows == kTile, "a block stages its own rows in a tile buffer");
+constexpr int kTile = 64;       // rows of the other side per step
+constexpr int kNT = kTile / 8;  // 8-column score tiles per step
+static_assert(mma::kPackRows % kTile == 0 && mma::kPackRows % (32 * kWarps) == 0,
+              "packed rows hold every block's rows and every tile whole");
+
+// ---- PTX (PTX ISA: cp.async, ldmatrix, mma.m16n8k16).
+
+[[maybe_unused]] __device__ __forceinline__ std::uint32_t smem_address(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+__device__ __forceinline__ void cp_async16(void* shared_dst, const void* global_src) {
+#ifdef LSB_BEFORE_SM80
+  __trap();
+#else
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(shared_dst)), "l"(global_src));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#ifndef LSB_BEFORE_SM80
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+// Waits until at most N of this thread's committed groups are still in flight.
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#ifndef LSB_BEFORE_SM80
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+__device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const bf16* p) {
+#ifdef LSB_BEFORE_SM80
+  __trap();
+#else
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+#endif
+}
+__device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const bf16* p) {
+#ifdef LSB_BEFORE_SM80
+  __trap();
+#else
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_address(p)));
+#endif
+}
+
+// d += a b on one 16 x 8 tile.
+__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+                                         std::uint32_t b1) {
+#ifdef LSB_BEFORE_SM80
+  __trap();
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
 
 // Two floats rounded to bf16 (nearest even) in one register, `lo` in the low half (the lower index).
 __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
@@ -42,87 +108,7 @@ __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
   return *reinterpret_cast<std::uint32_t*>(&v);
 }
 
-__device__ __forceinline__ std::uint32_t ld32(const __nv_bfloat16* p) {
-  return *reinterpret_cast<const std::uint32_t*>(p);
-}
-
-// d += a b on one 16 x 8 tile.
-__device__ __forceinline__ void mma(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#else
-  __trap();  // the host checks compute capability 8.0 before choosing these kernels
-#endif
-}
-
-// The A fragment of rows [r0, r0 + 16) x columns [k0, k0 + 16) of a row-major bf16 tile.
-__device__ __forceinline__ void load_a(std::uint32_t (&a)[4], const __nv_bfloat16* tile, int stride, int r0, int k0,
-                                       int g, int t) {
-  const __nv_bfloat16* p = tile + (r0 + g) * stride + k0 + 2 * t;
-  a[0] = ld32(p);
-  a[1] = ld32(p + 8 * stride);
-  a[2] = ld32(p + 8);
-  a[3] = ld32(p + 8 * stride + 8);
-}
-
-// The B fragment (k in [k0, k0 + 16), n in [n0, n0 + 8)) of B(k, n) = tile[n][k] (tile row-major by n).
-__device__ __forceinline__ void load_b(std::uint32_t& b0, std::uint32_t& b1, const __nv_bfloat16* tile, int stride,
-                                       int n0, int k0, int g, int t) {
-  const __nv_bfloat16* p = tile + (n0 + g) * stride + k0 + 2 * t;
-  b0 = ld32(p);
-  b1 = ld32(p + 8);
-}
-
-// The A fragment of the 16 x 16 block kk of a warp's (16 x 64) fp32 C fragments c[kNT][4].
-__device__ __forceinline__ void c_to_a(std::uint32_t (&a)[4], const float (&c)[kNT][4], int kk) {
-  a[0] = pack_bf16(c[2 * kk][0], c[2 * kk][1]);
-  a[1] = pack_bf16(c[2 * kk][2], c[2 * kk][3]);
-  a[2] = pack_bf16(c[2 * kk + 1][0], c[2 * kk + 1][1]);
-  a[3] = pack_bf16(c[2 * kk + 1][2], c[2 * kk + 1][3]);
-}
-
-// Rows [r0, r0 + kTile) of one head of src as bf16, row-major into `rows` (stride DP + 8) and/or
-// transposed into `cols` (stride kTS); either may be null. Zero past n and past d.
-template <int DP>
-__device__ void stage(const float* src, const HeadLayout& L, int bh, std::int64_t r0, __nv_bfloat16* rows,
-                      __nv_bfloat16* cols) {
-  for (int idx = threadIdx.x; idx < kTile * DP; idx += kThreads) {
-    const int j = idx / DP, k = idx % DP;  // consecutive threads read consecutive dims of a row
-    const bool in = r0 + j < L.n && k < L.d;
-    const __nv_bfloat16 v = __float2bfloat16_rn(in ? src[L.at(bh, r0 + j, k)] : 0.0f);
-    if (rows) rows[j * (DP + 8) + k] = v;
-    if (cols) cols[k * kTS + j] = v;
-  }
-}
-
-// The block's own rows [r0, r0 + kRows) of src, staged through `buf` (free again after the caller's
-// next __syncthreads), as the A fragments of this warp's 16 rows.
-template <int KC>
-__device__ void own_rows(const float* src, const HeadLayout& L, int bh, std::int64_t r0, __nv_bfloat16* buf,
-                         std::uint32_t (&a)[KC][4]) {
-  stage<16 * KC>(src, L, bh, r0, buf, nullptr);
-  __syncthreads();
-  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-#pragma unroll
-  for (int c = 0; c < KC; ++c) load_a(a[c], buf, 16 * KC + 8, 16 * warp, 16 * c, g, t);
-}
-
-// bias[j] = 0 for a valid key u0 + j of sequence mask m, -inf for a masked one or one past n.
-__device__ void stage_key_bias(float* bias, const std::uint8_t* m, std::int64_t n, std::int64_t u0) {
-  if (threadIdx.x < kTile) bias[threadIdx.x] = (u0 + threadIdx.x < n && m[u0 + threadIdx.x]) ? 0.0f : -INFINITY;
-}
-
-// Causal: whether score element i of 8-column tile j of a warp's C fragments (query rows r0 + g, r0 + g + 8;
-// key columns c0 + 8 j + 2 t, + 1) is a key after its query.
-__device__ __forceinline__ bool future(bool causal, std::int64_t c0, int j, int i, std::int64_t r0, int g, int t) {
-  return causal && c0 + 8 * j + 2 * t + (i & 1) > r0 + g + (i >= 2 ? 8 : 0);
-}
-
-// The max and the sum over the 4 lanes of a row group.
+// The max and the sum over the 4 lanes of a row group (a C fragment row is spread over them).
 __device__ __forceinline__ float group_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
   return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
@@ -132,267 +118,409 @@ __device__ __forceinline__ float group_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
-// s[j] = A B^T over the 16 x 64 scores of this warp: A fragments a[KC][4] (16 rows x DP), B rows from
-// a row-major [row][dim] tile of 64 rows.
-template <int KC>
-__device__ __forceinline__ void scores(float (&s)[kNT][4], const std::uint32_t (&a)[KC][4], const __nv_bfloat16* tile,
-                                       int g, int t) {
+// ---- Tiles and fragments.
+
+// Starts copying Rows packed rows (DP bf16 each, contiguous) into a shared tile of stride DP + 8.
+template <int DP, int Rows>
+__device__ __forceinline__ void copy_rows(bf16* dst, const bf16* src) {
+  constexpr int kChunks = DP / 8;  // 16-byte pieces of a row
+  static_assert(Rows * kChunks % kThreads == 0, "every thread copies the same number of pieces");
 #pragma unroll
-  for (int j = 0; j < kNT; ++j) {
-    s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
+  for (int i = 0; i < Rows * kChunks / kThreads; ++i) {
+    const int c = threadIdx.x + i * kThreads, r = c / kChunks, k = c % kChunks * 8;
+    cp_async16(dst + r * mma::smem_stride(DP) + k, src + r * DP + k);
+  }
+}
+
+// The A fragments of rows [r0, r0 + 16) of a [row][dim] shared tile, one per k-step of 16 dims.
+template <int KC>
+__device__ __forceinline__ void load_a_rows(std::uint32_t (&a)[KC][4], const bf16* tile, int r0, int lane) {
+  const bf16* p = tile + (r0 + mma::ld_a_row(lane)) * mma::smem_stride(16 * KC) + mma::ld_a_col(lane);
+#pragma unroll
+  for (int c = 0; c < KC; ++c) ldsm_x4(a[c], p + 16 * c);
+}
+
+// s[m] = A_m B^T: the 16 x kTile scores of each of a warp's MT row fragments, B's rows (keys, or the
+// queries of the transposed scores) from an [n][k] shared tile of kTile rows.
+template <int KC, int MT>
+__device__ __forceinline__ void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4],
+                                       const bf16* tile, int lane) {
+  constexpr int RS = mma::smem_stride(16 * KC);
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
+  const bf16* p = tile + mma::ld_bt_row(lane) * RS + mma::ld_bt_col(lane);
+#pragma unroll
+  for (int j2 = 0; j2 < kNT / 2; ++j2)
 #pragma unroll
     for (int c = 0; c < KC; ++c) {
-      std::uint32_t b0, b1;
-      load_b(b0, b1, tile, 16 * KC + 8, 8 * j, 16 * c, g, t);
-      mma(s[j], a[c], b0, b1);
+      std::uint32_t b[4];
+      ldsm_x4(b, p + 16 * j2 * RS + 16 * c);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        mma16816(s[m][2 * j2], a[m][c], b[0], b[1]);
+        mma16816(s[m][2 * j2 + 1], a[m][c], b[2], b[3]);
+      }
     }
+}
+
+// The A fragment of the 16 x 16 block kk of a warp's (16 x kTile) fp32 C fragments.
+__device__ __forceinline__ void c_to_a(std::uint32_t (&a)[4], const float (&c)[kNT][4], int kk) {
+#pragma unroll
+  for (int r = 0; r < 4; ++r) {
+    const float* e = c[mma::a_from_c_tile(kk, r)] + mma::a_from_c_elem(r);
+    a[r] = pack_bf16(e[0], e[1]);
   }
 }
 
-// acc[jd] += P V over one tile: P the warp's (16 x 64) C fragments, V from a transposed [dim][row] tile.
-template <int KC>
-__device__ __forceinline__ void accumulate(float (&acc)[2 * KC][4], const float (&p)[kNT][4],
-                                           const __nv_bfloat16* tileT, int g, int t) {
+// acc[m] += P_m B: P the (16 x kTile) C fragments (rounded to bf16), B (kTile x DP) from a [k][n]
+// shared tile of kTile rows, through ldmatrix .trans.
+template <int KC, int MT>
+__device__ __forceinline__ void accumulate(float (&acc)[MT][2 * KC][4], const float (&p)[MT][kNT][4],
+                                           const bf16* tile, int lane) {
+  constexpr int RS = mma::smem_stride(16 * KC);
+  const bf16* ptr = tile + mma::ld_a_row(lane) * RS + mma::ld_a_col(lane);
 #pragma unroll
   for (int kk = 0; kk < kTile / 16; ++kk) {
-    std::uint32_t a[4];
-    c_to_a(a, p, kk);
+    std::uint32_t a[MT][4];
 #pragma unroll
-    for (int jd = 0; jd < 2 * KC; ++jd) {
-      std::uint32_t b0, b1;
-      load_b(b0, b1, tileT, kTS, 8 * jd, 16 * kk, g, t);
-      mma(acc[jd], a, b0, b1);
+    for (int m = 0; m < MT; ++m) c_to_a(a[m], p[m], kk);
+#pragma unroll
+    for (int jd2 = 0; jd2 < KC; ++jd2) {
+      std::uint32_t b[4];
+      ldsm_x4_trans(b, ptr + 16 * kk * RS + 16 * jd2);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        mma16816(acc[m][2 * jd2], a[m], b[0], b[1]);
+        mma16816(acc[m][2 * jd2 + 1], a[m], b[2], b[3]);
+      }
     }
   }
 }
 
-// Writes a warp's 16 x DP fp32 C fragments (times the row's factor) to rows r0 + g, r0 + g + 8.
+template <int N, int M>
+__device__ __forceinline__ void zero(float (&x)[N][M][4]) {
+#pragma unroll
+  for (int a = 0; a < N; ++a)
+#pragma unroll
+    for (int b = 0; b < M; ++b) x[a][b][0] = x[a][b][1] = x[a][b][2] = x[a][b][3] = 0.0f;
+}
+
+// Writes a warp's 16 x DP fp32 C fragments (times each row's factor) to rows r0 .. r0 + 15 of head bh.
 template <int KC>
 __device__ __forceinline__ void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadLayout& L, int bh,
-                                           std::int64_t r0, int g, int t, float scale_lo = 1.0f,
-                                           float scale_hi = 1.0f) {
+                                           std::int64_t r0, int lane, float scale_lo = 1.0f, float scale_hi = 1.0f) {
 #pragma unroll
   for (int jd = 0; jd < 2 * KC; ++jd)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const std::int64_t r = r0 + g + (i >= 2 ? 8 : 0);
-      const int k = 8 * jd + 2 * t + (i & 1);
+      const std::int64_t r = r0 + mma::c_row(lane, i);
+      const int k = 8 * jd + mma::c_col(lane, i);
       if (r < L.n && k < L.d) dst[L.at(bh, r, k)] = acc[jd][i] * (i >= 2 ? scale_hi : scale_lo);
     }
 }
 
-template <int KC>
+// Rows of a packed head.
+__device__ __forceinline__ const bf16* head_rows(const bf16* packed, int bh, std::int64_t n, int dp) {
+  return packed + std::int64_t(bh) * mma::packed_rows(n) * dp;
+}
+
+// ---- Packing.
+
+__global__ void pack_kernel(const float* src, HeadLayout L, int dp, std::int64_t pairs, __nv_bfloat162* dst) {
+  const std::int64_t rows = mma::packed_rows(L.n);
+  for (std::int64_t p = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; p < pairs;
+       p += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t e = 2 * p, r = e / dp % rows;
+    const int k = static_cast<int>(e % dp), bh = static_cast<int>(e / dp / rows);
+    const bool row_in = r < L.n;
+    const float lo = row_in && k < L.d ? src[L.at(bh, r, k)] : 0.0f;
+    const float hi = row_in && k + 1 < L.d ? src[L.at(bh, r, k + 1)] : 0.0f;
+    dst[p] = __floats2bfloat162_rn(lo, hi);
+  }
+}
+
+// ---- Forward.
+
+template <int MT>
+LSB_HOST_DEVICE constexpr int forward_rows() {
+  return 16 * MT * kWarps;
+}
+template <int KC, int MT>
 constexpr int forward_smem() {
-  return (kTile * (16 * KC + 8) + 16 * KC * kTS) * 2 + kTile * 4;
+  return (forward_rows<MT>() + 4 * kTile) * mma::smem_stride(16 * KC) * 2 + 2 * kTile * 4;
 }
 
-template <int KC>
-__global__ void __launch_bounds__(kThreads) flash_bf16_forward_kernel(const float* Q, const float* K, const float* V,
-                                                                      const std::uint8_t* mask, HeadLayout L,
-                                                                      float* O, float* lse, bool causal) {
-  constexpr int DP = 16 * KC, RS = DP + 8;
+template <int KC, int MT>
+__global__ void __launch_bounds__(kThreads)
+    flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std::uint8_t* mask, HeadLayout L,
+                              float* O, float* lse, bool causal) {
+  constexpr int DP = 16 * KC, RS = mma::smem_stride(DP), Rows = forward_rows<MT>();
   extern __shared__ __align__(16) unsigned char smem[];
-  auto* Ks = reinterpret_cast<__nv_bfloat16*>(smem);  // (kTile, RS): the key tile; the query rows first
-  __nv_bfloat16* Vt = Ks + kTile * RS;                // (DP, kTS): the value tile transposed
-  auto* key_bias = reinterpret_cast<float*>(Vt + DP * kTS);  // (kTile): 0, or -inf for a masked key
-  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-  const int bh = blockIdx.y;
-  const std::int64_t q0 = std::int64_t(blockIdx.x) * kRows;
+  auto* Qs = reinterpret_cast<bf16*>(smem);                      // (Rows, RS): the block's queries
+  bf16* Ks = Qs + Rows * RS;                                     // 2 x (kTile, RS): key tiles
+  bf16* Vs = Ks + 2 * kTile * RS;                                // 2 x (kTile, RS): value tiles
+  auto* key_bias = reinterpret_cast<float*>(Vs + 2 * kTile * RS);  // 2 x kTile: 0, or -inf for a masked key
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
+  const std::int64_t q0 = std::int64_t(blockIdx.x) * Rows;
+  const bf16 *Kh = head_rows(K, bh, L.n, DP), *Vh = head_rows(V, bh, L.n, DP);
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
+  const std::int64_t key_end = causal ? mma::causal_key_end(q0, Rows, L.n) : L.n;
+  const int tiles = static_cast<int>((key_end + kTile - 1) / kTile);
+  auto prefetch = [&](int it) {  // key tile it into buffer it % 2
+    const std::int64_t u0 = std::int64_t(it) * kTile;
+    const int buf = it % 2;
+    copy_rows<DP, kTile>(Ks + buf * kTile * RS, Kh + u0 * DP);
+    copy_rows<DP, kTile>(Vs + buf * kTile * RS, Vh + u0 * DP);
+    if (threadIdx.x < kTile)
+      key_bias[buf * kTile + threadIdx.x] = u0 + threadIdx.x < L.n && m[u0 + threadIdx.x] ? 0.0f : -INFINITY;
+  };
 
-  std::uint32_t qa[KC][4];
-  own_rows<KC>(Q, L, bh, q0, Ks, qa);
-
-  float o[2 * KC][4];
+  copy_rows<DP, Rows>(Qs, head_rows(Q, bh, L.n, DP) + q0 * DP);
+  if (tiles > 0) prefetch(0);
+  cp_async_commit();
+  std::uint32_t qa[MT][KC][4];
+  float o[MT][2 * KC][4];
+  zero(o);
+  float row_max[MT][2], row_sum[MT][2];  // rows g, g + 8 of each fragment; max in base 2, sums per lane
 #pragma unroll
-  for (int jd = 0; jd < 2 * KC; ++jd) o[jd][0] = o[jd][1] = o[jd][2] = o[jd][3] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};  // rows g, g + 8; sums per lane
-  const std::int64_t r0 = q0 + 16 * warp;
-  for (std::int64_t u0 = 0; u0 < (causal ? q0 + kRows : L.n); u0 += kTile) {
-    __syncthreads();  // the previous tile (or the query rows) is no longer read
-    stage<DP>(K, L, bh, u0, Ks, nullptr);
-    stage<DP>(V, L, bh, u0, nullptr, Vt);
-    stage_key_bias(key_bias, m, L.n, u0);
+  for (int f = 0; f < MT; ++f) row_max[f][0] = row_max[f][1] = -INFINITY, row_sum[f][0] = row_sum[f][1] = 0.0f;
+
+  for (int it = 0; it < tiles; ++it) {
+    if (it + 1 < tiles) prefetch(it + 1);
+    cp_async_commit();
+    cp_async_wait<1>();  // tile it (and, first, the queries) has landed
     __syncthreads();
-    float s[kNT][4];
-    scores<KC>(s, qa, Ks, g, t);
-    float tile_max[2] = {-INFINITY, -INFINITY};
+    if (it == 0)
 #pragma unroll
-    for (int j = 0; j < kNT; ++j)
+      for (int f = 0; f < MT; ++f) load_a_rows<KC>(qa[f], Qs, 16 * (MT * warp + f), lane);
+    const int buf = it % 2;
+    const std::int64_t u0 = std::int64_t(it) * kTile;
+    const float* bias = key_bias + buf * kTile;
+    float s[MT][kNT][4];
+    scores<KC, MT>(s, qa, Ks + buf * kTile * RS, lane);
+    const bool diagonal = causal && mma::crosses_diagonal(u0, kTile, q0 + 16 * MT * warp);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[j][i] += future(causal, u0, j, i, r0, g, t) ? -INFINITY : key_bias[8 * j + 2 * t + (i & 1)];
-        tile_max[i >> 1] = fmaxf(tile_max[i >> 1], s[j][i]);
-      }
-    float base[2], corr[2], tile_sum[2] = {0.0f, 0.0f};
+    for (int f = 0; f < MT; ++f) {
+      const std::int64_t r0 = q0 + 16 * (MT * warp + f);
+      float tile_max[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int j = 0; j < kNT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int col = 8 * j + mma::c_col(lane, i);
+          const bool future = diagonal && u0 + col > r0 + mma::c_row(lane, i);
+          s[f][j][i] = future ? -INFINITY : s[f][j][i] * mma::kLog2e + bias[col];
+          tile_max[i >> 1] = fmaxf(tile_max[i >> 1], s[f][j][i]);
+        }
+      float base[2], corr[2], tile_sum[2] = {0.0f, 0.0f};
+#pragma unroll
+      for (int r = 0; r < 2; ++r) corr[r] = mma::online_softmax_step(row_max[f][r], group_max(tile_max[r]), base[r]);
+#pragma unroll
+      for (int j = 0; j < kNT; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          s[f][j][i] = exp2f(s[f][j][i] - base[i >> 1]);
+          tile_sum[i >> 1] += s[f][j][i];
+        }
+#pragma unroll
+      for (int r = 0; r < 2; ++r) row_sum[f][r] = row_sum[f][r] * corr[r] + tile_sum[r];
+#pragma unroll
+      for (int jd = 0; jd < 2 * KC; ++jd)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) o[f][jd][i] *= corr[i >> 1];
+    }
+    accumulate<KC, MT>(o, s, Vs + buf * kTile * RS, lane);
+    __syncthreads();  // buffer buf is read; the next iteration's prefetch may refill it
+  }
+
+#pragma unroll
+  for (int f = 0; f < MT; ++f) {
+    const std::int64_t r0 = q0 + 16 * (MT * warp + f);
+    float sum[2], inv[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float mx = fmaxf(row_max[r], group_max(tile_max[r]));
-      base[r] = mx == -INFINITY ? 0.0f : mx;  // no valid key yet: every probability is exp(-inf) = 0
-      corr[r] = expf(row_max[r] - base[r]);   // 0 while row_max is -inf
-      row_max[r] = mx;
+      sum[r] = group_sum(row_sum[f][r]);
+      inv[r] = sum[r] > 0 ? 1.0f / sum[r] : 0.0f;
     }
+    store_rows<KC>(O, o[f], L, bh, r0, lane, inv[0], inv[1]);
+    if (lane % 4 == 0)
 #pragma unroll
-    for (int j = 0; j < kNT; ++j)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        s[j][i] = expf(s[j][i] - base[i >> 1]);
-        tile_sum[i >> 1] += s[j][i];
+      for (int r = 0; r < 2; ++r) {
+        const std::int64_t row = r0 + lane / 4 + 8 * r;
+        if (row < L.n) lse[bh * L.n + row] = mma::row_lse(row_max[f][r], sum[r]);
       }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) row_sum[r] = row_sum[r] * corr[r] + tile_sum[r];
-#pragma unroll
-    for (int jd = 0; jd < 2 * KC; ++jd)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) o[jd][i] *= corr[i >> 1];
-    accumulate<KC>(o, s, Vt, g, t);
   }
-  float inv[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] = group_sum(row_sum[r]);
-    inv[r] = row_sum[r] > 0 ? 1.0f / row_sum[r] : 0.0f;
-  }
-  store_rows<KC>(O, o, L, bh, r0, g, t, inv[0], inv[1]);
-  if (t == 0)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const std::int64_t row = r0 + g + 8 * r;
-      if (row < L.n) lse[bh * L.n + row] = row_sum[r] > 0 ? row_max[r] + logf(row_sum[r]) : -INFINITY;
-    }
 }
 
+// ---- Backward.
+
 template <int KC>
-constexpr int dq_smem() {
-  return (2 * kTile * (16 * KC + 8) + 16 * KC * kTS) * 2 + kTile * 4;
+constexpr int backward_smem() {  // two own-row tiles, two double-buffered tiles, two rows of floats x2
+  return 6 * kTile * mma::smem_stride(16 * KC) * 2 + 4 * kTile * 4;
 }
 
 // dQ[t] = sum_u dS[t, u] K[u], dS = P (dP - delta), P = exp(S - lse), dP = dO V^T; 64 queries a block.
 template <int KC>
 __global__ void __launch_bounds__(kThreads)
-    flash_bf16_dq_kernel(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
+    flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
                          HeadLayout L, const float* lse, const float* delta, float* dQ, bool causal) {
-  constexpr int DP = 16 * KC, RS = DP + 8;
+  constexpr int DP = 16 * KC, RS = mma::smem_stride(DP);
   extern __shared__ __align__(16) unsigned char smem[];
-  auto* Ks = reinterpret_cast<__nv_bfloat16*>(smem);  // (kTile, RS): keys; the query rows first
-  __nv_bfloat16* Vs = Ks + kTile * RS;                // (kTile, RS): values; the rows of dO first
-  __nv_bfloat16* Kt = Vs + kTile * RS;                // (DP, kTS): keys transposed
-  auto* key_bias = reinterpret_cast<float*>(Kt + DP * kTS);
-  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-  const int bh = blockIdx.y;
-  const std::int64_t q0 = std::int64_t(blockIdx.x) * kRows, r0 = q0 + 16 * warp;
+  auto* Qs = reinterpret_cast<bf16*>(smem);  // (kTile, RS): the block's queries
+  bf16* dOs = Qs + kTile * RS;               // (kTile, RS): their rows of dO
+  bf16* Ks = dOs + kTile * RS;               // 2 x (kTile, RS)
+  bf16* Vs = Ks + 2 * kTile * RS;            // 2 x (kTile, RS)
+  auto* key_bias = reinterpret_cast<float*>(Vs + 2 * kTile * RS);  // 2 x kTile
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
+  const std::int64_t q0 = std::int64_t(blockIdx.x) * kTile, r0 = q0 + 16 * warp;
+  const bf16 *Kh = head_rows(K, bh, L.n, DP), *Vh = head_rows(V, bh, L.n, DP);
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
+  const std::int64_t key_end = causal ? mma::causal_key_end(q0, kTile, L.n) : L.n;
+  const int tiles = static_cast<int>((key_end + kTile - 1) / kTile);
+  auto prefetch = [&](int it) {
+    const std::int64_t u0 = std::int64_t(it) * kTile;
+    const int buf = it % 2;
+    copy_rows<DP, kTile>(Ks + buf * kTile * RS, Kh + u0 * DP);
+    copy_rows<DP, kTile>(Vs + buf * kTile * RS, Vh + u0 * DP);
+    if (threadIdx.x < kTile)
+      key_bias[buf * kTile + threadIdx.x] = u0 + threadIdx.x < L.n && m[u0 + threadIdx.x] ? 0.0f : -INFINITY;
+  };
 
-  std::uint32_t qa[KC][4], da[KC][4];
-  own_rows<KC>(Q, L, bh, q0, Ks, qa);
-  own_rows<KC>(dO, L, bh, q0, Vs, da);
-  float row_lse[2], row_delta[2];
+  copy_rows<DP, kTile>(Qs, head_rows(Q, bh, L.n, DP) + q0 * DP);
+  copy_rows<DP, kTile>(dOs, head_rows(dO, bh, L.n, DP) + q0 * DP);
+  if (tiles > 0) prefetch(0);
+  cp_async_commit();
+  float lse2[2], row_delta[2];  // rows g, g + 8; lse in base 2
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const std::int64_t row = r0 + g + 8 * r;
-    row_lse[r] = row < L.n ? lse[bh * L.n + row] : -INFINITY;
+    const std::int64_t row = r0 + lane / 4 + 8 * r;
+    lse2[r] = row < L.n ? lse[bh * L.n + row] * mma::kLog2e : -INFINITY;
     row_delta[r] = row < L.n ? delta[bh * L.n + row] : 0.0f;
   }
-  float dq[2 * KC][4];
-#pragma unroll
-  for (int jd = 0; jd < 2 * KC; ++jd) dq[jd][0] = dq[jd][1] = dq[jd][2] = dq[jd][3] = 0.0f;
-  for (std::int64_t u0 = 0; u0 < (causal ? q0 + kRows : L.n); u0 += kTile) {
+  std::uint32_t qa[1][KC][4], da[1][KC][4];
+  float dq[1][2 * KC][4];
+  zero(dq);
+  for (int it = 0; it < tiles; ++it) {
+    if (it + 1 < tiles) prefetch(it + 1);
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
-    stage<DP>(K, L, bh, u0, Ks, Kt);
-    stage<DP>(V, L, bh, u0, Vs, nullptr);
-    stage_key_bias(key_bias, m, L.n, u0);
-    __syncthreads();
-    float s[kNT][4], dp[kNT][4];
-    scores<KC>(s, qa, Ks, g, t);
-    scores<KC>(dp, da, Vs, g, t);
+    if (it == 0) {
+      load_a_rows<KC>(qa[0], Qs, 16 * warp, lane);
+      load_a_rows<KC>(da[0], dOs, 16 * warp, lane);
+    }
+    const int buf = it % 2;
+    const std::int64_t u0 = std::int64_t(it) * kTile;
+    const float* bias = key_bias + buf * kTile;
+    float s[1][kNT][4], dp[1][kNT][4];
+    scores<KC, 1>(s, qa, Ks + buf * kTile * RS, lane);
+    scores<KC, 1>(dp, da, Vs + buf * kTile * RS, lane);
+    const bool diagonal = causal && mma::crosses_diagonal(u0, kTile, r0);
 #pragma unroll
     for (int j = 0; j < kNT; ++j)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int r = i >> 1;
-        const float pj = row_lse[r] == -INFINITY || future(causal, u0, j, i, r0, g, t)
-                             ? 0.0f
-                             : expf(s[j][i] + key_bias[8 * j + 2 * t + (i & 1)] - row_lse[r]);
-        s[j][i] = pj * (dp[j][i] - row_delta[r]);  // dS
+        const int r = i >> 1, col = 8 * j + mma::c_col(lane, i);
+        const bool future = diagonal && u0 + col > r0 + mma::c_row(lane, i);
+        const float p =
+            lse2[r] == -INFINITY || future ? 0.0f : exp2f(s[0][j][i] * mma::kLog2e + bias[col] - lse2[r]);
+        s[0][j][i] = p * (dp[0][j][i] - row_delta[r]);  // dS
       }
-    accumulate<KC>(dq, s, Kt, g, t);
+    accumulate<KC, 1>(dq, s, Ks + buf * kTile * RS, lane);
+    __syncthreads();
   }
-  store_rows<KC>(dQ, dq, L, bh, r0, g, t);
-}
-
-template <int KC>
-constexpr int dkdv_smem() {
-  return (2 * kTile * (16 * KC + 8) + 2 * 16 * KC * kTS) * 2 + 2 * kTile * 4;
+  store_rows<KC>(dQ, dq[0], L, bh, r0, lane);
 }
 
 // For key u: dV[u] = sum_t P[t, u] dO[t], dK[u] = sum_t dS[t, u] Q[t]; 64 keys a block, whose warps
 // compute the transposed scores S^T = K Q^T and dP^T = V dO^T.
 template <int KC>
 __global__ void __launch_bounds__(kThreads)
-    flash_bf16_dkdv_kernel(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
+    flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
                            HeadLayout L, const float* lse, const float* delta, float* dK, float* dV, bool causal) {
-  constexpr int DP = 16 * KC, RS = DP + 8;
+  constexpr int DP = 16 * KC, RS = mma::smem_stride(DP);
   extern __shared__ __align__(16) unsigned char smem[];
-  auto* Qs = reinterpret_cast<__nv_bfloat16*>(smem);  // (kTile, RS): queries; the key rows first
-  __nv_bfloat16* dOs = Qs + kTile * RS;               // (kTile, RS): rows of dO; the value rows first
-  __nv_bfloat16* Qt = dOs + kTile * RS;               // (DP, kTS)
-  __nv_bfloat16* dOt = Qt + DP * kTS;                 // (DP, kTS)
-  auto* lse_s = reinterpret_cast<float*>(dOt + DP * kTS);  // (kTile)
-  float* delta_s = lse_s + kTile;                          // (kTile)
-  const int warp = threadIdx.x / 32, g = threadIdx.x % 32 / 4, t = threadIdx.x % 4;
-  const int bh = blockIdx.y;
-  const std::int64_t k0 = std::int64_t(blockIdx.x) * kRows, r0 = k0 + 16 * warp;
+  auto* Ks = reinterpret_cast<bf16*>(smem);  // (kTile, RS): the block's keys
+  bf16* Vs = Ks + kTile * RS;                // (kTile, RS): their values
+  bf16* Qs = Vs + kTile * RS;                // 2 x (kTile, RS): query tiles
+  bf16* dOs = Qs + 2 * kTile * RS;           // 2 x (kTile, RS): their rows of dO
+  auto* lse_s = reinterpret_cast<float*>(dOs + 2 * kTile * RS);  // 2 x kTile, base 2
+  float* delta_s = lse_s + 2 * kTile;                            // 2 x kTile
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
+  const std::int64_t k0 = std::int64_t(blockIdx.x) * kTile, r0 = k0 + 16 * warp;
+  const bf16 *Qh = head_rows(Q, bh, L.n, DP), *dOh = head_rows(dO, bh, L.n, DP);
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
+  const std::int64_t t_begin = causal ? mma::causal_query_begin(k0) : 0;
+  const int tiles = static_cast<int>((L.n - t_begin + kTile - 1) / kTile);
+  auto prefetch = [&](int it) {
+    const std::int64_t t0 = t_begin + std::int64_t(it) * kTile;
+    const int buf = it % 2;
+    copy_rows<DP, kTile>(Qs + buf * kTile * RS, Qh + t0 * DP);
+    copy_rows<DP, kTile>(dOs + buf * kTile * RS, dOh + t0 * DP);
+    if (threadIdx.x < kTile) {
+      const std::int64_t q = t0 + threadIdx.x;
+      lse_s[buf * kTile + threadIdx.x] = q < L.n ? lse[bh * L.n + q] * mma::kLog2e : -INFINITY;
+      delta_s[buf * kTile + threadIdx.x] = q < L.n ? delta[bh * L.n + q] : 0.0f;
+    }
+  };
 
-  std::uint32_t ka[KC][4], va[KC][4];
-  own_rows<KC>(K, L, bh, k0, Qs, ka);
-  own_rows<KC>(V, L, bh, k0, dOs, va);
+  copy_rows<DP, kTile>(Ks, head_rows(K, bh, L.n, DP) + k0 * DP);
+  copy_rows<DP, kTile>(Vs, head_rows(V, bh, L.n, DP) + k0 * DP);
+  if (tiles > 0) prefetch(0);
+  cp_async_commit();
   bool key_valid[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const std::int64_t u = r0 + g + 8 * r;
+    const std::int64_t u = r0 + lane / 4 + 8 * r;
     key_valid[r] = u < L.n && m[u];
   }
-  float dk[2 * KC][4], dv[2 * KC][4];
-#pragma unroll
-  for (int jd = 0; jd < 2 * KC; ++jd)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) dk[jd][i] = dv[jd][i] = 0.0f;
-  for (std::int64_t t0 = causal ? k0 : 0; t0 < L.n; t0 += kTile) {
+  std::uint32_t ka[1][KC][4], va[1][KC][4];
+  float dk[1][2 * KC][4], dv[1][2 * KC][4];
+  zero(dk);
+  zero(dv);
+  for (int it = 0; it < tiles; ++it) {
+    if (it + 1 < tiles) prefetch(it + 1);
+    cp_async_commit();
+    cp_async_wait<1>();
     __syncthreads();
-    stage<DP>(Q, L, bh, t0, Qs, Qt);
-    stage<DP>(dO, L, bh, t0, dOs, dOt);
-    if (threadIdx.x < kTile) {
-      const std::int64_t q = t0 + threadIdx.x;
-      lse_s[threadIdx.x] = q < L.n ? lse[bh * L.n + q] : -INFINITY;
-      delta_s[threadIdx.x] = q < L.n ? delta[bh * L.n + q] : 0.0f;
+    if (it == 0) {
+      load_a_rows<KC>(ka[0], Ks, 16 * warp, lane);
+      load_a_rows<KC>(va[0], Vs, 16 * warp, lane);
     }
-    __syncthreads();
-    float p[kNT][4], ds[kNT][4];
-    scores<KC>(p, ka, Qs, g, t);    // S^T
-    scores<KC>(ds, va, dOs, g, t);  // dP^T
+    const int buf = it % 2;
+    const std::int64_t t0 = t_begin + std::int64_t(it) * kTile;
+    const float *l2 = lse_s + buf * kTile, *dl = delta_s + buf * kTile;
+    float p[1][kNT][4], ds[1][kNT][4];
+    scores<KC, 1>(p, ka, Qs + buf * kTile * RS, lane);    // S^T
+    scores<KC, 1>(ds, va, dOs + buf * kTile * RS, lane);  // dP^T
+    // Transposed: a fragment row is a key (r0 + row), a column a query (t0 + col).
+    const bool diagonal = causal && mma::crosses_diagonal(r0, 16, t0);
 #pragma unroll
     for (int j = 0; j < kNT; ++j)
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
-        const int q = 8 * j + 2 * t + (i & 1);
-        const float l = lse_s[q];
-        // Transposed: the fragment's row is the key, the tile's column the query.
-        const bool past = !causal || r0 + g + (i >= 2 ? 8 : 0) <= t0 + q;
-        const bool seen = key_valid[i >> 1] && l != -INFINITY && past;
-        p[j][i] = seen ? expf(p[j][i] - l) : 0.0f;
-        ds[j][i] = p[j][i] * (ds[j][i] - delta_s[q]);
+        const int q = 8 * j + mma::c_col(lane, i);
+        const bool future = diagonal && r0 + mma::c_row(lane, i) > t0 + q;
+        const bool seen = key_valid[i >> 1] && l2[q] != -INFINITY && !future;
+        p[0][j][i] = seen ? exp2f(p[0][j][i] * mma::kLog2e - l2[q]) : 0.0f;
+        ds[0][j][i] = p[0][j][i] * (ds[0][j][i] - dl[q]);
       }
-    accumulate<KC>(dv, p, dOt, g, t);
-    accumulate<KC>(dk, ds, Qt, g, t);
+    accumulate<KC, 1>(dv, p, dOs + buf * kTile * RS, lane);
+    accumulate<KC, 1>(dk, ds, Qs + buf * kTile * RS, lane);
+    __syncthreads();
   }
-  store_rows<KC>(dK, dk, L, bh, r0, g, t);
-  store_rows<KC>(dV, dv, L, bh, r0, g, t);
+  store_rows<KC>(dK, dk[0], L, bh, r0, lane);
+  store_rows<KC>(dV, dv[0], L, bh, r0, lane);
 }
+
+// ---- Launchers.
 
 // Calls f with KC = ceil(d / 16) (d <= kFlashMaxHeadDim).
 template <typename F>
 void with_kc(int d, F&& f) {
+  static_assert(kFlashMaxHeadDim == 16 * 8, "the largest case covers the limit");
   switch ((d + 15) / 16) {
     case 1: return f(std::integral_constant<int, 1>{});
     case 2: return f(std::integral_constant<int, 2>{});
@@ -406,38 +534,58 @@ void with_kc(int d, F&& f) {
   }
 }
 
-// Launches Kernel with Smem bytes of dynamic shared memory; the opt-in that sizes over 48 KiB need is
-// made once per kernel, not on every launch.
+// Launches Kernel over blocks of `rows` rows of every head with Smem bytes of dynamic shared memory; the
+// opt-in that sizes over 48 KiB need is made once per kernel, not on every launch.
 template <auto Kernel, int Smem, typename... Args>
-void launch(const HeadLayout& L, int batch_heads, Args... args) {
+void launch(int rows, const HeadLayout& L, int batch_heads, Args... args) {
   static const bool opted_in = [] {
     LSB_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Smem));
     return true;
   }();
   (void)opted_in;
-  const dim3 grid(LSB_BLOCKS(L.n, kRows), static_cast<unsigned>(batch_heads));
+  if (L.n == 0 || batch_heads == 0) return;
+  const dim3 grid(LSB_BLOCKS(L.n, rows), static_cast<unsigned>(batch_heads));
   Kernel<<<grid, kThreads, Smem>>>(args...);
   LSB_CUDA_LAUNCHED();
 }
 
+const bf16* as_bf16(const std::uint16_t* p) { return reinterpret_cast<const bf16*>(p); }
+
 }  // namespace
 
-void flash_bf16_forward(const float* Q, const float* K, const float* V, const std::uint8_t* mask, const HeadLayout& L,
-                        int batch_heads, float* O, float* lse, bool causal) {
+std::int64_t flash_bf16_packed_elements(const HeadLayout& L, int batch_heads) {
+  return batch_heads * mma::packed_rows(L.n) * mma::packed_dim(L.d);
+}
+
+void flash_bf16_pack(const float* src, const HeadLayout& L, int batch_heads, std::uint16_t* dst) {
+  const std::int64_t pairs = flash_bf16_packed_elements(L, batch_heads) / 2;  // packed_dim is even
+  if (pairs == 0) return;
+  constexpr int kPackThreads = 256;
+  const unsigned blocks = static_cast<unsigned>(std::min<std::int64_t>((pairs + kPackThreads - 1) / kPackThreads, 65536));
+  pack_kernel<<<blocks, kPackThreads>>>(src, L, mma::packed_dim(L.d), pairs, reinterpret_cast<__nv_bfloat162*>(dst));
+  LSB_CUDA_LAUNCHED();
+}
+
+void flash_bf16_forward(const std::uint16_t* Q, const std::uint16_t* K, const std::uint16_t* V,
+                        const std::uint8_t* mask, const HeadLayout& L, int batch_heads, float* O, float* lse,
+                        bool causal) {
   with_kc(L.d, [&](auto kc) {
-    constexpr int KC = decltype(kc)::value;
-    launch<flash_bf16_forward_kernel<KC>, forward_smem<KC>()>(L, batch_heads, Q, K, V, mask, L, O, lse, causal);
+    constexpr int KC = decltype(kc)::value, MT = KC <= 4 ? 2 : 1;
+    launch<flash_bf16_forward_kernel<KC, MT>, forward_smem<KC, MT>()>(
+        forward_rows<MT>(), L, batch_heads, as_bf16(Q), as_bf16(K), as_bf16(V), mask, L, O, lse, causal);
   });
 }
 
-void flash_bf16_backward(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
-                         const HeadLayout& L, int batch_heads, const float* lse, const float* delta, float* dQ,
-                         float* dK, float* dV, bool causal) {
+void flash_bf16_backward(const std::uint16_t* Q, const std::uint16_t* K, const std::uint16_t* V,
+                         const std::uint16_t* dO, const std::uint8_t* mask, const HeadLayout& L, int batch_heads,
+                         const float* lse, const float* delta, float* dQ, float* dK, float* dV, bool causal) {
   with_kc(L.d, [&](auto kc) {
     constexpr int KC = decltype(kc)::value;
-    launch<flash_bf16_dq_kernel<KC>, dq_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dQ, causal);
-    launch<flash_bf16_dkdv_kernel<KC>, dkdv_smem<KC>()>(L, batch_heads, Q, K, V, dO, mask, L, lse, delta, dK, dV,
-                                                         causal);
+    launch<flash_bf16_dq_kernel<KC>, backward_smem<KC>()>(kTile, L, batch_heads, as_bf16(Q), as_bf16(K), as_bf16(V),
+                                                          as_bf16(dO), mask, L, lse, delta, dQ, causal);
+    launch<flash_bf16_dkdv_kernel<KC>, backward_smem<KC>()>(kTile, L, batch_heads, as_bf16(Q), as_bf16(K),
+                                                            as_bf16(V), as_bf16(dO), mask, L, lse, delta, dK, dV,
+                                                            causal);
   });
 }
 
