@@ -28,8 +28,10 @@
 //
 // Blocks of 4 warps. Forward: 128 query rows (32 per warp, two 16-row fragments sharing every K and V
 // fragment load) for DP <= 64, 64 rows for wider heads (register budget); key tiles of 64. dQ kernel: 64
-// query rows, key tiles of 64. dK/dV kernel: 64 key rows, query tiles of 64. A warp's own rows (Q, dO;
-// K, V) stay in registers as A fragments for the whole loop.
+// query rows, key tiles of 64. dK/dV kernel: 64 key rows, query tiles of 64. The forward reads its
+// queries' A fragments from shared memory at each k-step (as FlashAttention-2 does: the registers go to
+// the scores and the output); the backward kernels keep their own rows (Q, dO; K, V) in registers.
+// P and dS are rounded to bf16 A fragments as soon as their row sums are taken.
 // Causal: a query block stops after the key tile holding its last row, a key block starts at its own
 // first row; only tiles crossing the diagonal pay the per-element mask. Rows past n are zero operands
 // and count as masked keys.
@@ -98,38 +100,68 @@ LSB_TC_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4
     }
 }
 
-// The A fragment of the 16 x 16 block kk of a warp's (16 x kTile) fp32 C fragments.
-LSB_TC_FN void c_to_a(std::uint32_t (&a)[4], const float (&c)[kNT][4], int kk) {
+// As scores(), with the A fragments read from shared memory at each k-step (MT fragments of 16 rows
+// from row a_r0 of an [m][k] tile) instead of held in registers: the forward's choice, as in
+// FlashAttention-2, which leaves the registers to the 2 x 16 x 64 scores and the output.
+template <int KC, int MT>
+LSB_TC_FN void scores_shared_a(float (&s)[MT][kNT][4], const bf16* a_tile, int a_r0, const bf16* tile, int lane) {
+  constexpr int RS = mma::smem_stride(16 * KC);
 #pragma unroll
-  for (int r = 0; r < 4; ++r) {
-    const float* e = c[mma::a_from_c_tile(kk, r)] + mma::a_from_c_elem(r);
-    a[r] = pack_bf16(e[0], e[1]);
+  for (int m = 0; m < MT; ++m)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
+  const bf16* pa = a_tile + (a_r0 + mma::ld_a_row(lane)) * RS + mma::ld_a_col(lane);
+  const bf16* pb = tile + mma::ld_bt_row(lane) * RS + mma::ld_bt_col(lane);
+#pragma unroll
+  for (int c = 0; c < KC; ++c) {
+    std::uint32_t a[MT][4];
+#pragma unroll
+    for (int m = 0; m < MT; ++m) ldsm_x4(a[m], pa + 16 * m * RS + 16 * c);
+#pragma unroll
+    for (int j2 = 0; j2 < kNT / 2; ++j2) {
+      std::uint32_t b[4];
+      ldsm_x4(b, pb + 16 * j2 * RS + 16 * c);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        mma16816(s[m][2 * j2], a[m], b[0], b[1]);
+        mma16816(s[m][2 * j2 + 1], a[m], b[2], b[3]);
+      }
+    }
   }
 }
 
-// acc[m] += P_m B: P the (16 x kTile) C fragments (rounded to bf16), B (kTile x DP) from a [k][n]
-// shared tile of kTile rows, through ldmatrix .trans.
+// A warp's (16 x kTile) fp32 C fragments (P or dS) rounded to bf16, as the A fragments of the next
+// product's kTile / 16 k-steps: half the registers of the floats, so the conversion comes as soon as
+// the row sums are taken.
+LSB_TC_FN void to_a_fragments(std::uint32_t (&a)[kTile / 16][4], const float (&c)[kNT][4]) {
+#pragma unroll
+  for (int kk = 0; kk < kTile / 16; ++kk)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const float* e = c[mma::a_from_c_tile(kk, r)] + mma::a_from_c_elem(r);
+      a[kk][r] = pack_bf16(e[0], e[1]);
+    }
+}
+
+// acc[m] += P_m B: P_m's bf16 A fragments (to_a_fragments), B (kTile x DP) from a [k][n] shared tile of
+// kTile rows, through ldmatrix .trans.
 template <int KC, int MT>
-LSB_TC_FN void accumulate(float (&acc)[MT][2 * KC][4], const float (&p)[MT][kNT][4],
-                                           const bf16* tile, int lane) {
+LSB_TC_FN void accumulate(float (&acc)[MT][2 * KC][4], const std::uint32_t (&p)[MT][kTile / 16][4],
+                          const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
   const bf16* ptr = tile + mma::ld_a_row(lane) * RS + mma::ld_a_col(lane);
 #pragma unroll
-  for (int kk = 0; kk < kTile / 16; ++kk) {
-    std::uint32_t a[MT][4];
-#pragma unroll
-    for (int m = 0; m < MT; ++m) c_to_a(a[m], p[m], kk);
+  for (int kk = 0; kk < kTile / 16; ++kk)
 #pragma unroll
     for (int jd2 = 0; jd2 < KC; ++jd2) {
       std::uint32_t b[4];
       ldsm_x4_trans(b, ptr + 16 * kk * RS + 16 * jd2);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
-        mma16816(acc[m][2 * jd2], a[m], b[0], b[1]);
-        mma16816(acc[m][2 * jd2 + 1], a[m], b[2], b[3]);
+        mma16816(acc[m][2 * jd2], p[m][kk], b[0], b[1]);
+        mma16816(acc[m][2 * jd2 + 1], p[m][kk], b[2], b[3]);
       }
     }
-  }
 }
 
 template <int N, int M>
@@ -219,7 +251,6 @@ LSB_TC_KERNEL flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16
   copy_rows<DP, Rows>(Qs, head_rows(Q, bh, L.n, DP) + q0 * DP);
   if (tiles > 0) prefetch(0);
   cp_async_commit();
-  std::uint32_t qa[MT][KC][4];
   float o[MT][2 * KC][4];
   zero(o);
   float row_max[MT][2], row_sum[MT][2];  // rows g, g + 8 of each fragment; max in base 2, sums per lane
@@ -231,14 +262,12 @@ LSB_TC_KERNEL flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16
     cp_async_commit();
     cp_async_wait<1>();  // tile it (and, first, the queries) has landed
     block_sync();
-    if (it == 0)
-#pragma unroll
-      for (int f = 0; f < MT; ++f) load_a_rows<KC>(qa[f], Qs, 16 * (MT * warp + f), lane);
     const int buf = it % 2;
     const std::int64_t u0 = std::int64_t(it) * kTile;
     const float* bias = key_bias + buf * kTile;
     float s[MT][kNT][4];
-    scores<KC, MT>(s, qa, Ks + buf * kTile * RS, lane);
+    std::uint32_t pa[MT][kTile / 16][4];  // P in bf16
+    scores_shared_a<KC, MT>(s, Qs, 16 * MT * warp, Ks + buf * kTile * RS, lane);
     const bool diagonal = causal && mma::crosses_diagonal(u0, kTile, q0 + 16 * MT * warp);
 #pragma unroll
     for (int f = 0; f < MT; ++f) {
@@ -263,6 +292,7 @@ LSB_TC_KERNEL flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16
           s[f][j][i] = exp2f(s[f][j][i] - base[i >> 1]);
           tile_sum[i >> 1] += s[f][j][i];
         }
+      to_a_fragments(pa[f], s[f]);
 #pragma unroll
       for (int r = 0; r < 2; ++r) row_sum[f][r] = row_sum[f][r] * corr[r] + tile_sum[r];
 #pragma unroll
@@ -270,7 +300,7 @@ LSB_TC_KERNEL flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16
 #pragma unroll
         for (int i = 0; i < 4; ++i) o[f][jd][i] *= corr[i >> 1];
     }
-    accumulate<KC, MT>(o, s, Vs + buf * kTile * RS, lane);
+    accumulate<KC, MT>(o, pa, Vs + buf * kTile * RS, lane);
     block_sync();  // buffer buf is read; the next iteration's prefetch may refill it
   }
 
@@ -366,7 +396,9 @@ LSB_TC_KERNEL flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, 
             lse2[r] == -INFINITY || future ? 0.0f : exp2f(s[0][j][i] * mma::kLog2e + bias[col] - lse2[r]);
         s[0][j][i] = p * (dp[0][j][i] - row_delta[r]);  // dS
       }
-    accumulate<KC, 1>(dq, s, Ks + buf * kTile * RS, lane);
+    std::uint32_t dsa[1][kTile / 16][4];
+    to_a_fragments(dsa[0], s[0]);
+    accumulate<KC, 1>(dq, dsa, Ks + buf * kTile * RS, lane);
     block_sync();
   }
   store_rows<KC>(dQ, dq[0], L, bh, r0, lane);
@@ -444,8 +476,11 @@ LSB_TC_KERNEL flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V
         p[0][j][i] = seen ? exp2f(p[0][j][i] * mma::kLog2e - l2[q]) : 0.0f;
         ds[0][j][i] = p[0][j][i] * (ds[0][j][i] - dl[q]);
       }
-    accumulate<KC, 1>(dv, p, dOs + buf * kTile * RS, lane);
-    accumulate<KC, 1>(dk, ds, Qs + buf * kTile * RS, lane);
+    std::uint32_t pa[1][kTile / 16][4], dsa[1][kTile / 16][4];
+    to_a_fragments(pa[0], p[0]);
+    to_a_fragments(dsa[0], ds[0]);
+    accumulate<KC, 1>(dv, pa, dOs + buf * kTile * RS, lane);
+    accumulate<KC, 1>(dk, dsa, Qs + buf * kTile * RS, lane);
     block_sync();
   }
   store_rows<KC>(dK, dk[0], L, bh, r0, lane);
