@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <deque>
+#include <map>
 #include <memory>
 #include <stdexcept>
 #include <utility>
@@ -37,6 +38,7 @@ struct Fiber {
   std::unique_ptr<char[]> stack;
   bool done = false;
   const char* waiting = nullptr;  // the collective this thread waits at
+  bool block_scope = false;       // __syncthreads (the block), else a warp collective (its 32 lanes)
   std::uint64_t phase = 0;        // barriers passed
   std::vector<Copy> open;         // cp.async not yet committed
   std::deque<std::vector<Copy>> groups;
@@ -50,6 +52,7 @@ struct Block {
   unsigned current = 0;
   std::string error;
   const std::function<void()>* body = nullptr;
+  std::map<const void*, std::vector<unsigned char>> statics;  // __shared__ arrays, by declaration
 };
 
 Block* running = nullptr;
@@ -75,6 +78,7 @@ void fiber_main() {
 [[gnu::noinline]] void start(Fiber& f) {
   f.done = false;
   f.waiting = nullptr;
+  f.block_scope = false;
   f.phase = 0;
   f.open.clear();
   f.groups.clear();
@@ -85,10 +89,11 @@ void fiber_main() {
   makecontext(&f.context, fiber_main, 0);
 }
 
-// Waits at a block-wide barrier of kind `what`.
-void arrive(const char* what) {
+// Waits at a barrier of kind `what`: of the block, or of this thread's warp.
+void arrive(const char* what, bool block_scope) {
   Fiber& f = me();
   f.waiting = what;
+  f.block_scope = block_scope;
   ++f.phase;
   swapcontext(&f.context, &running->scheduler);
 }
@@ -98,7 +103,7 @@ template <typename Fill>
 const Slot* exchange(const char* what, Fill fill) {
   const int parity = static_cast<int>(me().phase % 2);
   fill(running->slots[parity][running->current]);
-  arrive(what);
+  arrive(what, false);
   return &running->slots[parity][running->current / 32 * 32];
 }
 
@@ -152,12 +157,93 @@ void clear_globals() { globals.clear(); }
 
 unsigned char* shared_memory() { return running->shared.data(); }
 
+void* block_static(const void* declaration, std::size_t bytes) {
+  auto& storage = running->statics[declaration];
+  if (storage.empty()) storage.assign(bytes, 0xff);  // uninitialised: NaN as fp32
+  return storage.data();
+}
+
 void fail(const std::string& what) {
   if (running->error.empty())
     running->error = "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ") thread " +
                      std::to_string(running->current) + ": " + what;
   throw Abort{};
 }
+
+namespace {
+
+std::string block_name() {
+  return "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ")";
+}
+
+// Releases what can be released: a warp whose live lanes all wait at the same warp collective (every
+// lane must be live: a collective with exited lanes is an error), and the block once every live thread
+// waits at __syncthreads. Returns whether anything was released.
+bool release(Block& block, unsigned threads) {
+  bool released = false;
+  for (unsigned w = 0; w < threads / 32; ++w) {
+    Fiber* lanes = &block.fibers[32 * w];
+    int at_warp = -1;  // a lane waiting at a warp collective
+    bool all = true;
+    for (int l = 0; l < 32; ++l) {
+      const Fiber& f = lanes[l];
+      const bool warp_wait = !f.done && f.waiting && !f.block_scope;
+      all &= warp_wait;
+      if (!warp_wait) continue;
+      if (at_warp < 0) at_warp = l;
+      if (std::strcmp(f.waiting, lanes[at_warp].waiting) != 0)
+        throw std::runtime_error("simt: " + block_name() + ": lane " + std::to_string(32 * w + at_warp) + " waits at " +
+                                 lanes[at_warp].waiting + ", lane " + std::to_string(32 * w + l) + " at " + f.waiting);
+    }
+    if (at_warp >= 0)
+      for (int l = 0; l < 32; ++l)
+        if (lanes[l].done)
+          throw std::runtime_error("simt: " + block_name() + ": thread " + std::to_string(32 * w + at_warp) +
+                                   " waits at " + lanes[at_warp].waiting + " with lane " + std::to_string(l) +
+                                   " of its warp exited");
+    if (all) {
+      for (int l = 0; l < 32; ++l) lanes[l].waiting = nullptr;
+      released = true;
+    }
+  }
+  if (released) return true;
+  // __syncthreads: every thread that has not exited waits there.
+  bool any = false;
+  for (const Fiber& f : block.fibers) {
+    if (f.done) continue;
+    if (!f.waiting || !f.block_scope) return false;
+    any = true;
+  }
+  for (Fiber& f : block.fibers) f.waiting = nullptr;
+  return any;
+}
+
+// Runs one block to its end: every thread that is not waiting runs to its next barrier or its end, then
+// the barriers that can be are released; nothing to release with threads still waiting is a deadlock.
+void run_block(Block& block, unsigned threads) {
+  for (;;) {
+    for (unsigned t = 0; t < threads && block.error.empty(); ++t) {
+      Fiber& f = block.fibers[t];
+      if (f.done || f.waiting) continue;
+      block.current = t;
+      threadIdx = {t, 0, 0};
+      swapcontext(&block.scheduler, &f.context);
+    }
+    if (!block.error.empty()) throw std::runtime_error("simt: " + block.error);
+    bool all_done = true;
+    for (const Fiber& f : block.fibers) all_done &= f.done;
+    if (all_done) return;
+    if (!release(block, threads)) {
+      std::string waits;
+      for (unsigned t = 0; t < threads; t += 32)
+        waits += " thread " + std::to_string(t) + ": " +
+                 (block.fibers[t].done ? "ended" : block.fibers[t].waiting ? block.fibers[t].waiting : "running");
+      throw std::runtime_error("simt: " + block_name() + ": deadlock (" + waits + " )");
+    }
+  }
+}
+
+}  // namespace
 
 void launch(unsigned grid_x, unsigned grid_y, unsigned threads, std::size_t shared_bytes,
             const std::function<void()>& body) {
@@ -179,47 +265,22 @@ void launch(unsigned grid_x, unsigned grid_y, unsigned threads, std::size_t shar
       blockIdx = {bx, by, 0};
       block.shared.assign(shared_bytes, 0xff);  // fresh shared memory reads as NaN
       for (auto& f : block.fibers) start(f);
-      for (;;) {  // one round: every live thread runs to its next barrier or its end
-        for (unsigned t = 0; t < threads && block.error.empty(); ++t) {
-          if (block.fibers[t].done) continue;
-          block.current = t;
-          threadIdx = {t, 0, 0};
-          block.fibers[t].waiting = nullptr;
-          swapcontext(&block.scheduler, &block.fibers[t].context);
-        }
-        if (!block.error.empty()) throw std::runtime_error("simt: " + block.error);
-        unsigned done = 0;
-        const char* first_wait = nullptr;
-        unsigned first_waiter = 0;
-        for (unsigned t = 0; t < threads; ++t) {
-          const Fiber& f = block.fibers[t];
-          if (f.done) {
-            ++done;
-            continue;
-          }
-          if (!first_wait) {
-            first_wait = f.waiting;
-            first_waiter = t;
-          } else if (std::strcmp(first_wait, f.waiting) != 0) {
-            throw std::runtime_error("simt: block (" + std::to_string(bx) + ", " + std::to_string(by) + "): thread " +
-                                     std::to_string(first_waiter) + " waits at " + first_wait + ", thread " +
-                                     std::to_string(t) + " at " + f.waiting);
-          }
-        }
-        if (done == threads) break;
-        if (done > 0)
-          throw std::runtime_error("simt: block (" + std::to_string(bx) + ", " + std::to_string(by) + "): " +
-                                   std::to_string(done) + " threads ended while thread " +
-                                   std::to_string(first_waiter) + " waits at " + first_wait);
-      }
+      block.statics.clear();
+      run_block(block, threads);
     }
 }
 
-void block_sync() { arrive("__syncthreads"); }
+void block_sync() { arrive("__syncthreads", true); }
+void warp_sync() { arrive("__syncwarp", false); }
 
 float lane_xor(float v, int lane_mask) {
   const Slot* warp = exchange("shfl.xor", [&](Slot& s) { s.f = v; });
   return warp[(running->current % 32) ^ static_cast<unsigned>(lane_mask)].f;
+}
+
+float lane_shfl(float v, int src_lane) {
+  const Slot* warp = exchange("shfl.idx", [&](Slot& s) { s.f = v; });
+  return warp[src_lane & 31].f;
 }
 
 void cp_async16(void* shared_dst, const void* global_src) {

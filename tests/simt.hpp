@@ -1,16 +1,17 @@
 // A CUDA thread block emulated on the CPU, for testing kernels written against primitives (as
 // attention_impls/cuda/flash_bf16_kernels.cuh is) where no GPU is: each thread of a block is a fiber
-// (ucontext), run one after another until it reaches the next collective operation; a collective
-// (__syncthreads, a shuffle, ldmatrix, mma) is a barrier of the whole block, at which every thread must
-// arrive at the same kind of operation (a kernel whose warps diverge there fails, where the GPU would
-// hang or compute garbage). What a warp collective exchanges goes through per-lane slots.
+// (ucontext), run one after another until it reaches its next collective operation. A warp collective
+// (a shuffle, __syncwarp, ldmatrix, mma) waits for the 32 lanes of its warp, which must all arrive at
+// the same kind of operation, none of them exited; __syncthreads waits for every thread of the block
+// that has not exited. A kernel whose lanes diverge at a collective, or that deadlocks, fails where the
+// GPU would hang or compute garbage. What a warp collective exchanges goes through per-lane slots.
 //
 // Checked as it runs: every shared-memory access of a primitive lies inside the block's dynamic shared
 // memory and is aligned as the instruction requires, every cp.async source lies inside a registered
 // global buffer, and a cp.async lands only when its group is waited for (so a tile read before its wait
 // reads the stale bytes, or the 0xff fill of fresh shared memory, a NaN as bf16 and fp32).
-// Not emulated: timing, and races between threads (all collectives are full-block barriers here);
-// compute-sanitizer's racecheck covers those on a GPU.
+// Not emulated: timing, and races between threads (each runs to its next collective alone, so
+// shared-memory races go unseen); compute-sanitizer's racecheck covers those on a GPU.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -35,12 +36,17 @@ void register_global(const void* p, std::size_t bytes);
 void clear_globals();
 
 unsigned char* shared_memory();
+// A `__shared__` array of the running block: one per declaration (any address unique to it), `bytes`
+// long, filled with 0xff when the block first reaches it.
+void* block_static(const void* declaration, std::size_t bytes);
 // Fails the launch (the running thread's message names `what`).
 [[noreturn]] void fail(const std::string& what);
 
 // ---- The primitives.
 void block_sync();
+void warp_sync();
 float lane_xor(float v, int lane_mask);
+float lane_shfl(float v, int src_lane);
 void cp_async16(void* shared_dst, const void* global_src);
 void cp_async_commit();
 void cp_async_wait_group(int n);

@@ -23,26 +23,8 @@ namespace lsb {
 namespace {
 namespace emulated {
 
-using simt::block_sync;
-using simt::blockDim;
-using simt::blockIdx;
-using simt::cp_async16;
-using simt::cp_async_commit;
-using simt::cp_async_wait;
-using simt::gridDim;
-using simt::lane_xor;
-using simt::ldsm_x4;
-using simt::ldsm_x4_trans;
-using simt::mma16816;
-using simt::pack_bf16;
-using simt::threadIdx;
-#define LSB_TC_FN inline
-#define LSB_TC_KERNEL void
-#define LSB_TC_DYNAMIC_SHARED(name) unsigned char* name = ::lsb::simt::shared_memory()
+#include "tests/simt_dialect.hpp"
 #include "attention_impls/cuda/flash_bf16_kernels.cuh"
-#undef LSB_TC_FN
-#undef LSB_TC_KERNEL
-#undef LSB_TC_DYNAMIC_SHARED
 
 unsigned blocks(std::int64_t n, int rows) { return static_cast<unsigned>((n + rows - 1) / rows); }
 
@@ -159,12 +141,31 @@ TEST_CASE("the emulated thread block refuses stray copies and divergent collecti
                                    emulated::cp_async16(simt::shared_memory(), buffer.data() + 64);
                                  }),
                     Catch::Contains("outside every registered global buffer"));
+  // Lanes of one warp at different collectives, a shuffle some lanes have left, and a warp split
+  // between __syncthreads and a shuffle (a deadlock on the GPU).
   CHECK_THROWS_WITH(simt::launch(1, 1, 64, 0,
                                  [&] {
-                                   if (simt::threadIdx.x < 32) emulated::block_sync();
-                                   else emulated::lane_xor(1.0f, 1);
+                                   if (simt::threadIdx.x % 32 < 16) emulated::lane_xor(1.0f, 1);
+                                   else simt::warp_sync();
                                  }),
                     Catch::Contains("waits at"));
+  CHECK_THROWS_WITH(simt::launch(1, 1, 32, 0,
+                                 [&] {
+                                   if (simt::threadIdx.x < 8) return;
+                                   emulated::lane_xor(1.0f, 1);
+                                 }),
+                    Catch::Contains("exited"));
+  CHECK_THROWS_WITH(simt::launch(1, 1, 64, 0,
+                                 [&] {
+                                   if (simt::threadIdx.x % 32 < 16) emulated::block_sync();
+                                   else emulated::lane_xor(1.0f, 1);
+                                 }),
+                    Catch::Contains("deadlock"));
+  // Warps that leave early do not hold up __syncthreads of the others, as on the GPU.
+  CHECK_NOTHROW(simt::launch(1, 1, 64, 0, [&] {
+    if (simt::threadIdx.x >= 32) return;
+    emulated::block_sync();
+  }));
   // A tile read before its group is waited for reads the fill of fresh shared memory, not the data.
   std::uint32_t seen = 0;
   simt::launch(1, 1, 32, 64, [&] {

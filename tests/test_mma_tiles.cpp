@@ -223,7 +223,7 @@ TEST_CASE("every ldmatrix of the padded tiles is free of bank conflicts", "[mma]
   }
 }
 
-TEST_CASE("packed rows hold every block's rows and tiles; causal bounds load every seen key", "[mma]") {
+TEST_CASE("packed rows hold every block's rows and tiles and the causal bounds load every seen key", "[mma]") {
   for (std::int64_t n = 1; n <= 700; n += 7) {
     const std::int64_t rows = mma::packed_rows(n);
     REQUIRE(rows >= n);

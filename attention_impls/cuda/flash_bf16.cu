@@ -4,8 +4,9 @@
 // runs repeat bit for bit), with every product on `mma.sync.m16n8k16` (bf16 operands, fp32
 // accumulation) and the softmax in fp32 registers, in base 2 (one exp2 per score).
 //
-// The kernels are in flash_bf16_kernels.cuh (with their layout), written against the primitives defined
-// here as PTX; the CPU tests run the same kernels on an emulated thread block (tests/simt.hpp).
+// The kernels are in flash_bf16_kernels.cuh (with their layout), written in the kernel dialect
+// (nn/cuda/kernel_dialect.cuh: CUDA and PTX here); the CPU tests run the same kernels on an emulated
+// thread block (tests/simt_dialect.hpp).
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -17,83 +18,10 @@
 #include "attention_impls/cuda/mma_tiles.hpp"
 #include "nn/cuda/check.cuh"
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-#define LSB_BEFORE_SM80 1  // the host checks compute capability 8.0 before choosing these kernels
-#endif
-
 namespace lsb {
 namespace {
 
-// ---- PTX (PTX ISA: cp.async, ldmatrix, mma.m16n8k16).
-
-[[maybe_unused]] __device__ __forceinline__ std::uint32_t smem_address(const void* p) {
-  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
-}
-
-__device__ __forceinline__ void cp_async16(void* shared_dst, const void* global_src) {
-#ifdef LSB_BEFORE_SM80
-  __trap();
-#else
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(shared_dst)), "l"(global_src));
-#endif
-}
-__device__ __forceinline__ void cp_async_commit() {
-#ifndef LSB_BEFORE_SM80
-  asm volatile("cp.async.commit_group;\n" ::);
-#endif
-}
-// Waits until at most N of this thread's committed groups are still in flight.
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-#ifndef LSB_BEFORE_SM80
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
-#endif
-}
-
-__device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const std::uint16_t* p) {
-#ifdef LSB_BEFORE_SM80
-  __trap();
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_address(p)));
-#endif
-}
-__device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const std::uint16_t* p) {
-#ifdef LSB_BEFORE_SM80
-  __trap();
-#else
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(smem_address(p)));
-#endif
-}
-
-// d += a b on one 16 x 8 tile.
-__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
-                                         std::uint32_t b1) {
-#ifdef LSB_BEFORE_SM80
-  __trap();
-#else
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
-      "{%0,%1,%2,%3};\n"
-      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-#endif
-}
-
-// Two floats rounded to bf16 (nearest even) in one register, `lo` in the low half (the lower index).
-__device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
-  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-  return *reinterpret_cast<std::uint32_t*>(&v);
-}
-
-#define LSB_TC_FN __device__ __forceinline__
-#define LSB_TC_KERNEL __global__ void __launch_bounds__(kThreads)
-#define LSB_TC_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
-__device__ __forceinline__ void block_sync() { __syncthreads(); }
-__device__ __forceinline__ float lane_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+#include "nn/cuda/kernel_dialect.cuh"
 #include "attention_impls/cuda/flash_bf16_kernels.cuh"
 
 // ---- Launchers.

@@ -1,22 +1,12 @@
 // The kernels of flash on tensor cores (flash_bf16.cu), written once for two machines: included by
-// flash_bf16.cu, where the primitives below are PTX, and by the CPU emulation of a thread block
-// (tests/simt.hpp, tests/test_flash_bf16_emulated.cpp), where they are emulated, so that the very code
-// the GPU runs (index maps, pipeline, masks, online softmax) is tested where no GPU is.
+// flash_bf16.cu, where the dialect's primitives are PTX, and by the CPU emulation of a thread block
+// (tests/test_flash_bf16_emulated.cpp), where they are emulated, so that the very code the GPU runs
+// (index maps, pipeline, masks, online softmax) is tested where no GPU is.
 //
-// Included inside a namespace, after <cmath>, <cstdint>, <stdexcept>, <type_traits>,
-// attention_impls/cuda/flash.hpp and attention_impls/cuda/mma_tiles.hpp, and after the includer has
-// defined:
-//   LSB_TC_FN                   qualifiers of a device function (__device__ __forceinline__ on the GPU)
-//   LSB_TC_KERNEL               qualifiers and return type of a kernel (__global__ void __launch_bounds__)
-//   LSB_TC_DYNAMIC_SHARED(name) declares `name`, the block's dynamic shared memory (unsigned char*)
-//   threadIdx, blockIdx, blockDim, gridDim
-//   block_sync()                __syncthreads()
-//   lane_xor(float v, int m)    v of lane (this lane ^ m) of the warp
-//   cp_async16(dst, src), cp_async_commit(), cp_async_wait<N>()   16-byte asynchronous copies to shared
-//   ldsm_x4(r, p), ldsm_x4_trans(r, p)   ldmatrix.x4 (p: this lane's row address, shared)
-//   mma16816(d, a, b0, b1)      mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32, d += a b
-//   pack_bf16(lo, hi)           two floats rounded to bf16 in one 32-bit register, lo in the low half
-// bf16 values are their bit patterns (std::uint16_t): the kernels never compute on them but through
+// Written in the kernel dialect (nn/cuda/kernel_dialect.cuh on the GPU, tests/simt_dialect.hpp on the
+// emulated block) and included inside a namespace after it; <cmath>, <cstdint>, <stdexcept>,
+// <type_traits>, attention_impls/cuda/flash.hpp and attention_impls/cuda/mma_tiles.hpp come before that
+// namespace. bf16 values are their bit patterns (std::uint16_t): the kernels never compute on them but through
 // ldmatrix and mma.
 //
 // Operands. Q, K, V and dO arrive as bf16 copies packed head by head (flash_bf16_pack: (b*h, rows, DP),
@@ -44,11 +34,11 @@ static_assert(mma::kPackRows % kTile == 0 && mma::kPackRows % (32 * kWarps) == 0
               "packed rows hold every block's rows and every tile whole");
 
 // The max and the sum over the 4 lanes of a row group (a C fragment row is spread over them).
-LSB_TC_FN float group_max(float v) {
+LSB_DEVICE_FN float group_max(float v) {
   v = fmaxf(v, lane_xor(v, 1));
   return fmaxf(v, lane_xor(v, 2));
 }
-LSB_TC_FN float group_sum(float v) {
+LSB_DEVICE_FN float group_sum(float v) {
   v += lane_xor(v, 1);
   return v + lane_xor(v, 2);
 }
@@ -57,7 +47,7 @@ LSB_TC_FN float group_sum(float v) {
 
 // Starts copying Rows packed rows (DP bf16 each, contiguous) into a shared tile of stride DP + 8.
 template <int DP, int Rows>
-LSB_TC_FN void copy_rows(bf16* dst, const bf16* src) {
+LSB_DEVICE_FN void copy_rows(bf16* dst, const bf16* src) {
   constexpr int kChunks = DP / 8;  // 16-byte pieces of a row
   static_assert(Rows * kChunks % kThreads == 0, "every thread copies the same number of pieces");
 #pragma unroll
@@ -69,7 +59,7 @@ LSB_TC_FN void copy_rows(bf16* dst, const bf16* src) {
 
 // The A fragments of rows [r0, r0 + 16) of a [row][dim] shared tile, one per k-step of 16 dims.
 template <int KC>
-LSB_TC_FN void load_a_rows(std::uint32_t (&a)[KC][4], const bf16* tile, int r0, int lane) {
+LSB_DEVICE_FN void load_a_rows(std::uint32_t (&a)[KC][4], const bf16* tile, int r0, int lane) {
   const bf16* p = tile + (r0 + mma::ld_a_row(lane)) * mma::smem_stride(16 * KC) + mma::ld_a_col(lane);
 #pragma unroll
   for (int c = 0; c < KC; ++c) ldsm_x4(a[c], p + 16 * c);
@@ -78,7 +68,7 @@ LSB_TC_FN void load_a_rows(std::uint32_t (&a)[KC][4], const bf16* tile, int r0, 
 // s[m] = A_m B^T: the 16 x kTile scores of each of a warp's MT row fragments, B's rows (keys, or the
 // queries of the transposed scores) from an [n][k] shared tile of kTile rows.
 template <int KC, int MT>
-LSB_TC_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4],
+LSB_DEVICE_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4],
                                        const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
 #pragma unroll
@@ -104,7 +94,7 @@ LSB_TC_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4
 // from row a_r0 of an [m][k] tile) instead of held in registers: the forward's choice, as in
 // FlashAttention-2, which leaves the registers to the 2 x 16 x 64 scores and the output.
 template <int KC, int MT>
-LSB_TC_FN void scores_shared_a(float (&s)[MT][kNT][4], const bf16* a_tile, int a_r0, const bf16* tile, int lane) {
+LSB_DEVICE_FN void scores_shared_a(float (&s)[MT][kNT][4], const bf16* a_tile, int a_r0, const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
 #pragma unroll
   for (int m = 0; m < MT; ++m)
@@ -133,7 +123,7 @@ LSB_TC_FN void scores_shared_a(float (&s)[MT][kNT][4], const bf16* a_tile, int a
 // A warp's (16 x kTile) fp32 C fragments (P or dS) rounded to bf16, as the A fragments of the next
 // product's kTile / 16 k-steps: half the registers of the floats, so the conversion comes as soon as
 // the row sums are taken.
-LSB_TC_FN void to_a_fragments(std::uint32_t (&a)[kTile / 16][4], const float (&c)[kNT][4]) {
+LSB_DEVICE_FN void to_a_fragments(std::uint32_t (&a)[kTile / 16][4], const float (&c)[kNT][4]) {
 #pragma unroll
   for (int kk = 0; kk < kTile / 16; ++kk)
 #pragma unroll
@@ -146,7 +136,7 @@ LSB_TC_FN void to_a_fragments(std::uint32_t (&a)[kTile / 16][4], const float (&c
 // acc[m] += P_m B: P_m's bf16 A fragments (to_a_fragments), B (kTile x DP) from a [k][n] shared tile of
 // kTile rows, through ldmatrix .trans.
 template <int KC, int MT>
-LSB_TC_FN void accumulate(float (&acc)[MT][2 * KC][4], const std::uint32_t (&p)[MT][kTile / 16][4],
+LSB_DEVICE_FN void accumulate(float (&acc)[MT][2 * KC][4], const std::uint32_t (&p)[MT][kTile / 16][4],
                           const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
   const bf16* ptr = tile + mma::ld_a_row(lane) * RS + mma::ld_a_col(lane);
@@ -165,7 +155,7 @@ LSB_TC_FN void accumulate(float (&acc)[MT][2 * KC][4], const std::uint32_t (&p)[
 }
 
 template <int N, int M>
-LSB_TC_FN void zero(float (&x)[N][M][4]) {
+LSB_DEVICE_FN void zero(float (&x)[N][M][4]) {
 #pragma unroll
   for (int a = 0; a < N; ++a)
 #pragma unroll
@@ -174,7 +164,7 @@ LSB_TC_FN void zero(float (&x)[N][M][4]) {
 
 // Writes a warp's 16 x DP fp32 C fragments (times each row's factor) to rows r0 .. r0 + 15 of head bh.
 template <int KC>
-LSB_TC_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadLayout& L, int bh,
+LSB_DEVICE_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadLayout& L, int bh,
                                            std::int64_t r0, int lane, float scale_lo = 1.0f, float scale_hi = 1.0f) {
 #pragma unroll
   for (int jd = 0; jd < 2 * KC; ++jd)
@@ -187,13 +177,13 @@ LSB_TC_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadL
 }
 
 // Rows of a packed head.
-LSB_TC_FN const bf16* head_rows(const bf16* packed, int bh, std::int64_t n, int dp) {
+LSB_DEVICE_FN const bf16* head_rows(const bf16* packed, int bh, std::int64_t n, int dp) {
   return packed + std::int64_t(bh) * mma::packed_rows(n) * dp;
 }
 
 // ---- Packing.
 
-LSB_TC_KERNEL pack_kernel(const float* src, HeadLayout L, int dp, std::int64_t pairs, std::uint32_t* dst) {
+LSB_KERNEL(kThreads) pack_kernel(const float* src, HeadLayout L, int dp, std::int64_t pairs, std::uint32_t* dst) {
   const std::int64_t rows = mma::packed_rows(L.n);
   for (std::int64_t p = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; p < pairs;
        p += std::int64_t(gridDim.x) * blockDim.x) {
@@ -224,11 +214,11 @@ constexpr int forward_smem() {
 }
 
 template <int KC, int MT>
-LSB_TC_KERNEL flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std::uint8_t* mask,
+LSB_KERNEL(kThreads) flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std::uint8_t* mask,
                                         HeadLayout L,
                               float* O, float* lse, bool causal) {
   constexpr int DP = 16 * KC, RS = mma::smem_stride(DP), Rows = forward_rows<MT>();
-  LSB_TC_DYNAMIC_SHARED(smem);
+  LSB_DYNAMIC_SHARED(smem);
   auto* Qs = reinterpret_cast<bf16*>(smem);                      // (Rows, RS): the block's queries
   bf16* Ks = Qs + Rows * RS;                                     // 2 x (kTile, RS): key tiles
   bf16* Vs = Ks + 2 * kTile * RS;                                // 2 x (kTile, RS): value tiles
@@ -332,10 +322,10 @@ constexpr int backward_smem() {  // two own-row tiles, two double-buffered tiles
 
 // dQ[t] = sum_u dS[t, u] K[u], dS = P (dP - delta), P = exp(S - lse), dP = dO V^T; 64 queries a block.
 template <int KC>
-LSB_TC_KERNEL flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
+LSB_KERNEL(kThreads) flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
                          HeadLayout L, const float* lse, const float* delta, float* dQ, bool causal) {
   constexpr int DP = 16 * KC, RS = mma::smem_stride(DP);
-  LSB_TC_DYNAMIC_SHARED(smem);
+  LSB_DYNAMIC_SHARED(smem);
   auto* Qs = reinterpret_cast<bf16*>(smem);  // (kTile, RS): the block's queries
   bf16* dOs = Qs + kTile * RS;               // (kTile, RS): their rows of dO
   bf16* Ks = dOs + kTile * RS;               // 2 x (kTile, RS)
@@ -407,10 +397,10 @@ LSB_TC_KERNEL flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, 
 // For key u: dV[u] = sum_t P[t, u] dO[t], dK[u] = sum_t dS[t, u] Q[t]; 64 keys a block, whose warps
 // compute the transposed scores S^T = K Q^T and dP^T = V dO^T.
 template <int KC>
-LSB_TC_KERNEL flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
+LSB_KERNEL(kThreads) flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
                            HeadLayout L, const float* lse, const float* delta, float* dK, float* dV, bool causal) {
   constexpr int DP = 16 * KC, RS = mma::smem_stride(DP);
-  LSB_TC_DYNAMIC_SHARED(smem);
+  LSB_DYNAMIC_SHARED(smem);
   auto* Ks = reinterpret_cast<bf16*>(smem);  // (kTile, RS): the block's keys
   bf16* Vs = Ks + kTile * RS;                // (kTile, RS): their values
   bf16* Qs = Vs + kTile * RS;                // 2 x (kTile, RS): query tiles

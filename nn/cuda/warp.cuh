@@ -1,16 +1,15 @@
 // Reductions over the 32 lanes of a warp (every lane gets the result), for the kernels of nn/cuda and of
-// the CUDA attention variants.
+// the CUDA attention variants (nn/cuda/warp_reduce.hpp, on the GPU's shuffle; kernels written in the
+// kernel dialect get the same from nn/cuda/kernel_dialect.cuh).
 #pragma once
+
+#ifndef LSB_DEVICE_FN
+#define LSB_DEVICE_FN __device__ __forceinline__
+#endif
 
 namespace lsb::cuda {
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+LSB_DEVICE_FN float lane_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
+#include "nn/cuda/warp_reduce.hpp"
 
 }  // namespace lsb::cuda
