@@ -1,6 +1,6 @@
 // Exact attention in float64 (forward, lse, delta = rowsum(dO * O) and every gradient) and the error
 // measures the tests of flash's tensor-core kernels share (test_cuda.cpp on a GPU,
-// test_flash_bf16_emulated.cpp on the emulated thread block).
+// test_flash_emulated.cpp on the emulated thread block).
 #pragma once
 #include <algorithm>
 #include <cmath>

@@ -1,6 +1,6 @@
 // The kernels of flash on tensor cores (flash_bf16.cu), written once for two machines: included by
 // flash_bf16.cu, where the dialect's primitives are PTX, and by the CPU emulation of a thread block
-// (tests/test_flash_bf16_emulated.cpp), where they are emulated, so that the very code the GPU runs
+// (tests/test_flash_emulated.cpp), where they are emulated, so that the very code the GPU runs
 // (index maps, pipeline, masks, online softmax) is tested where no GPU is.
 //
 // Written in the kernel dialect (nn/cuda/kernel_dialect.cuh on the GPU, tests/simt_dialect.hpp on the

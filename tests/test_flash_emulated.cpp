@@ -1,8 +1,9 @@
-// flash's tensor-core kernels (attention_impls/cuda/flash_bf16_kernels.cuh), the very code the GPU runs,
-// on an emulated thread block (tests/simt.hpp: ldmatrix, mma.sync, cp.async groups and shuffles
-// emulated from the PTX ISA), against float64 attention on the bf16-rounded inputs: the packing, the
-// pipeline of double-buffered tiles, the fragment maps, the masks, the causal tile bounds and the online
-// softmax, tested on every machine. The same comparison runs on a GPU in test_cuda.cpp.
+// flash's CUDA kernels, the very code the GPU runs, on an emulated thread block (tests/simt.hpp: ldmatrix,
+// mma.sync, cp.async groups and shuffles emulated from the PTX ISA), against float64 attention: the
+// tensor-core kernels (attention_impls/cuda/flash_bf16_kernels.cuh) on bf16-rounded inputs (the packing,
+// the pipeline of double-buffered tiles, the fragment maps, the masks, the causal tile bounds and the
+// online softmax) and the fp32 kernels (flash_fp32_kernels.cuh), tested on every machine. The same
+// comparisons run on a GPU in test_cuda.cpp.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -25,6 +26,12 @@ namespace emulated {
 
 #include "tests/simt_dialect.hpp"
 #include "attention_impls/cuda/flash_bf16_kernels.cuh"
+}  // namespace emulated
+namespace emulated_fp32 {
+#include "tests/simt_dialect.hpp"
+#include "attention_impls/cuda/flash_fp32_kernels.cuh"
+}  // namespace emulated_fp32
+namespace emulated {
 
 unsigned blocks(std::int64_t n, int rows) { return static_cast<unsigned>((n + rows - 1) / rows); }
 
@@ -177,6 +184,56 @@ TEST_CASE("the emulated thread block refuses stray copies and divergent collecti
   });
   CHECK(seen == 0xffff);
   simt::clear_globals();
+}
+
+// The fp32 kernels (the module's under --precision fp32): forward, delta, dQ and dK/dV against float64,
+// bidirectional and causal, with padding and a sequence with no valid key; d = 24 (8 dims per thread
+// group of 4), n = 70 (two blocks of 64 rows, key tiles of 32, the last cut).
+TEST_CASE("flash's fp32 CUDA kernels on an emulated thread block equal float64 attention", "[mma][emulated]") {
+  namespace k = emulated_fp32;
+  const std::int64_t b = 3, n = 70;
+  const int h = 1, d = 24;
+  for (const bool causal : {false, true}) {
+    INFO((causal ? "causal" : "bidirectional"));
+    const std::int64_t D = h * d, size = b * n * D;
+    std::vector<float> Q(size), K(size), V(size), dO(size);
+    Rng rng(41);
+    for (auto* buf : {&Q, &K})
+      for (auto& v : *buf) v = static_cast<float>(rng.normal() / std::sqrt(std::sqrt(double(d))));
+    for (auto* buf : {&V, &dO})
+      for (auto& v : *buf) v = static_cast<float>(rng.normal());
+    std::vector<std::uint8_t> mask(b * n, 1);
+    for (std::int64_t t = n - n / 3; t < n; ++t) mask[n + t] = 0;
+    for (std::int64_t t = 0; t < n; ++t) mask[2 * n + t] = 0;
+    const auto ref = test::flash_reference(Q, K, V, dO, mask, b, n, h, d, causal);
+    const HeadLayout L{n, D, h, d};
+    const unsigned bh = static_cast<unsigned>(b * h), row_blocks = static_cast<unsigned>((n + k::kRows - 1) / k::kRows);
+    std::vector<float> O(size, NAN), lse(b * h * n, NAN), delta(b * h * n, NAN), dQ(size, NAN), dK(size, NAN),
+        dV(size, NAN);
+    k::with_kpt(d, [&](auto kpt) {
+      constexpr int KPT = decltype(kpt)::value;
+      simt::launch(row_blocks, bh, k::kThreads, 0, [&] {
+        k::flash_forward_kernel<KPT>(Q.data(), K.data(), V.data(), mask.data(), L, O.data(), lse.data(), causal);
+      });
+      const std::int64_t rows = b * h * n, per_block = k::kThreads / 32;
+      simt::launch(static_cast<unsigned>((rows + per_block - 1) / per_block), 1, k::kThreads, 0,
+                   [&] { k::flash_delta_kernel(O.data(), dO.data(), L, rows, delta.data()); });
+      simt::launch(row_blocks, bh, k::kThreads, 0, [&] {
+        k::flash_dq_kernel<KPT>(Q.data(), K.data(), V.data(), dO.data(), mask.data(), L, lse.data(), delta.data(),
+                                dQ.data(), causal);
+      });
+      simt::launch(row_blocks, bh, k::kThreads, 0, [&] {
+        k::flash_dkdv_kernel<KPT>(Q.data(), K.data(), V.data(), dO.data(), mask.data(), L, lse.data(), delta.data(),
+                                  dK.data(), dV.data(), causal);
+      });
+    });
+    CHECK(test::rel_err(O, ref.O) <= 1e-5);
+    CHECK(test::rel_err(lse, ref.lse) <= 1e-6);
+    CHECK(test::rel_err(delta, ref.delta) <= 1e-5);
+    CHECK(test::rel_err(dQ, ref.dQ, test::max_abs(ref.dV)) <= 1e-5);
+    CHECK(test::rel_err(dK, ref.dK, test::max_abs(ref.dV)) <= 1e-5);
+    CHECK(test::rel_err(dV, ref.dV) <= 1e-5);
+  }
 }
 
 }  // namespace lsb
