@@ -9,7 +9,8 @@
 // Under --precision bf16 the module runs the tensor-core kernels of flash_bf16.cu instead.
 // Causal (--causal; both kernel families): a block's query rows never load the key tiles after its
 // last row, nor a key block the query tiles before its first key; the tiles the diagonal crosses mask
-// key u > query t.
+// key u > query t. The fp32 kernels are in flash_fp32_kernels.cuh (the kernel dialect: the CPU tests run
+// them on an emulated thread block).
 #include <cuda_bf16.h>
 
 #include <cmath>

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One short GPU session's checks, run on the device machine from the repository root after
 # docs/gpu/pack.sh (binaries in .gpu/), each part capped so that the whole fits one device call.
-# Writes at most 7 files into ${OUT:-gpu-out} (the device tool brings back only a few):
+# Writes at most 8 files into ${OUT:-gpu-out} (the device tool brings back only a few):
 #   summary.txt      the GPU, then each part's exit status, time and last lines
 #   tests.txt        every [cuda] test case (compact reporter: failures only), then compute-sanitizer:
 #                    racecheck on flash's tensor-core kernels, memcheck on the training kernels, the encoder
 #                    and the causal and bf16 kernels, racecheck on the causal and the training kernels
 #   interop.txt      `model run` of tests/golden/interop on cpu, cuda and cuda bf16, compared with the golden
 #                    float64 logits (the whole model on the GPU against an independent implementation)
-#   train-step.txt   sweep --mode train-step of the lra-small model on text, b=32, every variant, n 1K and 4K
+#   train-step.txt   sweep --mode train-step of the lra-small model on text, b=32, every variant, n 1K and 4K,
+#                    fp32 (train-step.json) then bf16 (train-step-bf16.json)
 #   exact.txt        exact attention fwd+bwd in bf16, n 1K..32K, bidirectional and causal, D=1024 h=16 and
 #                    D=512 h=8: lsbench's flash, cudnn (cuDNN's fused attention) and PyTorch's SDPA
 #                    (the whole layer each: projections + attention, as `attention bench` times it)
@@ -95,6 +96,10 @@ part interop interop.txt 60 bash -c interop
 part train-step train-step.txt 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
   --mlp-dim 128 --batch 32 --variants full,flash,linformer:k=256,sliding:R=64,ls:w=8,r=32,lsra,nystromformer,performer \
   --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --out "$OUT/train-step.json"
+# The same step in bf16: cuBLAS on tensor cores and flash on its tensor-core kernels.
+part train-step-bf16 train-step.txt 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
+  --mlp-dim 128 --batch 32 --variants full,flash,linformer:k=256,sliding:R=64,ls:w=8,r=32,lsra,nystromformer,performer \
+  --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --precision bf16 --out "$OUT/train-step-bf16.json"
 if [ -n "$LISTOPS" ]; then
   DATA=/tmp/lsbench-listops
   part listops-data summary.txt 60 $B data generate listops --out $DATA --seed 1
