@@ -234,16 +234,17 @@ LSB_KERNEL(kThreads) chunk_prefix_kernel(float* states, std::int64_t groups, std
   }
 }
 
-// Dot products of row a with rows b_u, u in [u0, u1) (at most kChunk), into out[u - u0]: one warp per u.
+// Dot products of row a with rows b_u, u in [u0, u1) (at most kChunk), plus add[(u - u0) * add_stride] (none
+// when add is null; stride 0: one value for all), into out[u - u0]: one warp per u.
 LSB_DEVICE_FN void chunk_dots(const float* a, HeadRowsOf b, std::int64_t bh, std::int64_t u0, std::int64_t u1,
-                           std::int64_t len, const float* add, float* out) {
+                              std::int64_t len, const float* add, std::int64_t add_stride, float* out) {
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   for (std::int64_t u = u0 + warp; u < u1; u += blockDim.x / 32) {
     const float* br = b.row(bh, u);
     float s = 0;
     for (std::int64_t k = lane; k < len; k += 32) s += a[k] * br[k];
     s = warp_sum(s);
-    if (lane == 0) out[u - u0] = s + (add ? *add : 0.0f);
+    if (lane == 0) out[u - u0] = s + (add ? add[(u - u0) * add_stride] : 0.0f);
   }
 }
 
@@ -257,7 +258,7 @@ LSB_KERNEL(kThreads) causal_output_kernel(const float* A, const float* B, HeadRo
   const float* a = A + r * m;
   const float *S = states + (bh * nc + c) * (m * d + m), *z = S + m * d;
   const HeadRowsOf Bf{B, heads, heads * n * m, n * m, m};
-  chunk_dots(a, Bf, bh, c * kChunk, t + 1, m, nullptr, T);
+  chunk_dots(a, Bf, bh, c * kChunk, t + 1, m, nullptr, 0, T);
   float part = 0;
   for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) part += a[j] * z[j];
   float sum = block_reduce<false>(part, shared);  // its barriers also publish T
@@ -280,7 +281,7 @@ LSB_KERNEL(kThreads) causal_query_grad_kernel(const float* B, HeadRowsOf V, cons
   LSB_SHARED_ARRAY(float, dT, [kChunk]);
   const std::int64_t r = blockIdx.x, bh = r / n, t = r % n, c = t / kChunk, nc = (n + kChunk - 1) / kChunk;
   const float *S = states + (bh * nc + c) * (m * d + m), *z = S + m * d, *dn = dnum + r * d;
-  chunk_dots(dn, V, bh, c * kChunk, t + 1, d, dden + r, dT);
+  chunk_dots(dn, V, bh, c * kChunk, t + 1, d, dden + r, 0, dT);
   block_sync();
   for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
     float g = dden[r] * z[j];
@@ -301,20 +302,10 @@ LSB_KERNEL(kThreads) causal_key_grad_kernel(const float* A, const float* B, Head
   const std::int64_t r = blockIdx.x, bh = r / n, u = r % n, c = u / kChunk, nc = (n + kChunk - 1) / kChunk;
   const std::int64_t t1 = (c + 1) * kChunk < n ? (c + 1) * kChunk : n, D = heads * d;
   const float *G = gstates + (bh * nc + c) * (m * d + m), *gz = G + m * d, *b = B + r * m, *v = V.row(bh, u);
-  // A and dnum rows t of this group as rows; the dot products against this key's B_u and v_u.
+  // T_tu = A_t . B_u and dT_tu = dnum_t . v_u + dden_t over this chunk's queries t >= u.
   const HeadRowsOf Ar{A, heads, heads * n * m, n * m, m}, dN{dnum, heads, heads * n * d, n * d, d};
-  for (int pass = 0; pass < 2; ++pass) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (std::int64_t t = u + warp; t < t1; t += blockDim.x / 32) {
-      const float* row = pass == 0 ? Ar.row(bh, t) : dN.row(bh, t);
-      const float* key = pass == 0 ? b : v;
-      const std::int64_t len = pass == 0 ? m : d;
-      float s = 0;
-      for (std::int64_t k = lane; k < len; k += 32) s += row[k] * key[k];
-      s = warp_sum(s);
-      if (lane == 0) (pass == 0 ? T : dT)[t - u] = s + (pass == 0 ? 0.0f : dden[bh * n + t]);
-    }
-  }
+  chunk_dots(b, Ar, bh, u, t1, m, nullptr, 0, T);
+  chunk_dots(v, dN, bh, u, t1, d, dden + bh * n + u, 1, dT);
   block_sync();
   const bool real = mask[(bh / heads) * n + u] != 0;
   for (std::int64_t j = threadIdx.x; j < m; j += blockDim.x) {
