@@ -1,6 +1,6 @@
 // The kernel dialect on the GPU: the primitives and qualifiers that kernels written once for two machines
-// use (attention_impls/cuda/flash_bf16_kernels.cuh, attention_impls/cuda/ls_causal_kernels.cuh), here as
-// CUDA and PTX; tests/simt_dialect.hpp defines the same names on an emulated thread block (tests/simt.hpp),
+// use (attention_impls/cuda/*_kernels.cuh: flash's fp32 and tensor-core kernels, causal ls's, performer's),
+// here as CUDA and PTX; tests/simt_dialect.hpp defines the same names on an emulated thread block (tests/simt.hpp),
 // so that the tests run those kernels, unchanged, where no GPU is.
 //
 // Included inside a namespace (an unnamed one: every definition stays in its translation unit), after
