@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One short GPU session's checks, run on the device machine from the repository root after
 # docs/gpu/pack.sh (binaries in .gpu/), each part capped so that the whole fits one device call.
-# Writes at most 8 files into ${OUT:-gpu-out} (the device tool brings back only a few):
+# Writes at most 9 files into ${OUT:-gpu-out} (the device tool brings back only a few):
 #   summary.txt      the GPU, then each part's exit status, time and last lines
 #   tests.txt        every [cuda] test case (compact reporter: failures only), then compute-sanitizer:
 #                    racecheck on flash's tensor-core kernels, memcheck on the training kernels, the encoder
@@ -10,6 +10,7 @@
 #                    float64 logits (the whole model on the GPU against an independent implementation)
 #   train-step.txt   sweep --mode train-step of the lra-small model on text, b=32, every variant, n 1K and 4K,
 #                    fp32 (train-step.json) then bf16 (train-step-bf16.json)
+#   profile.txt      nsys's summaries (kernels, CUDA API) of two lra-small train-step points, where nsys exists
 #   exact.txt        exact attention fwd+bwd in bf16, n 1K..32K, bidirectional and causal, D=1024 h=16 and
 #                    D=512 h=8: lsbench's flash, cudnn (cuDNN's fused attention) and PyTorch's SDPA
 #                    (the whole layer each: projections + attention, as `attention bench` times it)
@@ -100,6 +101,16 @@ part train-step train-step.txt 90 $B sweep --mode train-step --device cuda --tas
 part train-step-bf16 train-step.txt 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
   --mlp-dim 128 --batch 32 --variants full,flash,linformer:k=256,sliding:R=64,ls:w=8,r=32,lsra,nystromformer,performer \
   --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --precision bf16 --out "$OUT/train-step-bf16.json"
+# Where the train step's time goes (issue #36 item 3: launches, fusions): nsys's kernel and API summaries
+# of two points, where the machine has Nsight Systems.
+NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
+if [ -n "$NSYS" ]; then
+  part profile profile.txt 120 "$NSYS" profile --stats=true --force-overwrite=true -o /tmp/lsb-train-step \
+    $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 --mlp-dim 128 --batch 32 \
+    --variants flash,ls:w=8,r=32 --n 1024 --min-time 0.3 --max-time 1 --no-progress --out /tmp/lsb-profile.json
+else
+  echo "== profile: no Nsight Systems (nsys) on this machine" | tee -a "$OUT/summary.txt"
+fi
 if [ -n "$LISTOPS" ]; then
   DATA=/tmp/lsbench-listops
   part listops-data summary.txt 60 $B data generate listops --out $DATA --seed 1
