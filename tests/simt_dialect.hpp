@@ -34,4 +34,4 @@ using ::lsb::simt::warp_sync;
       ::lsb::simt::block_static(&name##_declaration, sizeof(name##_type)))
 #endif
 
-#include "nn/cuda/warp_reduce.hpp"
+#include "nn/cuda/dialect_common.hpp"

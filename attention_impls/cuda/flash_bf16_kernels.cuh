@@ -224,7 +224,7 @@ LSB_KERNEL(kThreads) flash_bf16_forward_kernel(const bf16* Q, const bf16* K, con
   bf16* Vs = Ks + 2 * kTile * RS;                                // 2 x (kTile, RS): value tiles
   auto* key_bias = reinterpret_cast<float*>(Vs + 2 * kTile * RS);  // 2 x kTile: 0, or -inf for a masked key
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
-  const std::int64_t q0 = std::int64_t(blockIdx.x) * Rows;
+  const std::int64_t q0 = std::int64_t(query_block(causal)) * Rows;
   const bf16 *Kh = head_rows(K, bh, L.n, DP), *Vh = head_rows(V, bh, L.n, DP);
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
   const std::int64_t key_end = causal ? mma::causal_key_end(q0, Rows, L.n) : L.n;
@@ -332,7 +332,7 @@ LSB_KERNEL(kThreads) flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf
   bf16* Vs = Ks + 2 * kTile * RS;            // 2 x (kTile, RS)
   auto* key_bias = reinterpret_cast<float*>(Vs + 2 * kTile * RS);  // 2 x kTile
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
-  const std::int64_t q0 = std::int64_t(blockIdx.x) * kTile, r0 = q0 + 16 * warp;
+  const std::int64_t q0 = std::int64_t(query_block(causal)) * kTile, r0 = q0 + 16 * warp;
   const bf16 *Kh = head_rows(K, bh, L.n, DP), *Vh = head_rows(V, bh, L.n, DP);
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
   const std::int64_t key_end = causal ? mma::causal_key_end(q0, kTile, L.n) : L.n;

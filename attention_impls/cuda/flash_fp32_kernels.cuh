@@ -55,14 +55,15 @@ LSB_KERNEL(kThreads) flash_forward_kernel(const float* Q, const float* K, const 
   LSB_SHARED_ARRAY(float, Vs, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(bool, valid, [kTile]);
   const int bh = blockIdx.y, sub = threadIdx.x % 4;
-  const std::int64_t t = std::int64_t(blockIdx.x) * kRows + threadIdx.x / 4;
+  const std::int64_t block = query_block(causal);
+  const std::int64_t t = block * kRows + threadIdx.x / 4;
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
   float q[KPT], o[KPT];
   load_row<KPT>(Q, L, bh, t, sub, q);
 #pragma unroll
   for (int i = 0; i < KPT; ++i) o[i] = 0;
   float mx = -INFINITY, l = 0;
-  const std::int64_t block_end = (std::int64_t(blockIdx.x) + 1) * kRows;
+  const std::int64_t block_end = (block + 1) * kRows;
   const std::int64_t u_end = causal && block_end < L.n ? block_end : L.n;
   for (std::int64_t u0 = 0; u0 < u_end; u0 += kTile) {
     block_sync();
@@ -122,7 +123,8 @@ LSB_KERNEL(kThreads) flash_dq_kernel(const float* Q, const float* K, const float
   LSB_SHARED_ARRAY(float, Vs, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(bool, valid, [kTile]);
   const int bh = blockIdx.y, sub = threadIdx.x % 4;
-  const std::int64_t t = std::int64_t(blockIdx.x) * kRows + threadIdx.x / 4;
+  const std::int64_t block = query_block(causal);
+  const std::int64_t t = block * kRows + threadIdx.x / 4;
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
   float q[KPT], dout[KPT], dq[KPT];
   load_row<KPT>(Q, L, bh, t, sub, q);
@@ -131,7 +133,7 @@ LSB_KERNEL(kThreads) flash_dq_kernel(const float* Q, const float* K, const float
   for (int i = 0; i < KPT; ++i) dq[i] = 0;
   const float row_lse = t < L.n ? lse[bh * L.n + t] : -INFINITY;
   const float row_delta = t < L.n ? delta[bh * L.n + t] : 0.0f;
-  const std::int64_t block_end = (std::int64_t(blockIdx.x) + 1) * kRows;
+  const std::int64_t block_end = (block + 1) * kRows;
   const std::int64_t u_end = causal && block_end < L.n ? block_end : L.n;
   for (std::int64_t u0 = 0; u0 < u_end; u0 += kTile) {
     block_sync();

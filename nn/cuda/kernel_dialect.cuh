@@ -31,11 +31,15 @@
 #define LSB_DYNAMIC_SHARED(name) extern __shared__ __align__(16) unsigned char name[]
 #define LSB_SHARED_ARRAY(T, name, dims) __shared__ T name dims
 
-__device__ __forceinline__ void block_sync() { __syncthreads(); }
-__device__ __forceinline__ void warp_sync() { __syncwarp(); }
-__device__ __forceinline__ float lane_xor(float v, int m) { return __shfl_xor_sync(0xffffffffu, v, m); }
-__device__ __forceinline__ float lane_shfl(float v, int src) { return __shfl_sync(0xffffffffu, v, src); }
-#include "nn/cuda/warp_reduce.hpp"
+[[maybe_unused]] __device__ __forceinline__ void block_sync() { __syncthreads(); }
+[[maybe_unused]] __device__ __forceinline__ void warp_sync() { __syncwarp(); }
+[[maybe_unused]] __device__ __forceinline__ float lane_xor(float v, int m) {
+  return __shfl_xor_sync(0xffffffffu, v, m);
+}
+[[maybe_unused]] __device__ __forceinline__ float lane_shfl(float v, int src) {
+  return __shfl_sync(0xffffffffu, v, src);
+}
+#include "nn/cuda/dialect_common.hpp"
 
 // ---- PTX (PTX ISA: cp.async, ldmatrix, mma.m16n8k16).
 
@@ -43,27 +47,27 @@ __device__ __forceinline__ float lane_shfl(float v, int src) { return __shfl_syn
   return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
 }
 
-__device__ __forceinline__ void cp_async16(void* shared_dst, const void* global_src) {
+[[maybe_unused]] __device__ __forceinline__ void cp_async16(void* shared_dst, const void* global_src) {
 #ifdef LSB_BEFORE_SM80
   __trap();
 #else
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_address(shared_dst)), "l"(global_src));
 #endif
 }
-__device__ __forceinline__ void cp_async_commit() {
+[[maybe_unused]] __device__ __forceinline__ void cp_async_commit() {
 #ifndef LSB_BEFORE_SM80
   asm volatile("cp.async.commit_group;\n" ::);
 #endif
 }
 // Waits until at most N of this thread's committed groups are still in flight.
 template <int N>
-__device__ __forceinline__ void cp_async_wait() {
+[[maybe_unused]] __device__ __forceinline__ void cp_async_wait() {
 #ifndef LSB_BEFORE_SM80
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
 #endif
 }
 
-__device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const std::uint16_t* p) {
+[[maybe_unused]] __device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const std::uint16_t* p) {
 #ifdef LSB_BEFORE_SM80
   __trap();
 #else
@@ -72,7 +76,7 @@ __device__ __forceinline__ void ldsm_x4(std::uint32_t (&r)[4], const std::uint16
                : "r"(smem_address(p)));
 #endif
 }
-__device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const std::uint16_t* p) {
+[[maybe_unused]] __device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const std::uint16_t* p) {
 #ifdef LSB_BEFORE_SM80
   __trap();
 #else
@@ -83,7 +87,7 @@ __device__ __forceinline__ void ldsm_x4_trans(std::uint32_t (&r)[4], const std::
 }
 
 // d += a b on one 16 x 8 tile.
-__device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
+[[maybe_unused]] __device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0,
                                          std::uint32_t b1) {
 #ifdef LSB_BEFORE_SM80
   __trap();
@@ -97,7 +101,7 @@ __device__ __forceinline__ void mma16816(float (&d)[4], const std::uint32_t (&a)
 }
 
 // Two floats rounded to bf16 (nearest even) in one register, `lo` in the low half (the lower index).
-__device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
+[[maybe_unused]] __device__ __forceinline__ std::uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<std::uint32_t*>(&v);
 }
