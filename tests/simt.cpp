@@ -1,4 +1,5 @@
-// The emulated thread block of tests/simt.hpp: fibers on ucontext, one scheduler round per collective.
+// The emulated thread block of tests/simt.hpp: threads as fibers (ucontext), a scheduler that runs each to its
+// next collective and releases the warps and blocks whose threads have all arrived.
 #include "tests/simt.hpp"
 
 #include <ucontext.h>
@@ -98,13 +99,17 @@ void arrive(const char* what, bool block_scope) {
   swapcontext(&f.context, &running->scheduler);
 }
 
-// Deposits this lane's part of a warp collective, waits for the block, and returns the warp's 32 slots.
+// Deposits this lane's part of a warp collective, waits for its warp, and returns the warp's 32 slots.
 template <typename Fill>
 const Slot* exchange(const char* what, Fill fill) {
   const int parity = static_cast<int>(me().phase % 2);
   fill(running->slots[parity][running->current]);
   arrive(what, false);
   return &running->slots[parity][running->current / 32 * 32];
+}
+
+std::string block_name() {
+  return "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ")";
 }
 
 void check_shared(const void* p, std::size_t bytes, const char* what) {
@@ -165,16 +170,11 @@ void* block_static(const void* declaration, std::size_t bytes) {
 
 void fail(const std::string& what) {
   if (running->error.empty())
-    running->error = "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ") thread " +
-                     std::to_string(running->current) + ": " + what;
+    running->error = block_name() + " thread " + std::to_string(running->current) + ": " + what;
   throw Abort{};
 }
 
 namespace {
-
-std::string block_name() {
-  return "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ")";
-}
 
 // Releases what can be released: a warp whose live lanes all wait at the same warp collective (every
 // lane must be live: a collective with exited lanes is an error), and the block once every live thread

@@ -23,8 +23,8 @@
 // the scores and the output); the backward kernels keep their own rows (Q, dO; K, V) in registers.
 // P and dS are rounded to bf16 A fragments as soon as their row sums are taken.
 // Causal: a query block stops after the key tile holding its last row, a key block starts at its own
-// first row; only tiles crossing the diagonal pay the per-element mask. Rows past n are zero operands
-// and count as masked keys.
+// first row (the query blocks with the most tiles run first: query_block); only tiles crossing the
+// diagonal pay the per-element mask. Rows past n are zero operands and count as masked keys.
 
 using bf16 = std::uint16_t;
 constexpr int kWarps = 4, kThreads = 32 * kWarps;
