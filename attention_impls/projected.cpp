@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "nn/device_ops.hpp"
+#include "nn/profile.hpp"
 #include "nn/errors.hpp"
 
 namespace lsb {
@@ -54,7 +55,10 @@ void ProjectedAttention::forward(const float* x, const std::uint8_t* mask, std::
   device_ops::linear_forward(device_, x, rows, D, value_of("wv"), value_of("bv"), D, V_.data());
   device_ops::scale(device_, Q_.data(), rows * D, 1.0f / std::sqrt(static_cast<float>(head_dim())));
 
-  core_forward(keep_for_backward);
+  {
+    LSB_PROFILE("attention core forward");
+    core_forward(keep_for_backward);
+  }
 
   zero_padded_rows(C_);  // padded queries: context rows exactly 0, so y there equals bo
   device_ops::linear_forward(device_, C_.data(), rows, D, value_of("wo"), value_of("bo"), D, y);
@@ -71,7 +75,10 @@ void ProjectedAttention::backward(const float* dy, float* dx) {
                               false);
   zero_padded_rows(dC_);
 
-  core_backward();
+  {
+    LSB_PROFILE("attention core backward");
+    core_backward();
+  }
 
   device_ops::scale(device_, dQ_.data(), rows * D, 1.0f / std::sqrt(static_cast<float>(head_dim())));
   device_ops::linear_backward(device_, dQ_.data(), x_, rows, D, value_of("wq"), D, grad_of("wq"), grad_of("bq"), dx, false);

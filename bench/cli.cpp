@@ -461,6 +461,11 @@ Command add_sweep(CLI::App& app) {
   add_seed(cmd, s->o.seed);
   cmd->add_flag("!--no-progress", s->o.progress, "No progress display");
   add_timing_options(cmd, s->o.timing);
+  cmd->add_option("--profile", s->o.timing.profile_steps,
+                  "Model modes: after the timed steps, this many more under a per-op profile (the report's "
+                  "`profile`: time and calls per step of each op)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   return {cmd, [s](const CommandLine& cmdline) {
             SweepOptions& sw = s->o;
             auto ints = [](const std::string& text, const char* option) { return parse_length_list(text, option); };

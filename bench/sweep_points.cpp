@@ -1,11 +1,15 @@
 #include "bench/sweep_points.hpp"
 
+#include <algorithm>
+#include <functional>
+
 #include <fmt/format.h>
 
 #include "attention_impls/registry.hpp"
 #include "bench/result_fields.hpp"
 #include "model/encoder.hpp"
 #include "nn/optim.hpp"
+#include "nn/profile.hpp"
 #include "nn/random.hpp"
 #include "tasks/registry.hpp"
 
@@ -82,10 +86,27 @@ std::string point_line(const nlohmann::json& r) {
   if (st != "ok")
     return fmt::format("{}: {}: {}{}", what, st, r.value("message", ""),
                        r.contains("repro") ? fmt::format(" (rerun: {})", r["repro"].get<std::string>()) : "");
-  return fmt::format("{}: {:.3f} ms, {:.0f} tok/s, {:.1f} GFLOP/s, peak {}", what,
-                     r["time_s"]["median"].get<double>() * 1e3, r["throughput"]["tokens_per_s"].get<double>(),
-                     r["throughput"]["gflops"].get<double>(),
-                     format_bytes(r["memory"]["peak_tracked_bytes"].get<std::int64_t>()));
+  std::string line = fmt::format("{}: {:.3f} ms, {:.0f} tok/s, {:.1f} GFLOP/s, peak {}", what,
+                                 r["time_s"]["median"].get<double>() * 1e3,
+                                 r["throughput"]["tokens_per_s"].get<double>(), r["throughput"]["gflops"].get<double>(),
+                                 format_bytes(r["memory"]["peak_tracked_bytes"].get<std::int64_t>()));
+  if (r.contains("profile")) {  // a second line: the ops by time, the largest first, down to 1%
+    const auto& ops = r["profile"]["ops"];
+    std::vector<std::pair<double, std::string>> by_time;
+    for (const auto& [name, e] : ops.items()) by_time.emplace_back(e["seconds_per_step"].get<double>(), name);
+    std::sort(by_time.rbegin(), by_time.rend());
+    line += fmt::format("\n  profile, per step ({:.3f} ms over {} steps):", r["profile"]["seconds_per_step"].get<double>() * 1e3,
+                        r["profile"]["steps"].get<int>());
+    std::vector<std::string> parts;
+    for (const auto& [seconds, name] : by_time) {
+      const auto& e = ops[name];
+      if (e["fraction"].get<double>() < 0.01) break;
+      parts.push_back(fmt::format("{} {:.0f}% ({:.3f} ms, {:g} calls)", name, 100 * e["fraction"].get<double>(),
+                                  seconds * 1e3, e["calls_per_step"].get<double>()));
+    }
+    line += " " + fmt::format("{}", fmt::join(parts, "; "));
+  }
+  return line;
 }
 
 nlohmann::json with_id(nlohmann::json res) {
@@ -95,6 +116,22 @@ nlohmann::json with_id(nlohmann::json res) {
 
 nlohmann::json skipped(const nlohmann::json& config, const std::string& why) {
   return with_id({{"kind", "sweep-point"}, {"config", config}, {"status", "skipped"}, {"message", why}});
+}
+
+// `steps` more calls of `step` under a per-op profile (nn/profile.hpp): per op, its time and calls per
+// step and its share of the whole.
+static nlohmann::json profile_json(const std::function<void()>& step, Device dev, int steps) {
+  profile::Collection collection(dev);
+  for (int i = 0; i < steps; ++i) step();
+  const profile::Result result = collection.finish();
+  double total = 0;
+  for (const auto& [name, e] : result) total += e.seconds;
+  nlohmann::json ops = nlohmann::json::object();
+  for (const auto& [name, e] : result)
+    ops[name] = {{"seconds_per_step", e.seconds / steps},
+                 {"calls_per_step", static_cast<double>(e.calls) / steps},
+                 {"fraction", total > 0 ? e.seconds / total : 0.0}};
+  return {{"steps", steps}, {"seconds_per_step", total / steps}, {"ops", ops}};
 }
 
 // One inference step (model-fwd) or optimiser step (train-step) of the LRA encoder, on either device.
@@ -169,6 +206,7 @@ nlohmann::json measure_model_point(const SweepPoint& p, const nlohmann::json& co
     res["memory"]["peak_rss_bytes"] = peak_rss_bytes();
     res["memory"]["peak_rss_scope"] = rss_reset ? "this point" : "process so far (clear_refs not allowed)";
     res["memory"]["tracked_allocations_while_timing"] = ms.allocations;
+    if (timing.profile_steps > 0) res["profile"] = profile_json(step, dev, timing.profile_steps);
   } catch (const OutOfMemory& e) {
     res["status"] = "oom";
     res["message"] = e.what();

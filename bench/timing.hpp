@@ -11,6 +11,7 @@ struct TimingPolicy {
   int min_reps = 5;
   double min_time_s = 1.0;
   double max_time_s = 60.0;  // per-point cap
+  int profile_steps = 0;     // sweep's model points: steps run after the timed ones under a per-op profile
 };
 
 struct TimeStats {

@@ -8,6 +8,7 @@
 #include "nn/cuda/device.hpp"
 #include "nn/device_ops.hpp"
 #include "nn/errors.hpp"
+#include "nn/profile.hpp"
 #include "nn/random.hpp"
 
 namespace lsb {
@@ -336,7 +337,10 @@ double Encoder::forward(const std::int32_t* tokens, const std::uint8_t* mask, co
                            L.ln1_stats.data(), L.ln1_stats.data() + rows);
     // Attention dropout: a stream per (step, layer), apart from the block-output masks' streams.
     L.attn->set_prob_dropout({train ? cfg_.attention_dropout : 0.0f, counter_random(dropout_seed, 1000000 + l)});
-    L.attn->forward(L.h1.data(), s.mask_on, seqs, N, s.work_d.data(), true);
+    {
+      LSB_PROFILE("attention layer forward");  // what the projections and the core leave
+      L.attn->forward(L.h1.data(), s.mask_on, seqs, N, s.work_d.data(), true);
+    }
     if (drop) dropout(L.drop1, s.work_d.data(), dropout_seed * 1000003 + 2 * l);
     ops::add(dev, L.x_in.data(), s.work_d.data(), rows * D, L.x_mid.data());
     ops::layernorm_forward(dev, L.x_mid.data(), rows, D, L.ln2_w->value.data(), L.ln2_b->value.data(), L.h2.data(),
@@ -501,7 +505,10 @@ void Encoder::blocks_backward() {
     // x_mid = x_in + drop1(Attn(LN1(x_in))): dx is now d x_mid.
     Tensor& da = s.work_da;
     through_dropout(L.drop1, da.data());
-    L.attn->backward(da.data(), dout);
+    {
+      LSB_PROFILE("attention layer backward");
+      L.attn->backward(da.data(), dout);
+    }
     ops::layernorm_backward(dev, dout, L.x_in.data(), rows, D, L.ln1_w->value.data(), L.ln1_stats.data(),
                             L.ln1_stats.data() + rows, dx.data(), L.ln1_w->grad.data(), L.ln1_b->grad.data(), true);
   }

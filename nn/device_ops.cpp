@@ -7,6 +7,7 @@
 
 #include "nn/cuda/device.hpp"
 #include "nn/ops.hpp"
+#include "nn/profile.hpp"
 #include "nn/random.hpp"
 
 #if LSBENCH_HAVE_CUDA
@@ -46,18 +47,21 @@ void make_rows_by_id(const std::int32_t* ids, std::int64_t rows, std::int64_t vo
 
 void linear_forward(Device dev, const float* x, std::int64_t rows, std::int64_t in, const float* W, const float* b,
                     std::int64_t out, float* y) {
+  LSB_PROFILE("linear forward");
   LSB_ON_CUDA(dev, linear_forward(x, rows, in, W, b, out, y));
   lsb::linear_forward(x, rows, in, W, b, out, y);
 }
 
 void linear_backward(Device dev, const float* dy, const float* x, std::int64_t rows, std::int64_t in, const float* W,
                      std::int64_t out, float* dW, float* db, float* dx, bool accumulate_dx) {
+  LSB_PROFILE("linear backward");
   LSB_ON_CUDA(dev, linear_backward(dy, x, rows, in, W, out, dW, db, dx, accumulate_dx));
   lsb::linear_backward(dy, x, rows, in, W, out, dW, db, dx, accumulate_dx);
 }
 
 void layernorm_forward(Device dev, const float* x, std::int64_t rows, std::int64_t width, const float* gamma,
                        const float* beta, float* y, float* mean, float* rstd) {
+  LSB_PROFILE("layernorm forward");
   LSB_ON_CUDA(dev, layernorm_forward(x, rows, width, gamma, beta, y, mean, rstd));
   lsb::layernorm_forward(x, rows, width, gamma, beta, y, mean, rstd);
 }
@@ -65,12 +69,14 @@ void layernorm_forward(Device dev, const float* x, std::int64_t rows, std::int64
 void layernorm_backward(Device dev, const float* dy, const float* x, std::int64_t rows, std::int64_t width,
                         const float* gamma, const float* mean, const float* rstd, float* dx, float* dgamma,
                         float* dbeta, bool accumulate_dx) {
+  LSB_PROFILE("layernorm backward");
   LSB_ON_CUDA(dev, layernorm_backward(dy, x, rows, width, gamma, mean, rstd, dx, dgamma, dbeta, accumulate_dx));
   lsb::layernorm_backward(dy, x, rows, width, gamma, mean, rstd, dx, dgamma, dbeta, accumulate_dx);
 }
 
 void embedding_forward(Device dev, const std::int32_t* ids, const float* tok_emb, const float* pos_emb,
                        const float* cls, std::int64_t rows, std::int64_t N, std::int64_t D, float* x) {
+  LSB_PROFILE("embedding forward");
   LSB_ON_CUDA(dev, embedding_forward(ids, tok_emb, pos_emb, cls, rows, N, D, x));
   for (std::int64_t r = 0; r < rows; ++r) {
     const float* e = ids[r] < 0 ? cls : tok_emb + ids[r] * D;
@@ -82,6 +88,7 @@ void embedding_forward(Device dev, const std::int32_t* ids, const float* tok_emb
 void embedding_backward(Device dev, const float* dx, const std::int32_t* rows_by_id, const std::int64_t* starts,
                         std::int64_t vocab, std::int64_t rows, std::int64_t N, std::int64_t D, float* dtok,
                         float* dpos, float* dcls) {
+  LSB_PROFILE("embedding backward");
   LSB_ON_CUDA(dev, embedding_backward(dx, rows_by_id, starts, vocab, rows, N, D, dtok, dpos, dcls));
   for (std::int64_t g = 0; g < vocab + 1; ++g) {  // group 0: the cls rows; group g: id g - 1
     float* de = g == 0 ? dcls : dtok + (g - 1) * D;
@@ -94,42 +101,49 @@ void embedding_backward(Device dev, const float* dx, const std::int32_t* rows_by
 }
 
 void gelu_forward(Device dev, const float* m, std::int64_t count, float* g) {
+  LSB_PROFILE("gelu forward");
   LSB_ON_CUDA(dev, gelu_forward(m, count, g));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) g[i] = gelu(m[i]);
 }
 
 void gelu_backward(Device dev, const float* m, std::int64_t count, float* d) {
+  LSB_PROFILE("gelu backward");
   LSB_ON_CUDA(dev, gelu_backward(m, count, d));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) d[i] *= gelu_grad(m[i]);
 }
 
 void add(Device dev, const float* a, const float* b, std::int64_t count, float* out) {
+  LSB_PROFILE("add");
   LSB_ON_CUDA(dev, add(a, b, count, out));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) out[i] = a[i] + b[i];
 }
 
 void multiply(Device dev, float* v, const float* mask, std::int64_t count) {
+  LSB_PROFILE("multiply");
   LSB_ON_CUDA(dev, multiply(v, mask, count));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) v[i] *= mask[i];
 }
 
 void multiply_into(Device dev, const float* d, const float* mask, std::int64_t count, float* out) {
+  LSB_PROFILE("multiply into");
   LSB_ON_CUDA(dev, multiply_into(d, mask, count, out));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) out[i] = d[i] * mask[i];
 }
 
 void scale(Device dev, float* p, std::int64_t count, float factor) {
+  LSB_PROFILE("scale");
   LSB_ON_CUDA(dev, scale(p, count, factor));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) p[i] *= factor;
 }
 
 void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float* mask, std::int64_t count) {
+  LSB_PROFILE("dropout forward");
   LSB_ON_CUDA(dev, dropout_forward(seed, keep, v, mask, count));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) {
@@ -139,16 +153,19 @@ void dropout_forward(Device dev, std::uint64_t seed, float keep, float* v, float
 }
 
 void copy(Device dev, const float* from, std::int64_t count, float* to) {
+  LSB_PROFILE("copy");
   if (dev == Device::cuda) return cuda::copy(to, from, sizeof(float) * static_cast<std::size_t>(count));
   std::memcpy(to, from, sizeof(float) * static_cast<std::size_t>(count));
 }
 
 void set_bytes(Device dev, void* p, int byte, std::size_t bytes) {
+  LSB_PROFILE("set bytes");
   if (dev == Device::cuda) return cuda::device_memset(p, byte, bytes);
   std::memset(p, byte, bytes);
 }
 
 void zero_masked_rows(Device dev, float* t, const std::uint8_t* mask, std::int64_t rows, std::int64_t cols) {
+  LSB_PROFILE("zero masked rows");
   LSB_ON_CUDA(dev, zero_masked_rows(t, mask, rows, cols));
   for (std::int64_t r = 0; r < rows; ++r)
     if (!mask[r]) std::memset(t + r * cols, 0, static_cast<std::size_t>(cols) * sizeof(float));
@@ -156,6 +173,7 @@ void zero_masked_rows(Device dev, float* t, const std::uint8_t* mask, std::int64
 
 void mean_pool_forward(Device dev, const float* xf, const std::uint8_t* mask, std::int64_t seqs, std::int64_t N,
                        std::int64_t D, float* pooled, float* counts, float divisor) {
+  LSB_PROFILE("mean pool forward");
   LSB_ON_CUDA(dev, mean_pool_forward(xf, mask, seqs, N, D, pooled, counts, divisor));
   for (std::int64_t s = 0; s < seqs; ++s) {
     float* out = pooled + s * D;
@@ -174,6 +192,7 @@ void mean_pool_forward(Device dev, const float* xf, const std::uint8_t* mask, st
 
 void mean_pool_backward(Device dev, const float* dpooled, const std::uint8_t* mask, const float* counts,
                         std::int64_t seqs, std::int64_t N, std::int64_t D, float* dxf) {
+  LSB_PROFILE("mean pool backward");
   LSB_ON_CUDA(dev, mean_pool_backward(dpooled, mask, counts, seqs, N, D, dxf));
   for (std::int64_t s = 0; s < seqs; ++s)
     for (std::int64_t t = 0; t < N; ++t)
@@ -182,18 +201,21 @@ void mean_pool_backward(Device dev, const float* dpooled, const std::uint8_t* ma
 }
 
 void cls_pool_forward(Device dev, const float* xf, std::int64_t seqs, std::int64_t N, std::int64_t D, float* pooled) {
+  LSB_PROFILE("cls pool forward");
   LSB_ON_CUDA(dev, cls_pool_forward(xf, seqs, N, D, pooled));
   for (std::int64_t s = 0; s < seqs; ++s) std::memcpy(pooled + s * D, xf + s * N * D, sizeof(float) * D);
 }
 
 void cls_pool_backward(Device dev, const float* dpooled, std::int64_t seqs, std::int64_t N, std::int64_t D,
                        float* dxf) {
+  LSB_PROFILE("cls pool backward");
   LSB_ON_CUDA(dev, cls_pool_backward(dpooled, seqs, N, D, dxf));
   std::fill(dxf, dxf + seqs * N * D, 0.0f);
   for (std::int64_t s = 0; s < seqs; ++s) std::memcpy(dxf + s * N * D, dpooled + s * D, sizeof(float) * D);
 }
 
 void pair_features_forward(Device dev, const float* pooled, std::int64_t b, std::int64_t D, float* features) {
+  LSB_PROFILE("pair features forward");
   LSB_ON_CUDA(dev, pair_features_forward(pooled, b, D, features));
   for (std::int64_t i = 0; i < b; ++i) {
     const float* u = pooled + i * D;
@@ -210,6 +232,7 @@ void pair_features_forward(Device dev, const float* pooled, std::int64_t b, std:
 
 void pair_features_backward(Device dev, const float* pooled, const float* dfeatures, std::int64_t b, std::int64_t D,
                             float* dpooled) {
+  LSB_PROFILE("pair features backward");
   LSB_ON_CUDA(dev, pair_features_backward(pooled, dfeatures, b, D, dpooled));
   for (std::int64_t i = 0; i < b; ++i) {
     const float* u = pooled + i * D;
@@ -223,11 +246,13 @@ void pair_features_backward(Device dev, const float* pooled, const float* dfeatu
 }
 
 void relu_forward(Device dev, const float* pre, std::int64_t count, float* h) {
+  LSB_PROFILE("relu forward");
   LSB_ON_CUDA(dev, relu_forward(pre, count, h));
   for (std::int64_t i = 0; i < count; ++i) h[i] = std::max(pre[i], 0.0f);
 }
 
 void relu_backward(Device dev, const float* pre, std::int64_t count, float* d) {
+  LSB_PROFILE("relu backward");
   LSB_ON_CUDA(dev, relu_backward(pre, count, d));
   for (std::int64_t i = 0; i < count; ++i)
     if (pre[i] <= 0.0f) d[i] = 0.0f;
@@ -235,6 +260,7 @@ void relu_backward(Device dev, const float* pre, std::int64_t count, float* d) {
 
 void softmax_cross_entropy(Device dev, const float* logits, const int* labels, std::int64_t b, std::int64_t C,
                            float* probs, double* loss) {
+  LSB_PROFILE("softmax cross entropy");
   LSB_ON_CUDA(dev, softmax_cross_entropy(logits, labels, b, C, probs, loss));
 #pragma omp parallel for schedule(static) if (b * C > kParallelFrom)
   for (std::int64_t i = 0; i < b; ++i) {
@@ -250,6 +276,7 @@ void softmax_cross_entropy(Device dev, const float* logits, const int* labels, s
 
 void cross_entropy_backward(Device dev, const float* probs, const int* labels, std::int64_t b, std::int64_t C,
                             float divisor, float* dlogits) {
+  LSB_PROFILE("cross entropy backward");
   LSB_ON_CUDA(dev, cross_entropy_backward(probs, labels, b, C, divisor, dlogits));
 #pragma omp parallel for schedule(static) if (b * C > kParallelFrom)
   for (std::int64_t i = 0; i < b; ++i)
@@ -259,6 +286,7 @@ void cross_entropy_backward(Device dev, const float* probs, const int* labels, s
 
 void adamw_update(Device dev, float* p, const float* g, float* m, float* v, std::int64_t count, float beta1,
                   float beta2, float decay, float step_size, float inv_sqrt_c2, float eps) {
+  LSB_PROFILE("adamw update");
   LSB_ON_CUDA(dev, adamw_update(p, g, m, v, count, beta1, beta2, decay, step_size, inv_sqrt_c2, eps));
 #pragma omp parallel for simd schedule(static) if (count > kParallelFrom)
   for (std::int64_t i = 0; i < count; ++i) {
@@ -270,6 +298,7 @@ void adamw_update(Device dev, float* p, const float* g, float* m, float* v, std:
 }
 
 double sum_of_squares(Device dev, const std::vector<std::pair<const float*, std::int64_t>>& tensors) {
+  LSB_PROFILE("sum of squares");
   LSB_ON_CUDA(dev, sum_of_squares(tensors));
   double ss = 0;
   for (const auto& [x, count] : tensors)

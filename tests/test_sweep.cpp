@@ -152,6 +152,49 @@ TEST_CASE("precision is a sweep axis: bf16 points name it, and bf16 on CUDA is s
   CHECK(ids.size() == 8);  // the precision is part of every point's id
 }
 
+// --profile: the ops of a training step, each call counted (LayerNorm: two per layer and the final one;
+// linear: four projections and two MLP products per layer, two in the head; the attention core once
+// per layer each way), the shares adding up to the whole, the step's time split without overlap.
+TEST_CASE("sweep --profile splits a training step by op and counts every call", "[sweep][cli]") {
+  const auto dir = test::fresh_dir("sweep_profile");
+  const std::string out = (dir / "s.json").string();
+  const auto r = test::run_cli("sweep --variants flash,ls:w=8,r=4 --n 64 --batch 2 --dim 16 --heads 2 --layers 2 "
+                               "--mode train-step,model-fwd --task listops --profile 2 --out " + out + kQuick);
+  INFO(r.output);
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.output, Catch::Contains("profile, per step"));
+  const auto rep = read_report(out);
+  REQUIRE(rep["results"].size() == 4);
+  for (const auto& x : rep["results"]) {
+    INFO(x["config"].dump());
+    REQUIRE(x["status"] == "ok");
+    const bool train = x["config"]["mode"] == "train-step";
+    const auto& p = x["profile"];
+    CHECK(p["steps"] == 2);
+    const auto& ops = p["ops"];
+    auto calls = [&](const char* op) { return ops.contains(op) ? ops[op]["calls_per_step"].get<double>() : 0.0; };
+    CHECK(calls("layernorm forward") == 5);
+    CHECK(calls("linear forward") == 14);
+    CHECK(calls("attention core forward") == 2);
+    CHECK(calls("attention core backward") == (train ? 2 : 0));
+    CHECK(calls("layernorm backward") == (train ? 5 : 0));
+    CHECK(calls("adamw update") == (train ? x["config"]["variant"] == "flash" ? 40 : 52 : 0));
+    double fractions = 0, seconds = 0;
+    for (const auto& [name, e] : ops.items()) {
+      fractions += e["fraction"].get<double>();
+      seconds += e["seconds_per_step"].get<double>();
+    }
+    CHECK(fractions == Approx(1.0).epsilon(1e-9));
+    CHECK(seconds == Approx(p["seconds_per_step"].get<double>()).epsilon(1e-9));
+    CHECK(p["seconds_per_step"].get<double>() > 0);
+  }
+  // Without --profile, no profile.
+  const std::string plain = (dir / "plain.json").string();
+  REQUIRE(test::run_cli("sweep --variants flash --n 64 --batch 1 --dim 16 --heads 2 --layers 1 --mode train-step "
+                        "--task listops --out " + plain + kQuick).code == 0);
+  CHECK_FALSE(read_report(plain)["results"][0].contains("profile"));
+}
+
 TEST_CASE("a sweep records oom and skipped points with reasons and goes on", "[sweep][cli]") {
   const auto dir = test::fresh_dir("sweep_oom");
   const std::string out = (dir / "s.json").string();

@@ -117,4 +117,30 @@ double EventTimer::stop_ms() {
   return ms;
 }
 
+EventTimeline::~EventTimeline() {
+  for (void* e : events_) cudaEventDestroy(static_cast<cudaEvent_t>(e));
+}
+
+void EventTimeline::mark() {
+  if (used_ == events_.size()) {
+    cudaEvent_t e;
+    LSB_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+  LSB_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(events_[used_++])));
+}
+
+std::vector<double> EventTimeline::intervals_s() {
+  std::vector<double> out;
+  if (used_ > 0) LSB_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(events_[used_ - 1])));
+  for (std::size_t i = 1; i < used_; ++i) {
+    float ms = 0;
+    LSB_CUDA_CHECK(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(events_[i - 1]),
+                                        static_cast<cudaEvent_t>(events_[i])));
+    out.push_back(ms / 1e3);
+  }
+  used_ = 0;
+  return out;
+}
+
 }  // namespace lsb::cuda

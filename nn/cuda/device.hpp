@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "nn/errors.hpp"
 
@@ -75,6 +76,23 @@ class EventTimer {
  private:
   void* begin_ = nullptr;
   void* end_ = nullptr;
+};
+
+// Boundaries on the default stream's timeline: mark() records an event (from a pool that grows as
+// needed); intervals_s() synchronises on the last one and returns the seconds between each pair of
+// consecutive marks, then starts over.
+class EventTimeline {
+ public:
+  EventTimeline() = default;
+  ~EventTimeline();
+  EventTimeline(const EventTimeline&) = delete;
+  EventTimeline& operator=(const EventTimeline&) = delete;
+  void mark();
+  std::vector<double> intervals_s();
+
+ private:
+  std::vector<void*> events_;
+  std::size_t used_ = 0;
 };
 
 }  // namespace lsb::cuda

@@ -24,4 +24,7 @@ EventTimer::EventTimer() { throw std::runtime_error(unavailable_reason()); }
 EventTimer::~EventTimer() = default;
 void EventTimer::start() {}
 double EventTimer::stop_ms() { return 0; }
+EventTimeline::~EventTimeline() = default;
+void EventTimeline::mark() { throw std::runtime_error(unavailable_reason()); }
+std::vector<double> EventTimeline::intervals_s() { return {}; }
 }  // namespace lsb::cuda
