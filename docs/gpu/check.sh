@@ -9,7 +9,8 @@
 #   interop.txt      `model run` of tests/golden/interop on cpu, cuda and cuda bf16, compared with the golden
 #                    float64 logits (the whole model on the GPU against an independent implementation)
 #   train-step.txt   sweep --mode train-step of the lra-small model on text, b=32, every variant, n 1K and 4K,
-#                    fp32 (train-step.json) then bf16 (train-step-bf16.json)
+#                    fp32 (train-step.json) then bf16 (train-step-bf16.json), each point with its per-op
+#                    profile (--profile 3: time per op on CUDA events, launch gaps included)
 #   profile.txt      nsys's summaries (kernels, CUDA API) of two lra-small train-step points, where nsys exists
 #   exact.txt        exact attention fwd+bwd in bf16, n 1K..32K, bidirectional and causal, D=1024 h=16 and
 #                    D=512 h=8: lsbench's flash, cudnn (cuDNN's fused attention) and PyTorch's SDPA
@@ -96,11 +97,11 @@ export B
 part interop interop.txt 60 bash -c interop
 part train-step train-step.txt 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
   --mlp-dim 128 --batch 32 --variants full,flash,linformer:k=256,sliding:R=64,ls:w=8,r=32,lsra,nystromformer,performer \
-  --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --out "$OUT/train-step.json"
+  --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --profile 3 --out "$OUT/train-step.json"
 # The same step in bf16: cuBLAS on tensor cores and flash on its tensor-core kernels.
 part train-step-bf16 train-step.txt 90 $B sweep --mode train-step --device cuda --task text --dim 64 --heads 2 --layers 2 \
   --mlp-dim 128 --batch 32 --variants full,flash,linformer:k=256,sliding:R=64,ls:w=8,r=32,lsra,nystromformer,performer \
-  --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --precision bf16 --out "$OUT/train-step-bf16.json"
+  --n 1024,4096 --min-time 0.3 --max-time 3 --no-progress --profile 3 --precision bf16 --out "$OUT/train-step-bf16.json"
 # Where the train step's time goes (issue #36 item 3: launches, fusions): nsys's kernel and API summaries
 # of two points, where the machine has Nsight Systems.
 NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -1)
