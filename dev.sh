@@ -12,7 +12,7 @@ PACKAGES=(cmake ninja-build g++ git libdnnl-dev ocl-icd-opencl-dev libcli11-dev 
 BUILD=build/release
 # The Catch2 tags the sanitizer build runs (dev.sh test). Not the sweep tests (minutes each there; and
 # the compare gate's test times two sweeps against a 1 ms threshold, which the sanitizers' slowdown exceeds).
-SANITIZED_TESTS="[npy],[report],[interop],[machine],[pathfinder]~[distribution],[listops],[optim],[memory],[matmul],[compare]~[sweep],[registry]~[sweep],[hardening],[encoder],[attention],[lm][data]~[smoke]"
+SANITIZED_TESTS="[npy],[profile],[report],[interop],[machine],[pathfinder]~[distribution],[listops],[optim],[memory],[matmul],[compare]~[sweep],[registry]~[sweep],[hardening],[encoder],[attention],[lm][data]~[smoke]"
 
 install_missing() {
   local missing=()

@@ -118,10 +118,17 @@ nlohmann::json skipped(const nlohmann::json& config, const std::string& why) {
   return with_id({{"kind", "sweep-point"}, {"config", config}, {"status", "skipped"}, {"message", why}});
 }
 
-// `steps` more calls of `step` under a per-op profile (nn/profile.hpp): per op, its time and calls per
-// step and its share of the whole.
+// `steps` more calls of `step` under a per-op profile (nn/profile.hpp), after one that prepares it: per
+// op, its time and calls per step and its share of the whole.
 static nlohmann::json profile_json(const std::function<void()>& step, Device dev, int steps) {
-  profile::Collection collection(dev);
+  std::size_t marks_per_step = 0;
+  {  // one step, not counted, to learn how many boundaries a step marks (CUDA: events made up front)
+    profile::Collection probe(dev);
+    step();
+    marks_per_step = probe.marks();
+    probe.finish();
+  }
+  profile::Collection collection(dev, marks_per_step * steps);
   for (int i = 0; i < steps; ++i) step();
   const profile::Result result = collection.finish();
   double total = 0;

@@ -31,11 +31,14 @@ namespace {
 Collection::Impl* open_collection = nullptr;
 }
 
-Collection::Collection(Device device) : impl_(std::make_unique<Impl>()) {
+Collection::Collection(Device device, std::size_t expected_marks) : impl_(std::make_unique<Impl>()) {
   if (open_collection) throw std::logic_error("profile: a collection is already open");
   impl_->device = device;
   impl_->host_thread = std::this_thread::get_id();
-  if (device == Device::cuda) impl_->events = std::make_unique<cuda::EventTimeline>();
+  if (device == Device::cuda) {
+    impl_->events = std::make_unique<cuda::EventTimeline>();
+    impl_->events->reserve(expected_marks + 2);
+  }
   open_collection = impl_.get();
   impl_->mark();
 }
@@ -43,6 +46,8 @@ Collection::Collection(Device device) : impl_(std::make_unique<Impl>()) {
 Collection::~Collection() {
   if (open_collection == impl_.get()) open_collection = nullptr;
 }
+
+std::size_t Collection::marks() const { return impl_->owner.size(); }
 
 Result Collection::finish() {
   Impl& c = *impl_;

@@ -8,6 +8,7 @@
 // the GPU's idle time while the host was still issuing the op's work: a launch-bound op shows as one
 // whose time exceeds its kernels'.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -26,12 +27,15 @@ constexpr const char* kOutside = "(outside any op)";
 
 class Collection {
  public:
-  explicit Collection(Device device);
+  // `expected_marks`: boundaries to prepare for (CUDA events are created up front, not while timing).
+  explicit Collection(Device device, std::size_t expected_marks = 0);
   ~Collection();
   Collection(const Collection&) = delete;
   Collection& operator=(const Collection&) = delete;
   // Closes the timeline (synchronising the GPU) and returns the time per op since the collection opened.
   Result finish();
+  // Boundaries marked so far (two per op call, one at the opening).
+  std::size_t marks() const;
 
   struct Impl;
 

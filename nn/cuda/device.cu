@@ -121,6 +121,14 @@ EventTimeline::~EventTimeline() {
   for (void* e : events_) cudaEventDestroy(static_cast<cudaEvent_t>(e));
 }
 
+void EventTimeline::reserve(std::size_t marks) {
+  while (events_.size() < marks) {
+    cudaEvent_t e;
+    LSB_CUDA_CHECK(cudaEventCreate(&e));
+    events_.push_back(e);
+  }
+}
+
 void EventTimeline::mark() {
   if (used_ == events_.size()) {
     cudaEvent_t e;

@@ -87,6 +87,7 @@ class EventTimeline {
   ~EventTimeline();
   EventTimeline(const EventTimeline&) = delete;
   EventTimeline& operator=(const EventTimeline&) = delete;
+  void reserve(std::size_t marks);  // creates the events of that many marks now
   void mark();
   std::vector<double> intervals_s();
 

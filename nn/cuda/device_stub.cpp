@@ -25,6 +25,7 @@ EventTimer::~EventTimer() = default;
 void EventTimer::start() {}
 double EventTimer::stop_ms() { return 0; }
 EventTimeline::~EventTimeline() = default;
+void EventTimeline::reserve(std::size_t) { throw std::runtime_error(unavailable_reason()); }
 void EventTimeline::mark() { throw std::runtime_error(unavailable_reason()); }
 std::vector<double> EventTimeline::intervals_s() { return {}; }
 }  // namespace lsb::cuda
