@@ -95,8 +95,8 @@ std::string point_line(const nlohmann::json& r) {
     std::vector<std::pair<double, std::string>> by_time;
     for (const auto& [name, e] : ops.items()) by_time.emplace_back(e["seconds_per_step"].get<double>(), name);
     std::sort(by_time.rbegin(), by_time.rend());
-    line += fmt::format("\n  profile, per step ({:.3f} ms over {} steps):", r["profile"]["seconds_per_step"].get<double>() * 1e3,
-                        r["profile"]["steps"].get<int>());
+    line += fmt::format("\n  profile, per step ({:.3f} ms over {} steps):",
+                        r["profile"]["seconds_per_step"].get<double>() * 1e3, r["profile"]["steps"].get<int>());
     std::vector<std::string> parts;
     for (const auto& [seconds, name] : by_time) {
       const auto& e = ops[name];

@@ -11,12 +11,12 @@ namespace lsb::profile {
 
 struct Collection::Impl {
   Device device;
-  std::thread::id host_thread;         // scopes on other threads (inside a parallel region) are not timed
-  std::vector<const char*> stack;      // open scopes, innermost last
-  std::vector<const char*> owner;      // owner[i]: the op the interval after boundary i belongs to
+  std::thread::id host_thread;     // scopes on other threads (inside a parallel region) are not timed
+  std::vector<const char*> stack;  // open scopes, innermost last
+  std::vector<const char*> owner;  // owner[i]: the op the interval after boundary i belongs to
   std::vector<std::chrono::steady_clock::time_point> host;  // CPU boundaries
   std::unique_ptr<cuda::EventTimeline> events;              // GPU boundaries
-  Result calls_only;  // the calls of each op (their seconds come in finish())
+  Result calls_only;                                        // the calls of each op (their seconds come in finish())
 
   void mark() {
     owner.push_back(stack.empty() ? kOutside : stack.back());

@@ -108,9 +108,7 @@ const Slot* exchange(const char* what, Fill fill) {
   return &running->slots[parity][running->current / 32 * 32];
 }
 
-std::string block_name() {
-  return "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ")";
-}
+std::string block_name() { return "block (" + std::to_string(blockIdx.x) + ", " + std::to_string(blockIdx.y) + ")"; }
 
 void check_shared(const void* p, std::size_t bytes, const char* what) {
   const auto* c = static_cast<const unsigned char*>(p);
@@ -237,7 +235,9 @@ void run_block(Block& block, unsigned threads) {
       std::string waits;
       for (unsigned t = 0; t < threads; t += 32)
         waits += " thread " + std::to_string(t) + ": " +
-                 (block.fibers[t].done ? "ended" : block.fibers[t].waiting ? block.fibers[t].waiting : "running");
+                 (block.fibers[t].done      ? "ended"
+                  : block.fibers[t].waiting ? block.fibers[t].waiting
+                                            : "running");
       throw std::runtime_error("simt: " + block_name() + ": deadlock (" + waits + " )");
     }
   }

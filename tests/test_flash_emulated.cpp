@@ -4,14 +4,13 @@
 // the pipeline of double-buffered tiles, the fragment maps, the masks, the causal tile bounds and the
 // online softmax) and the fp32 kernels (flash_fp32_kernels.cuh), tested on every machine. The same
 // comparisons run on a GPU in test_cuda.cpp.
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "attention_impls/cuda/flash.hpp"
 #include "attention_impls/cuda/mma_tiles.hpp"
@@ -24,11 +23,13 @@ namespace lsb {
 namespace {
 namespace emulated {
 
-#include "tests/simt_dialect.hpp"
+#include "tests/simt_dialect.hpp"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/flash_bf16_kernels.cuh"
 }  // namespace emulated
 namespace emulated_fp32 {
-#include "tests/simt_dialect.hpp"
+#include "tests/simt_dialect.hpp"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/flash_fp32_kernels.cuh"
 }  // namespace emulated_fp32
 namespace emulated {
@@ -41,8 +42,7 @@ std::vector<std::uint16_t> pack(const std::vector<float>& src, const HeadLayout&
   std::vector<std::uint16_t> dst(elements, 0xffff);  // every element must be written
   auto* out = reinterpret_cast<std::uint32_t*>(dst.data());
   // Two blocks: the grid-stride loop covers the rest.
-  simt::launch(2, 1, kThreads, 0,
-               [&] { pack_kernel(src.data(), L, mma::packed_dim(L.d), elements / 2, out); });
+  simt::launch(2, 1, kThreads, 0, [&] { pack_kernel(src.data(), L, mma::packed_dim(L.d), elements / 2, out); });
   return dst;
 }
 
@@ -143,17 +143,17 @@ TEST_CASE("the emulated thread block refuses stray copies and divergent collecti
   std::vector<std::uint16_t> buffer(64);
   simt::clear_globals();
   simt::register_global(buffer.data(), buffer.size() * 2);
-  CHECK_THROWS_WITH(simt::launch(1, 1, 32, 64,
-                                 [&] {
-                                   emulated::cp_async16(simt::shared_memory(), buffer.data() + 64);
-                                 }),
-                    Catch::Contains("outside every registered global buffer"));
+  CHECK_THROWS_WITH(
+      simt::launch(1, 1, 32, 64, [&] { emulated::cp_async16(simt::shared_memory(), buffer.data() + 64); }),
+      Catch::Contains("outside every registered global buffer"));
   // Lanes of one warp at different collectives, a shuffle some lanes have left, and a warp split
   // between __syncthreads and a shuffle (a deadlock on the GPU).
   CHECK_THROWS_WITH(simt::launch(1, 1, 64, 0,
                                  [&] {
-                                   if (simt::threadIdx.x % 32 < 16) emulated::lane_xor(1.0f, 1);
-                                   else simt::warp_sync();
+                                   if (simt::threadIdx.x % 32 < 16)
+                                     emulated::lane_xor(1.0f, 1);
+                                   else
+                                     simt::warp_sync();
                                  }),
                     Catch::Contains("waits at"));
   CHECK_THROWS_WITH(simt::launch(1, 1, 32, 0,
@@ -164,8 +164,10 @@ TEST_CASE("the emulated thread block refuses stray copies and divergent collecti
                     Catch::Contains("exited"));
   CHECK_THROWS_WITH(simt::launch(1, 1, 64, 0,
                                  [&] {
-                                   if (simt::threadIdx.x % 32 < 16) emulated::block_sync();
-                                   else emulated::lane_xor(1.0f, 1);
+                                   if (simt::threadIdx.x % 32 < 16)
+                                     emulated::block_sync();
+                                   else
+                                     emulated::lane_xor(1.0f, 1);
                                  }),
                     Catch::Contains("deadlock"));
   // Warps that leave early do not hold up __syncthreads of the others, as on the GPU.

@@ -4,11 +4,10 @@
 // with a real position) and to the real window keys u in [t - w + 1, t]. The layer around the kernels
 // (LN_L, the chunk projection and LN_G, cuBLAS products) is the CUDA module's and is tested on a GPU.
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "nn/host_device.hpp"
 #include "nn/random.hpp"
@@ -17,7 +16,8 @@
 namespace lsb {
 namespace {
 namespace emulated {
-#include "tests/simt_dialect.hpp"
+#include "tests/simt_dialect.hpp"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/ls_causal_kernels.cuh"
 }  // namespace emulated
 
@@ -31,16 +31,16 @@ struct Problem {
   std::int64_t D() const { return h * d; }
   std::int64_t nc() const { return n / l; }
   std::vector<float> Q{}, Kt{}, Vt{}, Kc{}, Vc{}, dC{};  // (b, n, D) and (b, n/l*r, D)
-  std::vector<std::uint8_t> mask{};         // (b, n)
-  std::vector<float> chunk_real{};          // (b, n/l)
+  std::vector<std::uint8_t> mask{};                      // (b, n)
+  std::vector<float> chunk_real{};                       // (b, n/l)
 };
 
 Reference reference(const Problem& p, const std::vector<float>& C_in) {
   const std::int64_t D = p.D(), nk = p.nc() * p.r;
-  Reference r{std::vector<double>(p.Q.size()),     std::vector<double>(p.b * p.h * p.n),
+  Reference r{std::vector<double>(p.Q.size()),      std::vector<double>(p.b * p.h * p.n),
               std::vector<double>(p.b * p.h * p.n), std::vector<double>(p.Q.size()),
-              std::vector<double>(p.Q.size()),     std::vector<double>(p.Q.size()),
-              std::vector<double>(p.Kc.size()),    std::vector<double>(p.Kc.size())};
+              std::vector<double>(p.Q.size()),      std::vector<double>(p.Q.size()),
+              std::vector<double>(p.Kc.size()),     std::vector<double>(p.Kc.size())};
   for (std::int64_t bi = 0; bi < p.b; ++bi)
     for (std::int64_t hi = 0; hi < p.h; ++hi)
       for (std::int64_t t = 0; t < p.n; ++t) {
@@ -112,7 +112,8 @@ double rel_err(const std::vector<float>& got, const std::vector<double>& want) {
 // chunk of l = 8, then no compression (r = 0), then compression only (w = 0: the first chunk's queries
 // see nothing, lse = -inf, C = 0); n = 72 (more than 32 keys for the late queries: the 32-key loop runs
 // twice).
-TEST_CASE("causal ls's CUDA kernels on an emulated thread block equal the float64 definition", "[mma][emulated][causal]") {
+TEST_CASE("causal ls's CUDA kernels on an emulated thread block equal the float64 definition",
+          "[mma][emulated][causal]") {
   struct Shape {
     std::int64_t w, r;
   };
@@ -157,8 +158,8 @@ TEST_CASE("causal ls's CUDA kernels on an emulated thread block equal the float6
 
     std::vector<float> delta(p.b * p.h * p.n, NAN), dQ(size, NAN), dKt(size, NAN), dVt(size, NAN);
     simt::launch(row_blocks, bh, emulated::kThreads, 0, [&] {
-      emulated::causal_ls_dq_kernel(s, p.Q.data(), p.Kt.data(), p.Vt.data(), Kc, Vc, p.mask.data(),
-                                    p.chunk_real.data(), C.data(), p.dC.data(), lse.data(), delta.data(), dQ.data());
+      emulated::causal_ls_dq_kernel(s, p.Q.data(), p.Kt.data(), p.Vt.data(), Kc, Vc, p.mask.data(), p.chunk_real.data(),
+                                    C.data(), p.dC.data(), lse.data(), delta.data(), dQ.data());
     });
     CHECK(rel_err(delta, ref.delta) <= 1e-5);
     CHECK(rel_err(dQ, ref.dQ) <= 1e-5);

@@ -5,14 +5,13 @@
 // themselves is in test_cuda.cpp.
 #include <algorithm>
 #include <array>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <set>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "attention_impls/cuda/mma_tiles.hpp"
 #include "nn/matmul.hpp"
@@ -235,7 +234,7 @@ TEST_CASE("packed rows hold every block's rows and tiles and the causal bounds l
         const std::int64_t last_query = std::min(q0 + block, n) - 1;
         REQUIRE(end == last_query + 1);  // every key a query of the block sees, and none after
         for (std::int64_t u0 = 0; u0 < end; u0 += 64) {
-          REQUIRE(u0 + 64 <= rows);  // the tile is whole packed rows
+          REQUIRE(u0 + 64 <= rows);                                        // the tile is whole packed rows
           if (!mma::crosses_diagonal(u0, 64, q0)) REQUIRE(u0 + 63 <= q0);  // unmasked: no key after any query
         }
       }

@@ -3,11 +3,10 @@
 // float64 from its definition: C_t = sum_{u <= t} (A_t . B_u) v_u / sum_{u <= t} A_t . B_u, and its
 // gradients. The feature projections around them are cuBLAS products (tested on a GPU).
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
 #include <vector>
-
-#include <catch2/catch.hpp>
 
 #include "nn/host_device.hpp"
 #include "nn/random.hpp"
@@ -16,7 +15,8 @@
 namespace lsb {
 namespace {
 namespace emulated {
-#include "tests/simt_dialect.hpp"
+#include "tests/simt_dialect.hpp"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/performer_kernels.cuh"
 }  // namespace emulated
 
@@ -96,8 +96,7 @@ TEST_CASE("performer's causal CUDA kernels on an emulated thread block equal the
   simt::launch(static_cast<unsigned>((bh * width + kThreads - 1) / kThreads), 1, kThreads, 0,
                [&] { emulated::chunk_prefix_kernel(gstates.data(), bh, nc, width, true); });
   simt::launch(static_cast<unsigned>(rows), 1, kThreads, 0, [&] {
-    emulated::causal_query_grad_kernel(B.data(), Vrows, states.data(), dnum.data(), dden.data(), n, m, d,
-                                       dA.data());
+    emulated::causal_query_grad_kernel(B.data(), Vrows, states.data(), dnum.data(), dden.data(), n, m, d, dA.data());
   });
   simt::launch(static_cast<unsigned>(rows), 1, kThreads, 0, [&] {
     emulated::causal_key_grad_kernel(A.data(), B.data(), Vrows, mask.data(), gstates.data(), dnum.data(), dden.data(),
@@ -130,7 +129,8 @@ TEST_CASE("performer's causal CUDA kernels on an emulated thread block equal the
           if (real) dB_ref[ru * m + j] += dT * A[rt * m + j];
         }
         const double w = dot_ab(g, t, u);
-        for (std::int64_t e = 0; e < d; ++e) dV_ref[((g / heads) * n + u) * D + (g % heads) * d + e] += w * dnum_ref[rt * d + e];
+        for (std::int64_t e = 0; e < d; ++e)
+          dV_ref[((g / heads) * n + u) * D + (g % heads) * d + e] += w * dnum_ref[rt * d + e];
       }
   CHECK(rel_err(dnum, dnum_ref) <= 1e-5);
   CHECK(rel_err(dden, dden_ref) <= 1e-5);
@@ -141,7 +141,8 @@ TEST_CASE("performer's causal CUDA kernels on an emulated thread block equal the
 
 // The causal feature maps from P = w . x: queries exp(s P_j - s^2 |x|^2 / 2 + |w_j|^2 / 2 - their row
 // maximum) / sqrt(m), keys exp(s P_j - s^2 |x|^2 / 2 - |w_j|^2 / 2) / sqrt(m), padded keys 0.
-TEST_CASE("performer's causal feature kernel on an emulated thread block equals its formula", "[mma][emulated][causal]") {
+TEST_CASE("performer's causal feature kernel on an emulated thread block equals its formula",
+          "[mma][emulated][causal]") {
   using emulated::kThreads;
   const std::int64_t b = 2, heads = 2, d = 8, m = 300, n = 5, D = heads * d, rows = b * heads * n;
   const float s = 0.7f, inv_sqrt_m = 1.0f / std::sqrt(float(m));
@@ -163,7 +164,8 @@ TEST_CASE("performer's causal feature kernel on an emulated thread block equals 
     for (std::int64_t r = 0; r < rows; ++r) {
       const std::int64_t g = r / n, t = r % n, bi = g / heads, hi = g % heads;
       double x2 = 0;
-      for (std::int64_t k = 0; k < d; ++k) x2 += double(X[(bi * n + t) * D + hi * d + k]) * X[(bi * n + t) * D + hi * d + k];
+      for (std::int64_t k = 0; k < d; ++k)
+        x2 += double(X[(bi * n + t) * D + hi * d + k]) * X[(bi * n + t) * D + hi * d + k];
       std::vector<double> e(m);
       double mx = -INFINITY;
       for (std::int64_t j = 0; j < m; ++j) {

@@ -1,9 +1,8 @@
 // nn/profile: the per-op timeline on the CPU (the GPU's events are exercised by sweep --profile on a GPU).
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <stdexcept>
 #include <thread>
-
-#include <catch2/catch.hpp>
 
 #include "nn/profile.hpp"
 

@@ -28,7 +28,8 @@
 namespace lsb {
 namespace {
 
-#include "nn/cuda/kernel_dialect.cuh"
+#include "nn/cuda/kernel_dialect.cuh"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/flash_fp32_kernels.cuh"
 
 class CudaFlash final : public CudaProjectedAttention {

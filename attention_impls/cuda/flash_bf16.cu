@@ -21,7 +21,8 @@
 namespace lsb {
 namespace {
 
-#include "nn/cuda/kernel_dialect.cuh"
+#include "nn/cuda/kernel_dialect.cuh"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/flash_bf16_kernels.cuh"
 
 // ---- Launchers.

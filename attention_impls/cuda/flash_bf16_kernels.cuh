@@ -68,8 +68,7 @@ LSB_DEVICE_FN void load_a_rows(std::uint32_t (&a)[KC][4], const bf16* tile, int 
 // s[m] = A_m B^T: the 16 x kTile scores of each of a warp's MT row fragments, B's rows (keys, or the
 // queries of the transposed scores) from an [n][k] shared tile of kTile rows.
 template <int KC, int MT>
-LSB_DEVICE_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4],
-                                       const bf16* tile, int lane) {
+LSB_DEVICE_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4], const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
 #pragma unroll
   for (int m = 0; m < MT; ++m)
@@ -137,7 +136,7 @@ LSB_DEVICE_FN void to_a_fragments(std::uint32_t (&a)[kTile / 16][4], const float
 // kTile rows, through ldmatrix .trans.
 template <int KC, int MT>
 LSB_DEVICE_FN void accumulate(float (&acc)[MT][2 * KC][4], const std::uint32_t (&p)[MT][kTile / 16][4],
-                          const bf16* tile, int lane) {
+                              const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
   const bf16* ptr = tile + mma::ld_a_row(lane) * RS + mma::ld_a_col(lane);
 #pragma unroll
@@ -164,8 +163,8 @@ LSB_DEVICE_FN void zero(float (&x)[N][M][4]) {
 
 // Writes a warp's 16 x DP fp32 C fragments (times each row's factor) to rows r0 .. r0 + 15 of head bh.
 template <int KC>
-LSB_DEVICE_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadLayout& L, int bh,
-                                           std::int64_t r0, int lane, float scale_lo = 1.0f, float scale_hi = 1.0f) {
+LSB_DEVICE_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadLayout& L, int bh, std::int64_t r0,
+                              int lane, float scale_lo = 1.0f, float scale_hi = 1.0f) {
 #pragma unroll
   for (int jd = 0; jd < 2 * KC; ++jd)
 #pragma unroll
@@ -214,14 +213,14 @@ constexpr int forward_smem() {
 }
 
 template <int KC, int MT>
-LSB_KERNEL(kThreads) flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std::uint8_t* mask,
-                                        HeadLayout L,
-                              float* O, float* lse, bool causal) {
+LSB_KERNEL(kThreads)
+flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std::uint8_t* mask, HeadLayout L, float* O,
+                          float* lse, bool causal) {
   constexpr int DP = 16 * KC, RS = mma::smem_stride(DP), Rows = forward_rows<MT>();
   LSB_DYNAMIC_SHARED(smem);
-  auto* Qs = reinterpret_cast<bf16*>(smem);                      // (Rows, RS): the block's queries
-  bf16* Ks = Qs + Rows * RS;                                     // 2 x (kTile, RS): key tiles
-  bf16* Vs = Ks + 2 * kTile * RS;                                // 2 x (kTile, RS): value tiles
+  auto* Qs = reinterpret_cast<bf16*>(smem);                        // (Rows, RS): the block's queries
+  bf16* Ks = Qs + Rows * RS;                                       // 2 x (kTile, RS): key tiles
+  bf16* Vs = Ks + 2 * kTile * RS;                                  // 2 x (kTile, RS): value tiles
   auto* key_bias = reinterpret_cast<float*>(Vs + 2 * kTile * RS);  // 2 x kTile: 0, or -inf for a masked key
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
   const std::int64_t q0 = std::int64_t(query_block(causal)) * Rows;
@@ -322,14 +321,15 @@ constexpr int backward_smem() {  // two own-row tiles, two double-buffered tiles
 
 // dQ[t] = sum_u dS[t, u] K[u], dS = P (dP - delta), P = exp(S - lse), dP = dO V^T; 64 queries a block.
 template <int KC>
-LSB_KERNEL(kThreads) flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
-                         HeadLayout L, const float* lse, const float* delta, float* dQ, bool causal) {
+LSB_KERNEL(kThreads)
+flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
+                     HeadLayout L, const float* lse, const float* delta, float* dQ, bool causal) {
   constexpr int DP = 16 * KC, RS = mma::smem_stride(DP);
   LSB_DYNAMIC_SHARED(smem);
-  auto* Qs = reinterpret_cast<bf16*>(smem);  // (kTile, RS): the block's queries
-  bf16* dOs = Qs + kTile * RS;               // (kTile, RS): their rows of dO
-  bf16* Ks = dOs + kTile * RS;               // 2 x (kTile, RS)
-  bf16* Vs = Ks + 2 * kTile * RS;            // 2 x (kTile, RS)
+  auto* Qs = reinterpret_cast<bf16*>(smem);                        // (kTile, RS): the block's queries
+  bf16* dOs = Qs + kTile * RS;                                     // (kTile, RS): their rows of dO
+  bf16* Ks = dOs + kTile * RS;                                     // 2 x (kTile, RS)
+  bf16* Vs = Ks + 2 * kTile * RS;                                  // 2 x (kTile, RS)
   auto* key_bias = reinterpret_cast<float*>(Vs + 2 * kTile * RS);  // 2 x kTile
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
   const std::int64_t q0 = std::int64_t(query_block(causal)) * kTile, r0 = q0 + 16 * warp;
@@ -382,8 +382,7 @@ LSB_KERNEL(kThreads) flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf
       for (int i = 0; i < 4; ++i) {
         const int r = i >> 1, col = 8 * j + mma::c_col(lane, i);
         const bool future = diagonal && u0 + col > r0 + mma::c_row(lane, i);
-        const float p =
-            lse2[r] == -INFINITY || future ? 0.0f : exp2f(s[0][j][i] * mma::kLog2e + bias[col] - lse2[r]);
+        const float p = lse2[r] == -INFINITY || future ? 0.0f : exp2f(s[0][j][i] * mma::kLog2e + bias[col] - lse2[r]);
         s[0][j][i] = p * (dp[0][j][i] - row_delta[r]);  // dS
       }
     std::uint32_t dsa[1][kTile / 16][4];
@@ -397,14 +396,15 @@ LSB_KERNEL(kThreads) flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf
 // For key u: dV[u] = sum_t P[t, u] dO[t], dK[u] = sum_t dS[t, u] Q[t]; 64 keys a block, whose warps
 // compute the transposed scores S^T = K Q^T and dP^T = V dO^T.
 template <int KC>
-LSB_KERNEL(kThreads) flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
-                           HeadLayout L, const float* lse, const float* delta, float* dK, float* dV, bool causal) {
+LSB_KERNEL(kThreads)
+flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO, const std::uint8_t* mask,
+                       HeadLayout L, const float* lse, const float* delta, float* dK, float* dV, bool causal) {
   constexpr int DP = 16 * KC, RS = mma::smem_stride(DP);
   LSB_DYNAMIC_SHARED(smem);
-  auto* Ks = reinterpret_cast<bf16*>(smem);  // (kTile, RS): the block's keys
-  bf16* Vs = Ks + kTile * RS;                // (kTile, RS): their values
-  bf16* Qs = Vs + kTile * RS;                // 2 x (kTile, RS): query tiles
-  bf16* dOs = Qs + 2 * kTile * RS;           // 2 x (kTile, RS): their rows of dO
+  auto* Ks = reinterpret_cast<bf16*>(smem);                      // (kTile, RS): the block's keys
+  bf16* Vs = Ks + kTile * RS;                                    // (kTile, RS): their values
+  bf16* Qs = Vs + kTile * RS;                                    // 2 x (kTile, RS): query tiles
+  bf16* dOs = Qs + 2 * kTile * RS;                               // 2 x (kTile, RS): their rows of dO
   auto* lse_s = reinterpret_cast<float*>(dOs + 2 * kTile * RS);  // 2 x kTile, base 2
   float* delta_s = lse_s + 2 * kTile;                            // 2 x kTile
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, bh = blockIdx.y;
@@ -484,14 +484,23 @@ template <typename F>
 void with_kc(int d, F&& f) {
   static_assert(kFlashMaxHeadDim == 16 * 8, "the largest case covers the limit");
   switch ((d + 15) / 16) {
-    case 1: return f(std::integral_constant<int, 1>{});
-    case 2: return f(std::integral_constant<int, 2>{});
-    case 3: return f(std::integral_constant<int, 3>{});
-    case 4: return f(std::integral_constant<int, 4>{});
-    case 5: return f(std::integral_constant<int, 5>{});
-    case 6: return f(std::integral_constant<int, 6>{});
-    case 7: return f(std::integral_constant<int, 7>{});
-    case 8: return f(std::integral_constant<int, 8>{});
-    default: throw std::logic_error("flash_bf16: head dim over kFlashMaxHeadDim");
+    case 1:
+      return f(std::integral_constant<int, 1>{});
+    case 2:
+      return f(std::integral_constant<int, 2>{});
+    case 3:
+      return f(std::integral_constant<int, 3>{});
+    case 4:
+      return f(std::integral_constant<int, 4>{});
+    case 5:
+      return f(std::integral_constant<int, 5>{});
+    case 6:
+      return f(std::integral_constant<int, 6>{});
+    case 7:
+      return f(std::integral_constant<int, 7>{});
+    case 8:
+      return f(std::integral_constant<int, 8>{});
+    default:
+      throw std::logic_error("flash_bf16: head dim over kFlashMaxHeadDim");
   }
 }

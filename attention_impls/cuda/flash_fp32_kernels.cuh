@@ -27,7 +27,7 @@ LSB_DEVICE_FN void load_row(const float* src, const HeadLayout& L, int bh, std::
 // Stages rows [t0, t0 + kTile) of one head of `a` (and of `b`) into shared tiles of stride 4*KPT.
 template <int KPT>
 LSB_DEVICE_FN void stage_tile(const float* a, const float* b, const HeadLayout& L, int bh, std::int64_t t0, float* sa,
-                           float* sb) {
+                              float* sb) {
   constexpr int W = 4 * KPT;
   const std::int64_t base = L.at(bh, t0, 0);  // rows of one head are D apart
   for (int idx = threadIdx.x; idx < kTile * W; idx += blockDim.x) {
@@ -48,9 +48,9 @@ LSB_DEVICE_FN float dot_part(const float (&r)[KPT], const float* tile_row, int s
 
 // O = softmax(Q K^T + mask) V per head; lse[bh, t] = log-sum-exp of the row (-inf: no valid key).
 template <int KPT>
-LSB_KERNEL(kThreads) flash_forward_kernel(const float* Q, const float* K, const float* V,
-                                                                 const std::uint8_t* mask, HeadLayout L, float* O,
-                                                                 float* lse, bool causal) {
+LSB_KERNEL(kThreads)
+flash_forward_kernel(const float* Q, const float* K, const float* V, const std::uint8_t* mask, HeadLayout L, float* O,
+                     float* lse, bool causal) {
   LSB_SHARED_ARRAY(float, Ks, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(float, Vs, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(bool, valid, [kTile]);
@@ -79,7 +79,7 @@ LSB_KERNEL(kThreads) flash_forward_kernel(const float* Q, const float* K, const 
       tile_max = fmaxf(tile_max, s[j]);
     }
     const float mx_new = fmaxf(mx, tile_max);
-    if (mx_new == -INFINITY) continue;  // no valid key yet
+    if (mx_new == -INFINITY) continue;     // no valid key yet
     const float corr = expf(mx - mx_new);  // 0 when mx was -inf
     l *= corr;
 #pragma unroll
@@ -102,7 +102,8 @@ LSB_KERNEL(kThreads) flash_forward_kernel(const float* Q, const float* K, const 
 }
 
 // delta[bh, t] = sum_k dO[t, k] O[t, k]: one warp per row.
-LSB_KERNEL(kThreads) flash_delta_kernel(const float* O, const float* dO, HeadLayout L, std::int64_t rows, float* delta) {
+LSB_KERNEL(kThreads)
+flash_delta_kernel(const float* O, const float* dO, HeadLayout L, std::int64_t rows, float* delta) {
   const std::int64_t r = std::int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   if (r >= rows) return;
   const int bh = static_cast<int>(r / L.n);
@@ -115,10 +116,9 @@ LSB_KERNEL(kThreads) flash_delta_kernel(const float* O, const float* dO, HeadLay
 
 // dQ[t] = sum_u dS[t, u] K[u], dS = P (dP - delta), P = exp(S - lse), dP = dO V^T.
 template <int KPT>
-LSB_KERNEL(kThreads) flash_dq_kernel(const float* Q, const float* K, const float* V,
-                                                            const float* dO, const std::uint8_t* mask, HeadLayout L,
-                                                            const float* lse, const float* delta, float* dQ,
-                                                            bool causal) {
+LSB_KERNEL(kThreads)
+flash_dq_kernel(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask, HeadLayout L,
+                const float* lse, const float* delta, float* dQ, bool causal) {
   LSB_SHARED_ARRAY(float, Ks, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(float, Vs, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(bool, valid, [kTile]);
@@ -158,10 +158,9 @@ LSB_KERNEL(kThreads) flash_dq_kernel(const float* Q, const float* K, const float
 
 // For key u: dV[u] = sum_t P[t, u] dO[t], dK[u] = sum_t dS[t, u] Q[t].
 template <int KPT>
-LSB_KERNEL(kThreads) flash_dkdv_kernel(const float* Q, const float* K, const float* V,
-                                                              const float* dO, const std::uint8_t* mask, HeadLayout L,
-                                                              const float* lse, const float* delta, float* dK,
-                                                              float* dV, bool causal) {
+LSB_KERNEL(kThreads)
+flash_dkdv_kernel(const float* Q, const float* K, const float* V, const float* dO, const std::uint8_t* mask,
+                  HeadLayout L, const float* lse, const float* delta, float* dK, float* dV, bool causal) {
   LSB_SHARED_ARRAY(float, Qs, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(float, dOs, [kTile * 4 * KPT]);
   LSB_SHARED_ARRAY(float, lse_s, [kTile]);

@@ -31,7 +31,8 @@
 namespace lsb {
 namespace {
 
-#include "nn/cuda/kernel_dialect.cuh"
+#include "nn/cuda/kernel_dialect.cuh"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/ls_causal_kernels.cuh"
 
 class CudaCausalLongShort final : public CudaProjectedAttention {

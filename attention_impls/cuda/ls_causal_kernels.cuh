@@ -3,8 +3,8 @@
 // emulated thread block (tests/test_ls_causal_emulated.cpp). Included inside a namespace after the
 // dialect; <cmath>, <cstdint> and nn/host_device.hpp come before that namespace.
 
-constexpr int kWarps = 4;      // warps per block, one row each
-constexpr int kPerLane = 4;    // head dims per lane: d <= 128
+constexpr int kWarps = 4;    // warps per block, one row each
+constexpr int kPerLane = 4;  // head dims per lane: d <= 128
 constexpr int kMaxHeadDim = 32 * kPerLane;
 constexpr int kThreads = 32 * kWarps;
 constexpr int kChunkThreads = 256;
@@ -16,24 +16,33 @@ struct CausalLs {
   // Query t's key list: compressed vectors 0 .. ncomp(t) - 1 (chunk j / r), then the window positions
   // from window_start(t) to t.
   LSB_HOST_DEVICE std::int64_t ncomp(std::int64_t t) const { return r * (t / l); }
-  LSB_HOST_DEVICE std::int64_t window_start(std::int64_t t) const { return w > 0 ? (t - w + 1 > 0 ? t - w + 1 : 0) : t + 1; }
+  LSB_HOST_DEVICE std::int64_t window_start(std::int64_t t) const {
+    return w > 0 ? (t - w + 1 > 0 ? t - w + 1 : 0) : t + 1;
+  }
 };
 
 // The rows a (batch, head) reads: (b, n, D) buffers for the window and (b, n/l*r, D) for the compressed
 // vectors, both at the head's column offset.
 struct HeadRows {
   const float *Kt, *Vt, *Kc, *Vc;
-  const std::uint8_t* mask;   // (n) of this example
-  const float* chunk_real;    // (n/l) of this example: 1 where the chunk has a real position
+  const std::uint8_t* mask;  // (n) of this example
+  const float* chunk_real;   // (n/l) of this example: 1 where the chunk has a real position
   std::int64_t D, ncomp_total, r;
   LSB_HOST_DEVICE bool comp_valid(std::int64_t j) const { return chunk_real[j / r] != 0.0f; }
 };
 
 LSB_DEVICE_FN HeadRows head_rows(const CausalLs& s, std::int64_t bi, std::int64_t hi, const float* Kt, const float* Vt,
-                              const float* Kc, const float* Vc, const std::uint8_t* mask, const float* chunk_real) {
+                                 const float* Kc, const float* Vc, const std::uint8_t* mask, const float* chunk_real) {
   const std::int64_t D = s.D(), off = hi * s.d, nk = s.nc() * s.r;
-  return {Kt + bi * s.n * D + off, Vt + bi * s.n * D + off, Kc ? Kc + bi * nk * D + off : nullptr,
-          Vc ? Vc + bi * nk * D + off : nullptr, mask + bi * s.n, chunk_real + bi * s.nc(), D, nk, s.r};
+  return {Kt + bi * s.n * D + off,
+          Vt + bi * s.n * D + off,
+          Kc ? Kc + bi * nk * D + off : nullptr,
+          Vc ? Vc + bi * nk * D + off : nullptr,
+          mask + bi * s.n,
+          chunk_real + bi * s.nc(),
+          D,
+          nk,
+          s.r};
 }
 
 LSB_DEVICE_FN float dot(const float* a, const float* b, std::int64_t d) {
@@ -54,9 +63,9 @@ LSB_DEVICE_FN KeyRef key_of(const HeadRows& R, std::int64_t ncomp, std::int64_t 
 }
 
 // One warp per query row: C (b, n, D) and lse (b, h, n) (-inf: no key, C = 0).
-LSB_KERNEL(kThreads) causal_ls_forward_kernel(CausalLs s, const float* Q, const float* Kt, const float* Vt, const float* Kc,
-                                         const float* Vc, const std::uint8_t* mask, const float* chunk_real, float* C,
-                                         float* lse) {
+LSB_KERNEL(kThreads)
+causal_ls_forward_kernel(CausalLs s, const float* Q, const float* Kt, const float* Vt, const float* Kc, const float* Vc,
+                         const std::uint8_t* mask, const float* chunk_real, float* C, float* lse) {
   LSB_SHARED_ARRAY(float, qs, [kWarps][kMaxHeadDim]);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::int64_t bh = blockIdx.y, bi = bh / s.h, hi = bh % s.h;
@@ -76,7 +85,7 @@ LSB_KERNEL(kThreads) causal_ls_forward_kernel(CausalLs s, const float* Q, const 
       if (key.valid) sc = dot(qs[warp], key.k, s.d);
     }
     const float mx_new = fmaxf(mx, warp_max(sc));
-    if (mx_new == -INFINITY) continue;  // no valid key yet (warp-uniform)
+    if (mx_new == -INFINITY) continue;                            // no valid key yet (warp-uniform)
     const float corr = expf(mx - mx_new), p = expf(sc - mx_new);  // 0 for masked keys and when mx was -inf
     l = l * corr + warp_sum(p);
 #pragma unroll
@@ -100,9 +109,10 @@ LSB_KERNEL(kThreads) causal_ls_forward_kernel(CausalLs s, const float* Q, const 
 }
 
 // One warp per query row: delta = dC . C (b, h, n), and dQ = sum_j dS_j K_j with dS = P (dC . V_j - delta).
-LSB_KERNEL(kThreads) causal_ls_dq_kernel(CausalLs s, const float* Q, const float* Kt, const float* Vt, const float* Kc,
-                                    const float* Vc, const std::uint8_t* mask, const float* chunk_real, const float* C,
-                                    const float* dC, const float* lse, float* delta, float* dQ) {
+LSB_KERNEL(kThreads)
+causal_ls_dq_kernel(CausalLs s, const float* Q, const float* Kt, const float* Vt, const float* Kc, const float* Vc,
+                    const std::uint8_t* mask, const float* chunk_real, const float* C, const float* dC,
+                    const float* lse, float* delta, float* dQ) {
   LSB_SHARED_ARRAY(float, qs, [kWarps][kMaxHeadDim]);
   LSB_SHARED_ARRAY(float, dcs, [kWarps][kMaxHeadDim]);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -147,9 +157,10 @@ LSB_KERNEL(kThreads) causal_ls_dq_kernel(CausalLs s, const float* Q, const float
 // [(chunk + 1) l, n); else window key u of (b, n), seen by the queries [u, u + w) within n. Writes the
 // key's dK = sum_t dS_t Q_t and dV = sum_t P_t dC_t (0 for a key no query may see).
 template <bool kCompressed>
-LSB_KERNEL(kThreads) causal_ls_dkdv_kernel(CausalLs s, const float* Q, const float* K, const float* V,
-                                      const std::uint8_t* mask, const float* chunk_real, const float* dC,
-                                      const float* lse, const float* delta, float* dK, float* dV) {
+LSB_KERNEL(kThreads)
+causal_ls_dkdv_kernel(CausalLs s, const float* Q, const float* K, const float* V, const std::uint8_t* mask,
+                      const float* chunk_real, const float* dC, const float* lse, const float* delta, float* dK,
+                      float* dV) {
   LSB_SHARED_ARRAY(float, ks, [kWarps][kMaxHeadDim]);
   LSB_SHARED_ARRAY(float, vs, [kWarps][kMaxHeadDim]);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -200,7 +211,8 @@ LSB_KERNEL(kThreads) causal_ls_dkdv_kernel(CausalLs s, const float* Q, const flo
 }
 
 // chunk_real (b * n/l) = 1 where the chunk has a real position.
-LSB_KERNEL(kChunkThreads) chunk_real_kernel(const std::uint8_t* mask, std::int64_t chunks, std::int64_t l, float* chunk_real) {
+LSB_KERNEL(kChunkThreads)
+chunk_real_kernel(const std::uint8_t* mask, std::int64_t chunks, std::int64_t l, float* chunk_real) {
   const std::int64_t c = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (c >= chunks) return;
   bool real = false;

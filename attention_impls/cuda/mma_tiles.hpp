@@ -22,7 +22,9 @@ namespace lsb::mma {
 
 // ---- The packed operands: bf16 copies of a head, (b*h, rows, dp) row-major, zero past n and past d.
 constexpr int kPackRows = 128;  // rows are n rounded up to this: no block's rows or tiles reach past them
-LSB_HOST_DEVICE constexpr std::int64_t packed_rows(std::int64_t n) { return (n + kPackRows - 1) / kPackRows * kPackRows; }
+LSB_HOST_DEVICE constexpr std::int64_t packed_rows(std::int64_t n) {
+  return (n + kPackRows - 1) / kPackRows * kPackRows;
+}
 LSB_HOST_DEVICE constexpr int packed_dim(int d) { return (d + 15) / 16 * 16; }  // whole k-steps of 16
 // Shared-memory row stride of a tile of dp dims: 8 elements (16 bytes) of pad keep every row 16-byte
 // aligned (cp.async, ldmatrix) and put the 8 rows one ldmatrix reads in 8 different bank quads.
@@ -82,8 +84,6 @@ LSB_HOST_DEVICE inline float online_softmax_step(float& m, float tile_max, float
   return corr;
 }
 // The natural log-sum-exp of a finished row (running maximum m in base 2, sum of exp2(s - m)).
-LSB_HOST_DEVICE inline float row_lse(float m, float sum) {
-  return sum > 0 ? (m + log2f(sum)) * kLn2 : -INFINITY;
-}
+LSB_HOST_DEVICE inline float row_lse(float m, float sum) { return sum > 0 ? (m + log2f(sum)) * kLn2 : -INFINITY; }
 
 }  // namespace lsb::mma

@@ -19,7 +19,8 @@
 namespace lsb {
 namespace {
 
-#include "nn/cuda/kernel_dialect.cuh"
+#include "nn/cuda/kernel_dialect.cuh"  // first: the dialect the kernels are written in
+
 #include "attention_impls/cuda/performer_kernels.cuh"
 
 class CudaPerformer final : public CudaProjectedAttention {

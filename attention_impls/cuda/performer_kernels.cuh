@@ -35,8 +35,9 @@ LSB_DEVICE_FN float half_norm(const float* x, std::int64_t d, float s, float* sh
 }
 
 // Keys, pass 1: for each real row, max_j s P[j] - s^2 |k|^2 / 2 (padded rows: -inf). One block per row.
-LSB_KERNEL(kThreads) key_row_max_kernel(const float* P, const float* K, const std::uint8_t* mask, std::int64_t n,
-                                   std::int64_t heads, std::int64_t d, std::int64_t m, float s, float* row_max) {
+LSB_KERNEL(kThreads)
+key_row_max_kernel(const float* P, const float* K, const std::uint8_t* mask, std::int64_t n, std::int64_t heads,
+                   std::int64_t d, std::int64_t m, float s, float* row_max) {
   LSB_SHARED_ARRAY(float, shared, [kThreads / 32]);
   const std::int64_t r = blockIdx.x, bi = r / n / heads, t = r % n;
   const float hn = half_norm(head_row(K, r, n, heads, d), d, s, shared);
@@ -58,9 +59,9 @@ LSB_KERNEL(kThreads) group_max_kernel(const float* row_max, std::int64_t n, floa
 
 // P (rows, m) holds w . x; makes it exp(s w.x - s^2|x|^2/2 - c) / sqrt(m), c the row's own maximum
 // exponent (queries: group_max null) or its group's (keys, padded rows 0). One block per row.
-LSB_KERNEL(kThreads) features_kernel(float* P, const float* X, const std::uint8_t* mask, const float* group_max,
-                                std::int64_t n, std::int64_t heads, std::int64_t d, std::int64_t m, float s,
-                                float inv_sqrt_m) {
+LSB_KERNEL(kThreads)
+features_kernel(float* P, const float* X, const std::uint8_t* mask, const float* group_max, std::int64_t n,
+                std::int64_t heads, std::int64_t d, std::int64_t m, float s, float inv_sqrt_m) {
   LSB_SHARED_ARRAY(float, shared, [kThreads / 32]);
   const std::int64_t r = blockIdx.x, bi = r / n / heads, t = r % n;
   float* row = P + r * m;
@@ -81,8 +82,9 @@ LSB_KERNEL(kThreads) features_kernel(float* P, const float* X, const std::uint8_
 }
 
 // out[g, j] = sum_t P[g, t, j] * (w ? w[g, t] : 1), rows in order; one thread per (group, feature).
-LSB_KERNEL(kThreads) weighted_column_sums_kernel(const float* P, const float* w, std::int64_t groups, std::int64_t n,
-                                            std::int64_t m, float* out) {
+LSB_KERNEL(kThreads)
+weighted_column_sums_kernel(const float* P, const float* w, std::int64_t groups, std::int64_t n, std::int64_t m,
+                            float* out) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= groups * m) return;
   const std::int64_t g = i / m, j = i % m;
@@ -92,8 +94,9 @@ LSB_KERNEL(kThreads) weighted_column_sums_kernel(const float* P, const float* w,
 }
 
 // den[r] = A[r] . z[group]; the head row of C divided by it (0 when it is 0). One block per row.
-LSB_KERNEL(kThreads) normalise_kernel(const float* A, const float* z, std::int64_t n, std::int64_t heads, std::int64_t d,
-                                 std::int64_t m, float* den, float* C) {
+LSB_KERNEL(kThreads)
+normalise_kernel(const float* A, const float* z, std::int64_t n, std::int64_t heads, std::int64_t d, std::int64_t m,
+                 float* den, float* C) {
   LSB_SHARED_ARRAY(float, shared, [kThreads / 32]);
   const std::int64_t r = blockIdx.x;
   float s = 0;
@@ -106,8 +109,9 @@ LSB_KERNEL(kThreads) normalise_kernel(const float* A, const float* z, std::int64
 }
 
 // d num = dC / den (rows of (b, h, n, d)), d den = -(dC . C) / den. One block per row.
-LSB_KERNEL(kThreads) normaliser_backward_kernel(const float* dC, const float* C, const float* den, std::int64_t n,
-                                           std::int64_t heads, std::int64_t d, float* dnum, float* dden) {
+LSB_KERNEL(kThreads)
+normaliser_backward_kernel(const float* dC, const float* C, const float* den, std::int64_t n, std::int64_t heads,
+                           std::int64_t d, float* dnum, float* dden) {
   LSB_SHARED_ARRAY(float, shared, [kThreads / 32]);
   const std::int64_t r = blockIdx.x;
   const float *dc = head_row(dC, r, n, heads, d), *c = head_row(C, r, n, heads, d);
@@ -122,8 +126,8 @@ LSB_KERNEL(kThreads) normaliser_backward_kernel(const float* dC, const float* C,
 }
 
 // dA += dden z^T; one thread per element of dA.
-LSB_KERNEL(kThreads) add_outer_kernel(float* dA, const float* dden, const float* z, std::int64_t n, std::int64_t m,
-                                 std::int64_t total) {
+LSB_KERNEL(kThreads)
+add_outer_kernel(float* dA, const float* dden, const float* z, std::int64_t n, std::int64_t m, std::int64_t total) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= total) return;
   const std::int64_t r = i / m, j = i % m;
@@ -131,8 +135,9 @@ LSB_KERNEL(kThreads) add_outer_kernel(float* dA, const float* dden, const float*
 }
 
 // dB = mask ? dB + dz[group] : 0; one thread per element.
-LSB_KERNEL(kThreads) key_grad_kernel(float* dB, const float* dz, const std::uint8_t* mask, std::int64_t n,
-                                std::int64_t heads, std::int64_t m, std::int64_t total) {
+LSB_KERNEL(kThreads)
+key_grad_kernel(float* dB, const float* dz, const std::uint8_t* mask, std::int64_t n, std::int64_t heads,
+                std::int64_t m, std::int64_t total) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= total) return;
   const std::int64_t r = i / m, j = i % m, g = r / n, bi = g / heads, t = r % n;
@@ -150,8 +155,9 @@ LSB_KERNEL(kThreads) feature_grad_kernel(float* dP, const float* P, std::int64_t
 }
 
 // dX = s dX - s^2 rowsum x on the head rows; one thread per element of the (b, n, D) buffer.
-LSB_KERNEL(kThreads) feature_input_grad_kernel(float* dX, const float* X, const float* rowsum, std::int64_t b,
-                                          std::int64_t n, std::int64_t heads, std::int64_t d, float s) {
+LSB_KERNEL(kThreads)
+feature_input_grad_kernel(float* dX, const float* X, const float* rowsum, std::int64_t b, std::int64_t n,
+                          std::int64_t heads, std::int64_t d, float s) {
   const std::int64_t D = heads * d, i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= b * n * D) return;
   const std::int64_t c = i % D, t = (i / D) % n, bi = i / (n * D), hi = c / d;
@@ -178,9 +184,9 @@ struct HeadRowsOf {
 
 // The causal feature maps (P holds w . x): queries exp(s w_j.x - s^2|x|^2/2 + |w_j|^2/2 - row max), keys
 // exp(s w_j.x - s^2|x|^2/2 - |w_j|^2/2) (at most 1; padded rows 0), each / sqrt(m). One block per row.
-LSB_KERNEL(kThreads) causal_features_kernel(float* P, const float* X, const std::uint8_t* mask, const float* half_w2,
-                                       bool query, std::int64_t n, std::int64_t heads, std::int64_t d, std::int64_t m,
-                                       float s, float inv_sqrt_m) {
+LSB_KERNEL(kThreads)
+causal_features_kernel(float* P, const float* X, const std::uint8_t* mask, const float* half_w2, bool query,
+                       std::int64_t n, std::int64_t heads, std::int64_t d, std::int64_t m, float s, float inv_sqrt_m) {
   LSB_SHARED_ARRAY(float, shared, [kThreads / 32]);
   const std::int64_t r = blockIdx.x, bi = r / n / heads, t = r % n;
   float* row = P + r * m;
@@ -201,8 +207,9 @@ LSB_KERNEL(kThreads) causal_features_kernel(float* P, const float* X, const std:
 
 // Per chunk c of group g: out[g, c] = (sum_t F_t^T X_t (m x d), sum_t F_t w_t (m)) over the chunk's rows t < n,
 // F (groups, n, m), w (groups, n) or null for 1. One block per (group, chunk).
-LSB_KERNEL(kThreads) chunk_products_kernel(const float* F, HeadRowsOf X, const float* w, std::int64_t n, std::int64_t m,
-                                      std::int64_t d, float* out) {
+LSB_KERNEL(kThreads)
+chunk_products_kernel(const float* F, HeadRowsOf X, const float* w, std::int64_t n, std::int64_t m, std::int64_t d,
+                      float* out) {
   const std::int64_t nc = (n + kChunk - 1) / kChunk, g = blockIdx.x / nc, c = blockIdx.x % nc, width = m * d + m;
   const std::int64_t t0 = c * kChunk, t1 = t0 + kChunk < n ? t0 + kChunk : n;
   for (std::int64_t i = threadIdx.x; i < width; i += blockDim.x) {
@@ -220,8 +227,8 @@ LSB_KERNEL(kThreads) chunk_products_kernel(const float* F, HeadRowsOf X, const f
 
 // Exclusive prefix over the chunks of each group, in place (states (groups, nc, width)): forward, each chunk
 // gets the sum of the chunks before it; reverse, of the chunks after it. One thread per (group, element).
-LSB_KERNEL(kThreads) chunk_prefix_kernel(float* states, std::int64_t groups, std::int64_t nc, std::int64_t width,
-                                    bool reverse) {
+LSB_KERNEL(kThreads)
+chunk_prefix_kernel(float* states, std::int64_t groups, std::int64_t nc, std::int64_t width, bool reverse) {
   const std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x;
   if (i >= groups * width) return;
   const std::int64_t g = i / width, k = i % width;
@@ -250,8 +257,9 @@ LSB_DEVICE_FN void chunk_dots(const float* a, HeadRowsOf b, std::int64_t bh, std
 
 // Query row t of group bh (chunk c): num = A_t S_c + sum_{u in chunk, u <= t} (A_t . B_u) v_u, den = A_t . z_c +
 // the same sum of A_t . B_u; C = num / den (0 when den is 0). One block per row.
-LSB_KERNEL(kThreads) causal_output_kernel(const float* A, const float* B, HeadRowsOf V, const float* states, std::int64_t n,
-                                     std::int64_t heads, std::int64_t m, std::int64_t d, float* C, float* den) {
+LSB_KERNEL(kThreads)
+causal_output_kernel(const float* A, const float* B, HeadRowsOf V, const float* states, std::int64_t n,
+                     std::int64_t heads, std::int64_t m, std::int64_t d, float* C, float* den) {
   LSB_SHARED_ARRAY(float, shared, [kThreads / 32]);
   LSB_SHARED_ARRAY(float, T, [kChunk]);
   const std::int64_t r = blockIdx.x, bh = r / n, t = r % n, c = t / kChunk, nc = (n + kChunk - 1) / kChunk;
@@ -275,9 +283,9 @@ LSB_KERNEL(kThreads) causal_output_kernel(const float* A, const float* B, HeadRo
 }
 
 // Query row t: dA_t = dnum_t S_c^T + dden_t z_c + sum_{u in chunk, u <= t} dT_tu B_u, dT_tu = dnum_t . v_u + dden_t.
-LSB_KERNEL(kThreads) causal_query_grad_kernel(const float* B, HeadRowsOf V, const float* states, const float* dnum,
-                                              const float* dden, std::int64_t n, std::int64_t m,
-                                         std::int64_t d, float* dA) {
+LSB_KERNEL(kThreads)
+causal_query_grad_kernel(const float* B, HeadRowsOf V, const float* states, const float* dnum, const float* dden,
+                         std::int64_t n, std::int64_t m, std::int64_t d, float* dA) {
   LSB_SHARED_ARRAY(float, dT, [kChunk]);
   const std::int64_t r = blockIdx.x, bh = r / n, t = r % n, c = t / kChunk, nc = (n + kChunk - 1) / kChunk;
   const float *S = states + (bh * nc + c) * (m * d + m), *z = S + m * d, *dn = dnum + r * d;
@@ -294,9 +302,10 @@ LSB_KERNEL(kThreads) causal_query_grad_kernel(const float* B, HeadRowsOf V, cons
 // Key row u (chunk c, G_c and g_c the gradient of the state after it): with T_tu = A_t . B_u and dT_tu as above
 // over the chunk's queries t >= u, dB_u = sum_t dT_tu A_t + G_c v_u + g_c (padded keys 0) and
 // dv_u = sum_t T_tu dnum_t + B_u G_c.
-LSB_KERNEL(kThreads) causal_key_grad_kernel(const float* A, const float* B, HeadRowsOf V, const std::uint8_t* mask,
-                                       const float* gstates, const float* dnum, const float* dden, std::int64_t n,
-                                       std::int64_t heads, std::int64_t m, std::int64_t d, float* dB, float* dV) {
+LSB_KERNEL(kThreads)
+causal_key_grad_kernel(const float* A, const float* B, HeadRowsOf V, const std::uint8_t* mask, const float* gstates,
+                       const float* dnum, const float* dden, std::int64_t n, std::int64_t heads, std::int64_t m,
+                       std::int64_t d, float* dB, float* dV) {
   LSB_SHARED_ARRAY(float, T, [kChunk]);
   LSB_SHARED_ARRAY(float, dT, [kChunk]);
   const std::int64_t r = blockIdx.x, bh = r / n, u = r % n, c = u / kChunk, nc = (n + kChunk - 1) / kChunk;
