@@ -65,47 +65,51 @@ LSB_DEVICE_FN void load_a_rows(std::uint32_t (&a)[KC][4], const bf16* tile, int 
   for (int c = 0; c < KC; ++c) ldsm_x4(a[c], p + 16 * c);
 }
 
-// s[m] = A_m B^T: the 16 x kTile scores of each of a warp's MT row fragments, B's rows (keys, or the
-// queries of the transposed scores) from an [n][k] shared tile of kTile rows.
+// Where scores() takes a warp's MT A fragments (16 rows each) of k-step c from. The backward's own rows,
+// loaded once and held in registers:
 template <int KC, int MT>
-LSB_DEVICE_FN void scores(float (&s)[MT][kNT][4], const std::uint32_t (&a)[MT][KC][4], const bf16* tile, int lane) {
-  constexpr int RS = mma::smem_stride(16 * KC);
+struct RegisterA {
+  const std::uint32_t (&f)[MT][KC][4];
+  LSB_DEVICE_FN void operator()(std::uint32_t (&a)[MT][4], int c) const {
 #pragma unroll
-  for (int m = 0; m < MT; ++m)
+    for (int m = 0; m < MT; ++m)
 #pragma unroll
-    for (int j = 0; j < kNT; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
-  const bf16* p = tile + mma::ld_bt_row(lane) * RS + mma::ld_bt_col(lane);
+      for (int r = 0; r < 4; ++r) a[m][r] = f[m][c][r];
+  }
+};
+// The forward's queries, read from a shared [m][k] tile (MT fragments from row r0) at each k-step, as
+// FlashAttention-2 does: the registers go to the 2 x 16 x 64 scores and the output.
+template <int KC, int MT>
+struct SharedA {
+  const bf16* p;  // this lane's row address for k-step 0 of the first fragment
+  LSB_DEVICE_FN SharedA(const bf16* tile, int r0, int lane)
+      : p(tile + (r0 + mma::ld_a_row(lane)) * mma::smem_stride(16 * KC) + mma::ld_a_col(lane)) {}
+  LSB_DEVICE_FN void operator()(std::uint32_t (&a)[MT][4], int c) const {
 #pragma unroll
-  for (int j2 = 0; j2 < kNT / 2; ++j2)
+    for (int m = 0; m < MT; ++m) ldsm_x4(a[m], p + 16 * m * mma::smem_stride(16 * KC) + 16 * c);
+  }
+};
+
+template <int N, int M>
+LSB_DEVICE_FN void zero(float (&x)[N][M][4]) {
 #pragma unroll
-    for (int c = 0; c < KC; ++c) {
-      std::uint32_t b[4];
-      ldsm_x4(b, p + 16 * j2 * RS + 16 * c);
+  for (int a = 0; a < N; ++a)
 #pragma unroll
-      for (int m = 0; m < MT; ++m) {
-        mma16816(s[m][2 * j2], a[m][c], b[0], b[1]);
-        mma16816(s[m][2 * j2 + 1], a[m][c], b[2], b[3]);
-      }
-    }
+    for (int b = 0; b < M; ++b) x[a][b][0] = x[a][b][1] = x[a][b][2] = x[a][b][3] = 0.0f;
 }
 
-// As scores(), with the A fragments read from shared memory at each k-step (MT fragments of 16 rows
-// from row a_r0 of an [m][k] tile) instead of held in registers: the forward's choice, as in
-// FlashAttention-2, which leaves the registers to the 2 x 16 x 64 scores and the output.
-template <int KC, int MT>
-LSB_DEVICE_FN void scores_shared_a(float (&s)[MT][kNT][4], const bf16* a_tile, int a_r0, const bf16* tile, int lane) {
+// s[m] = A_m B^T: the 16 x kTile scores of each of a warp's MT row fragments, A's fragments from load_a
+// (RegisterA or SharedA), B's rows (keys, or the queries of the transposed scores) from an [n][k] shared
+// tile of kTile rows.
+template <int KC, int MT, typename LoadA>
+LSB_DEVICE_FN void scores(float (&s)[MT][kNT][4], const LoadA& load_a, const bf16* tile, int lane) {
   constexpr int RS = mma::smem_stride(16 * KC);
-#pragma unroll
-  for (int m = 0; m < MT; ++m)
-#pragma unroll
-    for (int j = 0; j < kNT; ++j) s[m][j][0] = s[m][j][1] = s[m][j][2] = s[m][j][3] = 0.0f;
-  const bf16* pa = a_tile + (a_r0 + mma::ld_a_row(lane)) * RS + mma::ld_a_col(lane);
+  zero(s);
   const bf16* pb = tile + mma::ld_bt_row(lane) * RS + mma::ld_bt_col(lane);
 #pragma unroll
   for (int c = 0; c < KC; ++c) {
     std::uint32_t a[MT][4];
-#pragma unroll
-    for (int m = 0; m < MT; ++m) ldsm_x4(a[m], pa + 16 * m * RS + 16 * c);
+    load_a(a, c);
 #pragma unroll
     for (int j2 = 0; j2 < kNT / 2; ++j2) {
       std::uint32_t b[4];
@@ -153,14 +157,6 @@ LSB_DEVICE_FN void accumulate(float (&acc)[MT][2 * KC][4], const std::uint32_t (
     }
 }
 
-template <int N, int M>
-LSB_DEVICE_FN void zero(float (&x)[N][M][4]) {
-#pragma unroll
-  for (int a = 0; a < N; ++a)
-#pragma unroll
-    for (int b = 0; b < M; ++b) x[a][b][0] = x[a][b][1] = x[a][b][2] = x[a][b][3] = 0.0f;
-}
-
 // Writes a warp's 16 x DP fp32 C fragments (times each row's factor) to rows r0 .. r0 + 15 of head bh.
 template <int KC>
 LSB_DEVICE_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const HeadLayout& L, int bh, std::int64_t r0,
@@ -178,6 +174,21 @@ LSB_DEVICE_FN void store_rows(float* dst, const float (&acc)[2 * KC][4], const H
 // Rows of a packed head.
 LSB_DEVICE_FN const bf16* head_rows(const bf16* packed, int bh, std::int64_t n, int dp) {
   return packed + std::int64_t(bh) * mma::packed_rows(n) * dp;
+}
+
+// Starts loading key tile `it` (rows it * kTile on) of a head's packed K and V into buffer it % 2 of Ks
+// and Vs (each 2 x (kTile, DP + 8)), and sets its keys' bias (key_bias, 2 x kTile): 0, or -inf for a
+// masked key or one past n. The forward's and the dQ kernel's prefetch.
+template <int DP>
+LSB_DEVICE_FN void prefetch_key_tile(int it, bf16* Ks, bf16* Vs, float* key_bias, const bf16* Kh, const bf16* Vh,
+                                     const std::uint8_t* m, std::int64_t n) {
+  constexpr int RS = mma::smem_stride(DP);
+  const std::int64_t u0 = std::int64_t(it) * kTile;
+  const int buf = it % 2;
+  copy_rows<DP, kTile>(Ks + buf * kTile * RS, Kh + u0 * DP);
+  copy_rows<DP, kTile>(Vs + buf * kTile * RS, Vh + u0 * DP);
+  if (threadIdx.x < kTile)
+    key_bias[buf * kTile + threadIdx.x] = u0 + threadIdx.x < n && m[u0 + threadIdx.x] ? 0.0f : -INFINITY;
 }
 
 // ---- Packing.
@@ -228,14 +239,7 @@ flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
   const std::int64_t key_end = causal ? mma::causal_key_end(q0, Rows, L.n) : L.n;
   const int tiles = static_cast<int>((key_end + kTile - 1) / kTile);
-  auto prefetch = [&](int it) {  // key tile it into buffer it % 2
-    const std::int64_t u0 = std::int64_t(it) * kTile;
-    const int buf = it % 2;
-    copy_rows<DP, kTile>(Ks + buf * kTile * RS, Kh + u0 * DP);
-    copy_rows<DP, kTile>(Vs + buf * kTile * RS, Vh + u0 * DP);
-    if (threadIdx.x < kTile)
-      key_bias[buf * kTile + threadIdx.x] = u0 + threadIdx.x < L.n && m[u0 + threadIdx.x] ? 0.0f : -INFINITY;
-  };
+  auto prefetch = [&](int it) { prefetch_key_tile<DP>(it, Ks, Vs, key_bias, Kh, Vh, m, L.n); };
 
   copy_rows<DP, Rows>(Qs, head_rows(Q, bh, L.n, DP) + q0 * DP);
   if (tiles > 0) prefetch(0);
@@ -256,7 +260,7 @@ flash_bf16_forward_kernel(const bf16* Q, const bf16* K, const bf16* V, const std
     const float* bias = key_bias + buf * kTile;
     float s[MT][kNT][4];
     std::uint32_t pa[MT][kTile / 16][4];  // P in bf16
-    scores_shared_a<KC, MT>(s, Qs, 16 * MT * warp, Ks + buf * kTile * RS, lane);
+    scores<KC, MT>(s, SharedA<KC, MT>(Qs, 16 * MT * warp, lane), Ks + buf * kTile * RS, lane);
     const bool diagonal = causal && mma::crosses_diagonal(u0, kTile, q0 + 16 * MT * warp);
 #pragma unroll
     for (int f = 0; f < MT; ++f) {
@@ -337,14 +341,7 @@ flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO
   const std::uint8_t* m = mask + (bh / L.h) * L.n;
   const std::int64_t key_end = causal ? mma::causal_key_end(q0, kTile, L.n) : L.n;
   const int tiles = static_cast<int>((key_end + kTile - 1) / kTile);
-  auto prefetch = [&](int it) {
-    const std::int64_t u0 = std::int64_t(it) * kTile;
-    const int buf = it % 2;
-    copy_rows<DP, kTile>(Ks + buf * kTile * RS, Kh + u0 * DP);
-    copy_rows<DP, kTile>(Vs + buf * kTile * RS, Vh + u0 * DP);
-    if (threadIdx.x < kTile)
-      key_bias[buf * kTile + threadIdx.x] = u0 + threadIdx.x < L.n && m[u0 + threadIdx.x] ? 0.0f : -INFINITY;
-  };
+  auto prefetch = [&](int it) { prefetch_key_tile<DP>(it, Ks, Vs, key_bias, Kh, Vh, m, L.n); };
 
   copy_rows<DP, kTile>(Qs, head_rows(Q, bh, L.n, DP) + q0 * DP);
   copy_rows<DP, kTile>(dOs, head_rows(dO, bh, L.n, DP) + q0 * DP);
@@ -373,8 +370,8 @@ flash_bf16_dq_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* dO
     const std::int64_t u0 = std::int64_t(it) * kTile;
     const float* bias = key_bias + buf * kTile;
     float s[1][kNT][4], dp[1][kNT][4];
-    scores<KC, 1>(s, qa, Ks + buf * kTile * RS, lane);
-    scores<KC, 1>(dp, da, Vs + buf * kTile * RS, lane);
+    scores<KC, 1>(s, RegisterA<KC, 1>{qa}, Ks + buf * kTile * RS, lane);
+    scores<KC, 1>(dp, RegisterA<KC, 1>{da}, Vs + buf * kTile * RS, lane);
     const bool diagonal = causal && mma::crosses_diagonal(u0, kTile, r0);
 #pragma unroll
     for (int j = 0; j < kNT; ++j)
@@ -452,8 +449,8 @@ flash_bf16_dkdv_kernel(const bf16* Q, const bf16* K, const bf16* V, const bf16* 
     const std::int64_t t0 = t_begin + std::int64_t(it) * kTile;
     const float *l2 = lse_s + buf * kTile, *dl = delta_s + buf * kTile;
     float p[1][kNT][4], ds[1][kNT][4];
-    scores<KC, 1>(p, ka, Qs + buf * kTile * RS, lane);    // S^T
-    scores<KC, 1>(ds, va, dOs + buf * kTile * RS, lane);  // dP^T
+    scores<KC, 1>(p, RegisterA<KC, 1>{ka}, Qs + buf * kTile * RS, lane);    // S^T
+    scores<KC, 1>(ds, RegisterA<KC, 1>{va}, dOs + buf * kTile * RS, lane);  // dP^T
     // Transposed: a fragment row is a key (r0 + row), a column a query (t0 + col).
     const bool diagonal = causal && mma::crosses_diagonal(r0, 16, t0);
 #pragma unroll
