@@ -120,19 +120,6 @@ void check_shared(const void* p, std::size_t bytes, const char* what) {
     fail(std::string(what) + ": shared address " + std::to_string(c - base) + " not 16-byte aligned");
 }
 
-std::uint16_t bits_of(float x) {
-  const float r = round_to_bf16(x);
-  std::uint32_t u;
-  std::memcpy(&u, &r, 4);
-  return static_cast<std::uint16_t>(u >> 16);
-}
-double value_of(std::uint16_t b) {
-  const std::uint32_t u = std::uint32_t(b) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
 void ldsm(std::uint32_t (&r)[4], const std::uint16_t* p, bool trans) {
   check_shared(p, 16, trans ? "ldmatrix.trans" : "ldmatrix");
   const Slot* warp = exchange(trans ? "ldmatrix.trans" : "ldmatrix", [&](Slot& s) { s.p = p; });
@@ -323,12 +310,12 @@ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std:
     const int g = lane / 4, t = lane % 4;
     const int row[4] = {g, g + 8, g, g + 8}, col[4] = {2 * t, 2 * t, 2 * t + 8, 2 * t + 8};
     for (int r = 0; r < 4; ++r) {
-      A[row[r]][col[r]] = value_of(static_cast<std::uint16_t>(warp[lane].u[r] & 0xffff));
-      A[row[r]][col[r] + 1] = value_of(static_cast<std::uint16_t>(warp[lane].u[r] >> 16));
+      A[row[r]][col[r]] = bf16_value(static_cast<std::uint16_t>(warp[lane].u[r] & 0xffff));
+      A[row[r]][col[r] + 1] = bf16_value(static_cast<std::uint16_t>(warp[lane].u[r] >> 16));
     }
     for (int r = 0; r < 2; ++r) {
-      B[2 * t + 8 * r][g] = value_of(static_cast<std::uint16_t>(warp[lane].u[4 + r] & 0xffff));
-      B[2 * t + 8 * r + 1][g] = value_of(static_cast<std::uint16_t>(warp[lane].u[4 + r] >> 16));
+      B[2 * t + 8 * r][g] = bf16_value(static_cast<std::uint16_t>(warp[lane].u[4 + r] & 0xffff));
+      B[2 * t + 8 * r + 1][g] = bf16_value(static_cast<std::uint16_t>(warp[lane].u[4 + r] >> 16));
     }
   }
   // c floats of this lane: (g, 2t), (g, 2t + 1), (g + 8, 2t), (g + 8, 2t + 1).
@@ -341,6 +328,21 @@ void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std:
   }
 }
 
-std::uint32_t pack_bf16(float lo, float hi) { return std::uint32_t(bits_of(lo)) | std::uint32_t(bits_of(hi)) << 16; }
+std::uint16_t bf16_bits(float x) {
+  const float r = round_to_bf16(x);
+  std::uint32_t u;
+  std::memcpy(&u, &r, 4);
+  return static_cast<std::uint16_t>(u >> 16);
+}
+float bf16_value(std::uint16_t bits) {
+  const std::uint32_t u = std::uint32_t(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+std::uint32_t pack_bf16(float lo, float hi) {
+  return std::uint32_t(bf16_bits(lo)) | std::uint32_t(bf16_bits(hi)) << 16;
+}
 
 }  // namespace lsb::simt

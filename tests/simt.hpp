@@ -62,4 +62,8 @@ void ldsm_x4_trans(std::uint32_t (&r)[4], const std::uint16_t* p);
 void mma16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std::uint32_t b1);
 std::uint32_t pack_bf16(float lo, float hi);
 
+// A float rounded to bf16 (nearest even) as its bit pattern, and a bit pattern's value.
+std::uint16_t bf16_bits(float x);
+float bf16_value(std::uint16_t bits);
+
 }  // namespace lsb::simt

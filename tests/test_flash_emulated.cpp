@@ -113,9 +113,7 @@ TEST_CASE("flash's tensor-core kernels on an emulated thread block equal float64
             for (int k = 0; k < dp; ++k) {
               const std::uint16_t e = packed[0][(head * rows + t) * dp + k];
               const float want = t < n && k < d ? Q[L.at(head, t, k)] : 0.0f;  // Q is bf16 already
-              std::uint16_t want_bits;
-              std::memcpy(&want_bits, reinterpret_cast<const char*>(&want) + 2, 2);
-              REQUIRE(e == want_bits);
+              REQUIRE(e == simt::bf16_bits(want));
             }
 
         std::vector<float> O(size, NAN), lse(b * h * n, NAN);
