@@ -1,13 +1,45 @@
 // Exact attention in float64 (forward, lse, delta = rowsum(dO * O) and every gradient) and the error
 // measures the tests of flash's tensor-core kernels share (test_cuda.cpp on a GPU,
-// test_flash_emulated.cpp on the emulated thread block).
+// test_flash_emulated.cpp on the emulated thread block); the other emulated kernel tests use the same
+// error measure.
 #pragma once
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "nn/matmul.hpp"
+#include "nn/random.hpp"
+
 namespace lsb::test {
+
+// The inputs of the flash kernel tests: kFlashSequences sequences of n positions (the second with its
+// last third padding, the third with no valid key at all), h heads of d dims; Q and K of scale d^-1/4
+// (scores of order 1, so the softmax is neither flat nor one-hot), V and dO normal; rounded to bf16
+// where `bf16` (the tensor-core kernels' inputs, so that only their own roundings remain).
+constexpr std::int64_t kFlashSequences = 3;
+struct FlashProblem {
+  std::vector<float> Q, K, V, dO;
+  std::vector<std::uint8_t> mask;
+};
+inline FlashProblem flash_problem(std::int64_t n, int h, int d, std::uint64_t seed, bool bf16) {
+  const std::int64_t b = kFlashSequences, size = b * n * h * d;
+  FlashProblem p{std::vector<float>(size), std::vector<float>(size), std::vector<float>(size),
+                 std::vector<float>(size), std::vector<std::uint8_t>(b * n, 1)};
+  Rng rng(seed);
+  const double qk_scale = 1.0 / std::sqrt(std::sqrt(double(d)));
+  auto draw = [&](double scale) {
+    const float x = static_cast<float>(rng.normal() * scale);
+    return bf16 ? round_to_bf16(x) : x;
+  };
+  for (auto* buf : {&p.Q, &p.K})
+    for (auto& v : *buf) v = draw(qk_scale);
+  for (auto* buf : {&p.V, &p.dO})
+    for (auto& v : *buf) v = draw(1.0);
+  for (std::int64_t t = n - n / 3; t < n; ++t) p.mask[n + t] = 0;  // sequence 1: the last third padding
+  for (std::int64_t t = 0; t < n; ++t) p.mask[2 * n + t] = 0;      // sequence 2: no valid key
+  return p;
+}
 
 // Softmax attention per (batch, head) of (b, n, D) buffers in float64, forward and backward (delta =
 // rowsum(dO * O) taken from the reference O); a row with no valid key gives O = 0 and lse = -inf.

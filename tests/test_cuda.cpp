@@ -344,24 +344,14 @@ TEST_CASE("flash's tensor-core kernels equal float64 attention on bf16-rounded i
     WARN("skipped: bf16 tensor cores need compute capability 8.0");
     return;
   }
-  const std::int64_t b = 3;
+  const std::int64_t b = test::kFlashSequences;
   const int h = 2;
   for (const bool causal : {false, true})
   for (const int d : {8, 24, 64, 128})
     for (const std::int64_t n : {std::int64_t(1), std::int64_t(64), std::int64_t(130), std::int64_t(300)}) {
       INFO("d = " << d << ", n = " << n << (causal ? ", causal" : ""));
       const std::int64_t D = h * d, size = b * n * D;
-      std::vector<float> Q(size), K(size), V(size), dO(size);
-      Rng rng(17 + d + n);
-      // Scores of order 1 (q.k over d dims), so the softmax is neither flat nor one-hot.
-      const double qk_scale = 1.0 / std::sqrt(std::sqrt(double(d)));
-      for (auto* buf : {&Q, &K})
-        for (auto& v : *buf) v = round_to_bf16(static_cast<float>(rng.normal() * qk_scale));
-      for (auto* buf : {&V, &dO})
-        for (auto& v : *buf) v = round_to_bf16(static_cast<float>(rng.normal()));
-      std::vector<std::uint8_t> mask(b * n, 1);
-      for (std::int64_t t = n - n / 3; t < n; ++t) mask[n + t] = 0;  // batch 1: the last third padding
-      for (std::int64_t t = 0; t < n; ++t) mask[2 * n + t] = 0;      // batch 2: no valid key at all
+      const auto [Q, K, V, dO, mask] = test::flash_problem(n, h, d, 17 + d + n, true);
       const auto ref = flash_reference(Q, K, V, dO, mask, b, n, h, d, causal);
 
       const HeadLayout L{n, D, h, d};

@@ -75,7 +75,7 @@ void backward(const std::uint16_t* Q, const std::uint16_t* K, const std::uint16_
 // 128-row blocks), 64 (the benchmarks' head, 128-row blocks) and 80 (64-row blocks); n = 130 (two
 // blocks, a cut tile, the causal diagonal crossing two key tiles) and n = 200 (double buffers reused).
 TEST_CASE("flash's tensor-core kernels on an emulated thread block equal float64 attention", "[mma][emulated]") {
-  const std::int64_t b = 3;
+  const std::int64_t b = test::kFlashSequences;
   const int h = 1;
   for (const bool causal : {false, true})
     for (const int d : {24, 64, 80})
@@ -83,16 +83,7 @@ TEST_CASE("flash's tensor-core kernels on an emulated thread block equal float64
         if (d == 80 && n == 200) continue;  // the 64-row blocks' loop is the dq kernel's, covered
         INFO("d = " << d << ", n = " << n << (causal ? ", causal" : ""));
         const std::int64_t D = h * d, size = b * n * D;
-        std::vector<float> Q(size), K(size), V(size), dO(size);
-        Rng rng(31 + d + n);
-        const double qk_scale = 1.0 / std::sqrt(std::sqrt(double(d)));
-        for (auto* buf : {&Q, &K})
-          for (auto& v : *buf) v = round_to_bf16(static_cast<float>(rng.normal() * qk_scale));
-        for (auto* buf : {&V, &dO})
-          for (auto& v : *buf) v = round_to_bf16(static_cast<float>(rng.normal()));
-        std::vector<std::uint8_t> mask(b * n, 1);
-        for (std::int64_t t = n - n / 3; t < n; ++t) mask[n + t] = 0;
-        for (std::int64_t t = 0; t < n; ++t) mask[2 * n + t] = 0;
+        const auto [Q, K, V, dO, mask] = test::flash_problem(n, h, d, 31 + d + n, true);
         const auto ref = test::flash_reference(Q, K, V, dO, mask, b, n, h, d, causal);
 
         const HeadLayout L{n, D, h, d};
@@ -191,20 +182,12 @@ TEST_CASE("the emulated thread block refuses stray copies and divergent collecti
 // group of 4), n = 70 (two blocks of 64 rows, key tiles of 32, the last cut).
 TEST_CASE("flash's fp32 CUDA kernels on an emulated thread block equal float64 attention", "[mma][emulated]") {
   namespace k = emulated_fp32;
-  const std::int64_t b = 3, n = 70;
+  const std::int64_t b = test::kFlashSequences, n = 70;
   const int h = 1, d = 24;
   for (const bool causal : {false, true}) {
     INFO((causal ? "causal" : "bidirectional"));
     const std::int64_t D = h * d, size = b * n * D;
-    std::vector<float> Q(size), K(size), V(size), dO(size);
-    Rng rng(41);
-    for (auto* buf : {&Q, &K})
-      for (auto& v : *buf) v = static_cast<float>(rng.normal() / std::sqrt(std::sqrt(double(d))));
-    for (auto* buf : {&V, &dO})
-      for (auto& v : *buf) v = static_cast<float>(rng.normal());
-    std::vector<std::uint8_t> mask(b * n, 1);
-    for (std::int64_t t = n - n / 3; t < n; ++t) mask[n + t] = 0;
-    for (std::int64_t t = 0; t < n; ++t) mask[2 * n + t] = 0;
+    const auto [Q, K, V, dO, mask] = test::flash_problem(n, h, d, 41, false);
     const auto ref = test::flash_reference(Q, K, V, dO, mask, b, n, h, d, causal);
     const HeadLayout L{n, D, h, d};
     const unsigned bh = static_cast<unsigned>(b * h), row_blocks = static_cast<unsigned>((n + k::kRows - 1) / k::kRows);

@@ -11,6 +11,7 @@
 
 #include "nn/host_device.hpp"
 #include "nn/random.hpp"
+#include "tests/flash_reference.hpp"
 #include "tests/simt.hpp"
 
 namespace lsb {
@@ -91,19 +92,6 @@ Reference reference(const Problem& p, const std::vector<float>& C_in) {
   return r;
 }
 
-// max |got - want| / max |want| (an infinite want must be matched exactly).
-double rel_err(const std::vector<float>& got, const std::vector<double>& want) {
-  double err = 0, scale = 1e-30;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    if (std::isinf(want[i])) {
-      if (got[i] != want[i]) return INFINITY;
-      continue;
-    }
-    err = std::max(err, std::fabs(got[i] - want[i]));
-    scale = std::max(scale, std::fabs(want[i]));
-  }
-  return err / scale;
-}
 
 }  // namespace
 
@@ -153,23 +141,23 @@ TEST_CASE("causal ls's CUDA kernels on an emulated thread block equal the float6
                                          p.chunk_real.data(), C.data(), lse.data());
     });
     const Reference ref = reference(p, C);
-    CHECK(rel_err(C, ref.C) <= 1e-5);
-    CHECK(rel_err(lse, ref.lse) <= 1e-6);
+    CHECK(test::rel_err(C, ref.C) <= 1e-5);
+    CHECK(test::rel_err(lse, ref.lse) <= 1e-6);
 
     std::vector<float> delta(p.b * p.h * p.n, NAN), dQ(size, NAN), dKt(size, NAN), dVt(size, NAN);
     simt::launch(row_blocks, bh, emulated::kThreads, 0, [&] {
       emulated::causal_ls_dq_kernel(s, p.Q.data(), p.Kt.data(), p.Vt.data(), Kc, Vc, p.mask.data(), p.chunk_real.data(),
                                     C.data(), p.dC.data(), lse.data(), delta.data(), dQ.data());
     });
-    CHECK(rel_err(delta, ref.delta) <= 1e-5);
-    CHECK(rel_err(dQ, ref.dQ) <= 1e-5);
+    CHECK(test::rel_err(delta, ref.delta) <= 1e-5);
+    CHECK(test::rel_err(dQ, ref.dQ) <= 1e-5);
     simt::launch(row_blocks, bh, emulated::kThreads, 0, [&] {
       emulated::causal_ls_dkdv_kernel<false>(s, p.Q.data(), p.Kt.data(), p.Vt.data(), p.mask.data(),
                                              p.chunk_real.data(), p.dC.data(), lse.data(), delta.data(), dKt.data(),
                                              dVt.data());
     });
-    CHECK(rel_err(dKt, ref.dKt) <= 1e-5);
-    CHECK(rel_err(dVt, ref.dVt) <= 1e-5);
+    CHECK(test::rel_err(dKt, ref.dKt) <= 1e-5);
+    CHECK(test::rel_err(dVt, ref.dVt) <= 1e-5);
     if (p.r > 0) {
       std::vector<float> dKc(csize, NAN), dVc(csize, NAN);
       const unsigned comp_blocks = static_cast<unsigned>((p.nc() * p.r + emulated::kWarps - 1) / emulated::kWarps);
@@ -178,8 +166,8 @@ TEST_CASE("causal ls's CUDA kernels on an emulated thread block equal the float6
                                               p.chunk_real.data(), p.dC.data(), lse.data(), delta.data(), dKc.data(),
                                               dVc.data());
       });
-      CHECK(rel_err(dKc, ref.dKc) <= 1e-5);
-      CHECK(rel_err(dVc, ref.dVc) <= 1e-5);
+      CHECK(test::rel_err(dKc, ref.dKc) <= 1e-5);
+      CHECK(test::rel_err(dVc, ref.dVc) <= 1e-5);
     }
   }
 }

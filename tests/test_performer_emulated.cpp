@@ -10,6 +10,7 @@
 
 #include "nn/host_device.hpp"
 #include "nn/random.hpp"
+#include "tests/flash_reference.hpp"
 #include "tests/simt.hpp"
 
 namespace lsb {
@@ -20,14 +21,6 @@ namespace emulated {
 #include "attention_impls/cuda/performer_kernels.cuh"
 }  // namespace emulated
 
-double rel_err(const std::vector<float>& got, const std::vector<double>& want) {
-  double err = 0, scale = 1e-30;
-  for (std::size_t i = 0; i < want.size(); ++i) {
-    err = std::max(err, std::fabs(got[i] - want[i]));
-    scale = std::max(scale, std::fabs(want[i]));
-  }
-  return err / scale;
-}
 
 }  // namespace
 
@@ -81,8 +74,8 @@ TEST_CASE("performer's causal CUDA kernels on an emulated thread block equal the
       for (std::int64_t e = 0; e < d; ++e)
         C_ref[((g / heads) * n + t) * D + (g % heads) * d + e] = dn > 0 ? num[e] / dn : 0.0;
     }
-  CHECK(rel_err(den, den_ref) <= 1e-5);
-  CHECK(rel_err(C, C_ref) <= 1e-5);
+  CHECK(test::rel_err(den, den_ref) <= 1e-5);
+  CHECK(test::rel_err(C, C_ref) <= 1e-5);
 
   // Backward: dnum, dden; the state gradients as a reverse prefix; dA, dB, dV.
   std::vector<float> dnum(rows * d, NAN), dden(rows, NAN), gstates(states.size(), NAN);
@@ -132,11 +125,11 @@ TEST_CASE("performer's causal CUDA kernels on an emulated thread block equal the
         for (std::int64_t e = 0; e < d; ++e)
           dV_ref[((g / heads) * n + u) * D + (g % heads) * d + e] += w * dnum_ref[rt * d + e];
       }
-  CHECK(rel_err(dnum, dnum_ref) <= 1e-5);
-  CHECK(rel_err(dden, dden_ref) <= 1e-5);
-  CHECK(rel_err(dA, dA_ref) <= 1e-5);
-  CHECK(rel_err(dB, dB_ref) <= 1e-5);
-  CHECK(rel_err(dV, dV_ref) <= 1e-5);
+  CHECK(test::rel_err(dnum, dnum_ref) <= 1e-5);
+  CHECK(test::rel_err(dden, dden_ref) <= 1e-5);
+  CHECK(test::rel_err(dA, dA_ref) <= 1e-5);
+  CHECK(test::rel_err(dB, dB_ref) <= 1e-5);
+  CHECK(test::rel_err(dV, dV_ref) <= 1e-5);
 }
 
 // The causal feature maps from P = w . x: queries exp(s P_j - s^2 |x|^2 / 2 + |w_j|^2 / 2 - their row
@@ -175,7 +168,7 @@ TEST_CASE("performer's causal feature kernel on an emulated thread block equals 
       for (std::int64_t j = 0; j < m; ++j)
         want[r * m + j] = !query && !mask[bi * n + t] ? 0.0 : std::exp(e[j] - (query ? mx : 0.0)) * inv_sqrt_m;
     }
-    CHECK(rel_err(P, want) <= 1e-5);
+    CHECK(test::rel_err(P, want) <= 1e-5);
   }
 }
 
